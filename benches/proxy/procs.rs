@@ -1,0 +1,267 @@
+//! The processes under test: the tenantgate release binary and nginx, each
+//! started in a temp dir with a generated config, pinned to their own core,
+//! and stopped (by their own pid) when dropped. Plus /proc readers for CPU
+//! time and peak RSS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<TempDir, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("tenantgate-bench-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free localhost port (bound then released; the child binds it right after).
+pub fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// `taskset -c CORE` prefix when pinning is possible.
+pub fn pinned(core: Option<usize>, program: &Path) -> Command {
+    match core {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c.to_string()).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!("{} exited early: {st}", self.name)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until `addr` accepts TCP connections and, when `ready_path` is
+/// given, answers it with 200.
+pub fn wait_ready(p: &mut Proc, addr: SocketAddr, ready_path: Option<&str>) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        p.alive()?;
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let Some(path) = ready_path else { return Ok(()) };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+            let mut buf = [0u8; 64];
+            if s.write_all(req.as_bytes()).is_ok() {
+                if let Ok(n) = s.read(&mut buf) {
+                    if buf[..n].starts_with(b"HTTP/1.1 200") {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not become ready on {addr}", p.name));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// utime + stime of a process, in microseconds.
+pub fn cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    Some((utime + stime) * 1_000_000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t: &u64| t > 0)
+        .unwrap_or(100)
+}
+
+/// A `/proc/PID/status` value in kB (`VmHWM`, `VmRSS`).
+pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts `tenantgate run --config` with a generated config (RS256 JWT from a
+/// PEM file, static credentials, endpoints at `upstream`).
+pub fn start_sidecar(
+    bin: &Path,
+    dir: &Path,
+    core: Option<usize>,
+    upstream: SocketAddr,
+    public_pem: &str,
+    creds: (&str, &str),
+) -> Result<(Proc, SocketAddr), String> {
+    let (port, admin) = (free_port()?, free_port()?);
+    std::fs::write(dir.join("jwt-public.pem"), public_pem).map_err(|e| e.to_string())?;
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+
+[identity]
+mode = "jwt"
+issuer = "https://idp.bench.example/"
+audiences = ["bench-app"]
+algorithms = ["RS256"]
+pem_file = "jwt-public.pem"
+
+[aws]
+region = "us-east-1"
+[aws.endpoints]
+bedrock_runtime = "http://{upstream}"
+
+[credentials]
+source = "static"
+
+[tenant_defaults.rate_limit]
+requests_per_second = 1000000
+burst = 1000000
+max_concurrent = 4096
+tokens_per_minute = 0
+
+[tenants.acme]
+models = ["anthropic.claude-3-haiku-*"]
+request_metadata = {{ tenant = "{{tenant}}", user = "{{user}}" }}
+[tenants.acme.static_credentials]
+access_key_id_env = "BENCH_ACME_AKID"
+secret_access_key_env = "BENCH_ACME_SECRET"
+"#
+    );
+    let path = dir.join("tenantgate.toml");
+    std::fs::write(&path, config).map_err(|e| e.to_string())?;
+    let child = pinned(core, bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .env("BENCH_ACME_AKID", creds.0)
+        .env("BENCH_ACME_SECRET", creds.1)
+        .env("TENANTGATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null()) // the audit log: written, not kept
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", bin.display()))?;
+    let mut p = Proc { child, name: "tenantgate" };
+    let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
+    wait_ready(&mut p, admin_addr, Some("/readyz"))?;
+    Ok((p, SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+/// Starts nginx (one worker) as a keep-alive reverse proxy to `upstream`,
+/// from `bench/nginx.conf.template`.
+pub fn start_nginx(
+    bin: &Path,
+    template: &str,
+    dir: &Path,
+    core: Option<usize>,
+    upstream: SocketAddr,
+) -> Result<(Proc, SocketAddr), String> {
+    let port = free_port()?;
+    let user = Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "nobody".into());
+    let conf = template
+        .replace("{{DIR}}", &dir.display().to_string())
+        .replace("{{PORT}}", &port.to_string())
+        .replace("{{UPSTREAM}}", &upstream.to_string())
+        .replace("{{USER}}", &user);
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let child = pinned(core, bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", bin.display()))?;
+    let mut p = Proc { child, name: "nginx" };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_ready(&mut p, addr, None).map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        format!("{e}\n{log}")
+    })?;
+    Ok((p, addr))
+}
+
+/// nginx master's worker (for CPU accounting): the child of `master`.
+pub fn nginx_worker(master: u32) -> Option<u32> {
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")) {
+        if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return Some(pid);
+        }
+    }
+    // No /proc children file: scan for a process whose parent is `master`.
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == master).then_some(pid)
+    })
+}

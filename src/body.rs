@@ -1,0 +1,199 @@
+//! Bodies: the bounded request-body reader and the streaming response body
+//! that enforces the upstream idle timeout and carries the audit guard.
+
+use crate::audit::AuditGuard;
+use crate::error::ProxyError;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response the proxy listener sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> ProxyBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Read a request body of at most `limit` bytes. A declared length over the
+/// limit is refused before reading anything; a chunked body is refused as
+/// soon as it crosses the limit (SPEC §3 `max_body_bytes`).
+pub async fn read_limited<B>(mut body: B, limit: u64) -> Result<Bytes, ProxyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    if body.size_hint().lower() > limit {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let mut buf = BytesMut::with_capacity(body.size_hint().lower().min(64 * 1024) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ProxyError::InvalidParameter(format!("reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > limit {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+#[derive(Debug)]
+pub struct StreamError(pub &'static str);
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+impl std::error::Error for StreamError {}
+
+/// The upstream response body, forwarded frame by frame as it arrives. If the
+/// upstream is silent for longer than `idle`, the body ends with an error,
+/// which makes the server cut the response off (the client sees a truncated
+/// stream, never a silent hang). The audit record is written when the body
+/// ends, fails, or is dropped.
+pub struct UpstreamBody<B> {
+    inner: B,
+    idle: Duration,
+    sleep: Pin<Box<Sleep>>,
+    guard: AuditGuard,
+    done: bool,
+}
+
+impl<B> UpstreamBody<B> {
+    pub fn new(inner: B, idle: Duration, guard: AuditGuard) -> Self {
+        UpstreamBody {
+            inner,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            guard,
+            done: false,
+        }
+    }
+
+    fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.done = true;
+        if let Some(r) = self.guard.record_mut() {
+            r.stream_error = Some(what);
+        }
+        self.guard.finish();
+        Poll::Ready(Some(Err(Box::new(StreamError(what)))))
+    }
+}
+
+impl<B> Body for UpstreamBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = Instant::now() + this.idle;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!("upstream response body failed: {e}");
+                this.fail("upstream_reset")
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                this.guard.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::warn!("upstream silent for {:?} mid-response; cutting the response off", this.idle);
+                    this.fail("upstream_idle_timeout")
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Audit, AuditRecord};
+    use tokio::sync::mpsc;
+
+    /// A test body fed from a channel; `None` length hint like a chunked body.
+    struct ChanBody(mpsc::Receiver<Bytes>);
+    impl Body for ChanBody {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn over_limit_declared_length_is_refused_without_reading() {
+        let body = Full::new(Bytes::from(vec![0u8; 100]));
+        let e = read_limited(body, 10).await.unwrap_err();
+        assert_eq!(e.reason(), "body_too_large");
+        let ok = read_limited(Full::new(Bytes::from_static(b"abc")), 3).await.unwrap();
+        assert_eq!(&ok[..], b"abc");
+    }
+
+    #[tokio::test]
+    async fn chunked_body_over_limit_is_refused() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Bytes::from_static(b"aaaa")).await.unwrap();
+        tx.send(Bytes::from_static(b"bbbb")).await.unwrap();
+        drop(tx);
+        let e = read_limited(ChanBody(rx), 6).await.unwrap_err();
+        assert_eq!(e.reason(), "body_too_large");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_upstream_cuts_the_body_and_audits_it() {
+        let (audit, recs) = Audit::memory();
+        let rec = AuditRecord { decision: "allow", ..Default::default() };
+        let guard = AuditGuard::new(audit, rec, std::time::Instant::now());
+        let (tx, rx) = mpsc::channel(4);
+        let mut body = UpstreamBody::new(ChanBody(rx), Duration::from_secs(2), guard);
+        tx.send(Bytes::from_static(b"first")).await.unwrap();
+        let f = body.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "first");
+        // Nothing more arrives: after 2 s the body fails instead of hanging.
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(body.frame().await.is_none());
+        let r = recs.lock().unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].stream_error, Some("upstream_idle_timeout"));
+        drop(tx);
+    }
+}
+

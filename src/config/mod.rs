@@ -1,0 +1,267 @@
+//! Validated configuration (SPEC §3). `parse.rs` turns TOML text into these
+//! types, collecting every error with its key path and line; nothing here is
+//! raw TOML. Templates, globs and regexes are compiled once, at load.
+
+mod parse;
+
+pub use parse::{load_file, parse_str};
+
+use crate::glob::Glob;
+use crate::template::{JsonTemplate, Template};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One configuration problem: the TOML key path (`tenants.acme.models[1]`),
+/// the 1-based line when known, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub identity: IdentityConfig,
+    pub aws: AwsConfig,
+    pub credentials: CredentialsConfig,
+    pub rate_limit: RateLimitConfig,
+    pub redaction: RedactionConfig,
+    /// `[tenants.ID]` merged over `[tenant_defaults]`, key by key.
+    pub tenants: BTreeMap<String, Arc<TenantPolicy>>,
+    /// `[tenant_defaults]` alone: the policy of a tenant admitted by
+    /// `allow_unlisted` (None when `allow_unlisted` is false).
+    pub unlisted: Option<Arc<TenantPolicy>>,
+}
+
+impl Config {
+    /// The policy of a tenant: its own merged table, else the defaults when
+    /// `allow_unlisted`, else None (403 `unknown_tenant`).
+    pub fn policy_for(&self, tenant: &str) -> Option<&Arc<TenantPolicy>> {
+        self.tenants.get(tenant).or(self.unlisted.as_ref())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: u64,
+    pub header_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Name of the env var holding the session MAC key (SPEC §5.2).
+    pub session_key_env: String,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Lower-case header name carrying the token (default `x-tenant-token`).
+    /// Stripped from every request, in both modes.
+    pub header: http::HeaderName,
+    pub mode: IdentityMode,
+}
+
+#[derive(Debug, Clone)]
+pub enum IdentityMode {
+    Jwt(JwtConfig),
+    Static { tenant: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// Never contains `none` (rejected at load).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub key_source: KeySource,
+    pub jwks_refresh: Duration,
+    pub leeway_secs: u64,
+    pub tenant_claim: String,
+    pub user_claim: String,
+    pub groups_claim: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    JwksUrl(String),
+    /// Relative paths are resolved against the config file's directory at load.
+    JwksFile(PathBuf),
+    PemFile(PathBuf),
+    /// Name of the env var holding the HS256 secret (read at start, not at load).
+    Hs256SecretEnv(String),
+    Hs256SecretFile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub region: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub endpoints: Endpoints,
+}
+
+/// Explicit endpoints, validated as absolute `http://` or `https://` URLs
+/// with no query; `None` means the regional default.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub bedrock_runtime: Option<http::Uri>,
+    pub bedrock_agent_runtime: Option<http::Uri>,
+    pub sagemaker_runtime: Option<http::Uri>,
+    pub sts: Option<http::Uri>,
+}
+
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per Config; boxing buys nothing
+pub enum CredentialsConfig {
+    AssumeRole(AssumeRoleConfig),
+    /// Per-tenant keys from env vars named in `[tenants.ID.static_credentials]`.
+    Static,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssumeRoleConfig {
+    pub role_arn: Template,
+    pub session_name: Template,
+    pub session_tags: Vec<(String, Template)>,
+    pub source_identity: Option<Template>,
+    pub duration_secs: u32,
+    pub refresh_before_secs: u64,
+    /// Content of `session_policy_file`, read at load, as a template.
+    pub session_policy: Option<Template>,
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RateLimitBackend {
+    Local,
+    Redis { url: String, on_backend_error: OnBackendError },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBackendError {
+    Local,
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub backend: RateLimitBackend,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedactionConfig {
+    /// The source patterns, in order.
+    pub patterns: Vec<String>,
+    /// All patterns combined into one alternation (`(?:p1)|(?:p2)`), compiled
+    /// once; None when there are no patterns.
+    pub combined: Option<regex::Regex>,
+    pub replacement: String,
+    pub strip_response_headers: Vec<HeaderMatch>,
+}
+
+/// `strip_response_headers` entry: an exact lower-case name, or a prefix when
+/// the configured name ends in `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl HeaderMatch {
+    pub fn matches(&self, lower_name: &str) -> bool {
+        match self {
+            HeaderMatch::Exact(n) => n == lower_name,
+            HeaderMatch::Prefix(p) => lower_name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// The effective policy of one tenant after merging (SPEC §3).
+#[derive(Debug, Clone)]
+pub struct TenantPolicy {
+    pub models: Vec<Glob>,
+    /// Requested model id -> replacement (e.g. an application inference profile ARN).
+    pub model_map: BTreeMap<String, String>,
+    pub guardrail: Option<Guardrail>,
+    pub request_metadata: Vec<(String, Template)>,
+    pub rate_limit: TenantRateLimit,
+    pub knowledge_base: KnowledgeBasePolicy,
+    pub agents: AgentsPolicy,
+    pub sagemaker: SageMakerPolicy,
+    pub static_credentials: Option<StaticCredentialsEnv>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guardrail {
+    pub id: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRateLimit {
+    pub requests_per_second: f64,
+    pub burst: u32,
+    pub max_concurrent: u32,
+    /// 0 = unlimited.
+    pub tokens_per_minute: u64,
+    pub user_requests_per_second: Option<f64>,
+    pub user_burst: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KnowledgeBasePolicy {
+    pub allowed: Vec<String>,
+    pub filter_key: String,
+    pub extra_filters: Vec<JsonTemplate>,
+    pub allowed_source_prefixes: Vec<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentsPolicy {
+    /// Globs on `agentId/aliasId`.
+    pub allowed: Vec<Glob>,
+    pub session_attributes: Vec<(String, Template)>,
+    pub inject_user_token: bool,
+    pub inject_scoped_credentials: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SageMakerPolicy {
+    /// Logical name the app uses -> real endpoint name (template).
+    pub endpoints: Vec<(String, Template)>,
+    pub target_model: Option<Template>,
+    /// Templates that render to globs.
+    pub allowed_target_models: Vec<Template>,
+    pub allowed_input_prefixes: Vec<Template>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StaticCredentialsEnv {
+    pub access_key_id_env: String,
+    pub secret_access_key_env: String,
+    pub session_token_env: Option<String>,
+}

@@ -1,0 +1,129 @@
+//! Merging (SPEC §3): a tenant's value for a key replaces the default's;
+//! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
+//! `static_credentials`) merge key by key; lists and inline maps (`models`,
+//! `model_map`, `guardrail`, `session_attributes`, ...) are replaced whole.
+//! Rules spanning several keys are checked on the merged result and reported
+//! where the deciding value was written.
+
+use super::reader::{join, Ctx, Loc};
+use super::tenants::Partial;
+use crate::config::{
+    AgentsPolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
+};
+
+pub(crate) const DEFAULT_RPS: f64 = 20.0;
+pub(crate) const DEFAULT_BURST: u32 = 40;
+pub(crate) const DEFAULT_MAX_CONCURRENT: u32 = 16;
+pub(crate) const DEFAULT_TOKENS_PER_MINUTE: u64 = 200_000;
+pub(crate) const DEFAULT_FILTER_KEY: &str = "tenant_id";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StaticRequirement {
+    /// `credentials.source = "static"`: every tenant needs its env var names.
+    Required,
+    /// `assume_role`: `static_credentials` must not appear at all.
+    Forbidden,
+    /// `[credentials]` itself is invalid; do not pile on.
+    Unknown,
+}
+
+/// The tenant's value if it set one, else the default's.
+fn pick<'a, T>(t: Option<&'a Option<Loc<T>>>, d: &'a Option<Loc<T>>) -> Option<&'a Loc<T>> {
+    t.and_then(Option::as_ref).or(d.as_ref())
+}
+
+fn u32_of(v: Option<&Loc<u64>>, default: u32) -> u32 {
+    v.map_or(default, |l| u32::try_from(l.value).unwrap_or(u32::MAX))
+}
+
+/// Merges `t` (None for an unlisted tenant) over the defaults `d`.
+pub(crate) fn merge(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    t: Option<&Partial>,
+    d: &Partial,
+    creds: StaticRequirement,
+) -> TenantPolicy {
+    macro_rules! get {
+        ($($f:ident).+) => {
+            pick(t.map(|t| &t.$($f).+), &d.$($f).+)
+        };
+    }
+    let rate = rate_limit(ctx, t, d);
+    let static_credentials = static_credentials(ctx, id, t, d, creds);
+    TenantPolicy {
+        models: get!(models).map(|l| l.value.clone()).unwrap_or_default(),
+        model_map: get!(model_map).map(|l| l.value.clone()).unwrap_or_default(),
+        guardrail: get!(guardrail).map(|l| l.value.clone()),
+        request_metadata: get!(request_metadata).map(|l| l.value.clone()).unwrap_or_default(),
+        rate_limit: rate,
+        knowledge_base: KnowledgeBasePolicy {
+            allowed: get!(kb.allowed).map(|l| l.value.clone()).unwrap_or_default(),
+            filter_key: get!(kb.filter_key).map_or_else(|| DEFAULT_FILTER_KEY.to_string(), |l| l.value.clone()),
+            extra_filters: get!(kb.extra_filters).map(|l| l.value.clone()).unwrap_or_default(),
+            allowed_source_prefixes: get!(kb.allowed_source_prefixes).map(|l| l.value.clone()).unwrap_or_default(),
+        },
+        agents: AgentsPolicy {
+            allowed: get!(agents.allowed).map(|l| l.value.clone()).unwrap_or_default(),
+            session_attributes: get!(agents.session_attributes).map(|l| l.value.clone()).unwrap_or_default(),
+            inject_user_token: get!(agents.inject_user_token).is_some_and(|l| l.value),
+            inject_scoped_credentials: get!(agents.inject_scoped_credentials).is_some_and(|l| l.value),
+        },
+        sagemaker: SageMakerPolicy {
+            endpoints: get!(sm.endpoints).map(|l| l.value.clone()).unwrap_or_default(),
+            target_model: get!(sm.target_model).map(|l| l.value.clone()),
+            allowed_target_models: get!(sm.allowed_target_models).map(|l| l.value.clone()).unwrap_or_default(),
+            allowed_input_prefixes: get!(sm.allowed_input_prefixes).map(|l| l.value.clone()).unwrap_or_default(),
+        },
+        static_credentials,
+    }
+}
+
+fn rate_limit(ctx: &mut Ctx<'_>, t: Option<&Partial>, d: &Partial) -> TenantRateLimit {
+    let get = |f: fn(&Partial) -> &Option<Loc<u64>>| pick(t.map(f), f(d));
+    let rps = pick(t.map(|t| &t.rate.rps), &d.rate.rps);
+    let user_rps = pick(t.map(|t| &t.rate.user_rps), &d.rate.user_rps);
+    let user_burst = get(|p| &p.rate.user_burst);
+    if let (Some(b), None) = (user_burst, user_rps) {
+        ctx.err_at(b, "user_burst needs user_requests_per_second");
+    }
+    TenantRateLimit {
+        requests_per_second: rps.map_or(DEFAULT_RPS, |l| l.value),
+        burst: u32_of(get(|p| &p.rate.burst), DEFAULT_BURST),
+        max_concurrent: u32_of(get(|p| &p.rate.max_concurrent), DEFAULT_MAX_CONCURRENT),
+        tokens_per_minute: get(|p| &p.rate.tokens_per_minute).map_or(DEFAULT_TOKENS_PER_MINUTE, |l| l.value),
+        user_requests_per_second: user_rps.map(|l| l.value),
+        // Default per-user burst: two seconds' worth, like the tenant default.
+        user_burst: user_rps.map(|r| u32_of(user_burst, (r.value * 2.0).ceil().clamp(1.0, f64::from(u32::MAX)) as u32)),
+    }
+}
+
+fn static_credentials(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    t: Option<&Partial>,
+    d: &Partial,
+    creds: StaticRequirement,
+) -> Option<StaticCredentialsEnv> {
+    let akid = pick(t.map(|t| &t.creds.access_key_id_env), &d.creds.access_key_id_env);
+    let secret = pick(t.map(|t| &t.creds.secret_access_key_env), &d.creds.secret_access_key_env);
+    let token = pick(t.map(|t| &t.creds.session_token_env), &d.creds.session_token_env);
+    if creds == StaticRequirement::Required {
+        let owner = t.unwrap_or(d);
+        let key = join(&owner.origin, "static_credentials");
+        let span = owner.creds.present.as_ref().map(|p| p.span.clone()).or_else(|| owner.span.clone());
+        for (name, v) in [("access_key_id_env", akid), ("secret_access_key_env", secret)] {
+            if v.is_none() {
+                let whom =
+                    if t.is_some() { format!("tenant {id:?}") } else { "unlisted tenants (allow_unlisted)".into() };
+                ctx.err(&key, span.as_ref(), format!("credentials.source = \"static\" needs `{name}` for {whom}"));
+            }
+        }
+    }
+    Some(StaticCredentialsEnv {
+        access_key_id_env: akid?.value.clone(),
+        secret_access_key_env: secret?.value.clone(),
+        session_token_env: token.map(|l| l.value.clone()),
+    })
+    .filter(|_| creds != StaticRequirement::Forbidden)
+}

@@ -1,0 +1,344 @@
+//! `[tenant_defaults]` and `[tenants.ID]`: each table is read into a
+//! `Partial` (every key optional, remembering where it was written), then
+//! `tenant_merge` combines a tenant's partial over the defaults key by key.
+//! Reading each table once means an error is reported once, at the key path
+//! where the bad value was written.
+
+use super::credentials::template;
+use super::filters;
+use super::is_valid_tenant_id;
+use super::reader::{env_name, Ctx, Loc, Tbl};
+use super::tenant_merge::{merge, StaticRequirement};
+use crate::config::{CredentialsConfig, Guardrail, TenantPolicy};
+use crate::glob::Glob;
+use crate::template::{JsonTemplate, Template};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+const POLICY_KEYS: &[&str] = &[
+    "allow_unlisted",
+    "models",
+    "model_map",
+    "guardrail",
+    "request_metadata",
+    "rate_limit",
+    "knowledge_base",
+    "agents",
+    "sagemaker",
+    "static_credentials",
+];
+const GUARDRAIL_KEYS: &[&str] = &["id", "version"];
+const RATE_KEYS: &[&str] =
+    &["requests_per_second", "burst", "max_concurrent", "tokens_per_minute", "user_requests_per_second", "user_burst"];
+const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes"];
+const AGENT_KEYS: &[&str] = &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials"];
+const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
+const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
+/// Converse `requestMetadata` allows at most 16 entries.
+const MAX_REQUEST_METADATA: usize = 16;
+
+type Named<T> = Vec<(String, T)>;
+
+#[derive(Default)]
+pub(crate) struct Partial {
+    /// `tenant_defaults` or `tenants.ID`.
+    pub origin: String,
+    pub span: Option<Range<usize>>,
+    pub allow_unlisted: Option<Loc<bool>>,
+    pub models: Option<Loc<Vec<Glob>>>,
+    pub model_map: Option<Loc<BTreeMap<String, String>>>,
+    pub guardrail: Option<Loc<Guardrail>>,
+    pub request_metadata: Option<Loc<Named<Template>>>,
+    pub rate: PartialRate,
+    pub kb: PartialKb,
+    pub agents: PartialAgents,
+    pub sm: PartialSageMaker,
+    pub creds: PartialStatic,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialRate {
+    pub rps: Option<Loc<f64>>,
+    pub burst: Option<Loc<u64>>,
+    pub max_concurrent: Option<Loc<u64>>,
+    pub tokens_per_minute: Option<Loc<u64>>,
+    pub user_rps: Option<Loc<f64>>,
+    pub user_burst: Option<Loc<u64>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialKb {
+    pub allowed: Option<Loc<Vec<String>>>,
+    pub filter_key: Option<Loc<String>>,
+    pub extra_filters: Option<Loc<Vec<JsonTemplate>>>,
+    pub allowed_source_prefixes: Option<Loc<Vec<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialAgents {
+    pub allowed: Option<Loc<Vec<Glob>>>,
+    pub session_attributes: Option<Loc<Named<Template>>>,
+    pub inject_user_token: Option<Loc<bool>>,
+    pub inject_scoped_credentials: Option<Loc<bool>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialSageMaker {
+    pub endpoints: Option<Loc<Named<Template>>>,
+    pub target_model: Option<Loc<Template>>,
+    pub allowed_target_models: Option<Loc<Vec<Template>>>,
+    pub allowed_input_prefixes: Option<Loc<Vec<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialStatic {
+    /// Where `static_credentials` was written, when it was.
+    pub present: Option<Loc<()>>,
+    pub access_key_id_env: Option<Loc<String>>,
+    pub secret_access_key_env: Option<Loc<String>>,
+    pub session_token_env: Option<Loc<String>>,
+}
+
+pub(crate) struct Tenants {
+    pub tenants: BTreeMap<String, Arc<TenantPolicy>>,
+    pub unlisted: Option<Arc<TenantPolicy>>,
+}
+
+pub(crate) fn tenants(root: &Tbl<'_>, ctx: &mut Ctx<'_>, creds: Option<&CredentialsConfig>) -> Option<Tenants> {
+    let defaults = match root.get("tenant_defaults") {
+        Some(v) => Tbl::open(ctx, "tenant_defaults".into(), v, Some(POLICY_KEYS)).map(|t| partial(&t, ctx)),
+        None => Some(Partial { origin: "tenant_defaults".into(), ..Partial::default() }),
+    }?;
+    let mut listed = Vec::new();
+    if let Some(v) = root.get("tenants") {
+        if let Some(t) = Tbl::open(ctx, "tenants".into(), v, None) {
+            for (id, key_span, value) in t.entries() {
+                if !is_valid_tenant_id(id) {
+                    let msg = format!("{id:?} is not a valid tenant id (^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$)");
+                    ctx.err(&t.key(id), Some(&key_span), msg);
+                    continue;
+                }
+                if let Some(tt) = Tbl::open(ctx, t.key(id), value, Some(POLICY_KEYS)) {
+                    tt.forbid(ctx, &["allow_unlisted"], "is only valid in [tenant_defaults]");
+                    listed.push((id.to_string(), partial(&tt, ctx)));
+                }
+            }
+        }
+    }
+    let requirement = match creds {
+        Some(CredentialsConfig::Static) => StaticRequirement::Required,
+        Some(CredentialsConfig::AssumeRole(_)) => StaticRequirement::Forbidden,
+        None => StaticRequirement::Unknown,
+    };
+    if requirement == StaticRequirement::Forbidden {
+        for p in std::iter::once(&defaults).chain(listed.iter().map(|(_, p)| p)) {
+            if let Some(at) = &p.creds.present {
+                ctx.err_at(at, "is only valid with credentials.source = \"static\"");
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (id, p) in &listed {
+        out.insert(id.clone(), Arc::new(merge(ctx, id, Some(p), &defaults, requirement)));
+    }
+    let allow_unlisted = defaults.allow_unlisted.as_ref().is_some_and(|l| l.value);
+    let unlisted = allow_unlisted.then(|| Arc::new(merge(ctx, "(unlisted)", None, &defaults, requirement)));
+    Some(Tenants { tenants: out, unlisted })
+}
+
+fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
+    let mut p = Partial { origin: t.path.clone(), span: t.span.clone(), ..Partial::default() };
+    p.allow_unlisted = t.boolean(ctx, "allow_unlisted");
+    p.models = glob_list(t, ctx, "models", |_| None);
+    p.model_map = t.string_map(ctx, "model_map").map(|m| {
+        let mut map = BTreeMap::new();
+        for (k, v) in m.value.iter() {
+            if k.is_empty() || v.value.trim().is_empty() {
+                ctx.err_at(v, "model ids must not be empty");
+            }
+            map.insert(k.clone(), v.value.clone());
+        }
+        Loc { value: map, key: m.key, span: m.span }
+    });
+    p.guardrail = guardrail(t, ctx);
+    p.request_metadata = template_map(t, ctx, "request_metadata");
+    if let Some(m) = &p.request_metadata {
+        if m.value.len() > MAX_REQUEST_METADATA {
+            ctx.err_at(m, format!("Converse accepts at most {MAX_REQUEST_METADATA} requestMetadata entries"));
+        }
+    }
+    if let Some(r) = t.sub(ctx, "rate_limit", RATE_KEYS) {
+        p.rate.rps = r.positive_number(ctx, "requests_per_second");
+        p.rate.burst = r.uint(ctx, "burst", 1, u64::from(u32::MAX));
+        p.rate.max_concurrent = r.uint(ctx, "max_concurrent", 1, u64::from(u32::MAX));
+        p.rate.tokens_per_minute = r.uint(ctx, "tokens_per_minute", 0, u64::MAX);
+        p.rate.user_rps = r.positive_number(ctx, "user_requests_per_second");
+        p.rate.user_burst = r.uint(ctx, "user_burst", 1, u64::from(u32::MAX));
+    }
+    if let Some(k) = t.sub(ctx, "knowledge_base", KB_KEYS) {
+        p.kb.allowed = k.string_list(ctx, "allowed").map(|l| {
+            for id in &l.value {
+                if id.value.trim().is_empty() {
+                    ctx.err_at(id, "must not be empty");
+                }
+            }
+            l.map(|v| v.into_iter().map(|x| x.value).collect())
+        });
+        p.kb.filter_key = k.text(ctx, "filter_key");
+        p.kb.extra_filters = filters::extra_filters(&k, ctx, "extra_filters");
+        p.kb.allowed_source_prefixes = prefix_list(&k, ctx, "allowed_source_prefixes");
+    }
+    if let Some(a) = t.sub(ctx, "agents", AGENT_KEYS) {
+        p.agents.allowed = glob_list(&a, ctx, "allowed", |s| {
+            (!s.contains('/') && !s.contains('*'))
+                .then(|| format!("{s:?} must be `agentId/aliasId` (the alias may be `*`)"))
+        });
+        p.agents.session_attributes = template_map(&a, ctx, "session_attributes");
+        p.agents.inject_user_token = a.boolean(ctx, "inject_user_token");
+        p.agents.inject_scoped_credentials = a.boolean(ctx, "inject_scoped_credentials");
+    }
+    if let Some(s) = t.sub(ctx, "sagemaker", SM_KEYS) {
+        p.sm.endpoints = sagemaker_endpoints(&s, ctx);
+        p.sm.target_model = s.text(ctx, "target_model").and_then(|l| template(ctx, &l).map(|tpl| l.map(|_| tpl)));
+        p.sm.allowed_target_models = template_list(&s, ctx, "allowed_target_models", |_| None);
+        p.sm.allowed_input_prefixes = prefix_list(&s, ctx, "allowed_input_prefixes");
+    }
+    if let Some(v) = t.get("static_credentials") {
+        p.creds.present = Some(Loc { value: (), key: t.key("static_credentials"), span: v.span() });
+        if let Some(c) = t.sub(ctx, "static_credentials", STATIC_KEYS) {
+            p.creds.access_key_id_env = env_name(&c, ctx, "access_key_id_env");
+            p.creds.secret_access_key_env = env_name(&c, ctx, "secret_access_key_env");
+            p.creds.session_token_env = env_name(&c, ctx, "session_token_env");
+        }
+    }
+    p
+}
+
+fn guardrail(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Option<Loc<Guardrail>> {
+    let g = t.sub(ctx, "guardrail", GUARDRAIL_KEYS)?;
+    let id = g.text(ctx, "id");
+    let version = g.text(ctx, "version");
+    for k in GUARDRAIL_KEYS {
+        if !g.has(k) {
+            g.missing(ctx, k);
+        }
+    }
+    let span = g.span.clone().unwrap_or_default();
+    Some(Loc { value: Guardrail { id: id?.value, version: version?.value }, key: g.path, span })
+}
+
+/// A list of globs; `extra` may reject a syntactically valid pattern.
+fn glob_list(
+    t: &Tbl<'_>,
+    ctx: &mut Ctx<'_>,
+    k: &str,
+    extra: impl Fn(&str) -> Option<String>,
+) -> Option<Loc<Vec<Glob>>> {
+    let list = t.string_list(ctx, k)?;
+    let mut out = Vec::new();
+    for item in &list.value {
+        match Glob::new(&item.value) {
+            Ok(g) => match extra(&item.value) {
+                Some(e) => ctx.err_at(item, e),
+                None => out.push(g),
+            },
+            Err(e) => ctx.err_at(item, format!("invalid glob: {e}")),
+        }
+    }
+    Some(list.map(|_| out))
+}
+
+fn template_list(
+    t: &Tbl<'_>,
+    ctx: &mut Ctx<'_>,
+    k: &str,
+    extra: impl Fn(&Template) -> Option<String>,
+) -> Option<Loc<Vec<Template>>> {
+    let list = t.string_list(ctx, k)?;
+    let mut out = Vec::new();
+    for item in &list.value {
+        if item.value.is_empty() {
+            ctx.err_at(item, "must not be empty");
+            continue;
+        }
+        if let Some(tpl) = template(ctx, item) {
+            match extra(&tpl) {
+                Some(e) => ctx.err_at(item, e),
+                None => out.push(tpl),
+            }
+        }
+    }
+    Some(list.map(|_| out))
+}
+
+/// Location prefixes (`s3://bucket/tenants/{tenant}/`). One that contains a
+/// placeholder must end in `/`: otherwise tenant `acme`'s prefix would also
+/// cover tenant `acme2`'s objects.
+fn prefix_list(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<Loc<Vec<Template>>> {
+    template_list(t, ctx, k, |tpl| {
+        if !tpl.source().contains("://") {
+            Some(format!("{:?} must be a URI prefix such as \"s3://bucket/path/\"", tpl.source()))
+        } else if !tpl.is_literal() && !tpl.source().ends_with('/') {
+            Some(format!(
+                "{:?} uses a placeholder and must end with `/` (otherwise tenant \"a\" would also match tenant \"ab\")",
+                tpl.source()
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+fn template_map(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<Loc<Named<Template>>> {
+    let map = t.string_map(ctx, k)?;
+    let mut out = Vec::new();
+    for (name, v) in &map.value {
+        if name.is_empty() {
+            ctx.err_at(v, "keys must not be empty");
+            continue;
+        }
+        if let Some(tpl) = template(ctx, v) {
+            out.push((name.clone(), tpl));
+        }
+    }
+    Some(map.map(|_| out))
+}
+
+fn is_endpoint_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
+}
+
+fn sagemaker_endpoints(s: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Option<Loc<Named<Template>>> {
+    let map = template_map(s, ctx, "endpoints")?;
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (name, tpl) in &map.value {
+        let key = super::reader::join(&map.key, name);
+        let span = s.get("endpoints").map(|v| v.span());
+        let lower = name.to_ascii_lowercase();
+        if !name.chars().all(is_endpoint_char) {
+            ctx.err(&key, span.as_ref(), format!("{name:?} is not a SageMaker endpoint name (letters, digits, -)"));
+            continue;
+        }
+        if seen.contains(&lower) {
+            ctx.err(
+                &key,
+                span.as_ref(),
+                format!("{name:?} is listed twice (endpoint names compare case-insensitively)"),
+            );
+            continue;
+        }
+        if tpl.source().is_empty() || !tpl.literals().all(|l| l.chars().all(is_endpoint_char)) {
+            ctx.err(
+                &key,
+                span.as_ref(),
+                format!("{:?} is not a SageMaker endpoint name (letters, digits, -)", tpl.source()),
+            );
+            continue;
+        }
+        seen.push(lower);
+        out.push((name.clone(), tpl.clone()));
+    }
+    Some(map.map(|_| out))
+}

@@ -1,0 +1,21 @@
+//! tenantgate: a sidecar reverse proxy that keeps SaaS tenants apart on their
+//! way to AWS Bedrock and SageMaker. See README.md for the request pipeline.
+#![forbid(unsafe_code)]
+
+pub mod authn;
+pub mod config;
+pub mod error;
+pub mod glob;
+pub mod principal;
+pub mod secret;
+pub mod template;
+pub mod tls;
+pub mod audit;
+pub mod aws;
+pub mod body;
+pub mod route;
+pub mod upstream;
+pub mod admin;
+pub mod proxy;
+pub mod run;
+pub mod server;

@@ -1,0 +1,422 @@
+//! The request pipeline. `Proxy::handle` runs the stages in order; each stage
+//! either passes the request on or ends it with a `ProxyError`, which becomes
+//! the response in one place (`error.rs`) and an audit record here.
+//!
+//! ```text
+//! route -> body limit -> authn -> tenant -> authz -> read body -> rewrite
+//!       -> credentials -> sign -> upstream -> response filter -> audit
+//! ```
+//!
+//! Every request reads one immutable `Snapshot` taken on arrival, so a config
+//! reload never changes a request half-way.
+
+use crate::audit::{now_rfc3339, Audit, AuditGuard, AuditRecord};
+use crate::authn::Authenticator;
+use crate::aws::credentials::CredentialProvider;
+use crate::aws::sign::sign_request;
+use crate::body::{read_limited, ProxyBody, UpstreamBody};
+use crate::config::{Config, TenantPolicy};
+use crate::error::ProxyError;
+use crate::principal::Principal;
+use crate::route::{self, Operation, Route};
+use crate::upstream::{Endpoints, HttpClient};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Everything a request needs from the configuration, swapped as one unit.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub authn: Authenticator,
+    pub creds: Arc<CredentialProvider>,
+    pub endpoints: Endpoints,
+}
+
+pub struct Proxy {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub client: HttpClient,
+    pub audit: Arc<Audit>,
+    request_ids: RequestIds,
+}
+
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        RequestIds { prefix: u64::from_le_bytes(b) >> 16, next: AtomicU64::new(1) }
+    }
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{:012x}-{:08x}", self.prefix, n)
+    }
+}
+
+/// What the pipeline hands back for an allowed request.
+struct Forwarded {
+    response: Response<hyper::body::Incoming>,
+}
+
+/// Request headers never forwarded (SPEC §4.2): the client's own signature
+/// and identity, hop-by-hop headers, proxy headers and `host`.
+fn strip_request_header(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "x-amz-date"
+            | "x-amz-security-token"
+            | "x-amz-content-sha256"
+            | "host"
+            | "content-length"
+            | "expect"
+            | "forwarded"
+            | "via"
+    ) || is_hop_by_hop(name)
+        || name.starts_with("x-forwarded-")
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Header names listed in `Connection` are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// SPEC §5.1: a model id matches the tenant's globs; a foundation-model ARN
+/// also matches on its bare model id.
+pub fn model_allowed(policy: &TenantPolicy, model: &str) -> bool {
+    let bare = foundation_model_id(model);
+    policy
+        .models
+        .iter()
+        .any(|g| g.matches(model) || bare.is_some_and(|b| g.matches(b)))
+}
+
+fn foundation_model_id(model: &str) -> Option<&str> {
+    let rest = model.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let _partition = parts.next()?;
+    if parts.next()? != "bedrock" {
+        return None;
+    }
+    let _region = parts.next()?;
+    let account = parts.next()?;
+    let resource = parts.next()?;
+    if !account.is_empty() {
+        return None;
+    }
+    resource.strip_prefix("foundation-model/")
+}
+
+impl Proxy {
+    pub fn new(snapshot: Snapshot, client: HttpClient, audit: Arc<Audit>) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            client,
+            audit,
+            request_ids: RequestIds::new(),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.snapshot.load().authn.is_ready()
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let request_id = self.request_ids.next();
+        let snap = self.snapshot.load_full();
+        let mut rec = AuditRecord {
+            ts: now_rfc3339(),
+            request_id: request_id.clone(),
+            decision: "deny",
+            ..Default::default()
+        };
+        match self.pipeline(&snap, req, &mut rec).await {
+            Ok(fwd) => self.respond(&snap, fwd, rec, started, &request_id),
+            Err(err) => {
+                let status = err.status();
+                rec.status = status.as_u16();
+                rec.reason = Some(err.reason());
+                if rec.upstream_status.is_none() {
+                    rec.decision = "deny";
+                }
+                match err.log_detail() {
+                    Some(d) if status.is_server_error() => {
+                        tracing::warn!(request_id, tenant = rec.tenant.as_deref(), reason = err.reason(), "{d}")
+                    }
+                    Some(d) => tracing::info!(request_id, reason = err.reason(), "{d}"),
+                    None => tracing::debug!(request_id, reason = err.reason(), "request refused"),
+                }
+                AuditGuard::new(self.audit.clone(), rec, started).finish();
+                err.to_response::<Bytes>(&request_id).map(crate::body::full)
+            }
+        }
+    }
+
+    async fn pipeline<B>(
+        &self,
+        snap: &Snapshot,
+        req: Request<B>,
+        rec: &mut AuditRecord,
+    ) -> Result<Forwarded, ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let cfg = &snap.config;
+        // 1. Route first: it needs no secret and no body, and decides the
+        //    service, the signing name and what is authorised.
+        let mut route = route::classify(req.method(), req.uri().path())?;
+        rec.operation = Some(route.op.name());
+        rec.resource = Some(route.resource());
+        pending_isolation(route.op)?;
+
+        // 2. A declared body over the limit is refused before any work, and
+        //    before reading it.
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > cfg.server.max_body_bytes {
+                return Err(ProxyError::BodyTooLarge { limit: cfg.server.max_body_bytes });
+            }
+        }
+
+        // 3. Identity: the verified token (or the pod's static tenant) is the
+        //    only source of tenant and user.
+        let principal = snap.authn.authenticate(req.headers()).await?;
+        rec.tenant = Some(principal.tenant.clone());
+        rec.user = Some(principal.user.clone());
+
+        // 4. Tenant policy: listed, or admitted by `allow_unlisted`.
+        let policy = cfg
+            .policy_for(&principal.tenant)
+            .ok_or_else(|| ProxyError::UnknownTenant(principal.tenant.clone()))?
+            .clone();
+
+        // 5. Authorisation of what the path names, before reading the body.
+        authorize(&route, &principal, &policy)?;
+
+        // 6. Body, bounded.
+        let (parts, body) = req.into_parts();
+        let body = read_limited(body, cfg.server.max_body_bytes).await?;
+
+        // 7. Rewrite for this tenant.
+        if route.op.is_model_call() {
+            if let Some(mapped) = policy.model_map.get(&route.ids[0]) {
+                route.ids[0] = mapped.clone();
+                rec.upstream_resource = Some(mapped.clone());
+            }
+        }
+
+        // 8. Credentials of this tenant and no other.
+        let creds = snap.creds.for_tenant(&principal, &policy).await?;
+
+        // 9. Build and sign the upstream request over the exact bytes sent.
+        let endpoint = snap.endpoints.for_service(route.op.service());
+        let uri = endpoint
+            .uri(&route.upstream_path(), parts.uri.query())
+            .map_err(|e| ProxyError::InvalidParameter(format!("request URI: {e}")))?;
+        let mut up = Request::builder().method(parts.method.clone()).uri(uri);
+        let listed = connection_listed(&parts.headers);
+        let identity_header = &cfg.identity.header;
+        if let Some(h) = up.headers_mut() {
+            for (name, value) in parts.headers.iter() {
+                let n = name.as_str();
+                if name == identity_header || strip_request_header(n) || listed.iter().any(|l| l == n) {
+                    continue;
+                }
+                h.append(name.clone(), value.clone());
+            }
+            h.insert(header::HOST, endpoint.host.clone());
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let mut up = up
+            .body(())
+            .map_err(|e| ProxyError::InvalidParameter(format!("request: {e}")))?;
+        sign_request(
+            &mut up,
+            &body,
+            &creds.0,
+            &cfg.aws.region,
+            route.op.service().signing_name(),
+            SystemTime::now(),
+        )?;
+        let up = up.map(|()| Full::new(body));
+
+        // 10. Upstream, bounded by the response timeout (to headers).
+        let response = match tokio::time::timeout(cfg.aws.response_timeout, self.client.request(up)).await {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) => {
+                let detail = error_chain(&e);
+                return Err(ProxyError::UpstreamError(format!("upstream request failed: {detail}")));
+            }
+            Ok(Ok(r)) => r,
+        };
+        Ok(Forwarded { response })
+    }
+
+    fn respond(
+        &self,
+        snap: &Snapshot,
+        fwd: Forwarded,
+        mut rec: AuditRecord,
+        started: Instant,
+        request_id: &str,
+    ) -> Response<ProxyBody> {
+        let cfg = &snap.config;
+        let (mut parts, body) = fwd.response.into_parts();
+        rec.decision = "allow";
+        rec.status = parts.status.as_u16();
+        rec.upstream_status = Some(parts.status.as_u16());
+        if parts.status.is_client_error() || parts.status.is_server_error() {
+            rec.reason = Some("upstream_status");
+        }
+        let header_u64 = |h: &HeaderMap, n: &str| {
+            h.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        };
+        rec.input_tokens = header_u64(&parts.headers, "x-amzn-bedrock-input-token-count");
+        rec.output_tokens = header_u64(&parts.headers, "x-amzn-bedrock-output-token-count");
+
+        let listed = connection_listed(&parts.headers);
+        let strip = &cfg.redaction.strip_response_headers;
+        let names: Vec<HeaderName> = parts.headers.keys().cloned().collect();
+        for name in names {
+            let n = name.as_str();
+            if is_hop_by_hop(n) || listed.iter().any(|l| l == n) || strip.iter().any(|m| m.matches(n)) {
+                parts.headers.remove(&name);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            parts.headers.insert("x-tenantgate-request-id", v);
+        }
+        let guard = AuditGuard::new(self.audit.clone(), rec, started);
+        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard);
+        Response::from_parts(parts, body.boxed_unsync())
+    }
+}
+
+/// Operations whose isolation rules are not implemented are refused whatever
+/// the tenant (fail closed).
+fn pending_isolation(op: Operation) -> Result<(), ProxyError> {
+    use Operation::*;
+    match op {
+        InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens
+        | ApplyGuardrail => Ok(()),
+        Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank
+        | InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
+            Err(ProxyError::OperationNotAllowed(op.name().to_string()))
+        }
+    }
+}
+
+/// Allowlists on what the path names (SPEC §5.1).
+fn authorize(route: &Route, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
+    if route.op.is_model_call() {
+        let model = &route.ids[0];
+        if !model_allowed(policy, model) {
+            return Err(ProxyError::ModelNotAllowed {
+                model: model.clone(),
+                tenant: principal.tenant.clone(),
+            });
+        }
+    }
+    if route.op == Operation::ApplyGuardrail {
+        let own = policy
+            .guardrail
+            .as_ref()
+            .is_some_and(|g| g.id == route.ids[0] && g.version == route.ids[1]);
+        if !own {
+            return Err(ProxyError::GuardrailNotAllowed { tenant: principal.tenant.clone() });
+        }
+    }
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::glob::Glob;
+
+    fn policy(models: &[&str]) -> TenantPolicy {
+        let mut p = crate::config::parse_str("[aws]\nregion='us-east-1'\n[identity]\nmode='static'\ntenant='t'\n[credentials]\nsource='static'\n[tenant_defaults]\nallow_unlisted=true\n[tenant_defaults.static_credentials]\naccess_key_id_env='A'\nsecret_access_key_env='B'\n", std::path::Path::new("."))
+            .map(|c| (**c.unlisted.as_ref().unwrap()).clone())
+            .unwrap();
+        p.models = models.iter().map(|m| Glob::new(m).unwrap()).collect();
+        p
+    }
+
+    #[test]
+    fn foundation_model_arns_match_on_the_bare_id_too() {
+        let p = policy(&["anthropic.claude-3-haiku-*"]);
+        assert!(model_allowed(&p, "anthropic.claude-3-haiku-20240307-v1:0"));
+        assert!(model_allowed(&p, "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"));
+        // Not a foundation-model ARN: the bare-id rule does not apply.
+        assert!(!model_allowed(&p, "arn:aws:bedrock:us-east-1:111122223333:inference-profile/anthropic.claude-3-haiku-20240307-v1:0"));
+        assert!(!model_allowed(&p, "anthropic.claude-3-sonnet-20240229-v1:0"));
+    }
+
+    #[test]
+    fn empty_model_list_allows_nothing() {
+        let p = policy(&[]);
+        assert!(!model_allowed(&p, "anthropic.claude-3-haiku-20240307-v1:0"));
+    }
+
+    #[test]
+    fn request_headers_that_never_reach_upstream() {
+        for h in ["authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256", "host", "connection", "transfer-encoding", "x-forwarded-for", "te", "upgrade"] {
+            assert!(strip_request_header(h), "{h}");
+        }
+        for h in ["content-type", "accept", "x-amzn-bedrock-guardrailidentifier", "user-agent"] {
+            assert!(!strip_request_header(h), "{h}");
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Routing (SPEC §5): method + raw path -> `Route` (operation and its decoded
+//! resource ids). One listener serves all three services, so the path alone
+//! decides the service. Paths are matched on percent-decoded segments; the
+//! upstream path is rebuilt from the (possibly rewritten) ids and encoded the
+//! way AWS SDKs encode URI labels, so a signature over it verifies upstream.
+
+use crate::error::ProxyError;
+use http::Method;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Service of an operation: decides the endpoint and the SigV4 signing name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    BedrockRuntime,
+    BedrockAgentRuntime,
+    SageMakerRuntime,
+}
+
+impl Service {
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Service::BedrockRuntime | Service::BedrockAgentRuntime => "bedrock",
+            Service::SageMakerRuntime => "sagemaker",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    InvokeModel,
+    InvokeModelWithResponseStream,
+    Converse,
+    ConverseStream,
+    CountTokens,
+    ApplyGuardrail,
+    Retrieve,
+    RetrieveAndGenerate,
+    RetrieveAndGenerateStream,
+    InvokeAgent,
+    Rerank,
+    InvokeEndpoint,
+    InvokeEndpointWithResponseStream,
+    InvokeEndpointAsync,
+}
+
+impl Operation {
+    /// The SPEC §5 name, used in audit records and metric labels.
+    pub fn name(self) -> &'static str {
+        use Operation::*;
+        match self {
+            InvokeModel => "InvokeModel",
+            InvokeModelWithResponseStream => "InvokeModelWithResponseStream",
+            Converse => "Converse",
+            ConverseStream => "ConverseStream",
+            CountTokens => "CountTokens",
+            ApplyGuardrail => "ApplyGuardrail",
+            Retrieve => "Retrieve",
+            RetrieveAndGenerate => "RetrieveAndGenerate",
+            RetrieveAndGenerateStream => "RetrieveAndGenerateStream",
+            InvokeAgent => "InvokeAgent",
+            Rerank => "Rerank",
+            InvokeEndpoint => "InvokeEndpoint",
+            InvokeEndpointWithResponseStream => "InvokeEndpointWithResponseStream",
+            InvokeEndpointAsync => "InvokeEndpointAsync",
+        }
+    }
+
+    pub fn service(self) -> Service {
+        use Operation::*;
+        match self {
+            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream
+            | CountTokens | ApplyGuardrail => Service::BedrockRuntime,
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank => {
+                Service::BedrockAgentRuntime
+            }
+            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
+                Service::SageMakerRuntime
+            }
+        }
+    }
+
+    /// Operations that carry a Bedrock model id in the path.
+    pub fn is_model_call(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens
+        )
+    }
+}
+
+/// A recognised request. `ids` are the decoded path labels of the operation,
+/// in path order (model id; guardrail id and version; KB id; agent id, alias
+/// id, session id; endpoint name). Rewrites change `ids`; `upstream_path`
+/// re-encodes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub op: Operation,
+    pub ids: Vec<String>,
+}
+
+impl Route {
+    /// The resource named in audit records: model id, KB id,
+    /// `agentId/aliasId` or endpoint name, as requested.
+    pub fn resource(&self) -> String {
+        match self.op {
+            Operation::ApplyGuardrail => format!("{}:{}", self.ids[0], self.ids[1]),
+            Operation::InvokeAgent => format!("{}/{}", self.ids[0], self.ids[1]),
+            _ => self.ids.first().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The path to send upstream, each label encoded as AWS SDKs do.
+    pub fn upstream_path(&self) -> String {
+        use Operation::*;
+        let e = |i: usize| encode_label(&self.ids[i]);
+        match self.op {
+            InvokeModel => format!("/model/{}/invoke", e(0)),
+            InvokeModelWithResponseStream => format!("/model/{}/invoke-with-response-stream", e(0)),
+            Converse => format!("/model/{}/converse", e(0)),
+            ConverseStream => format!("/model/{}/converse-stream", e(0)),
+            CountTokens => format!("/model/{}/count-tokens", e(0)),
+            ApplyGuardrail => format!("/guardrail/{}/version/{}/apply", e(0), e(1)),
+            Retrieve => format!("/knowledgebases/{}/retrieve", e(0)),
+            RetrieveAndGenerate => "/retrieveAndGenerate".to_string(),
+            RetrieveAndGenerateStream => "/retrieveAndGenerateStream".to_string(),
+            InvokeAgent => format!(
+                "/agents/{}/agentAliases/{}/sessions/{}/text",
+                e(0),
+                e(1),
+                e(2)
+            ),
+            Rerank => "/rerank".to_string(),
+            InvokeEndpoint => format!("/endpoints/{}/invocations", e(0)),
+            InvokeEndpointWithResponseStream => {
+                format!("/endpoints/{}/invocations-response-stream", e(0))
+            }
+            InvokeEndpointAsync => format!("/endpoints/{}/async-invocations", e(0)),
+        }
+    }
+}
+
+/// Characters left as they are in a URI label: RFC 3986 unreserved, which is
+/// what botocore (`percent_encode(value, safe='-._~')`) and the other SDKs
+/// leave alone. `:` and `/` in ARNs become `%3A` and `%2F`.
+const LABEL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+pub fn encode_label(s: &str) -> String {
+    utf8_percent_encode(s, LABEL).to_string()
+}
+
+fn decode(seg: &str) -> Result<String, ProxyError> {
+    percent_decode_str(seg)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ProxyError::InvalidParameter("path segment is not valid UTF-8".into()))
+}
+
+/// Classify a request. Unknown -> 404 `unknown_operation`; a known operation
+/// of these services that has no isolation rules -> 403 `operation_not_allowed`.
+pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
+    let unknown = || ProxyError::UnknownOperation {
+        method: method.to_string(),
+        path: truncate(raw_path, 200),
+    };
+    if !raw_path.starts_with('/') {
+        return Err(unknown());
+    }
+    let raw: Vec<&str> = raw_path[1..].split('/').collect();
+    if let Some(name) = denied_operation(&raw) {
+        return Err(ProxyError::OperationNotAllowed(name.to_string()));
+    }
+    if method != Method::POST {
+        return Err(unknown());
+    }
+    use Operation::*;
+    let (op, idx): (Operation, &[usize]) = match raw.as_slice() {
+        ["model", _, "invoke"] => (InvokeModel, &[1]),
+        ["model", _, "invoke-with-response-stream"] => (InvokeModelWithResponseStream, &[1]),
+        ["model", _, "converse"] => (Converse, &[1]),
+        ["model", _, "converse-stream"] => (ConverseStream, &[1]),
+        ["model", _, "count-tokens"] => (CountTokens, &[1]),
+        ["guardrail", _, "version", _, "apply"] => (ApplyGuardrail, &[1, 3]),
+        ["knowledgebases", _, "retrieve"] => (Retrieve, &[1]),
+        ["retrieveAndGenerate"] => (RetrieveAndGenerate, &[]),
+        ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
+        ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
+        ["rerank"] => (Rerank, &[]),
+        ["endpoints", _, "invocations"] => (InvokeEndpoint, &[1]),
+        ["endpoints", _, "invocations-response-stream"] => {
+            (InvokeEndpointWithResponseStream, &[1])
+        }
+        ["endpoints", _, "async-invocations"] => (InvokeEndpointAsync, &[1]),
+        _ => return Err(unknown()),
+    };
+    let mut ids = Vec::with_capacity(idx.len());
+    for &i in idx {
+        let id = decode(raw[i])?;
+        if id.is_empty() {
+            return Err(unknown());
+        }
+        ids.push(id);
+    }
+    Ok(Route { op, ids })
+}
+
+/// Operations of these services that exist upstream but have no isolation
+/// rules here: denied whatever the method (SPEC §5).
+fn denied_operation(raw: &[&str]) -> Option<&'static str> {
+    match raw {
+        [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),
+        ["model", _, "invoke-with-bidirectional-stream", ..] => {
+            Some("InvokeModelWithBidirectionalStream")
+        }
+        ["agents", _, "agentAliases", _, "sessions", _, "text"] => None,
+        ["agents", _, "agentAliases", _, "memories", ..] => Some("AgentMemory"),
+        ["agents", ..] => Some("InvokeInlineAgent"),
+        ["flows", ..] => Some("InvokeFlow"),
+        [first, ..] if first.starts_with("sessions") => Some("Sessions"),
+        ["optimize-prompt", ..] => Some("OptimizePrompt"),
+        ["guardrail", _, "version", _, "apply"] => None,
+        ["guardrail", ..] => Some("Guardrail"),
+        _ => None,
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(p: &str) -> Result<Route, ProxyError> {
+        classify(&Method::POST, p)
+    }
+
+    #[test]
+    fn every_spec_section_5_operation_is_recognised() {
+        let cases = [
+            ("/model/m/invoke", Operation::InvokeModel),
+            ("/model/m/invoke-with-response-stream", Operation::InvokeModelWithResponseStream),
+            ("/model/m/converse", Operation::Converse),
+            ("/model/m/converse-stream", Operation::ConverseStream),
+            ("/model/m/count-tokens", Operation::CountTokens),
+            ("/guardrail/g/version/1/apply", Operation::ApplyGuardrail),
+            ("/knowledgebases/KB1/retrieve", Operation::Retrieve),
+            ("/retrieveAndGenerate", Operation::RetrieveAndGenerate),
+            ("/retrieveAndGenerateStream", Operation::RetrieveAndGenerateStream),
+            ("/agents/A/agentAliases/B/sessions/S/text", Operation::InvokeAgent),
+            ("/rerank", Operation::Rerank),
+            ("/endpoints/e/invocations", Operation::InvokeEndpoint),
+            ("/endpoints/e/invocations-response-stream", Operation::InvokeEndpointWithResponseStream),
+            ("/endpoints/e/async-invocations", Operation::InvokeEndpointAsync),
+        ];
+        for (path, op) in cases {
+            let r = post(path).unwrap();
+            assert_eq!(r.op, op, "{path}");
+            assert_eq!(r.upstream_path(), path, "round trip {path}");
+        }
+    }
+
+    #[test]
+    fn arn_model_ids_are_decoded_and_reencoded_like_the_sdks() {
+        let raw = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-3-haiku-20240307-v1%3A0/converse";
+        let r = post(raw).unwrap();
+        assert_eq!(
+            r.ids[0],
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+        );
+        assert_eq!(r.upstream_path(), raw);
+        // A client that did not encode `:` still gets the SDK encoding upstream.
+        let r = post("/model/anthropic.claude-v2:1/invoke").unwrap();
+        assert_eq!(r.upstream_path(), "/model/anthropic.claude-v2%3A1/invoke");
+    }
+
+    #[test]
+    fn denied_operations_are_403_whatever_the_method() {
+        for p in [
+            "/async-invoke",
+            "/async-invoke/abc",
+            "/model/m/invoke-with-bidirectional-stream",
+            "/agents/SESSION1",
+            "/agents/A/agentAliases/B/memories",
+            "/flows/F/aliases/A",
+            "/sessions",
+            "/sessions/abc/invocations",
+            "/optimize-prompt",
+            "/guardrail/g",
+            "/guardrail/g/version/1/other",
+        ] {
+            for m in [Method::GET, Method::POST, Method::DELETE] {
+                let e = classify(&m, p).unwrap_err();
+                assert_eq!(e.reason(), "operation_not_allowed", "{m} {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn anything_else_is_404() {
+        for (m, p) in [
+            (Method::GET, "/model/m/converse"),
+            (Method::POST, "/model/m"),
+            (Method::POST, "/"),
+            (Method::POST, "/healthz"),
+            (Method::GET, "/metrics"),
+            (Method::POST, "/model//converse"),
+            (Method::POST, "/model/m/converse/extra"),
+            (Method::PUT, "/rerank"),
+        ] {
+            let e = classify(&m, p).unwrap_err();
+            assert_eq!(e.reason(), "unknown_operation", "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_label_is_a_400() {
+        let e = post("/model/%FF/converse").unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+    }
+}

@@ -1,0 +1,235 @@
+//! Listeners: the proxy listener (app -> sidecar, optional TLS) and the admin
+//! listener, with header timeout, keep-alive and graceful drain.
+
+use crate::audit::Audit;
+use crate::aws::credentials::CredentialProvider;
+use crate::authn::Authenticator;
+use crate::config::Config;
+use crate::proxy::{Proxy, Snapshot};
+use crate::upstream::{build_client, Endpoints};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Process state the admin endpoints report.
+pub struct ServerState {
+    pub proxy: Arc<Proxy>,
+    listening: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl ServerState {
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            Some("shutting down")
+        } else if !self.listening.load(Ordering::Acquire) {
+            Some("listeners not bound")
+        } else if !self.proxy.is_ready() {
+            Some("JWT signing keys not loaded")
+        } else {
+            None
+        }
+    }
+}
+
+pub struct Sidecar {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<ServerState>,
+    pub config_path: Option<PathBuf>,
+    shutdown_tx: watch::Sender<bool>,
+    proxy_task: JoinHandle<GracefulShutdown>,
+    admin_task: JoinHandle<GracefulShutdown>,
+    grace: Duration,
+}
+
+/// Build the per-config part of the proxy (identity, credentials, endpoints).
+/// On reload, `previous` hands over the last good JWKS so the new snapshot is
+/// ready at once when the key source did not change.
+pub fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+    let authn = Authenticator::new(&config.identity, config.aws.ca_file.as_deref(), config.aws.connect_timeout)?;
+    if let Some(prev) = previous {
+        authn.seed_from(&prev.authn);
+    }
+    authn.start();
+    let creds = CredentialProvider::from_config(&config);
+    let endpoints = Endpoints::from_config(&config.aws)?;
+    Ok(Snapshot { config: Arc::new(config), authn, creds, endpoints })
+}
+
+impl Sidecar {
+    /// Binds both listeners (port 0 allowed), loads keys, spawns the serving
+    /// tasks. Audit records go to stdout.
+    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Sidecar, String> {
+        Self::start_with_audit(config, config_path, Audit::stdout()).await
+    }
+
+    pub async fn start_with_audit(
+        config: Config,
+        config_path: Option<PathBuf>,
+        audit: Arc<Audit>,
+    ) -> Result<Sidecar, String> {
+        let listen = config.server.listen;
+        let admin_listen = config.server.admin_listen;
+        let header_timeout = config.server.header_timeout;
+        let grace = config.server.shutdown_grace;
+        let tls = match &config.server.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(crate::tls::server_config(
+                &t.cert_file,
+                &t.key_file,
+            )?))),
+            None => None,
+        };
+        let client = build_client(&config.aws)?;
+        let snapshot = build_snapshot(config, None)?;
+        let proxy = Proxy::new(snapshot, client, audit);
+        let state = Arc::new(ServerState {
+            proxy: proxy.clone(),
+            listening: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        });
+
+        let proxy_l = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("server.listen {listen}: {e}"))?;
+        let admin_l = TcpListener::bind(admin_listen)
+            .await
+            .map_err(|e| format!("server.admin_listen {admin_listen}: {e}"))?;
+        let proxy_addr = proxy_l.local_addr().map_err(|e| e.to_string())?;
+        let admin_addr = admin_l.local_addr().map_err(|e| e.to_string())?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+        let p = proxy.clone();
+        let proxy_task = tokio::spawn(accept_loop(proxy_l, shutdown_rx.clone(), header_timeout, move |stream, graceful| {
+            let p = p.clone();
+            let tls = tls.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let p = p.clone();
+                    async move { Ok::<_, Infallible>(p.handle(req).await) }
+                });
+                let builder = http_builder(header_timeout);
+                match tls {
+                    None => {
+                        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                        if let Err(e) = conn.await {
+                            tracing::debug!("proxy connection ended: {e}");
+                        }
+                    }
+                    Some(acceptor) => {
+                        let accepted = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+                        let tls_stream = match accepted {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+                            Err(_) => return tracing::debug!("TLS handshake timed out"),
+                        };
+                        let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
+                        if let Err(e) = conn.await {
+                            tracing::debug!("proxy connection ended: {e}");
+                        }
+                    }
+                }
+            });
+        }));
+
+        let st = state.clone();
+        let admin_task = tokio::spawn(accept_loop(admin_l, shutdown_rx, header_timeout, move |stream, graceful| {
+            let st = st.clone();
+            let svc = service_fn(move |req| {
+                let st = st.clone();
+                async move { Ok::<_, Infallible>(crate::admin::handle(&st, &req)) }
+            });
+            let conn = graceful.watch(http_builder(header_timeout).serve_connection(TokioIo::new(stream), svc));
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }));
+        state.listening.store(true, Ordering::Release);
+        tracing::info!(%proxy_addr, %admin_addr, "tenantgate listening");
+        Ok(Sidecar {
+            proxy_addr,
+            admin_addr,
+            state,
+            config_path,
+            shutdown_tx,
+            proxy_task,
+            admin_task,
+            grace,
+        })
+    }
+
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.state.proxy
+    }
+
+    /// Graceful: readiness goes false at once, listeners stop accepting,
+    /// in-flight requests and open streams get `shutdown_grace_secs` to end.
+    pub async fn shutdown(self) {
+        self.state.shutting_down.store(true, Ordering::Release);
+        let _ = self.shutdown_tx.send(true);
+        let proxy_graceful = self.proxy_task.await.ok();
+        let admin_graceful = self.admin_task.await.ok();
+        let drain = async {
+            if let Some(g) = proxy_graceful {
+                g.shutdown().await;
+            }
+        };
+        if tokio::time::timeout(self.grace, drain).await.is_err() {
+            tracing::warn!("shutdown grace of {:?} elapsed with requests still in flight", self.grace);
+        }
+        if let Some(g) = admin_graceful {
+            let _ = tokio::time::timeout(Duration::from_secs(1), g.shutdown()).await;
+        }
+    }
+}
+
+fn http_builder(header_timeout: Duration) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .max_buf_size(1024 * 1024);
+    b
+}
+
+/// Accepts until shutdown; returns the graceful handle that watches every
+/// connection it accepted.
+async fn accept_loop<F>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    _header_timeout: Duration,
+    serve: F,
+) -> GracefulShutdown
+where
+    F: Fn(TcpStream, &GracefulShutdown),
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    serve(stream, &graceful);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, never spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    graceful
+}

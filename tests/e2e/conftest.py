@@ -1,0 +1,173 @@
+"""Fixtures for the end-to-end suite.
+
+- ``fake_aws``: one FakeAws per session, reset before every test
+- ``keys``, ``jwks_path``, ``mint``: signing keys, the JWKS file, token minting
+- ``creds``: per-tenant AWS keys, registered in the fake, given to the sidecar as env vars
+- ``sidecar``: one tenantgate per test module; a module sets ``SIDECAR_OVERRIDES``
+  (a dict deep-merged into harness.base_config) to change its config
+- ``start_sidecar`` / ``start_sidecar_fn``: factories for extra sidecars
+  (module- / function-scoped), ``start_sidecar(overrides, env=..., wait_ready=...)``
+- ``bedrock``: a boto3 bedrock-runtime client for acme/alice on the module's sidecar
+- ``client_for``: ``client_for(sidecar, token=..., service=...)``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+
+import pytest
+
+import harness
+from fakeaws import FakeAws
+
+# The tests talk to 127.0.0.1 only; no AWS config of the machine applies.
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+for _v in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+           "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    os.environ.pop(_v, None)
+
+
+def _secret(n=40):
+    alphabet = string.ascii_letters + string.digits + "/+"
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+class TenantCreds:
+    def __init__(self, tenant, akid, secret, token=None):
+        self.tenant, self.akid, self.secret, self.token = tenant, akid, secret, token
+
+
+@pytest.fixture(scope="session")
+def fake_aws():
+    fake = FakeAws()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fake(fake_aws, keys):
+    fake_aws.reset()
+    fake_aws.jwks = keys.jwks()
+    yield
+    fake_aws.reset()
+
+
+@pytest.fixture(scope="session")
+def keys():
+    return harness.Keys()
+
+
+@pytest.fixture(scope="session")
+def jwks_path(keys, tmp_path_factory):
+    p = tmp_path_factory.mktemp("jwks") / "jwks.json"
+    p.write_text(json.dumps(keys.jwks(), indent=2))
+    return p
+
+
+@pytest.fixture(scope="session")
+def mint(keys):
+    return harness.Minter(keys)
+
+
+@pytest.fixture(scope="session")
+def creds(fake_aws):
+    suffix = secrets.token_hex(6).upper()
+    acme = TenantCreds("acme", "AKIAACME" + suffix, _secret())
+    globex = TenantCreds("globex", "ASIAGLOBEX" + suffix, _secret(), token="FwoGZXIvYXdz" + _secret(60))
+    for c in (acme, globex):
+        fake_aws.register_credentials(c.akid, c.secret, c.token, label=c.tenant)
+    return {"acme": acme, "globex": globex}
+
+
+@pytest.fixture(scope="session")
+def sidecar_env(creds):
+    """The sidecar's environment: the machine's, minus AWS and proxy
+    settings, plus the per-tenant keys the config names."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and "proxy" not in k.lower()}
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        NO_PROXY="127.0.0.1,localhost",
+        TENANTGATE_LOG=os.environ.get("TENANTGATE_TEST_LOG", "info"),
+        TENANTGATE_SESSION_KEY="e2e-session-key-" + secrets.token_hex(16),
+        ACME_AKID=creds["acme"].akid,
+        ACME_SECRET=creds["acme"].secret,
+        GLOBEX_AKID=creds["globex"].akid,
+        GLOBEX_SECRET=creds["globex"].secret,
+        GLOBEX_SESSION_TOKEN=creds["globex"].token,
+    )
+    env.pop("TENANTGATE_CONFIG", None)
+    return env
+
+
+def _factory(fake_aws, jwks_path, sidecar_env, workdir):
+    started = []
+    counter = iter(range(1000))
+
+    def start(overrides=None, *, env=None, wait_ready=True, extra_toml="", name=None, config=None):
+        cfg = config or harness.base_config(fake_aws, jwks_path, harness.free_port(), harness.free_port())
+        cfg = harness.deep_merge(cfg, overrides or {})
+        e = dict(sidecar_env)
+        e.update(env or {})
+        sc = harness.Sidecar(workdir, cfg, e, name=name or f"sidecar{next(counter)}", extra_toml=extra_toml)
+        started.append(sc)
+        sc.start(wait_ready=wait_ready)
+        return sc
+
+    return start, started
+
+
+def _stop_all(started):
+    for sc in started:
+        try:
+            sc.stop()
+        except Exception:  # noqa: BLE001 - teardown must stop the others too
+            pass
+
+
+@pytest.fixture(scope="module")
+def start_sidecar(fake_aws, jwks_path, sidecar_env, tmp_path_factory):
+    start, started = _factory(fake_aws, jwks_path, sidecar_env, tmp_path_factory.mktemp("sidecar"))
+    yield start
+    _stop_all(started)
+
+
+@pytest.fixture
+def start_sidecar_fn(fake_aws, jwks_path, sidecar_env, tmp_path):
+    start, started = _factory(fake_aws, jwks_path, sidecar_env, tmp_path)
+    yield start
+    _stop_all(started)
+
+
+@pytest.fixture(scope="module")
+def sidecar(request, start_sidecar, creds):
+    overrides = getattr(request.module, "SIDECAR_OVERRIDES", {})
+    env = getattr(request.module, "SIDECAR_ENV", None)
+    sc = start_sidecar(overrides, env=env, name="main")
+    yield sc
+
+
+@pytest.fixture
+def client_for():
+    def make(sc, token=None, service="bedrock-runtime", **kw):
+        return harness.make_client(sc.url, service, token, **kw)
+
+    return make
+
+
+@pytest.fixture
+def acme_token(mint):
+    return mint("acme", "alice")
+
+
+@pytest.fixture
+def bedrock(sidecar, acme_token):
+    return harness.make_client(sidecar.url, "bedrock-runtime", acme_token)
