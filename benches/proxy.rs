@@ -8,8 +8,11 @@
 //! BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16), NGINX_BIN
 //! (nginx on PATH or /usr/sbin/nginx), BENCH_STRICT=1 (exit 1 on a FAIL).
 
+#[path = "proxy/loadgen.rs"]
 mod loadgen;
+#[path = "proxy/procs.rs"]
 mod procs;
+#[path = "proxy/report.rs"]
 mod report;
 
 use bytes::Bytes;

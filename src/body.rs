@@ -66,11 +66,14 @@ pub struct UpstreamBody<B> {
     sleep: Pin<Box<Sleep>>,
     guard: AuditGuard,
     done: bool,
+    empty_at_start: bool,
 }
 
-impl<B> UpstreamBody<B> {
+impl<B: Body> UpstreamBody<B> {
     pub fn new(inner: B, idle: Duration, guard: AuditGuard) -> Self {
+        let empty_at_start = inner.is_end_stream();
         UpstreamBody {
+            empty_at_start,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -78,7 +81,9 @@ impl<B> UpstreamBody<B> {
             done: false,
         }
     }
+}
 
+impl<B> UpstreamBody<B> {
     fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         if let Some(r) = self.guard.record_mut() {
@@ -107,8 +112,14 @@ where
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
+                if this.inner.is_end_stream() {
+                    // A body of known length can end without a final poll.
+                    this.done = true;
+                    this.guard.finish();
+                } else {
+                    let deadline = Instant::now() + this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -136,6 +147,16 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for UpstreamBody<B> {
+    fn drop(&mut self) {
+        // An empty body may be dropped without ever being polled; that is a
+        // complete response, not a client that went away.
+        if !self.done && self.empty_at_start {
+            self.guard.finish();
+        }
     }
 }
 

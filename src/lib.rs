@@ -4,6 +4,7 @@
 
 pub mod authn;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod glob;
 pub mod principal;

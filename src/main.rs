@@ -119,6 +119,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            // `aws.endpoints.sts` is the STS endpoint of the base credential
+            // chain too (IRSA's AssumeRoleWithWebIdentity). The chain reads it
+            // from the environment; set it while the process is still
+            // single-threaded.
+            if let Some(sts) = &cfg.aws.endpoints.sts {
+                std::env::set_var("AWS_ENDPOINT_URL_STS", sts.to_string().trim_end_matches('/'));
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {

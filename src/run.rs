@@ -18,7 +18,7 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), String> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&sidecar, &path),
+            _ = hup.recv() => reload(&sidecar, &path).await,
         }
     }
     tracing::info!("shutting down: draining in-flight requests");
@@ -27,9 +27,9 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-pub fn reload(sidecar: &Sidecar, path: &std::path::Path) {
+pub async fn reload(sidecar: &Sidecar, path: &std::path::Path) {
     match crate::config::load_file(path) {
-        Ok(cfg) => match build_snapshot(cfg, Some(&sidecar.proxy().snapshot.load())) {
+        Ok(cfg) => match build_snapshot(cfg, Some(&sidecar.proxy().snapshot.load_full())).await {
             Ok(snap) => {
                 sidecar.proxy().snapshot.store(Arc::new(snap));
                 tracing::info!(path = %path.display(), "configuration reloaded");

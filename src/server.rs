@@ -56,13 +56,14 @@ pub struct Sidecar {
 /// Build the per-config part of the proxy (identity, credentials, endpoints).
 /// On reload, `previous` hands over the last good JWKS so the new snapshot is
 /// ready at once when the key source did not change.
-pub fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
     let authn = Authenticator::new(&config.identity, config.aws.ca_file.as_deref(), config.aws.connect_timeout)?;
     if let Some(prev) = previous {
         authn.seed_from(&prev.authn);
     }
     authn.start();
-    let creds = CredentialProvider::from_config(&config);
+    let creds = CredentialProvider::from_config(&config).await;
+    creds.start(&config);
     let endpoints = Endpoints::from_config(&config.aws)?;
     Ok(Snapshot { config: Arc::new(config), authn, creds, endpoints })
 }
@@ -91,7 +92,7 @@ impl Sidecar {
             None => None,
         };
         let client = build_client(&config.aws)?;
-        let snapshot = build_snapshot(config, None)?;
+        let snapshot = build_snapshot(config, None).await?;
         let proxy = Proxy::new(snapshot, client, audit);
         let state = Arc::new(ServerState {
             proxy: proxy.clone(),

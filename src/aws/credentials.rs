@@ -6,15 +6,29 @@
 //! Sources:
 //! - `static`: per-tenant keys from the env vars named in the tenant's
 //!   `static_credentials` table, read once at start-up.
-//! - `assume_role`: STS AssumeRole with session tags, cached per rendered
-//!   request (see `sts.rs` when enabled).
+//! - `assume_role`: STS AssumeRole with the rendered role ARN, session name,
+//!   session tags, source identity, session policy and external id; cached
+//!   per rendered request (`cache.rs`), so templates using `{user}` mean one
+//!   STS session per user.
 
-use crate::config::{Config, CredentialsConfig, StaticCredentialsEnv, TenantPolicy};
+use super::cache::{CacheStats, CredCache};
+use super::sts::{sts_endpoint, AssumeRoleRequest, StsFetcher};
+use crate::config::{AssumeRoleConfig, Config, CredentialsConfig, StaticCredentialsEnv, TenantPolicy};
 use crate::error::ProxyError;
 use crate::principal::Principal;
+use crate::template::MissingClaim;
 use aws_credential_types::Credentials;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Most STS sessions cached at once. Each entry is about 1.5 KB (the key
+/// plus an STS session token of up to ~1 KB), so the cache stays under
+/// ~75 MB even at the bound; past it, the least recently used sixteenth is
+/// dropped and fetched again on its next request.
+pub const MAX_CACHED_SESSIONS: usize = 50_000;
+/// Every STS call is bounded by this (both in the SDK and around it).
+pub const STS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Credentials of one tenant. `Debug` shows the access key id only (the
 /// `aws-credential-types` type redacts the secret and the session token).
@@ -25,7 +39,10 @@ enum Source {
     /// Keyed by the env var names (the `static_credentials` table), so two
     /// tenants that name the same vars share an entry, and only them.
     Static(HashMap<StaticCredentialsEnv, Result<Credentials, String>>),
-    AssumeRoleUnsupported,
+    AssumeRole {
+        cfg: AssumeRoleConfig,
+        cache: Arc<CredCache<AssumeRoleRequest, StsFetcher>>,
+    },
 }
 
 pub struct CredentialProvider {
@@ -46,10 +63,40 @@ fn read_env(env: &StaticCredentialsEnv) -> Result<Credentials, String> {
     Ok(Credentials::new(akid, secret, token, None, "tenantgate-static"))
 }
 
+fn missing(e: MissingClaim) -> ProxyError {
+    ProxyError::MissingClaim(e.0)
+}
+
+/// Render the AssumeRole request of one principal.
+pub fn render_request(cfg: &AssumeRoleConfig, p: &Principal) -> Result<AssumeRoleRequest, ProxyError> {
+    let mut tags = Vec::with_capacity(cfg.session_tags.len());
+    for (k, t) in &cfg.session_tags {
+        tags.push((k.clone(), t.render(p).map_err(missing)?));
+    }
+    Ok(AssumeRoleRequest {
+        role_arn: cfg.role_arn.render(p).map_err(missing)?,
+        session_name: cfg.session_name.render(p).map_err(missing)?,
+        tags,
+        source_identity: cfg.source_identity.as_ref().map(|t| t.render(p)).transpose().map_err(missing)?,
+        policy: cfg.session_policy.as_ref().map(|t| t.render(p)).transpose().map_err(missing)?,
+        external_id: cfg.external_id.clone(),
+        duration_secs: cfg.duration_secs,
+    })
+}
+
+fn per_user(cfg: &AssumeRoleConfig) -> bool {
+    cfg.role_arn.uses_user()
+        || cfg.session_name.uses_user()
+        || cfg.session_tags.iter().any(|(_, t)| t.uses_user())
+        || cfg.source_identity.as_ref().is_some_and(|t| t.uses_user())
+        || cfg.session_policy.as_ref().is_some_and(|t| t.uses_user())
+}
+
 impl CredentialProvider {
-    /// Reads every static key named in the config now; a missing variable is
-    /// logged here and answered with 503 for that tenant's requests.
-    pub fn from_config(cfg: &Config) -> Arc<Self> {
+    /// Reads every static key named in the config now (a missing variable is
+    /// logged here and answered with 503 for that tenant's requests), or sets
+    /// up the STS client. Nothing here waits on STS.
+    pub async fn from_config(cfg: &Config) -> Arc<Self> {
         let source = match &cfg.credentials {
             CredentialsConfig::Static => {
                 let mut map = HashMap::new();
@@ -68,12 +115,44 @@ impl CredentialProvider {
                 }
                 Source::Static(map)
             }
-            CredentialsConfig::AssumeRole(_) => {
-                tracing::error!("credentials.source = \"assume_role\" is not available in this build; every request will get 503 credentials_unavailable");
-                Source::AssumeRoleUnsupported
+            CredentialsConfig::AssumeRole(ar) => {
+                let endpoint = sts_endpoint(cfg.aws.endpoints.sts.as_ref());
+                let fetcher = StsFetcher::new(&cfg.aws.region, endpoint, STS_TIMEOUT, cfg.aws.connect_timeout).await;
+                let refresh = Duration::from_secs(ar.refresh_before_secs);
+                let cache = CredCache::new(fetcher, MAX_CACHED_SESSIONS, refresh, STS_TIMEOUT);
+                Source::AssumeRole { cfg: ar.clone(), cache }
             }
         };
         Arc::new(CredentialProvider { source })
+    }
+
+    /// Start-up work in the background, best effort: say whether base
+    /// credentials resolve, and fetch the listed tenants' sessions (those
+    /// whose templates do not depend on the user).
+    pub fn start(self: &Arc<Self>, cfg: &Config) {
+        let Source::AssumeRole { cfg: ar, cache } = &self.source else { return };
+        let cache = cache.clone();
+        let mut warm = Vec::new();
+        if !per_user(ar) {
+            for tenant in cfg.tenants.keys() {
+                match render_request(ar, &Principal::static_tenant(tenant)) {
+                    Ok(r) => warm.push((tenant.clone(), r)),
+                    Err(e) => tracing::debug!(tenant, "not pre-fetching credentials: {e}"),
+                }
+            }
+        }
+        tokio::spawn(async move {
+            cache_fetcher_check(&cache).await;
+            for (tenant, req) in warm {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    match cache.get(&req.cache_key(), req.clone()).await {
+                        Ok(_) => tracing::debug!(tenant, "credentials pre-fetched"),
+                        Err(e) => tracing::warn!(tenant, "pre-fetching credentials failed (will retry on first request): {e}"),
+                    }
+                });
+            }
+        });
     }
 
     pub async fn for_tenant(
@@ -98,9 +177,25 @@ impl CredentialProvider {
                     ))),
                 }
             }
-            Source::AssumeRoleUnsupported => Err(ProxyError::CredentialsUnavailable(
-                "assume_role source not available".into(),
-            )),
+            Source::AssumeRole { cfg, cache } => {
+                let req = render_request(cfg, principal)?;
+                let key = req.cache_key();
+                cache.get(&key, req).await.map(TenantCredentials).map_err(|e| {
+                    ProxyError::CredentialsUnavailable(format!("tenant {}: {e}", principal.tenant))
+                })
+            }
         }
     }
+
+    /// STS counters and the number of cached sessions (None for `static`).
+    pub fn sts_stats(&self) -> Option<(&CacheStats, usize)> {
+        match &self.source {
+            Source::Static(_) => None,
+            Source::AssumeRole { cache, .. } => Some((&cache.stats, cache.len())),
+        }
+    }
+}
+
+async fn cache_fetcher_check(cache: &Arc<CredCache<AssumeRoleRequest, StsFetcher>>) {
+    cache.fetcher().check_base_credentials().await;
 }

@@ -4,7 +4,7 @@
 
 mod parse;
 
-pub use parse::{load_file, parse_str};
+pub use parse::{is_valid_tenant_id, load_file, parse_str};
 
 use crate::glob::Glob;
 use crate::template::{JsonTemplate, Template};

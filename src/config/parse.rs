@@ -62,6 +62,9 @@ pub fn parse_str(text: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>
     }
 
     let mut errors = dedup(ctx.errors);
+    // File order reads best in `tenantgate check`; errors without a line
+    // (missing top-level tables) come first.
+    errors.sort_by_key(|e| e.line.unwrap_or(0));
     match (identity, aws, credentials, tenants) {
         (Some(identity), Some(aws), Some(credentials), Some(t)) if errors.is_empty() => Ok(Config {
             server,

@@ -119,9 +119,14 @@ class Stall:
 
 @dataclasses.dataclass
 class Reset:
-    """Like ``Stall`` but reset the TCP connection (RST) instead of waiting."""
+    """Like ``Stall`` but reset the TCP connection (RST) ``delay`` seconds
+    after the last bytes instead of waiting (the delay lets the reader take
+    those bytes first: an RST discards unread data). ``headers=False``
+    resets before any response byte."""
 
     after_events: int = 2
+    delay: float = 0.3
+    headers: bool = True
 
 
 @dataclasses.dataclass
@@ -851,6 +856,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, rec, resp, behaviour, wake):
         rec.response_status = resp.status
+        if isinstance(behaviour, Reset) and not behaviour.headers:
+            rec.response_status = None
+            self._reset_connection()
+            return
         try:
             self.send_response(resp.status)
             for k, v in resp.headers:
@@ -882,6 +891,7 @@ class _Handler(BaseHTTPRequestHandler):
                 wake.wait(behaviour.seconds)
                 self.close_connection = True
             else:
+                wake.wait(behaviour.delay)
                 self._reset_connection()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True

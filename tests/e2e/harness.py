@@ -525,13 +525,16 @@ def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None,
         if value is not None:
             request.headers["x-tenant-token"] = value
         for k, v in (extra_headers or {}).items():
-            del request.headers[k]  # HTTPHeaders appends on assignment
-            if v is not None:
+            # request.headers is botocore's case-insensitive HeadersDict: set replaces.
+            if v is None:
+                request.headers.pop(k, None)
+            else:
                 request.headers[k] = v
         body = request.body
         if hasattr(body, "read"):
             body = None
-        tap.sent.append((request.method, request.url, dict(request.headers.items()), body))
+        sent_headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        tap.sent.append((request.method, request.url, sent_headers, body))
 
     def capture(response_dict, **kwargs):
         tap.status = response_dict.get("status_code")

@@ -131,6 +131,21 @@ def test_stream_reset_mid_stream(sidecar, fake_aws, client, op):
     _still_serves(sidecar, fake_aws, client)
 
 
+@pytest.mark.parametrize("op", ["converse", "converse_stream"])
+def test_upstream_resets_before_responding(sidecar, fake_aws, client, op):
+    """SPEC §8: the upstream connection dies before response headers ->
+    502 upstream_error (a tenantgate error, not a dropped client connection)."""
+    fake_aws.script(Reset(headers=False))
+    call = getattr(client, op)
+    t0 = time.monotonic()
+    err = harness.expect_client_error(client, lambda: call(**converse_args()), 502, "upstream_error")
+    assert time.monotonic() - t0 < SLACK
+    assert len(fake_aws.recorded()) >= 1
+    rec = sidecar.wait_audit(harness.request_id_of(err))
+    assert rec["status"] == 502 and rec["reason"] == "upstream_error"
+    _still_serves(sidecar, fake_aws, client)
+
+
 @pytest.mark.parametrize(
     "status,error_type",
     [
