@@ -50,7 +50,7 @@ cargo build
 
 failed=()
 step "cargo test"
-cargo test || failed+=("cargo test")
+cargo test --no-fail-fast || failed+=("cargo test")
 
 # ---- end-to-end ------------------------------------------------------------
 export TENANTGATE_BIN="${TENANTGATE_BIN:-$ROOT/target/debug/tenantgate}"

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo => {
-            let code = 1; // DEMO-PLACEHOLDER
+            let code = tenantgate::demo::run();
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Command::Run(path) => {

@@ -9,6 +9,8 @@
   (module- / function-scoped), ``start_sidecar(overrides, env=..., wait_ready=...)``
 - ``bedrock``: a boto3 bedrock-runtime client for acme/alice on the module's sidecar
 - ``client_for``: ``client_for(sidecar, token=..., service=...)``
+- ``known_secrets``: what must never appear in a sidecar's output; every
+  sidecar's stdout/stderr is checked against it when the sidecar stops
 """
 
 from __future__ import annotations
@@ -108,6 +110,33 @@ def sidecar_env(creds):
     return env
 
 
+@pytest.fixture(scope="session")
+def known_secrets(fake_aws, creds, mint):
+    """Everything that must never appear in a sidecar's stdout or stderr
+    (SPEC §1 "Nothing is logged that is a credential or token")."""
+
+    def collect() -> dict:
+        out = {}
+        # Every key the fake AWS accepts: the tenants' static keys and any
+        # temporary keys a fake STS issued and registered.
+        for c in fake_aws.all_credentials():
+            out[f"secret access key of {c.access_key_id}"] = c.secret_access_key
+            if c.session_token:
+                out[f"session token of {c.access_key_id}"] = c.session_token
+        for i, tok in enumerate(mint.minted):
+            out[f"minted JWT #{i}"] = tok
+            sig = tok.rsplit(".", 1)[-1]
+            if len(sig) >= 16:
+                out[f"minted JWT #{i} signature"] = sig
+        for sig in sorted(fake_aws.seen_signatures):
+            out[f"upstream SigV4 signature {sig[:8]}..."] = sig
+        for sig in sorted(harness.CLIENT_SIGNATURES):
+            out[f"client SigV4 signature {sig[:8]}..."] = sig
+        return out
+
+    return collect
+
+
 def _factory(fake_aws, jwks_path, sidecar_env, workdir):
     started = []
     counter = iter(range(1000))
@@ -125,26 +154,35 @@ def _factory(fake_aws, jwks_path, sidecar_env, workdir):
     return start, started
 
 
-def _stop_all(started):
+def _stop_all(started, known_secrets):
+    """Stop every sidecar, then check none printed a secret (every sidecar
+    of the suite gets this check, whatever its tests were about)."""
+    leaks = []
     for sc in started:
         try:
             sc.stop()
         except Exception:  # noqa: BLE001 - teardown must stop the others too
             pass
+        try:
+            texts = {f"{sc.name} stdout": sc.stdout_text(), f"{sc.name} stderr": sc.stderr_text()}
+        except OSError:
+            continue
+        leaks += harness.find_leaks(texts, known_secrets())
+    assert not leaks, f"secrets in sidecar output: {leaks}"
 
 
 @pytest.fixture(scope="module")
-def start_sidecar(fake_aws, jwks_path, sidecar_env, tmp_path_factory):
+def start_sidecar(fake_aws, jwks_path, sidecar_env, tmp_path_factory, known_secrets):
     start, started = _factory(fake_aws, jwks_path, sidecar_env, tmp_path_factory.mktemp("sidecar"))
     yield start
-    _stop_all(started)
+    _stop_all(started, known_secrets)
 
 
 @pytest.fixture
-def start_sidecar_fn(fake_aws, jwks_path, sidecar_env, tmp_path):
+def start_sidecar_fn(fake_aws, jwks_path, sidecar_env, tmp_path, known_secrets):
     start, started = _factory(fake_aws, jwks_path, sidecar_env, tmp_path)
     yield start
-    _stop_all(started)
+    _stop_all(started, known_secrets)
 
 
 @pytest.fixture(scope="module")

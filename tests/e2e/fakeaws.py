@@ -430,6 +430,9 @@ class FakeAws:
         self.jwks_fail = False
         self.jwks_fetches = 0
         self.forbidden_headers = set(self.FORBIDDEN_HEADERS)
+        # Every SigV4 signature received, for the whole session (never reset):
+        # the leak checks make sure none of them shows up in the sidecar's output.
+        self.seen_signatures: set[str] = set()
         self._routes: list = []
         self._install_default_routes()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -446,6 +449,10 @@ class FakeAws:
             self._credentials[access_key_id] = Credential(
                 access_key_id, secret_access_key, session_token, label
             )
+
+    def all_credentials(self) -> list[Credential]:
+        with self._lock:
+            return list(self._credentials.values())
 
     def lookup_credentials(self, access_key_id) -> Credential | None:
         with self._lock:
@@ -797,8 +804,11 @@ class _Handler(BaseHTTPRequestHandler):
         if rec.access_key_id in fake.CLIENT_ACCESS_KEY_IDS:
             rec.errors.append("the application's own Authorization was forwarded")
             rec.signature_valid = False
+        sig = _AUTH_RE.match(rec.headers.get("authorization", "").strip())
         with fake._lock:
             fake.requests.append(rec)
+            if sig:
+                fake.seen_signatures.add(sig.group("sig"))
 
         if not rec.signature_valid:
             if any("unknown access key" in e for e in rec.errors):

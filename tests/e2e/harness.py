@@ -61,7 +61,10 @@ ERROR_TYPES = {
 
 
 def tenantgate_bin() -> str:
-    return os.environ.get("TENANTGATE_BIN") or str(REPO_ROOT / "target" / "debug" / "tenantgate")
+    return _BIN
+
+
+_BIN = os.path.abspath(os.environ.get("TENANTGATE_BIN") or REPO_ROOT / "target" / "debug" / "tenantgate")
 
 
 def free_port() -> int:
@@ -356,6 +359,17 @@ class Sidecar:
             f"{path} not {status} after {timeout}s (last: {last})\n--- stderr tail ---\n{self.stderr_tail()}"
         )
 
+    def rewrite_config(self, overrides: dict | None = None, raw: str | None = None):
+        """Replace the config file atomically (write + rename, like a
+        ConfigMap swap): ``overrides`` merged into the current config, or
+        ``raw`` text as is."""
+        if raw is None:
+            self.config = deep_merge(self.config, overrides or {})
+            raw = to_toml(self.config)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(raw)
+        os.replace(tmp, self.config_path)
+
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
 
@@ -437,6 +451,12 @@ class Sidecar:
         return http_request("GET", self.admin_url + path, timeout=timeout)
 
 
+def find_leaks(texts: dict, secrets: dict) -> list:
+    """``[(secret name, where)]`` for each secret value found in the texts."""
+    return [(name, where) for name, value in secrets.items() if value
+            for where, text in texts.items() if value in text]
+
+
 # --------------------------------------------------------------------------
 # HTTP and boto3
 # --------------------------------------------------------------------------
@@ -484,6 +504,7 @@ class Tap:
 
 
 _SESSION = None
+CLIENT_SIGNATURES: set = set()  # every signature an app client sent (leak checks)
 
 
 def _boto_session():
@@ -534,6 +555,9 @@ def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None,
         if hasattr(body, "read"):
             body = None
         sent_headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        auth = sent_headers.get("Authorization", "")
+        if "Signature=" in auth:
+            CLIENT_SIGNATURES.add(auth.rsplit("Signature=", 1)[1])
         tap.sent.append((request.method, request.url, sent_headers, body))
 
     def capture(response_dict, **kwargs):
@@ -592,7 +616,7 @@ def expect_client_error(client, call, status: int, reason, error_type: str | Non
     raise AssertionError(f"expected {status} {reason}, the call succeeded")
 
 
-def assert_nothing_upstream(fake, settle: float = 0.2):
+def assert_nothing_upstream(fake, settle: float = 0.1):
     """A deny must not reach AWS: the fake recorded nothing."""
     time.sleep(settle)
     assert fake.recorded() == [], "requests reached upstream:\n" + fake.describe()

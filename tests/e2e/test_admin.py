@@ -4,6 +4,7 @@ SIGTERM: finish in-flight requests, exit 0)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -78,17 +79,25 @@ def test_sigterm_finishes_in_flight_then_exits_0(start_sidecar_fn, fake_aws, min
     fake_aws.wait_for_requests(1, timeout=5)
     t0 = time.monotonic()
     sc.signal()
+    # While the request drains: not ready, and no new proxy connections.
+    not_ready = refused = False
+    while time.monotonic() - t0 < 1.2 and not (not_ready and refused):
+        try:
+            not_ready = not_ready or harness.http_request("GET", sc.admin_url + "/readyz", timeout=1).status != 200
+        except OSError:
+            not_ready = True
+        try:
+            socket.create_connection(("127.0.0.1", sc.port), timeout=1).close()
+        except OSError:
+            refused = True
+        time.sleep(0.05)
     t.join(15)
     assert "out" in result, f"in-flight request failed on shutdown: {result.get('err')!r}"
     sc.proc.wait(15)
     assert sc.proc.returncode == 0, sc.stderr_tail()
     assert time.monotonic() - t0 < 10
-    # Stopped accepting.
-    try:
-        r = harness.http_request("GET", sc.admin_url + "/healthz", timeout=2)
-        assert r.status != 200
-    except OSError:
-        pass
+    assert not_ready, "/readyz stayed 200 after SIGTERM"
+    assert refused, "the proxy port still accepted connections after SIGTERM"
 
 
 def test_sigint_exits_0(start_sidecar_fn):

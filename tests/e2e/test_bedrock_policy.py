@@ -4,7 +4,6 @@ only, and `missing_claim` (SPEC §3 templates)."""
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 import pytest

@@ -335,3 +335,17 @@ def test_toml_writer_round_trips(fake_aws, jwks_path):
     parsed = tomllib.loads(harness.to_toml(cfg))
     assert parsed == cfg
     assert "leeway_secs" not in parsed["identity"]
+
+
+def test_leak_finder():
+    texts = {"stderr": "header x-tenant-token: eyJabc.def.ghi redacted", "stdout": "{}"}
+    assert harness.find_leaks(texts, {"jwt": "eyJabc.def.ghi", "key": "wJalrXUtnFEMI", "empty": ""}) == [
+        ("jwt", "stderr")]
+
+
+def test_reset_before_headers_is_a_bare_close(fake_aws, creds):
+    fake_aws.script(Reset(headers=False), times=1)
+    with pytest.raises(Exception) as ei:
+        direct(fake_aws, creds).converse(**converse_args())
+    assert not isinstance(ei.value, ClientError)  # no HTTP response at all
+

@@ -22,7 +22,7 @@ def _deny(sidecar, fake, token, status, reason, **client_kw):
     return err
 
 
-def _allow(sidecar, fake, token, tenant="acme", model=HAIKU):
+def _allow(sidecar, fake, token, model=HAIKU):
     client = harness.make_client(sidecar.url, token=token)
     out = client.converse(**converse_args(model))
     assert out["output"]["message"]["content"][0]["text"] == fake.reply_text
