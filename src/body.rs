@@ -2,6 +2,7 @@
 //! that enforces the upstream idle timeout and carries the audit guard.
 
 use crate::audit::AuditGuard;
+use crate::usage::UsageTap;
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -65,15 +66,17 @@ pub struct UpstreamBody<B> {
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     guard: AuditGuard,
+    tap: UsageTap,
     done: bool,
     empty_at_start: bool,
 }
 
 impl<B: Body> UpstreamBody<B> {
-    pub fn new(inner: B, idle: Duration, guard: AuditGuard) -> Self {
+    pub fn new(inner: B, idle: Duration, guard: AuditGuard, tap: UsageTap) -> Self {
         let empty_at_start = inner.is_end_stream();
         UpstreamBody {
             empty_at_start,
+            tap,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -84,6 +87,19 @@ impl<B: Body> UpstreamBody<B> {
 }
 
 impl<B> UpstreamBody<B> {
+    /// The body is complete: record what the tap saw, write the audit record.
+    fn complete(&mut self) {
+        self.done = true;
+        let usage = self.tap.finish();
+        if let Some(r) = self.guard.record_mut() {
+            if usage.input.is_some() || usage.output.is_some() {
+                r.input_tokens = usage.input;
+                r.output_tokens = usage.output;
+            }
+        }
+        self.guard.finish();
+    }
+
     fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         if let Some(r) = self.guard.record_mut() {
@@ -112,10 +128,12 @@ where
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.tap.observe(data);
+                }
                 if this.inner.is_end_stream() {
                     // A body of known length can end without a final poll.
-                    this.done = true;
-                    this.guard.finish();
+                    this.complete();
                 } else {
                     let deadline = Instant::now() + this.idle;
                     this.sleep.as_mut().reset(deadline);
@@ -127,8 +145,7 @@ where
                 this.fail("upstream_reset")
             }
             Poll::Ready(None) => {
-                this.done = true;
-                this.guard.finish();
+                this.complete();
                 Poll::Ready(None)
             }
             Poll::Pending => match this.sleep.as_mut().poll(cx) {
@@ -155,7 +172,7 @@ impl<B> Drop for UpstreamBody<B> {
         // An empty body may be dropped without ever being polled; that is a
         // complete response, not a client that went away.
         if !self.done && self.empty_at_start {
-            self.guard.finish();
+            self.complete();
         }
     }
 }
@@ -204,7 +221,7 @@ mod tests {
         let rec = AuditRecord { decision: "allow", ..Default::default() };
         let guard = AuditGuard::new(audit, rec, std::time::Instant::now());
         let (tx, rx) = mpsc::channel(4);
-        let mut body = UpstreamBody::new(ChanBody(rx), Duration::from_secs(2), guard);
+        let mut body = UpstreamBody::new(ChanBody(rx), Duration::from_secs(2), guard, UsageTap::off());
         tx.send(Bytes::from_static(b"first")).await.unwrap();
         let f = body.frame().await.unwrap().unwrap();
         assert_eq!(f.into_data().unwrap(), "first");

@@ -20,3 +20,6 @@ pub mod admin;
 pub mod proxy;
 pub mod run;
 pub mod server;
+pub mod rewrite;
+pub mod filter;
+pub mod usage;

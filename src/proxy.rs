@@ -64,6 +64,7 @@ impl RequestIds {
 
 /// What the pipeline hands back for an allowed request.
 struct Forwarded {
+    op: Operation,
     response: Response<hyper::body::Incoming>,
 }
 
@@ -235,16 +236,19 @@ impl Proxy {
         authorize(&route, &principal, &policy)?;
 
         // 6. Body, bounded.
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let body = read_limited(body, cfg.server.max_body_bytes).await?;
 
-        // 7. Rewrite for this tenant.
+        // 7. Rewrite for this tenant: model map (after the allowlist, which
+        //    judged the id the app asked for), forced guardrail, request
+        //    metadata.
         if route.op.is_model_call() {
             if let Some(mapped) = policy.model_map.get(&route.ids[0]) {
                 route.ids[0] = mapped.clone();
                 rec.upstream_resource = Some(mapped.clone());
             }
         }
+        let body = crate::rewrite::bedrock::rewrite_model_call(route.op, body, &mut parts.headers, &principal, &policy)?;
 
         // 8. Credentials of this tenant and no other.
         let creds = snap.creds.for_tenant(&principal, &policy).await?;
@@ -290,7 +294,7 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
-        Ok(Forwarded { response })
+        Ok(Forwarded { op: route.op, response })
     }
 
     fn respond(
@@ -327,8 +331,9 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             parts.headers.insert("x-tenantgate-request-id", v);
         }
+        let tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
         let guard = AuditGuard::new(self.audit.clone(), rec, started);
-        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard);
+        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap);
         Response::from_parts(parts, body.boxed_unsync())
     }
 }

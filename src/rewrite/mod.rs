@@ -1,0 +1,143 @@
+//! Request rewriting for one tenant (the `rewrite` stage of the pipeline,
+//! after authorization and before credentials and signing).
+//!
+//! Everything here is a pure function over a parsed JSON body plus the
+//! verified `Principal` and the tenant's `TenantPolicy`: no I/O, no clock, no
+//! global state. Each function either rewrites the body in place and returns a
+//! note of what it changed (for the audit record), or returns the
+//! `ProxyError` the client gets; on error the body must be discarded, never
+//! forwarded half-rewritten.
+//!
+//! - [`knowledge_base`]: Retrieve, RetrieveAndGenerate(Stream) (SPEC §5.2):
+//!   knowledge base allowlist, forced tenant metadata filter, models in the
+//!   body, external-source locations, session unsealing.
+//! - [`agent`]: InvokeAgent (SPEC §5.3): agent allowlist, session attributes,
+//!   namespaced session and memory ids.
+//! - [`session`]: the MAC that binds RetrieveAndGenerate sessions and
+//!   namespaces agent sessions to (tenant, user).
+//! - [`retrieval_filter`]: validation and composition of Bedrock
+//!   `RetrievalFilter` objects.
+
+pub mod agent;
+pub mod bedrock;
+pub mod knowledge_base;
+pub mod retrieval_filter;
+pub mod session;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
+#[path = "robustness_tests.rs"]
+mod robustness_tests;
+
+use crate::config::TenantPolicy;
+use crate::error::ProxyError;
+use crate::principal::Principal;
+use crate::template::MissingClaim;
+use serde_json::{Map, Value};
+
+/// Parses a request body that the rewrite functions will inspect. An empty
+/// (or all-whitespace) body is `{}`, as AWS SDKs may send no body when every
+/// member is unset; anything else must be a JSON object (400 `invalid_json`).
+pub fn parse_json_body(bytes: &[u8]) -> Result<Value, ProxyError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Map::new()));
+    }
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+    if !v.is_object() {
+        return Err(ProxyError::InvalidJson("the request body must be a JSON object".into()));
+    }
+    Ok(v)
+}
+
+/// The rendered `knowledge_base.allowed_source_prefixes` of this principal, in
+/// configuration order. A template naming an absent claim is 403
+/// `missing_claim`. Also what the response post-filter
+/// (`filter::chunks`) takes.
+pub fn render_source_prefixes(policy: &TenantPolicy, principal: &Principal) -> Result<Vec<String>, ProxyError> {
+    policy.knowledge_base.allowed_source_prefixes.iter().map(|t| t.render(principal).map_err(missing_claim)).collect()
+}
+
+pub(crate) fn missing_claim(e: MissingClaim) -> ProxyError {
+    ProxyError::MissingClaim(e.0)
+}
+
+/// The body as an object, or 400 `invalid_json`.
+pub(crate) fn body_object(body: &mut Value) -> Result<&mut Map<String, Value>, ProxyError> {
+    body.as_object_mut().ok_or_else(|| ProxyError::InvalidJson("the request body must be a JSON object".into()))
+}
+
+/// `map[key]` as an object, created when absent or `null`; any other type is
+/// 400 `invalid_parameter` naming `path`.
+pub(crate) fn child_object<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Map<String, Value>, ProxyError> {
+    let slot = map.entry(key.to_string()).or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut().ok_or_else(|| ProxyError::InvalidParameter(format!("{path} must be an object")))
+}
+
+/// `map[key]` as an existing object: `Ok(None)` when absent or `null`, 400
+/// `invalid_parameter` when of another type.
+pub(crate) fn opt_object<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a mut Map<String, Value>>, ProxyError> {
+    match map.get_mut(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(ProxyError::InvalidParameter(format!("{path} must be an object"))),
+    }
+}
+
+/// `map[key]` as a string: `Ok(None)` when absent or `null`, 400
+/// `invalid_parameter` when of another type.
+pub(crate) fn opt_str<'a>(map: &'a Map<String, Value>, key: &str, path: &str) -> Result<Option<&'a str>, ProxyError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ProxyError::InvalidParameter(format!("{path} must be a string"))),
+    }
+}
+
+/// Checks one model id found in a request body against the tenant's `models`
+/// globs (SPEC §5.1, via `proxy::model_allowed`). Returns the id checked.
+pub(crate) fn check_model(policy: &TenantPolicy, principal: &Principal, model: &str) -> Result<String, ProxyError> {
+    if crate::proxy::model_allowed(policy, model) {
+        Ok(model.to_string())
+    } else {
+        Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_body_is_an_empty_object() {
+        assert_eq!(parse_json_body(b"").unwrap(), serde_json::json!({}));
+        assert_eq!(parse_json_body(b" \n").unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn non_object_or_broken_body_is_invalid_json() {
+        for b in [&b"[1]"[..], b"\"x\"", b"{", b"null", b"\xff"] {
+            assert_eq!(parse_json_body(b).unwrap_err().reason(), "invalid_json", "{b:?}");
+        }
+    }
+
+    #[test]
+    fn child_object_replaces_null_and_rejects_other_types() {
+        let mut m = serde_json::json!({"a": null, "b": 1}).as_object().unwrap().clone();
+        assert!(child_object(&mut m, "a", "a").unwrap().is_empty());
+        assert!(child_object(&mut m, "new", "new").unwrap().is_empty());
+        assert_eq!(child_object(&mut m, "b", "b").unwrap_err().reason(), "invalid_parameter");
+    }
+}

@@ -1,0 +1,211 @@
+//! Token usage read from Bedrock responses as they stream past (SPEC §5.1):
+//! Converse `usage`, ConverseStream `metadata` events, and
+//! InvokeModelWithResponseStream `amazon-bedrock-invocationMetrics` inside
+//! chunk payloads. (InvokeModel reports usage in response headers, read
+//! before the body.) The tap only observes copies of the bytes; it never
+//! delays or changes what is forwarded, and it gives up quietly (usage
+//! unknown) on anything it cannot parse or on frames larger than
+//! `MAX_OBSERVED`.
+
+use crate::route::Operation;
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::{HeaderValue, Message};
+use base64::Engine;
+use bytes::BytesMut;
+use serde_json::Value;
+
+/// Largest body (Converse) or single frame (streams) the tap will hold.
+pub const MAX_OBSERVED: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input: Option<u64>,
+    pub output: Option<u64>,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.input.unwrap_or(0) + self.output.unwrap_or(0)
+    }
+}
+
+enum Mode {
+    Off,
+    Json(BytesMut),
+    Stream { buf: BytesMut, decoder: MessageFrameDecoder, chunks: bool },
+}
+
+pub struct UsageTap {
+    mode: Mode,
+    usage: Usage,
+}
+
+impl UsageTap {
+    pub fn for_operation(op: Operation, status_ok: bool) -> UsageTap {
+        let mode = match op {
+            _ if !status_ok => Mode::Off,
+            Operation::Converse => Mode::Json(BytesMut::new()),
+            Operation::ConverseStream => {
+                Mode::Stream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), chunks: false }
+            }
+            Operation::InvokeModelWithResponseStream => {
+                Mode::Stream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), chunks: true }
+            }
+            _ => Mode::Off,
+        };
+        UsageTap { mode, usage: Usage::default() }
+    }
+
+    pub fn off() -> UsageTap {
+        UsageTap { mode: Mode::Off, usage: Usage::default() }
+    }
+
+    pub fn is_off(&self) -> bool {
+        matches!(self.mode, Mode::Off)
+    }
+
+    pub fn observe(&mut self, data: &[u8]) {
+        match &mut self.mode {
+            Mode::Off => {}
+            Mode::Json(buf) => {
+                if buf.len() + data.len() > MAX_OBSERVED {
+                    self.mode = Mode::Off;
+                } else {
+                    buf.extend_from_slice(data);
+                }
+            }
+            Mode::Stream { buf, decoder, chunks } => {
+                buf.extend_from_slice(data);
+                loop {
+                    match decoder.decode_frame(&mut *buf) {
+                        Ok(DecodedFrame::Complete(msg)) => {
+                            if let Some(u) = stream_usage(&msg, *chunks) {
+                                self.usage = u;
+                            }
+                        }
+                        Ok(DecodedFrame::Incomplete) => break,
+                        Err(_) => {
+                            self.mode = Mode::Off;
+                            return;
+                        }
+                    }
+                }
+                if buf.len() > MAX_OBSERVED {
+                    self.mode = Mode::Off;
+                }
+            }
+        }
+    }
+
+    /// Usage known at the end of the response.
+    pub fn finish(&mut self) -> Usage {
+        if let Mode::Json(buf) = &self.mode {
+            if let Ok(v) = serde_json::from_slice::<Value>(buf) {
+                self.usage = Usage {
+                    input: v.pointer("/usage/inputTokens").and_then(Value::as_u64),
+                    output: v.pointer("/usage/outputTokens").and_then(Value::as_u64),
+                };
+            }
+            self.mode = Mode::Off;
+        }
+        self.usage
+    }
+}
+
+fn event_type(msg: &Message) -> Option<&str> {
+    msg.headers().iter().find(|h| h.name().as_str() == ":event-type").and_then(|h| match h.value() {
+        HeaderValue::String(s) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+fn stream_usage(msg: &Message, chunks: bool) -> Option<Usage> {
+    let et = event_type(msg)?;
+    if !chunks {
+        if et != "metadata" {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(msg.payload()).ok()?;
+        return Some(Usage {
+            input: v.pointer("/usage/inputTokens").and_then(Value::as_u64),
+            output: v.pointer("/usage/outputTokens").and_then(Value::as_u64),
+        });
+    }
+    if et != "chunk" {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(msg.payload()).ok()?;
+    let b64 = v.get("bytes")?.as_str()?;
+    let inner = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let inner: Value = serde_json::from_slice(&inner).ok()?;
+    let m = inner.get("amazon-bedrock-invocationMetrics")?;
+    Some(Usage {
+        input: m.get("inputTokenCount").and_then(Value::as_u64),
+        output: m.get("outputTokenCount").and_then(Value::as_u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::Header;
+
+    fn frame(event: &str, payload: &[u8]) -> Vec<u8> {
+        let msg = Message::new(payload.to_vec())
+            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+            .add_header(Header::new(":event-type", HeaderValue::String(event.to_string().into())))
+            .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
+        let mut out = Vec::new();
+        write_message_to(&msg, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn converse_usage_from_the_json_body_split_anywhere() {
+        let body = br#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"usage":{"inputTokens":11,"outputTokens":7,"totalTokens":18}}"#;
+        let mut tap = UsageTap::for_operation(Operation::Converse, true);
+        for c in body.chunks(5) {
+            tap.observe(c);
+        }
+        assert_eq!(tap.finish(), Usage { input: Some(11), output: Some(7) });
+    }
+
+    #[test]
+    fn converse_stream_usage_from_the_metadata_event_split_byte_by_byte() {
+        let mut bytes = frame("contentBlockDelta", br#"{"delta":{"text":"x"}}"#);
+        bytes.extend(frame("metadata", br#"{"usage":{"inputTokens":31,"outputTokens":9}}"#));
+        let mut tap = UsageTap::for_operation(Operation::ConverseStream, true);
+        for b in &bytes {
+            tap.observe(std::slice::from_ref(b));
+        }
+        assert_eq!(tap.finish(), Usage { input: Some(31), output: Some(9) });
+    }
+
+    #[test]
+    fn invoke_stream_usage_from_invocation_metrics() {
+        let inner = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":5,"outputTokenCount":3}}"#;
+        let payload = format!(r#"{{"bytes":"{}"}}"#, base64::engine::general_purpose::STANDARD.encode(inner));
+        let mut tap = UsageTap::for_operation(Operation::InvokeModelWithResponseStream, true);
+        tap.observe(&frame("chunk", br#"{"bytes":"e30="}"#));
+        tap.observe(&frame("chunk", payload.as_bytes()));
+        assert_eq!(tap.finish(), Usage { input: Some(5), output: Some(3) });
+    }
+
+    #[test]
+    fn garbage_gives_unknown_usage_never_a_panic() {
+        let mut tap = UsageTap::for_operation(Operation::ConverseStream, true);
+        tap.observe(&[0xff; 64]);
+        tap.observe(b"more garbage");
+        assert_eq!(tap.finish(), Usage::default());
+        let mut tap = UsageTap::for_operation(Operation::Converse, true);
+        tap.observe(b"{not json");
+        assert_eq!(tap.finish(), Usage::default());
+    }
+
+    #[test]
+    fn error_responses_are_not_tapped() {
+        assert!(UsageTap::for_operation(Operation::Converse, false).is_off());
+        assert!(UsageTap::for_operation(Operation::InvokeModel, true).is_off());
+    }
+}
