@@ -23,3 +23,4 @@ pub mod server;
 pub mod rewrite;
 pub mod filter;
 pub mod usage;
+pub mod post;

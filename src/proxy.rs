@@ -19,6 +19,9 @@ use crate::config::{Config, TenantPolicy};
 use crate::error::ProxyError;
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
+use crate::post::{self, Post};
+use crate::rewrite::session::SessionKeys;
+use crate::rewrite::{self, parse_json_body};
 use crate::upstream::{Endpoints, HttpClient};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -42,6 +45,9 @@ pub struct Proxy {
     pub snapshot: ArcSwap<Snapshot>,
     pub client: HttpClient,
     pub audit: Arc<Audit>,
+    /// MAC keys binding RAG sessions and namespacing agent sessions; one per
+    /// process, from `server.session_key_env` (the same on every replica).
+    pub session_keys: SessionKeys,
     request_ids: RequestIds,
 }
 
@@ -65,6 +71,8 @@ impl RequestIds {
 /// What the pipeline hands back for an allowed request.
 struct Forwarded {
     op: Operation,
+    principal: Principal,
+    post: Post,
     response: Response<hyper::body::Incoming>,
 }
 
@@ -141,7 +149,9 @@ fn foundation_model_id(model: &str) -> Option<&str> {
 
 impl Proxy {
     pub fn new(snapshot: Snapshot, client: HttpClient, audit: Arc<Audit>) -> Arc<Proxy> {
+        let session_keys = SessionKeys::from_env(&snapshot.config.server.session_key_env);
         Arc::new(Proxy {
+            session_keys,
             snapshot: ArcSwap::from_pointee(snapshot),
             client,
             audit,
@@ -167,15 +177,17 @@ impl Proxy {
             decision: "deny",
             ..Default::default()
         };
-        match self.pipeline(&snap, req, &mut rec).await {
-            Ok(fwd) => self.respond(&snap, fwd, rec, started, &request_id),
+        let result = match self.pipeline(&snap, req, &mut rec).await {
+            Ok(fwd) => self.respond(&snap, fwd, &mut rec, started, &request_id).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(resp) => resp,
             Err(err) => {
                 let status = err.status();
                 rec.status = status.as_u16();
                 rec.reason = Some(err.reason());
-                if rec.upstream_status.is_none() {
-                    rec.decision = "deny";
-                }
+                rec.decision = "deny";
                 match err.log_detail() {
                     Some(d) if status.is_server_error() => {
                         tracing::warn!(request_id, tenant = rec.tenant.as_deref(), reason = err.reason(), "{d}")
@@ -239,19 +251,14 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let body = read_limited(body, cfg.server.max_body_bytes).await?;
 
-        // 7. Rewrite for this tenant: model map (after the allowlist, which
-        //    judged the id the app asked for), forced guardrail, request
-        //    metadata.
-        if route.op.is_model_call() {
-            if let Some(mapped) = policy.model_map.get(&route.ids[0]) {
-                route.ids[0] = mapped.clone();
-                rec.upstream_resource = Some(mapped.clone());
-            }
-        }
-        let body = crate::rewrite::bedrock::rewrite_model_call(route.op, body, &mut parts.headers, &principal, &policy)?;
-
-        // 8. Credentials of this tenant and no other.
+        // 7. Credentials of this tenant and no other (before the rewrite,
+        //    which may inject them into agent session attributes).
         let creds = snap.creds.for_tenant(&principal, &policy).await?;
+
+        // 8. Rewrite for this tenant: model map (after the allowlist, which
+        //    judged the id the app asked for), forced guardrail and request
+        //    metadata, knowledge-base filters, agent session attributes.
+        let (body, post) = self.rewrite(&mut route, &mut parts.headers, body, &principal, &policy, &creds, rec)?;
 
         // 9. Build and sign the upstream request over the exact bytes sent.
         let endpoint = snap.endpoints.for_service(route.op.service());
@@ -294,17 +301,97 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
-        Ok(Forwarded { op: route.op, response })
+        Ok(Forwarded { op: route.op, principal, post, response })
     }
 
-    fn respond(
+    /// Rewrite the request for this tenant (SPEC §5.1–§5.3). Returns the body
+    /// to send and what the response needs.
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite(
+        &self,
+        route: &mut Route,
+        headers: &mut HeaderMap,
+        body: Bytes,
+        principal: &Principal,
+        policy: &TenantPolicy,
+        creds: &crate::aws::credentials::TenantCredentials,
+        rec: &mut AuditRecord,
+    ) -> Result<(Bytes, Post), ProxyError> {
+        use Operation::*;
+        let to_bytes = |v: &serde_json::Value| {
+            serde_json::to_vec(v).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
+        };
+        match route.op {
+            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens => {
+                if let Some(mapped) = policy.model_map.get(&route.ids[0]) {
+                    route.ids[0] = mapped.clone();
+                    rec.upstream_resource = Some(mapped.clone());
+                }
+                let body = rewrite::bedrock::rewrite_model_call(route.op, body, headers, principal, policy)?;
+                Ok((body, Post::Stream))
+            }
+            ApplyGuardrail => Ok((body, Post::Stream)),
+            Retrieve => {
+                let mut v = parse_json_body(&body)?;
+                rewrite::knowledge_base::rewrite_retrieve(&mut v, &route.ids[0], principal, policy)?;
+                let prefixes = rewrite::render_source_prefixes(policy, principal)?;
+                Ok((to_bytes(&v)?, Post::Retrieve { prefixes }))
+            }
+            RetrieveAndGenerate | RetrieveAndGenerateStream => {
+                let mut v = parse_json_body(&body)?;
+                let note = rewrite::knowledge_base::rewrite_retrieve_and_generate(
+                    &mut v,
+                    principal,
+                    policy,
+                    &self.session_keys,
+                )?;
+                if let Some(kb) = note.knowledge_base_id {
+                    rec.resource = Some(kb);
+                }
+                let prefixes = rewrite::render_source_prefixes(policy, principal)?;
+                let post = if route.op == RetrieveAndGenerate {
+                    Post::Rag { prefixes }
+                } else {
+                    Post::RagStream { prefixes }
+                };
+                Ok((to_bytes(&v)?, post))
+            }
+            InvokeAgent => {
+                let mut v = parse_json_body(&body)?;
+                let client_session_id = route.ids[2].clone();
+                let inject = policy.agents.inject_scoped_credentials.then_some(creds);
+                let out = rewrite::agent::rewrite_invoke_agent(
+                    &route.ids[0],
+                    &route.ids[1],
+                    &client_session_id,
+                    &mut v,
+                    principal,
+                    policy,
+                    &self.session_keys,
+                    inject,
+                )?;
+                route.ids[2] = out.upstream_session_id;
+                Ok((to_bytes(&v)?, Post::Agent { client_session_id }))
+            }
+            Rerank => {
+                let v = parse_json_body(&body)?;
+                check_rerank_models(&v, principal, policy)?;
+                Ok((body, Post::Stream))
+            }
+            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
+                Err(ProxyError::OperationNotAllowed(route.op.name().to_string()))
+            }
+        }
+    }
+
+    async fn respond(
         &self,
         snap: &Snapshot,
         fwd: Forwarded,
-        mut rec: AuditRecord,
+        rec: &mut AuditRecord,
         started: Instant,
         request_id: &str,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let cfg = &snap.config;
         let (mut parts, body) = fwd.response.into_parts();
         rec.decision = "allow";
@@ -331,11 +418,64 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             parts.headers.insert("x-tenantgate-request-id", v);
         }
+        match &fwd.post {
+            Post::Agent { client_session_id } => {
+                if let Ok(v) = HeaderValue::from_str(client_session_id) {
+                    parts.headers.insert("x-amz-bedrock-agent-session-id", v);
+                }
+            }
+            Post::RagStream { .. } => {
+                let sealed = parts
+                    .headers
+                    .get("x-amzn-bedrock-knowledge-base-session-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|id| self.session_keys.seal_rag_session(&fwd.principal.tenant, &fwd.principal.user, id));
+                if let Some(v) = sealed.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                    parts.headers.insert("x-amzn-bedrock-knowledge-base-session-id", v);
+                }
+            }
+            _ => {}
+        }
+        if matches!(fwd.post, Post::Retrieve { .. }) {
+            parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(0u64));
+        }
+
+        if fwd.post.buffers() && parts.status.is_success() {
+            // The whole answer is needed before deciding what the client may
+            // see: nothing is sent until it is judged.
+            let raw = post::collect(body, cfg.aws.stream_idle_timeout, post::MAX_FILTERED_RESPONSE).await?;
+            let (out, dropped) = post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?;
+            rec.dropped_results = dropped;
+            if matches!(fwd.post, Post::Retrieve { .. }) {
+                parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(dropped));
+            }
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+            AuditGuard::new(self.audit.clone(), std::mem::take(rec), started).finish();
+            return Ok(Response::from_parts(parts, crate::body::full(out)));
+        }
+
         let tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
-        let guard = AuditGuard::new(self.audit.clone(), rec, started);
+        let guard = AuditGuard::new(self.audit.clone(), std::mem::take(rec), started);
         let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap);
-        Response::from_parts(parts, body.boxed_unsync())
+        Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
+}
+
+/// Rerank (SPEC §5.1): every model named in the body is checked.
+fn check_rerank_models(v: &serde_json::Value, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
+    let model = v
+        .pointer("/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn")
+        .ok_or_else(|| {
+            ProxyError::InvalidParameter(
+                "rerankingConfiguration.bedrockRerankingConfiguration.modelConfiguration.modelArn is required".into(),
+            )
+        })?
+        .as_str()
+        .ok_or_else(|| ProxyError::InvalidParameter("modelArn must be a string".into()))?;
+    if !model_allowed(policy, model) {
+        return Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() });
+    }
+    Ok(())
 }
 
 /// Operations whose isolation rules are not implemented are refused whatever
@@ -345,8 +485,8 @@ fn pending_isolation(op: Operation) -> Result<(), ProxyError> {
     match op {
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens
         | ApplyGuardrail => Ok(()),
-        Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank
-        | InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
+        Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank => Ok(()),
+        InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
             Err(ProxyError::OperationNotAllowed(op.name().to_string()))
         }
     }

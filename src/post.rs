@@ -1,0 +1,179 @@
+//! Response filters that must see the whole upstream answer before any byte
+//! reaches the client (SPEC §5.2): Retrieve results outside the tenant's
+//! source prefixes are dropped (and counted in `x-tenantgate-dropped-results`),
+//! and a RetrieveAndGenerate answer — streamed or not — that cites a foreign
+//! source is withheld whole with 502 `unauthorized_source_in_answer`, because
+//! the generated text may already contain another tenant's data. Everything
+//! else streams through untouched.
+
+use crate::error::ProxyError;
+use crate::filter::chunks::{citation_event_payload_is_clean, filter_retrieve_response, rag_answer_is_clean};
+use crate::principal::Principal;
+use crate::rewrite::session::SessionKeys;
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::HeaderValue as EsHeaderValue;
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::BodyExt;
+use std::time::Duration;
+
+/// Largest upstream answer a buffering filter will hold; larger -> 502.
+pub const MAX_FILTERED_RESPONSE: usize = 32 * 1024 * 1024;
+
+/// What to do with a successful upstream response.
+#[derive(Debug, Clone)]
+pub enum Post {
+    /// Forward as it arrives.
+    Stream,
+    /// Retrieve: drop foreign results.
+    Retrieve { prefixes: Vec<String> },
+    /// RetrieveAndGenerate: withhold on a foreign citation, seal the session id.
+    Rag { prefixes: Vec<String> },
+    /// RetrieveAndGenerateStream: same over every `citation` event.
+    RagStream { prefixes: Vec<String> },
+    /// InvokeAgent: the response's session id header goes back as the
+    /// client's own id.
+    Agent { client_session_id: String },
+}
+
+impl Post {
+    pub fn buffers(&self) -> bool {
+        matches!(self, Post::Retrieve { .. } | Post::Rag { .. } | Post::RagStream { .. })
+    }
+}
+
+/// Collect a body, bounded in size and in silence between frames.
+pub async fn collect<B>(mut body: B, idle: Duration, max: usize) -> Result<Bytes, ProxyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => return Err(ProxyError::UpstreamError(format!("reading upstream response: {e}"))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > max {
+                        return Err(ProxyError::UpstreamError(format!(
+                            "upstream response larger than {max} bytes cannot be filtered"
+                        )));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// The filtered body and the number of dropped results.
+pub fn apply(
+    post: &Post,
+    body: Bytes,
+    principal: &Principal,
+    keys: &SessionKeys,
+) -> Result<(Bytes, u64), ProxyError> {
+    match post {
+        Post::Stream | Post::Agent { .. } => Ok((body, 0)),
+        Post::Retrieve { prefixes } => {
+            let (out, dropped) = filter_retrieve_response(&body, prefixes)?;
+            if dropped == 0 {
+                return Ok((body, 0));
+            }
+            Ok((Bytes::from(out), dropped))
+        }
+        Post::Rag { prefixes } => {
+            let mut v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| ProxyError::UpstreamError(format!("RetrieveAndGenerate answer is not JSON: {e}")))?;
+            if !rag_answer_is_clean(&v, prefixes) {
+                return Err(ProxyError::UnauthorizedSourceInAnswer);
+            }
+            if crate::filter::seal_rag_response_session(&mut v, principal, keys) {
+                let out = serde_json::to_vec(&v).map_err(|e| ProxyError::UpstreamError(e.to_string()))?;
+                return Ok((Bytes::from(out), 0));
+            }
+            Ok((body, 0))
+        }
+        Post::RagStream { prefixes } => {
+            check_rag_stream(&body, prefixes)?;
+            Ok((body, 0))
+        }
+    }
+}
+
+/// Every frame must decode with valid CRCs, and every `citation` event must
+/// cite only allowed sources. Anything undecodable is withheld (502).
+fn check_rag_stream(body: &[u8], prefixes: &[String]) -> Result<(), ProxyError> {
+    let mut buf = body;
+    let mut decoder = MessageFrameDecoder::new();
+    while !buf.is_empty() {
+        match decoder.decode_frame(&mut buf) {
+            Ok(DecodedFrame::Complete(msg)) => {
+                let event = msg.headers().iter().find(|h| h.name().as_str() == ":event-type").and_then(|h| {
+                    match h.value() {
+                        EsHeaderValue::String(s) => Some(s.as_str().to_string()),
+                        _ => None,
+                    }
+                });
+                if event.as_deref() == Some("citation") && !citation_event_payload_is_clean(msg.payload(), prefixes) {
+                    return Err(ProxyError::UnauthorizedSourceInAnswer);
+                }
+            }
+            Ok(DecodedFrame::Incomplete) => {
+                return Err(ProxyError::UpstreamError("upstream event stream ended mid-frame".into()))
+            }
+            Err(e) => return Err(ProxyError::UpstreamError(format!("upstream event stream is corrupt: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, Message};
+
+    fn frame(event: &str, payload: &str) -> Vec<u8> {
+        let msg = Message::new(payload.as_bytes().to_vec())
+            .add_header(Header::new(":message-type", EsHeaderValue::String("event".into())))
+            .add_header(Header::new(":event-type", EsHeaderValue::String(event.to_string().into())));
+        let mut out = Vec::new();
+        write_message_to(&msg, &mut out).unwrap();
+        out
+    }
+
+    fn citation(uri: &str) -> String {
+        serde_json::json!({"citation": {"retrievedReferences": [{"location": {"type": "S3", "s3Location": {"uri": uri}}}]}})
+            .to_string()
+    }
+
+    #[test]
+    fn rag_stream_with_only_own_citations_passes() {
+        let p = vec!["s3://docs/tenants/acme/".to_string()];
+        let mut s = frame("output", r#"{"output":{"text":"hi"}}"#);
+        s.extend(frame("citation", &citation("s3://docs/tenants/acme/a.txt")));
+        assert!(check_rag_stream(&s, &p).is_ok());
+    }
+
+    #[test]
+    fn rag_stream_citing_another_tenant_is_withheld() {
+        let p = vec!["s3://docs/tenants/acme/".to_string()];
+        let mut s = frame("output", r#"{"output":{"text":"hi"}}"#);
+        s.extend(frame("citation", &citation("s3://docs/tenants/acme-evil/a.txt")));
+        assert_eq!(check_rag_stream(&s, &p).unwrap_err().reason(), "unauthorized_source_in_answer");
+    }
+
+    #[test]
+    fn truncated_or_corrupt_stream_is_withheld() {
+        let p = vec!["s3://docs/".to_string()];
+        let s = frame("output", r#"{"output":{"text":"hi"}}"#);
+        assert_eq!(check_rag_stream(&s[..s.len() - 3], &p).unwrap_err().reason(), "upstream_error");
+        let mut bad = s.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 0xff;
+        assert_eq!(check_rag_stream(&bad, &p).unwrap_err().reason(), "upstream_error");
+    }
+}

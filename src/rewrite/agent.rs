@@ -1,0 +1,250 @@
+//! Agents (SPEC §5.3): InvokeAgent
+//! (`POST /agents/{agentId}/agentAliases/{aliasId}/sessions/{sessionId}/text`).
+//!
+//! What is enforced:
+//! - `agentId/aliasId` matches one of `agents.allowed` (403 `agent_not_allowed`);
+//! - the upstream session id is `SessionKeys::agent_session_id(tenant, user,
+//!   client id)`, so no tenant or user can continue another's session; the
+//!   body's `memoryId` is namespaced the same way (`agent_memory_id`);
+//! - `sessionState.sessionAttributes` (what action-group Lambdas read) gets
+//!   every rendered `agents.session_attributes` entry, `userJWT` (the
+//!   verified token) when `inject_user_token`, and `accessKeyId`,
+//!   `secretAccessKey`, `sessionToken` (the tenant-scoped credentials) when
+//!   `inject_scoped_credentials`. Client values under those names are
+//!   replaced; when an injection is off, a client-sent key of that name is
+//!   removed, so a forged token or key never reaches an action group. Client
+//!   keys equal to a protected name ignoring ASCII case (`TenantId`,
+//!   `USERJWT`) are removed as lookalikes. Other client keys are kept;
+//! - `sessionState.promptSessionAttributes` (text the model sees), when the
+//!   client sends it: the same configured attributes are set there too, so
+//!   the prompt cannot claim another tenant, and the token and credential
+//!   names are removed; secrets are never injected into a prompt;
+//! - `sessionState.knowledgeBaseConfigurations[]`: each knowledge base must be
+//!   in `knowledge_base.allowed` and gets the forced tenant filter, as in
+//!   Retrieve;
+//! - `sessionState.files[]`: an S3 `source` must be under the rendered
+//!   `allowed_source_prefixes` (403 `location_not_allowed`), as for
+//!   RetrieveAndGenerate external sources.
+//!
+//! Before (tenant `acme`, user `alice`, client session id `chat-42`,
+//! `session_attributes = { tenantId = "{tenant}", userId = "{user}" }`,
+//! `inject_user_token = false`):
+//!
+//! ```text
+//! {"inputText": "refund order 7",
+//!  "memoryId": "alice-memory",
+//!  "sessionState": {"sessionAttributes": {"tenantId": "globex", "userJWT": "forged", "locale": "de"}}}
+//! ```
+//!
+//! After (path session id `tg-` + 40 hex digits):
+//!
+//! ```text
+//! {"inputText": "refund order 7",
+//!  "memoryId": "tgm-5c0f...(40 hex digits)",
+//!  "sessionState": {"sessionAttributes": {"tenantId": "acme", "userId": "alice", "locale": "de"}}}
+//! ```
+
+use super::knowledge_base::{check_source, kb_allowed, rewrite_retrieval_configuration, RewriteNote};
+use super::session::SessionKeys;
+use super::{body_object, child_object, missing_claim, opt_object, opt_str, render_source_prefixes};
+use crate::aws::credentials::TenantCredentials;
+use crate::config::TenantPolicy;
+use crate::error::ProxyError;
+use crate::filter::chunks::SourceFilter;
+use crate::principal::Principal;
+use serde_json::{Map, Value};
+
+/// Session attribute carrying the verified token.
+pub const USER_JWT: &str = "userJWT";
+/// Session attributes carrying the tenant-scoped credentials.
+pub const CREDENTIAL_KEYS: [&str; 3] = ["accessKeyId", "secretAccessKey", "sessionToken"];
+
+/// What the InvokeAgent rewrite did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentRewrite {
+    /// The session id to put in the upstream path (the response's
+    /// `x-amz-bedrock-agent-session-id` goes back as the client's own id).
+    pub upstream_session_id: String,
+    /// True when the body's `memoryId` was namespaced.
+    pub memory_id_namespaced: bool,
+    /// Names of the session attributes tenantgate set (never their values).
+    pub attributes_set: Vec<String>,
+    /// Names of client session attributes removed or replaced (forged
+    /// values, lookalike names).
+    pub attributes_removed: Vec<String>,
+    /// Knowledge bases of `sessionState.knowledgeBaseConfigurations`, each
+    /// allowed and filtered.
+    pub knowledge_bases: Vec<String>,
+    /// Models found in those configurations (all allowed).
+    pub models: Vec<String>,
+    /// Number of S3 input files checked against the prefixes.
+    pub s3_files: usize,
+}
+
+/// Bedrock's constraint on session and memory ids: 2 to 100 of
+/// `[0-9a-zA-Z._:-]`.
+fn check_bedrock_id(id: &str, what: &str) -> Result<(), ProxyError> {
+    let ok = (2..=100).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProxyError::InvalidParameter(format!("{what} must be 2 to 100 characters of [0-9a-zA-Z._:-]")))
+    }
+}
+
+/// InvokeAgent request rewrite; see the module doc. `creds` are the
+/// tenant-scoped credentials the request will be signed with (required when
+/// `inject_scoped_credentials`, else 503 `credentials_unavailable`). On error
+/// the body may be partly rewritten and must be discarded.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the one decision
+pub fn rewrite_invoke_agent(
+    agent_id: &str,
+    alias_id: &str,
+    client_session_id: &str,
+    body: &mut Value,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    keys: &SessionKeys,
+    creds: Option<&TenantCredentials>,
+) -> Result<AgentRewrite, ProxyError> {
+    let agents = &policy.agents;
+    let resource = format!("{agent_id}/{alias_id}");
+    if !agents.allowed.iter().any(|g| g.matches(&resource)) {
+        return Err(ProxyError::AgentNotAllowed { agent: resource, tenant: principal.tenant.clone() });
+    }
+    check_bedrock_id(client_session_id, "sessionId")?;
+    let obj = body_object(body)?;
+
+    // Everything that can fail on configuration or identity, before the
+    // body changes.
+    let mut configured = Vec::with_capacity(agents.session_attributes.len());
+    for (k, t) in &agents.session_attributes {
+        configured.push((k.clone(), t.render(principal).map_err(missing_claim)?));
+    }
+    let mut injected: Vec<(String, String)> = Vec::new();
+    if agents.inject_user_token {
+        if let Some(token) = &principal.token {
+            injected.push((USER_JWT.into(), token.expose().clone()));
+        }
+    }
+    if agents.inject_scoped_credentials {
+        let c = creds.ok_or_else(|| {
+            ProxyError::CredentialsUnavailable("no tenant credentials to inject into the agent session".into())
+        })?;
+        injected.push((CREDENTIAL_KEYS[0].into(), c.0.access_key_id().to_string()));
+        injected.push((CREDENTIAL_KEYS[1].into(), c.0.secret_access_key().to_string()));
+        if let Some(t) = c.0.session_token() {
+            injected.push((CREDENTIAL_KEYS[2].into(), t.to_string()));
+        }
+    }
+
+    let mut out = AgentRewrite {
+        upstream_session_id: keys.agent_session_id(&principal.tenant, &principal.user, client_session_id),
+        ..AgentRewrite::default()
+    };
+
+    if let Some(memory) = opt_str(obj, "memoryId", "memoryId")? {
+        check_bedrock_id(memory, "memoryId")?;
+        let namespaced = keys.agent_memory_id(&principal.tenant, &principal.user, memory);
+        obj.insert("memoryId".into(), Value::String(namespaced));
+        out.memory_id_namespaced = true;
+    }
+
+    let state = child_object(obj, "sessionState", "sessionState")?;
+    let protected: Vec<&str> =
+        configured.iter().map(|(k, _)| k.as_str()).chain([USER_JWT]).chain(CREDENTIAL_KEYS).collect();
+
+    let attrs = child_object(state, "sessionAttributes", "sessionState.sessionAttributes")?;
+    out.attributes_removed = remove_protected(attrs, &protected);
+    for (k, v) in configured.iter().chain(&injected) {
+        attrs.insert(k.clone(), Value::String(v.clone()));
+        out.attributes_set.push(k.clone());
+    }
+
+    let ppath = "sessionState.promptSessionAttributes";
+    if let Some(prompt) = opt_object(state, "promptSessionAttributes", ppath)? {
+        for k in remove_protected(prompt, &protected) {
+            out.attributes_removed.push(format!("promptSessionAttributes.{k}"));
+        }
+        for (k, v) in &configured {
+            prompt.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+
+    rewrite_knowledge_bases(state, principal, policy, &mut out)?;
+    check_files(state, principal, policy, &mut out)?;
+    Ok(out)
+}
+
+/// Removes every key equal to a protected name ignoring ASCII case; returns
+/// the names removed.
+fn remove_protected(map: &mut Map<String, Value>, protected: &[&str]) -> Vec<String> {
+    let doomed: Vec<String> =
+        map.keys().filter(|k| protected.iter().any(|p| p.eq_ignore_ascii_case(k))).cloned().collect();
+    for k in &doomed {
+        map.remove(k);
+    }
+    doomed
+}
+
+fn rewrite_knowledge_bases(
+    state: &mut Map<String, Value>,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    out: &mut AgentRewrite,
+) -> Result<(), ProxyError> {
+    const PATH: &str = "sessionState.knowledgeBaseConfigurations";
+    let list = match state.get_mut("knowledgeBaseConfigurations") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(ProxyError::InvalidParameter(format!("{PATH} must be an array"))),
+    };
+    for (i, entry) in list.iter_mut().enumerate() {
+        let path = format!("{PATH}[{i}]");
+        let entry =
+            entry.as_object_mut().ok_or_else(|| ProxyError::InvalidParameter(format!("{path} must be an object")))?;
+        let kb = opt_str(entry, "knowledgeBaseId", &format!("{path}.knowledgeBaseId"))?
+            .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.knowledgeBaseId is required")))?
+            .to_string();
+        kb_allowed(policy, principal, &kb)?;
+        let mut note = RewriteNote::default();
+        rewrite_retrieval_configuration(entry, &path, principal, policy, &mut note)?;
+        out.models.extend(note.models);
+        out.knowledge_bases.push(kb);
+    }
+    Ok(())
+}
+
+fn check_files(
+    state: &Map<String, Value>,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    out: &mut AgentRewrite,
+) -> Result<(), ProxyError> {
+    const PATH: &str = "sessionState.files";
+    let files = match state.get("files") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(files)) => files,
+        Some(_) => return Err(ProxyError::InvalidParameter(format!("{PATH} must be an array"))),
+    };
+    if files.is_empty() {
+        return Ok(());
+    }
+    let filter = SourceFilter::new(&render_source_prefixes(policy, principal)?);
+    for (i, file) in files.iter().enumerate() {
+        let path = format!("{PATH}[{i}]");
+        let source = file
+            .get("source")
+            .filter(|s| !s.is_null())
+            .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.source is required")))?;
+        if check_source(source, &format!("{path}.source"), &filter, principal)? {
+            out.s3_files += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "agent_tests.rs"]
+mod tests;

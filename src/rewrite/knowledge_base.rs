@@ -1,0 +1,316 @@
+//! Knowledge bases (SPEC §5.2): Retrieve, RetrieveAndGenerate and
+//! RetrieveAndGenerateStream (the two share a request shape).
+//!
+//! What is enforced on the request:
+//! - the knowledge base id (path, or
+//!   `retrieveAndGenerateConfiguration.knowledgeBaseConfiguration.knowledgeBaseId`)
+//!   is in `knowledge_base.allowed` (403 `knowledge_base_not_allowed`);
+//! - `...vectorSearchConfiguration.filter` is replaced by the forced filter
+//!   (tenant clause, extra filters, client filter; see `retrieval_filter`),
+//!   creating the objects on the way when absent;
+//! - every model in the body passes the tenant's `models` globs (403
+//!   `model_not_allowed`): `knowledgeBaseConfiguration.modelArn`,
+//!   `externalSourcesConfiguration.modelArn`, the reranking model
+//!   (`rerankingConfiguration.bedrockRerankingConfiguration.modelConfiguration.modelArn`)
+//!   and the implicit-filter model (`implicitFilterConfiguration.modelArn`,
+//!   whose generated filter Bedrock applies in addition to the explicit one,
+//!   so it can narrow but not widen);
+//! - external sources: every `sources[].s3Location.uri` is under the rendered
+//!   `allowed_source_prefixes` (403 `location_not_allowed`; with no prefixes
+//!   no S3 source is allowed). `BYTE_CONTENT` sources are allowed: the client
+//!   sends the document itself, so they reach no one else's data. Any other
+//!   source type is `location_not_allowed`;
+//! - a client `sessionId` must be one tenantgate sealed for this tenant and
+//!   user (403 `cross_tenant`) and is replaced by Bedrock's id.
+//!
+//! Every other field is left as sent, unknown ones included. On error the
+//! body may be partly rewritten and must be discarded.
+
+use super::retrieval_filter::forced_filter;
+use super::session::SessionKeys;
+use super::{body_object, check_model, child_object, opt_object, opt_str, render_source_prefixes};
+use crate::config::TenantPolicy;
+use crate::error::ProxyError;
+use crate::filter::chunks::SourceFilter;
+use crate::principal::Principal;
+use serde_json::{Map, Value};
+
+/// What a knowledge-base rewrite did, for the audit record and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewriteNote {
+    /// The knowledge base authorised (None for external sources only).
+    pub knowledge_base_id: Option<String>,
+    /// Every model id found in the body (all allowed), in the order checked.
+    pub models: Vec<String>,
+    /// True when the tenant filter was written into the body.
+    pub filter_forced: bool,
+    /// True when the client sent a filter (kept, ANDed after the tenant's).
+    pub client_filter_kept: bool,
+    /// Number of external S3 sources checked against the prefixes.
+    pub external_s3_sources: usize,
+    /// True when a sealed `sessionId` was verified and replaced by Bedrock's.
+    pub session_unsealed: bool,
+}
+
+pub(crate) fn kb_allowed(policy: &TenantPolicy, principal: &Principal, kb_id: &str) -> Result<(), ProxyError> {
+    if policy.knowledge_base.allowed.iter().any(|k| k == kb_id) {
+        Ok(())
+    } else {
+        Err(ProxyError::KnowledgeBaseNotAllowed { kb: kb_id.to_string(), tenant: principal.tenant.clone() })
+    }
+}
+
+/// Retrieve (`POST /knowledgebases/{kb_id}/retrieve`).
+///
+/// Before (tenant `acme`, `filter_key = "tenant_id"`, extra filter
+/// `{ in = { key = "group", value = "{groups}" } }`, user in groups `eng`, `ops`):
+///
+/// ```text
+/// {"retrievalQuery": {"text": "pricing"},
+///  "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 5,
+///     "filter": {"orAll": [{"equals": {"key": "tenant_id", "value": "globex"}},
+///                          {"equals": {"key": "year", "value": 2024}}]}}}}
+/// ```
+///
+/// After:
+///
+/// ```text
+/// {"retrievalQuery": {"text": "pricing"},
+///  "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 5,
+///     "filter": {"andAll": [
+///        {"equals": {"key": "tenant_id", "value": "acme"}},
+///        {"in": {"key": "group", "value": ["eng", "ops"]}},
+///        {"orAll": [{"equals": {"key": "tenant_id", "value": "globex"}},
+///                   {"equals": {"key": "year", "value": 2024}}]}]}}}}
+/// ```
+///
+/// A body with no `retrievalConfiguration` gets one holding just the filter.
+pub fn rewrite_retrieve(
+    body: &mut Value,
+    kb_id: &str,
+    principal: &Principal,
+    policy: &TenantPolicy,
+) -> Result<RewriteNote, ProxyError> {
+    let obj = body_object(body)?;
+    kb_allowed(policy, principal, kb_id)?;
+    let mut note = RewriteNote { knowledge_base_id: Some(kb_id.to_string()), ..RewriteNote::default() };
+    rewrite_retrieval_configuration(obj, "", principal, policy, &mut note)?;
+    Ok(note)
+}
+
+/// Forces the filter and checks the models of `parent.retrievalConfiguration`
+/// (created when absent); `parent_path` names `parent` in error messages
+/// (empty for the body itself). Shared with
+/// InvokeAgent `sessionState.knowledgeBaseConfigurations`.
+pub(crate) fn rewrite_retrieval_configuration(
+    parent: &mut Map<String, Value>,
+    parent_path: &str,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    note: &mut RewriteNote,
+) -> Result<(), ProxyError> {
+    const KEY: &str = "retrievalConfiguration";
+    let path = if parent_path.is_empty() { KEY.to_string() } else { format!("{parent_path}.{KEY}") };
+    let rc = child_object(parent, KEY, &path)?;
+    let vpath = format!("{path}.vectorSearchConfiguration");
+    let vsc = child_object(rc, "vectorSearchConfiguration", &vpath)?;
+    check_vector_search_models(vsc, &vpath, principal, policy, note)?;
+    let client = vsc.remove("filter");
+    note.client_filter_kept = client.as_ref().is_some_and(|c| !c.is_null());
+    let filter = forced_filter(policy, principal, client, &format!("{vpath}.filter"))?;
+    vsc.insert("filter".into(), filter);
+    note.filter_forced = true;
+    Ok(())
+}
+
+fn check_vector_search_models(
+    vsc: &mut Map<String, Value>,
+    path: &str,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    note: &mut RewriteNote,
+) -> Result<(), ProxyError> {
+    let rpath = format!("{path}.rerankingConfiguration");
+    if let Some(rr) = opt_object(vsc, "rerankingConfiguration", &rpath)? {
+        match opt_str(rr, "type", &format!("{rpath}.type"))? {
+            Some("BEDROCK_RERANKING_MODEL") => {}
+            _ => return Err(ProxyError::InvalidParameter(format!("{rpath}.type must be BEDROCK_RERANKING_MODEL"))),
+        }
+        let bpath = format!("{rpath}.bedrockRerankingConfiguration");
+        let mpath = format!("{bpath}.modelConfiguration");
+        let mut model = None;
+        if let Some(b) = opt_object(rr, "bedrockRerankingConfiguration", &bpath)? {
+            if let Some(m) = opt_object(b, "modelConfiguration", &mpath)? {
+                model = opt_str(m, "modelArn", &format!("{mpath}.modelArn"))?.map(str::to_string);
+            }
+        }
+        let model = model.ok_or_else(|| ProxyError::InvalidParameter(format!("{mpath}.modelArn is required")))?;
+        note.models.push(check_model(policy, principal, &model)?);
+    }
+    let ipath = format!("{path}.implicitFilterConfiguration");
+    if let Some(imp) = opt_object(vsc, "implicitFilterConfiguration", &ipath)? {
+        let model = opt_str(imp, "modelArn", &format!("{ipath}.modelArn"))?
+            .ok_or_else(|| ProxyError::InvalidParameter(format!("{ipath}.modelArn is required")))?
+            .to_string();
+        note.models.push(check_model(policy, principal, &model)?);
+    }
+    Ok(())
+}
+
+/// RetrieveAndGenerate and RetrieveAndGenerateStream
+/// (`POST /retrieveAndGenerate`, `/retrieveAndGenerateStream`).
+///
+/// Before (same tenant as `rewrite_retrieve`, no extra filters):
+///
+/// ```text
+/// {"input": {"text": "What is our refund policy?"},
+///  "sessionId": "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60.9b1e0c6f5a7d4e2b8c3f1a0d9e8b7c6a",
+///  "retrieveAndGenerateConfiguration": {"type": "KNOWLEDGE_BASE",
+///    "knowledgeBaseConfiguration": {"knowledgeBaseId": "KBPOOLED01",
+///      "modelArn": "anthropic.claude-3-haiku-20240307-v1:0"}}}
+/// ```
+///
+/// After:
+///
+/// ```text
+/// {"input": {"text": "What is our refund policy?"},
+///  "sessionId": "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60",
+///  "retrieveAndGenerateConfiguration": {"type": "KNOWLEDGE_BASE",
+///    "knowledgeBaseConfiguration": {"knowledgeBaseId": "KBPOOLED01",
+///      "modelArn": "anthropic.claude-3-haiku-20240307-v1:0",
+///      "retrievalConfiguration": {"vectorSearchConfiguration": {
+///        "filter": {"equals": {"key": "tenant_id", "value": "acme"}}}}}}}
+/// ```
+///
+/// `EXTERNAL_SOURCES` requests are checked, not rewritten (apart from the
+/// session id): `externalSourcesConfiguration.modelArn` against `models`, each
+/// S3 source URI against the prefixes.
+pub fn rewrite_retrieve_and_generate(
+    body: &mut Value,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    keys: &SessionKeys,
+) -> Result<RewriteNote, ProxyError> {
+    let obj = body_object(body)?;
+    let mut note = RewriteNote::default();
+    {
+        const CFG: &str = "retrieveAndGenerateConfiguration";
+        let cfg =
+            opt_object(obj, CFG, CFG)?.ok_or_else(|| ProxyError::InvalidParameter(format!("{CFG} is required")))?;
+        let required = match opt_str(cfg, "type", &format!("{CFG}.type"))? {
+            Some("KNOWLEDGE_BASE") => "knowledgeBaseConfiguration",
+            Some("EXTERNAL_SOURCES") => "externalSourcesConfiguration",
+            Some(other) => {
+                return Err(ProxyError::InvalidParameter(format!("{CFG}.type {other:?} is not supported")));
+            }
+            None => return Err(ProxyError::InvalidParameter(format!("{CFG}.type is required"))),
+        };
+        if cfg.get(required).is_none_or(Value::is_null) {
+            return Err(ProxyError::InvalidParameter(format!("{CFG}.{required} is required")));
+        }
+        // Whatever the type says, every configuration present is checked.
+        let kpath = format!("{CFG}.knowledgeBaseConfiguration");
+        if let Some(kb) = opt_object(cfg, "knowledgeBaseConfiguration", &kpath)? {
+            rewrite_kb_configuration(kb, &kpath, principal, policy, &mut note)?;
+        }
+        let epath = format!("{CFG}.externalSourcesConfiguration");
+        if let Some(ext) = opt_object(cfg, "externalSourcesConfiguration", &epath)? {
+            check_external_sources(ext, &epath, principal, policy, &mut note)?;
+        }
+    }
+    if let Some(client_id) = opt_str(obj, "sessionId", "sessionId")? {
+        let bedrock_id = keys.open_rag_session(&principal.tenant, &principal.user, client_id)?;
+        obj.insert("sessionId".into(), Value::String(bedrock_id));
+        note.session_unsealed = true;
+    }
+    Ok(note)
+}
+
+fn rewrite_kb_configuration(
+    kb: &mut Map<String, Value>,
+    path: &str,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    note: &mut RewriteNote,
+) -> Result<(), ProxyError> {
+    let kb_id = opt_str(kb, "knowledgeBaseId", &format!("{path}.knowledgeBaseId"))?
+        .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.knowledgeBaseId is required")))?
+        .to_string();
+    kb_allowed(policy, principal, &kb_id)?;
+    note.knowledge_base_id = Some(kb_id);
+    let model = opt_str(kb, "modelArn", &format!("{path}.modelArn"))?
+        .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.modelArn is required")))?
+        .to_string();
+    note.models.push(check_model(policy, principal, &model)?);
+    rewrite_retrieval_configuration(kb, path, principal, policy, note)
+}
+
+fn check_external_sources(
+    ext: &Map<String, Value>,
+    path: &str,
+    principal: &Principal,
+    policy: &TenantPolicy,
+    note: &mut RewriteNote,
+) -> Result<(), ProxyError> {
+    let model = opt_str(ext, "modelArn", &format!("{path}.modelArn"))?
+        .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.modelArn is required")))?
+        .to_string();
+    note.models.push(check_model(policy, principal, &model)?);
+    let sources = match ext.get("sources") {
+        Some(Value::Array(s)) if !s.is_empty() => s,
+        _ => return Err(ProxyError::InvalidParameter(format!("{path}.sources must be a non-empty array"))),
+    };
+    let prefixes = render_source_prefixes(policy, principal)?;
+    let filter = SourceFilter::new(&prefixes);
+    for (i, src) in sources.iter().enumerate() {
+        if check_source(src, &format!("{path}.sources[{i}]"), &filter, principal)? {
+            note.external_s3_sources += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one document source (`ExternalSource` of RetrieveAndGenerate, or
+/// the `source` of an InvokeAgent `InputFile`): an `S3` source's
+/// `s3Location.uri` must be allowed by `filter` (403
+/// `location_not_allowed`); `BYTE_CONTENT` is allowed; any other type is
+/// `location_not_allowed`. Returns true for an S3 source.
+pub(crate) fn check_source(
+    src: &Value,
+    spath: &str,
+    filter: &SourceFilter,
+    principal: &Principal,
+) -> Result<bool, ProxyError> {
+    let src = src.as_object().ok_or_else(|| ProxyError::InvalidParameter(format!("{spath} must be an object")))?;
+    let ty = opt_str(src, "sourceType", &format!("{spath}.sourceType"))?;
+    let s3 = match src.get("s3Location") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(l)) => Some(
+            opt_str(l, "uri", &format!("{spath}.s3Location.uri"))?
+                .ok_or_else(|| ProxyError::InvalidParameter(format!("{spath}.s3Location.uri is required")))?,
+        ),
+        Some(_) => return Err(ProxyError::InvalidParameter(format!("{spath}.s3Location must be an object"))),
+    };
+    if let Some(uri) = s3 {
+        if !filter.allows_uri(uri) {
+            return Err(ProxyError::LocationNotAllowed(format!(
+                "source {uri:?} is not under an allowed source prefix of tenant \"{}\"",
+                principal.tenant
+            )));
+        }
+    }
+    match (ty, s3) {
+        (Some("S3"), Some(_)) => Ok(true),
+        (Some("BYTE_CONTENT"), None) => Ok(false),
+        (Some("S3"), None) => Err(ProxyError::InvalidParameter(format!("{spath}.s3Location is required for S3"))),
+        (Some("BYTE_CONTENT"), Some(_)) => {
+            Err(ProxyError::InvalidParameter(format!("{spath}: a BYTE_CONTENT source has no s3Location")))
+        }
+        (Some(other), _) => Err(ProxyError::LocationNotAllowed(format!("source type {other:?} is not allowed"))),
+        (None, _) => Err(ProxyError::InvalidParameter(format!("{spath}.sourceType is required"))),
+    }
+}
+
+#[cfg(test)]
+#[path = "knowledge_base_tests.rs"]
+mod tests;

@@ -1,0 +1,185 @@
+//! Session binding (SPEC §5.2, §5.3): HMAC-SHA256 under the key named by
+//! `server.session_key_env`, so every replica with the same key computes the
+//! same values, and no tenant or user can present (or guess) a session id
+//! that belongs to another.
+//!
+//! Every MAC is over a domain-separation label and the fields, each preceded
+//! by its length as a big-endian u64, so `("ab", "c")` and `("a", "bc")` never
+//! collide and a value made for one purpose is never valid for another.
+//!
+//! RetrieveAndGenerate: Bedrock creates the session id; the client is given
+//! `BEDROCK_ID.MAC` (32 lower-case hex digits, 128 bits):
+//!
+//! ```text
+//! Bedrock returns   "sessionId": "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60"
+//! client receives   "sessionId": "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60.9b1e0c6f5a7d4e2b8c3f1a0d9e8b7c6a"
+//! client sends that back; tenantgate verifies the MAC for (tenant, user) and
+//! forwards           "sessionId": "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60"
+//! ```
+//!
+//! The sealed form uses only `[0-9a-zA-Z._:-]` and, for Bedrock's 36-character
+//! ids, stays at 69 characters, inside Bedrock's own limits for a session id.
+//!
+//! InvokeAgent: the client chooses the session id, so the upstream id is
+//! derived: `tg-` + 40 hex digits (160 bits) of the MAC over (tenant, user,
+//! client id). `memoryId` uses the same construction under another label
+//! (`tgm-` prefix). Both are valid Bedrock ids (`[0-9a-zA-Z._:-]`, 43 or 44
+//! characters).
+
+use crate::error::ProxyError;
+use crate::secret::Secret;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const LABEL_RAG: &[u8] = b"tenantgate/v1/retrieve-and-generate-session";
+const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
+const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
+
+/// Bytes of the RetrieveAndGenerate session MAC kept (128 bits).
+const RAG_TAG_BYTES: usize = 16;
+/// Bytes of the agent session / memory MAC kept (160 bits).
+const AGENT_TAG_BYTES: usize = 20;
+/// Keys shorter than this are accepted but warned about.
+const MIN_RECOMMENDED_KEY_BYTES: usize = 32;
+
+/// The session MAC key. `Debug` never prints the key.
+#[derive(Clone)]
+pub struct SessionKeys {
+    key: Secret<Vec<u8>>,
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKeys([redacted])")
+    }
+}
+
+impl SessionKeys {
+    /// A key given directly (e.g. in tests). Any length is accepted; use at
+    /// least 32 random bytes.
+    pub fn new(key: &[u8]) -> Self {
+        SessionKeys { key: Secret::new(key.to_vec()) }
+    }
+
+    /// The key from environment variable `var_name` (its UTF-8 bytes, used as
+    /// they are). When the variable is unset or empty, a random key for this
+    /// process only, with a warning: sessions then do not survive a restart
+    /// and do not move between replicas (they fail closed with
+    /// `cross_tenant`, never open for someone else).
+    pub fn from_env(var_name: &str) -> Self {
+        match std::env::var_os(var_name) {
+            Some(v) if !v.is_empty() => {
+                let bytes = v.as_encoded_bytes().to_vec();
+                if bytes.len() < MIN_RECOMMENDED_KEY_BYTES {
+                    tracing::warn!(
+                        env = var_name,
+                        "session key is shorter than {MIN_RECOMMENDED_KEY_BYTES} bytes; use a long random value"
+                    );
+                }
+                SessionKeys { key: Secret::new(bytes) }
+            }
+            _ => {
+                tracing::warn!(
+                    env = var_name,
+                    "session key variable is not set: using a random key for this process; \
+                     RetrieveAndGenerate and agent sessions will not survive a restart or move \
+                     between replicas (set the same value on every replica)"
+                );
+                Self::random()
+            }
+        }
+    }
+
+    /// A fresh random 32-byte key.
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        // The OS RNG failing leaves no safe key to use; there is nothing to
+        // fall back to that would not be guessable.
+        getrandom::fill(&mut key).expect("the operating system random number generator failed");
+        SessionKeys { key: Secret::new(key.to_vec()) }
+    }
+
+    fn mac(&self, label: &[u8], fields: &[&str]) -> HmacSha256 {
+        // HMAC takes keys of any length, so this cannot fail.
+        let mut m = <HmacSha256 as Mac>::new_from_slice(self.key.expose()).expect("HMAC accepts any key length");
+        m.update(&(label.len() as u64).to_be_bytes());
+        m.update(label);
+        for f in fields {
+            m.update(&(f.len() as u64).to_be_bytes());
+            m.update(f.as_bytes());
+        }
+        m
+    }
+
+    fn tag_hex(&self, label: &[u8], fields: &[&str], bytes: usize) -> String {
+        let out = self.mac(label, fields).finalize().into_bytes();
+        hex(&out[..bytes])
+    }
+
+    /// The session id given to the client for Bedrock's `bedrock_id`:
+    /// `bedrock_id + "." + 32 hex digits`.
+    pub fn seal_rag_session(&self, tenant: &str, user: &str, bedrock_id: &str) -> String {
+        let tag = self.tag_hex(LABEL_RAG, &[tenant, user, bedrock_id], RAG_TAG_BYTES);
+        format!("{bedrock_id}.{tag}")
+    }
+
+    /// Verifies a client-sent RetrieveAndGenerate session id for (tenant,
+    /// user) and returns Bedrock's id. A missing, malformed or wrong suffix is
+    /// 403 `cross_tenant` (constant-time comparison).
+    pub fn open_rag_session(&self, tenant: &str, user: &str, client_id: &str) -> Result<String, ProxyError> {
+        let deny = || ProxyError::CrossTenant("sessionId does not belong to this tenant and user".into());
+        let (id, tag) = client_id.rsplit_once('.').ok_or_else(deny)?;
+        if id.is_empty() || tag.len() != RAG_TAG_BYTES * 2 {
+            return Err(deny());
+        }
+        let tag = unhex(tag).ok_or_else(deny)?;
+        self.mac(LABEL_RAG, &[tenant, user, id]).verify_truncated_left(&tag).map_err(|_| deny())?;
+        Ok(id.to_string())
+    }
+
+    /// The upstream InvokeAgent session id for the client's session id:
+    /// `tg-` + 40 hex digits.
+    pub fn agent_session_id(&self, tenant: &str, user: &str, client_id: &str) -> String {
+        format!("tg-{}", self.tag_hex(LABEL_AGENT_SESSION, &[tenant, user, client_id], AGENT_TAG_BYTES))
+    }
+
+    /// The upstream InvokeAgent `memoryId` for the client's memory id:
+    /// `tgm-` + 40 hex digits.
+    pub fn agent_memory_id(&self, tenant: &str, user: &str, client_id: &str) -> String {
+        format!("tgm-{}", self.tag_hex(LABEL_AGENT_MEMORY, &[tenant, user, client_id], AGENT_TAG_BYTES))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
+}
+
+/// Lower-case hex only: the sealed form is produced lower-case, and accepting
+/// one spelling keeps a session id a single string.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
