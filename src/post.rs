@@ -33,7 +33,7 @@ pub enum Post {
     RagStream { prefixes: Vec<String> },
     /// InvokeAgent: the response's session id header goes back as the
     /// client's own id.
-    Agent { client_session_id: String },
+    Agent { client_session_id: String, client_memory_id: Option<String> },
 }
 
 impl Post {

@@ -359,6 +359,7 @@ impl Proxy {
             InvokeAgent => {
                 let mut v = parse_json_body(&body)?;
                 let client_session_id = route.ids[2].clone();
+                let client_memory_id = v.get("memoryId").and_then(|m| m.as_str()).map(String::from);
                 let inject = policy.agents.inject_scoped_credentials.then_some(creds);
                 let out = rewrite::agent::rewrite_invoke_agent(
                     &route.ids[0],
@@ -371,12 +372,15 @@ impl Proxy {
                     inject,
                 )?;
                 route.ids[2] = out.upstream_session_id;
-                Ok((to_bytes(&v)?, Post::Agent { client_session_id }))
+                Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id }))
             }
             Rerank => {
+                // Forward what was judged: re-serialising collapses duplicate
+                // keys, so upstream cannot read a model other than the one
+                // checked.
                 let v = parse_json_body(&body)?;
                 check_rerank_models(&v, principal, policy)?;
-                Ok((body, Post::Stream))
+                Ok((to_bytes(&v)?, Post::Stream))
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
                 Err(ProxyError::OperationNotAllowed(route.op.name().to_string()))
@@ -419,9 +423,19 @@ impl Proxy {
             parts.headers.insert("x-tenantgate-request-id", v);
         }
         match &fwd.post {
-            Post::Agent { client_session_id } => {
+            Post::Agent { client_session_id, client_memory_id } => {
                 if let Ok(v) = HeaderValue::from_str(client_session_id) {
                     parts.headers.insert("x-amz-bedrock-agent-session-id", v);
+                }
+                // The namespaced memory id never goes back to the app: the
+                // app sees its own id (or none, when it sent none).
+                match client_memory_id.as_deref().map(HeaderValue::from_str) {
+                    Some(Ok(v)) => {
+                        parts.headers.insert("x-amz-bedrock-agent-memory-id", v);
+                    }
+                    _ => {
+                        parts.headers.remove("x-amz-bedrock-agent-memory-id");
+                    }
                 }
             }
             Post::RagStream { .. } => {

@@ -401,6 +401,142 @@ def event_stream(messages: list, extra_headers=()) -> Stream:
 
 
 # --------------------------------------------------------------------------
+# Knowledge-base and agent answers (bedrock-agent-runtime), for scripting:
+#   fake.script(retrieve_reply([kb_result("s3://docs/tenants/acme/a.pdf")]), operation="Retrieve")
+# Each ``*_reply`` returns a handler ``f(fake, rec) -> Body | Stream``.
+# --------------------------------------------------------------------------
+
+# RetrievalResultLocation.type -> (location member, field holding the address)
+KB_LOCATION_FIELDS = {
+    "S3": ("s3Location", "uri"),
+    "WEB": ("webLocation", "url"),
+    "CONFLUENCE": ("confluenceLocation", "url"),
+    "SALESFORCE": ("salesforceLocation", "url"),
+    "SHAREPOINT": ("sharePointLocation", "url"),
+    "ONEDRIVE": ("oneDriveLocation", "url"),
+    "GOOGLEDRIVE": ("googleDriveLocation", "url"),
+    "KENDRA": ("kendraDocumentLocation", "uri"),
+    "CUSTOM": ("customDocumentLocation", "id"),
+    "SQL": ("sqlLocation", "query"),
+}
+
+
+def kb_location(address: str, kind: str = "S3") -> dict:
+    """A ``RetrievalResultLocation`` of ``kind`` pointing at ``address``."""
+    member, field = KB_LOCATION_FIELDS[kind]
+    return {"type": kind, member: {field: address}}
+
+
+def kb_result(address: str, text: str | None = None, kind: str = "S3", score: float = 0.5,
+              metadata: dict | None = None, location: dict | None = None) -> dict:
+    """One Retrieve ``retrievalResults[]`` entry (also the shape of a
+    RetrieveAndGenerate ``retrievedReferences[]`` entry, minus the score)."""
+    out = {
+        "content": {"type": "TEXT", "text": text if text is not None else f"chunk from {address}"},
+        "location": location if location is not None else kb_location(address, kind),
+        "score": score,
+    }
+    if metadata is not None:
+        out["metadata"] = metadata
+    return out
+
+
+def kb_reference(address: str, text: str | None = None, kind: str = "S3") -> dict:
+    """A ``retrievedReferences[]`` entry of a citation."""
+    r = kb_result(address, text, kind)
+    r.pop("score")
+    return r
+
+
+def rag_citation(addresses, text: str = "cited answer part", kind: str = "S3") -> dict:
+    """A RetrieveAndGenerate ``citations[]`` entry citing ``addresses``."""
+    return {
+        "generatedResponsePart": {"textResponsePart": {"text": text, "span": {"start": 0, "end": len(text) - 1}}},
+        "retrievedReferences": [kb_reference(a, kind=kind) for a in addresses],
+    }
+
+
+def session_id_of(rec) -> str | None:
+    """The ``sessionId`` of a recorded JSON request body, if any."""
+    try:
+        sid = json.loads(rec.body or b"{}").get("sessionId")
+    except ValueError:
+        return None
+    return sid if isinstance(sid, str) else None
+
+
+def retrieve_reply(results: list, extra: dict | None = None) -> Callable:
+    """Retrieve answering ``{"retrievalResults": results, **extra}``."""
+
+    def handler(fake, rec):
+        return json_body({"retrievalResults": results, **(extra or {})})
+
+    return handler
+
+
+def rag_reply(text: str = "Answer from fake Bedrock", citations: list = (), session_id: str | None = None) -> Callable:
+    """RetrieveAndGenerate: Bedrock continues the request's ``sessionId``
+    when one is sent, else starts ``session_id`` (or a fresh UUID)."""
+
+    def handler(fake, rec):
+        sid = session_id_of(rec) or session_id or str(uuid.uuid4())
+        return json_body({"sessionId": sid, "output": {"text": text}, "citations": list(citations)})
+
+    return handler
+
+
+def rag_output_event(text: str) -> bytes:
+    return event("output", {"text": text})
+
+
+def rag_citation_event(addresses, text: str = "cited answer part", kind: str = "S3") -> bytes:
+    """A RetrieveAndGenerateStream ``citation`` event (current shape, plus the
+    deprecated nested ``citation`` member Bedrock still sends)."""
+    c = rag_citation(addresses, text, kind)
+    return event("citation", {**c, "citation": c})
+
+
+def rag_stream_reply(parts=("Answer", " from", " fake", " Bedrock"), citation_addresses: list = (),
+                     session_id: str | None = None) -> Callable:
+    """RetrieveAndGenerateStream: ``output`` events for ``parts``, then one
+    ``citation`` event per entry of ``citation_addresses`` (each a list of
+    addresses); the session id in ``x-amzn-bedrock-knowledge-base-session-id``
+    continues the request's, else ``session_id`` (or a fresh UUID)."""
+
+    def handler(fake, rec):
+        sid = session_id_of(rec) or session_id or str(uuid.uuid4())
+        msgs = [rag_output_event(p) for p in parts]
+        msgs += [rag_citation_event(addrs) for addrs in citation_addresses]
+        return event_stream(msgs, extra_headers=[("x-amzn-bedrock-knowledge-base-session-id", sid)])
+
+    return handler
+
+
+def agent_reply(parts=("Agent", " says", " hi"), memory_header: bool = False) -> Callable:
+    """InvokeAgent: ``chunk`` events for ``parts`` (their ``bytes`` are the
+    text), the session id header echoing the path's id as Bedrock does, and
+    with ``memory_header`` the ``x-amz-bedrock-agent-memory-id`` header
+    echoing the body's ``memoryId``."""
+
+    def handler(fake, rec):
+        msgs = [event("chunk", {"bytes": base64.b64encode(p.encode()).decode()}) for p in parts]
+        headers = [
+            ("x-amz-bedrock-agent-session-id", rec.path_params.get("sessionId", "")),
+            ("x-amzn-bedrock-agent-content-type", "application/json"),
+        ]
+        if memory_header:
+            try:
+                mem = json.loads(rec.body or b"{}").get("memoryId")
+            except ValueError:
+                mem = None
+            if mem:
+                headers.append(("x-amz-bedrock-agent-memory-id", mem))
+        return event_stream(msgs, extra_headers=headers)
+
+    return handler
+
+
+# --------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------
 
