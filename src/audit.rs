@@ -85,6 +85,7 @@ impl Audit {
     }
 
     pub fn write(&self, rec: AuditRecord) {
+        crate::metrics::global().observe(&rec);
         match &self.sink {
             Sink::Stdout(tx) => {
                 let mut line = match serde_json::to_vec(&rec) {

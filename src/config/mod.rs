@@ -3,6 +3,7 @@
 //! raw TOML. Templates, globs and regexes are compiled once, at load.
 
 mod parse;
+pub mod reload;
 
 pub use parse::{is_valid_tenant_id, load_file, parse_str};
 

@@ -1,0 +1,459 @@
+//! Prometheus metrics (SPEC §9), served on the admin listener only.
+//!
+//! One process-wide registry (`global()`), fed from two places:
+//! - the audit path: `observe(&record)` once per finished `AuditRecord`
+//!   (requests, latency, tokens, throttling, redactions, dropped results);
+//! - scrape time: `render(creds, format)` reads the STS counters and the
+//!   number of cached sessions from the running credential provider.
+//!
+//! Tenant label cardinality is bounded: at most `MAX_TENANT_LABELS` distinct
+//! tenant values ever appear; later tenants (and any value that is not a
+//! valid tenant id) are labelled `_other`, requests without a known tenant
+//! `-`. Neither can collide with a real tenant id, which starts with an
+//! alphanumeric character. The bound is first come, first served for the
+//! life of the process (a series, once exported, is never dropped, so
+//! counters stay monotonic).
+//!
+//! `observe` allocates nothing once a series exists: the tenant label is a
+//! shared `Arc<str>` handed out by a small interning table, every other label
+//! is a `&'static str` or an integer, and each family lookup is one hash
+//! under a read lock.
+
+use crate::audit::AuditRecord;
+use crate::aws::credentials::CredentialProvider;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+
+/// Most distinct tenant label values. With the 15 operation names, two
+/// decisions and the handful of statuses a tenant sees, this keeps the
+/// request counter to tens of thousands of series at worst.
+pub const MAX_TENANT_LABELS: usize = 1_000;
+/// Tenant label of tenants past `MAX_TENANT_LABELS` (and invalid ids).
+pub const OTHER_TENANT: &str = "_other";
+/// Tenant label of requests refused before a tenant was known.
+pub const NO_TENANT: &str = "-";
+/// Operation label of requests whose route was not recognised.
+pub const UNKNOWN_OPERATION: &str = "unknown";
+/// Latency buckets in seconds: 1 ms .. 60 s, for a proxy whose own cost is
+/// well under a millisecond and whose upstream may stream for a minute.
+pub const DURATION_BUCKETS: [f64; 15] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Content type of the Prometheus text format (the default).
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics text format (when the scraper asks).
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: Arc<str>,
+    operation: &'static str,
+    decision: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    tenant: Arc<str>,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThrottleLabels {
+    tenant: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// Which text format `/metrics` answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header names it (as Prometheus does),
+    /// the classic text format otherwise.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Interns tenant label values up to the cardinality bound.
+struct TenantLabels {
+    known: RwLock<HashSet<Arc<str>>>,
+    max: usize,
+    other: Arc<str>,
+    none: Arc<str>,
+}
+
+impl TenantLabels {
+    fn new(max: usize) -> Self {
+        TenantLabels {
+            known: RwLock::new(HashSet::new()),
+            max,
+            other: Arc::from(OTHER_TENANT),
+            none: Arc::from(NO_TENANT),
+        }
+    }
+
+    fn label(&self, tenant: Option<&str>) -> Arc<str> {
+        let Some(t) = tenant else { return self.none.clone() };
+        if !crate::config::is_valid_tenant_id(t) {
+            return self.other.clone();
+        }
+        {
+            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(l) = known.get(t) {
+                return l.clone();
+            }
+            if known.len() >= self.max {
+                return self.other.clone();
+            }
+        }
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = known.get(t) {
+            return l.clone();
+        }
+        if known.len() >= self.max {
+            return self.other.clone();
+        }
+        let l: Arc<str> = Arc::from(t);
+        known.insert(l.clone());
+        l
+    }
+}
+
+/// Where STS counters are read from: the credential provider (a fake in
+/// tests). `([ok, error, timeout], cached sessions)`.
+pub trait StsSource: Send + Sync + 'static {
+    fn sts_counts(&self) -> ([u64; 3], u64);
+}
+
+impl StsSource for CredentialProvider {
+    fn sts_counts(&self) -> ([u64; 3], u64) {
+        match self.sts_stats() {
+            Some((s, cached)) => (
+                [
+                    s.fetch_ok.load(Ordering::Relaxed),
+                    s.fetch_error.load(Ordering::Relaxed),
+                    s.fetch_timeout.load(Ordering::Relaxed),
+                ],
+                cached as u64,
+            ),
+            None => ([0; 3], 0),
+        }
+    }
+}
+
+/// STS totals across every credential provider the process has run: a
+/// reload builds a new provider whose counters start at zero, so the
+/// exported counters add up what each provider counted while it lived
+/// (tracked by a `Weak`, forgotten once the last request using it ends).
+struct StsTotals<P: ?Sized = CredentialProvider> {
+    /// ok, error, timeout.
+    total: [u64; 3],
+    cached: u64,
+    tracked: Vec<Tracked<P>>,
+}
+
+impl<P: ?Sized> Default for StsTotals<P> {
+    fn default() -> Self {
+        StsTotals { total: [0; 3], cached: 0, tracked: Vec::new() }
+    }
+}
+
+struct Tracked<P: ?Sized> {
+    provider: Weak<P>,
+    seen: [u64; 3],
+}
+
+impl<P: StsSource + ?Sized> StsTotals<P> {
+    /// Folds what every tracked provider counted since the last look into
+    /// the totals; starts tracking `current`; forgets providers gone. With
+    /// `set_cached`, `current` is the running one and gives the gauge.
+    fn sync(&mut self, current: Option<&Arc<P>>, set_cached: bool) {
+        if let Some(c) = current {
+            if !self.tracked.iter().any(|t| std::ptr::addr_eq(t.provider.as_ptr(), Arc::as_ptr(c))) {
+                self.tracked.push(Tracked { provider: Arc::downgrade(c), seen: [0; 3] });
+            }
+        }
+        let total = &mut self.total;
+        self.tracked.retain_mut(|t| {
+            let Some(p) = t.provider.upgrade() else { return false };
+            let (now, _) = p.sts_counts();
+            for i in 0..3 {
+                total[i] += now[i].saturating_sub(t.seen[i]);
+                t.seen[i] = t.seen[i].max(now[i]);
+            }
+            true
+        });
+        if set_cached {
+            self.cached = current.map(|c| c.sts_counts().1).unwrap_or(0);
+        }
+    }
+}
+
+/// Scrape-time families: `tenantgate_sts_requests_total{result}` and
+/// `tenantgate_credentials_cached`.
+struct StsCollector(Arc<Mutex<StsTotals>>);
+
+impl std::fmt::Debug for StsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StsCollector")
+    }
+}
+
+impl Collector for StsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (total, cached) = {
+            let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            (t.total, t.cached)
+        };
+        let mut m = encoder.encode_descriptor(
+            "tenantgate_sts_requests",
+            "STS AssumeRole calls by result (ok, error, timeout).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, v) in ["ok", "error", "timeout"].into_iter().zip(total) {
+            let labels = [("result", result)];
+            ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+        }
+        let m = encoder.encode_descriptor(
+            "tenantgate_credentials_cached",
+            "Tenant STS sessions held in the credentials cache.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(cached as i64).encode(m)?;
+        Ok(())
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    tenants: TenantLabels,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+    throttled: Family<ThrottleLabels, Counter>,
+    redactions: Counter,
+    dropped_results: Counter,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_ok: Gauge,
+    sts: Arc<Mutex<StsTotals>>,
+}
+
+static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+
+/// The process-wide metrics (what `/metrics` serves).
+pub fn global() -> &'static Metrics {
+    GLOBAL.get_or_init(|| Metrics::new(MAX_TENANT_LABELS))
+}
+
+impl Metrics {
+    /// A registry of its own; `max_tenants` is the tenant label bound.
+    pub fn new(max_tenants: usize) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "tenantgate_requests",
+            "Requests by tenant, operation, decision and HTTP status",
+            requests.clone(),
+        );
+        let duration = Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        registry.register_with_unit(
+            "tenantgate_request_duration",
+            "Request latency from arrival to the end of the response body, by operation",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tenantgate_tokens",
+            "Model tokens by tenant and direction (input, output)",
+            tokens.clone(),
+        );
+        let throttled = Family::<ThrottleLabels, Counter>::default();
+        registry.register(
+            "tenantgate_throttled",
+            "Requests refused with 429 by tenant and reason",
+            throttled.clone(),
+        );
+        let redactions = Counter::default();
+        registry.register("tenantgate_redactions", "Matches replaced in response bodies", redactions.clone());
+        let dropped_results = Counter::default();
+        registry.register(
+            "tenantgate_dropped_results",
+            "Retrieved results dropped because they belong to another tenant",
+            dropped_results.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        for result in ["ok", "error"] {
+            let _ = reloads.get_or_create(&ResultLabels { result });
+        }
+        registry.register("tenantgate_config_reloads", "Configuration reloads by result (ok, error)", reloads.clone());
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
+        registry.register(
+            "tenantgate_config_last_reload_successful",
+            "1 when the last reload applied (or none was tried), 0 while a rejected file is on disk",
+            last_reload_ok.clone(),
+        );
+        let sts = Arc::new(Mutex::new(StsTotals::default()));
+        registry.register_collector(Box::new(StsCollector(sts.clone())));
+        Metrics {
+            registry,
+            tenants: TenantLabels::new(max_tenants),
+            requests,
+            duration,
+            tokens,
+            throttled,
+            redactions,
+            dropped_results,
+            reloads,
+            last_reload_ok,
+            sts,
+        }
+    }
+
+    /// Counts one finished request. Called once per `AuditRecord`.
+    pub fn observe(&self, rec: &AuditRecord) {
+        let tenant = self.tenants.label(rec.tenant.as_deref());
+        let operation = rec.operation.unwrap_or(UNKNOWN_OPERATION);
+        let decision = if rec.decision == "allow" { "allow" } else { "deny" };
+        self.requests
+            .get_or_create(&RequestLabels { tenant: tenant.clone(), operation, decision, status: rec.status })
+            .inc();
+        let secs = rec.latency_ms / 1000.0;
+        if secs.is_finite() && secs >= 0.0 {
+            self.duration.get_or_create(&OperationLabels { operation }).observe(secs);
+        }
+        if let Some(n) = rec.input_tokens {
+            self.tokens.get_or_create(&TokenLabels { tenant: tenant.clone(), direction: "input" }).inc_by(n);
+        }
+        if let Some(n) = rec.output_tokens {
+            self.tokens.get_or_create(&TokenLabels { tenant: tenant.clone(), direction: "output" }).inc_by(n);
+        }
+        if let Some(reason) = rec.reason.and_then(throttle_reason) {
+            self.throttled.get_or_create(&ThrottleLabels { tenant, reason }).inc();
+        }
+        if rec.redactions > 0 {
+            self.redactions.inc_by(rec.redactions);
+        }
+        if rec.dropped_results > 0 {
+            self.dropped_results.inc_by(rec.dropped_results);
+        }
+    }
+
+    /// Counts one reload attempt (`tenantgate_config_reloads_total`).
+    pub fn config_reload(&self, ok: bool) {
+        self.reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" } }).inc();
+        self.last_reload_ok.set(i64::from(ok));
+    }
+
+    /// Folds the STS counts of a provider about to be replaced (on reload),
+    /// so none it made since the last scrape are lost; it stays tracked while
+    /// in-flight requests still hold it.
+    pub fn retire_credentials(&self, old: &Arc<CredentialProvider>) {
+        self.sts.lock().unwrap_or_else(|e| e.into_inner()).sync(Some(old), false);
+    }
+
+    /// The exposition. `creds` is the running credential provider (read for
+    /// the STS counters and the cached-session gauge).
+    pub fn render(&self, creds: Option<&Arc<CredentialProvider>>, format: Format) -> String {
+        self.sts.lock().unwrap_or_else(|e| e.into_inner()).sync(creds, true);
+        let mut out = String::with_capacity(8 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => openmetrics_to_prometheus(&out),
+        }
+    }
+}
+
+/// The `tenantgate_throttled_total` reason of a refusal, if it is one.
+fn throttle_reason(reason: &str) -> Option<&'static str> {
+    match reason {
+        "rate_limited" => Some("rate_limited"),
+        "concurrency_limited" => Some("concurrency_limited"),
+        "token_budget_exhausted" => Some("token_budget_exhausted"),
+        _ => None,
+    }
+}
+
+/// OpenMetrics text -> Prometheus text 0.0.4: a counter family is named
+/// with its `_total` suffix in `# HELP`/`# TYPE`, and `# UNIT`/`# EOF` go.
+/// Samples are the same in both formats.
+fn openmetrics_to_prometheus(om: &str) -> String {
+    let counters: HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + counters.len() * 16);
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|k| line.strip_prefix(k).map(|r| (k, r)));
+        if let Some((kind, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if counters.contains(name) {
+                out.push_str(kind);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;
