@@ -2,6 +2,7 @@
 //! that enforces the upstream idle timeout and carries the audit guard.
 
 use crate::audit::AuditGuard;
+use crate::ratelimit::Permit;
 use crate::usage::UsageTap;
 use crate::error::ProxyError;
 use bytes::{Bytes, BytesMut};
@@ -67,6 +68,9 @@ pub struct UpstreamBody<B> {
     sleep: Pin<Box<Sleep>>,
     guard: AuditGuard,
     tap: UsageTap,
+    /// Concurrency slot and token budget of the request: held while the
+    /// body streams, charged with the usage at the end, released on drop.
+    permit: Option<Permit>,
     done: bool,
     empty_at_start: bool,
 }
@@ -77,6 +81,7 @@ impl<B: Body> UpstreamBody<B> {
         UpstreamBody {
             empty_at_start,
             tap,
+            permit: None,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -87,21 +92,37 @@ impl<B: Body> UpstreamBody<B> {
 }
 
 impl<B> UpstreamBody<B> {
-    /// The body is complete: record what the tap saw, write the audit record.
-    fn complete(&mut self) {
-        self.done = true;
+    pub fn with_permit(mut self, permit: Permit) -> Self {
+        self.permit = Some(permit);
+        self
+    }
+
+    /// Record what the tap saw and charge it to the token budget.
+    fn account(&mut self) {
         let usage = self.tap.finish();
+        let mut total = 0;
         if let Some(r) = self.guard.record_mut() {
             if usage.input.is_some() || usage.output.is_some() {
                 r.input_tokens = usage.input;
                 r.output_tokens = usage.output;
             }
+            total = r.input_tokens.unwrap_or(0) + r.output_tokens.unwrap_or(0);
         }
+        if let Some(p) = self.permit.take() {
+            p.charge_tokens(total);
+        }
+    }
+
+    /// The body is complete: account, write the audit record.
+    fn complete(&mut self) {
+        self.done = true;
+        self.account();
         self.guard.finish();
     }
 
     fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
+        self.account();
         if let Some(r) = self.guard.record_mut() {
             r.stream_error = Some(what);
         }

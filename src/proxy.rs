@@ -20,6 +20,7 @@ use crate::error::ProxyError;
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
 use crate::post::{self, Post};
+use crate::ratelimit::{Permit, RateLimiter};
 use crate::rewrite::session::SessionKeys;
 use crate::rewrite::{self, parse_json_body};
 use crate::upstream::{Endpoints, HttpClient};
@@ -48,6 +49,9 @@ pub struct Proxy {
     /// MAC keys binding RAG sessions and namespacing agent sessions; one per
     /// process, from `server.session_key_env` (the same on every replica).
     pub session_keys: SessionKeys,
+    /// Per-tenant request, concurrency and token limits; one per process,
+    /// so state survives config reloads.
+    pub limiter: Arc<RateLimiter>,
     request_ids: RequestIds,
 }
 
@@ -73,6 +77,7 @@ struct Forwarded {
     op: Operation,
     principal: Principal,
     post: Post,
+    permit: Permit,
     response: Response<hyper::body::Incoming>,
 }
 
@@ -152,6 +157,7 @@ impl Proxy {
         let session_keys = SessionKeys::from_env(&snapshot.config.server.session_key_env);
         Arc::new(Proxy {
             session_keys,
+            limiter: RateLimiter::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             client,
             audit,
@@ -217,7 +223,6 @@ impl Proxy {
         let mut route = route::classify(req.method(), req.uri().path())?;
         rec.operation = Some(route.op.name());
         rec.resource = Some(route.resource());
-        pending_isolation(route.op)?;
 
         // 2. A declared body over the limit is refused before any work, and
         //    before reading it.
@@ -247,8 +252,23 @@ impl Proxy {
         // 5. Authorisation of what the path names, before reading the body.
         authorize(&route, &principal, &policy)?;
 
-        // 6. Body, bounded.
+        // 5b. Limits, after the allowlists (a denied request costs the tenant
+        //     nothing) and before any upstream work. The permit is held until
+        //     the response body ends.
+        let permit = self.limiter.admit(&principal.tenant, &principal.user, &policy.rate_limit)?;
         let (mut parts, body) = req.into_parts();
+        if route.op.service() == crate::route::Service::SageMakerRuntime {
+            // SageMaker routing lives in the path and headers only (bodies
+            // are opaque): decide it before reading the body or fetching
+            // credentials.
+            let rw = rewrite::sagemaker::rewrite_sagemaker(route.op, &route.ids[0], &mut parts.headers, &principal, &policy)?;
+            if !rw.endpoint.eq(&route.ids[0]) {
+                rec.upstream_resource = Some(rw.endpoint.clone());
+            }
+            route.ids[0] = rw.endpoint;
+        }
+
+        // 6. Body, bounded.
         let body = read_limited(body, cfg.server.max_body_bytes).await?;
 
         // 7. Credentials of this tenant and no other (before the rewrite,
@@ -301,7 +321,7 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
-        Ok(Forwarded { op: route.op, principal, post, response })
+        Ok(Forwarded { op: route.op, principal, post, permit, response })
     }
 
     /// Rewrite the request for this tenant (SPEC §5.1–§5.3). Returns the body
@@ -382,9 +402,8 @@ impl Proxy {
                 check_rerank_models(&v, principal, policy)?;
                 Ok((to_bytes(&v)?, Post::Stream))
             }
-            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
-                Err(ProxyError::OperationNotAllowed(route.op.name().to_string()))
-            }
+            // Rewritten before the body was read (see `pipeline`).
+            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Ok((body, Post::Stream)),
         }
     }
 
@@ -465,12 +484,13 @@ impl Proxy {
             }
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
             AuditGuard::new(self.audit.clone(), std::mem::take(rec), started).finish();
+            drop(fwd.permit);
             return Ok(Response::from_parts(parts, crate::body::full(out)));
         }
 
         let tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
         let guard = AuditGuard::new(self.audit.clone(), std::mem::take(rec), started);
-        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap);
+        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap).with_permit(fwd.permit);
         Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 }
@@ -490,20 +510,6 @@ fn check_rerank_models(v: &serde_json::Value, principal: &Principal, policy: &Te
         return Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() });
     }
     Ok(())
-}
-
-/// Operations whose isolation rules are not implemented are refused whatever
-/// the tenant (fail closed).
-fn pending_isolation(op: Operation) -> Result<(), ProxyError> {
-    use Operation::*;
-    match op {
-        InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens
-        | ApplyGuardrail => Ok(()),
-        Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank => Ok(()),
-        InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
-            Err(ProxyError::OperationNotAllowed(op.name().to_string()))
-        }
-    }
 }
 
 /// Allowlists on what the path names (SPEC §5.1).

@@ -22,6 +22,7 @@ pub mod agent;
 pub mod bedrock;
 pub mod knowledge_base;
 pub mod retrieval_filter;
+pub mod sagemaker;
 pub mod session;
 
 #[cfg(test)]

@@ -118,3 +118,13 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
         except ClientError as e:  # pragma: no cover - message for the report
             raise AssertionError(str(e))
     harness.assert_nothing_upstream(fake_aws)
+
+
+def test_operation_not_allowed_is_audited(sidecar, fake_aws, mint):
+    """SPEC §9: a refused operation is audited as a deny with its reason."""
+    resp = sidecar.request("POST", "/optimize-prompt", b"{}", token=mint())
+    harness.assert_tenantgate_error(resp, 403, "operation_not_allowed")
+    rec = sidecar.wait_audit(resp.headers["x-tenantgate-request-id"])
+    assert rec["decision"] == "deny" and rec["reason"] == "operation_not_allowed"
+    assert rec["status"] == 403 and rec["upstream_status"] is None
+    harness.assert_nothing_upstream(fake_aws)
