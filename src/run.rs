@@ -67,7 +67,9 @@ pub async fn reload(sidecar: &Sidecar, path: &Path) -> bool {
     warn_restart_only(&old.config, &cfg);
     match build_snapshot(cfg, Some(&old)).await {
         Ok(snap) => {
-            metrics.retire_credentials(&old.creds);
+            if !Arc::ptr_eq(&old.creds, &snap.creds) {
+                metrics.retire_credentials(&old.creds);
+            }
             sidecar.proxy().snapshot.store(Arc::new(snap));
             metrics.config_reload(true);
             tracing::info!(path = %path.display(), "configuration reloaded");

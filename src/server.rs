@@ -62,10 +62,35 @@ pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Resu
         authn.seed_from(&prev.authn);
     }
     authn.start();
-    let creds = CredentialProvider::from_config(&config).await;
-    creds.start(&config);
+    // Cached STS sessions survive a reload that leaves the credentials
+    // settings alone; anything that could change who a request is signed as
+    // builds a fresh provider.
+    let creds = match previous {
+        Some(prev) if credentials_fingerprint(&prev.config) == credentials_fingerprint(&config) => prev.creds.clone(),
+        _ => {
+            let creds = CredentialProvider::from_config(&config).await;
+            creds.start(&config);
+            creds
+        }
+    };
     let endpoints = Endpoints::from_config(&config.aws)?;
     Ok(Snapshot { config: Arc::new(config), authn, creds, endpoints })
+}
+
+/// Everything the credential provider is built from: the `[credentials]`
+/// table, the region, the STS endpoint and, for static keys, which env vars
+/// each tenant names.
+fn credentials_fingerprint(cfg: &Config) -> String {
+    let statics: Vec<_> = cfg
+        .tenants
+        .iter()
+        .map(|(t, p)| (t.as_str(), &p.static_credentials))
+        .chain(cfg.unlisted.iter().map(|p| ("", &p.static_credentials)))
+        .collect();
+    format!(
+        "{:?}|{}|{:?}|{:?}|{:?}",
+        cfg.credentials, cfg.aws.region, cfg.aws.endpoints.sts, cfg.aws.connect_timeout, statics
+    )
 }
 
 impl Sidecar {

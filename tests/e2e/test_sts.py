@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -402,3 +403,35 @@ def test_base_keys_rejected_by_sts_is_503(start_sidecar_fn, fake_sts, base_keys,
         fake_sts.describe()
     assert calls[0].access_key_id == base_keys.access_key_id
     harness.assert_nothing_upstream(fake_aws)
+
+
+def test_sts_sessions_survive_a_reload_that_keeps_the_credentials_settings(start_sidecar_fn, fake_sts, base_keys,
+                                                                          fake_aws, mint):
+    """SPEC §10 with §6: a reload that changes only an allowlist keeps the
+    cached STS sessions (no new AssumeRole); one that changes the role ARN
+    builds new sessions, so nothing is ever signed as the old role."""
+    sc = start(start_sidecar_fn, fake_sts, base_keys)
+    tok = mint("tenant-r1", "alice")
+    assert converse(sc, tok, "tenant-r1").status == 200
+    assert len(fake_sts.assume_role_calls(tenant="tenant-r1")) == 1
+
+    sc.rewrite_config({"tenant_defaults": {"models": ["anthropic.claude-3-*"]}})
+    sc.signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert converse(sc, tok, "tenant-r1").status == 200
+    assert len(fake_sts.assume_role_calls(tenant="tenant-r1")) == 1, fake_sts.describe()
+
+    sc.rewrite_config({"credentials": {"role_arn": "arn:aws:iam::111122223333:role/pool-v2"}})
+    sc.signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        fake_aws.reset()
+        assert converse(sc, tok, "tenant-r1").status == 200
+        calls = fake_sts.assume_role_calls(tenant="tenant-r1")
+        if calls[-1].role_arn == "arn:aws:iam::111122223333:role/pool-v2":
+            break
+        time.sleep(0.3)
+    calls = fake_sts.assume_role_calls(tenant="tenant-r1")
+    assert calls[-1].role_arn == "arn:aws:iam::111122223333:role/pool-v2", fake_sts.describe()
+    by_key = {c.issued.access_key_id: c for c in fake_sts.assume_role_calls() if c.issued}
+    assert all(by_key[k].role_arn.endswith("pool-v2") for k in upstream_keys(fake_aws)), fake_sts.describe()
