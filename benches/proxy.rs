@@ -5,11 +5,13 @@
 //! Layout on a 2-core machine: this process (load generator + simulator, one
 //! thread) on core 0; the proxy under test (tenantgate release binary, or
 //! nginx with one worker) on core 1. Settings come from the environment:
-//! BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16), NGINX_BIN
+//! BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16), BENCH_QUIET_WAIT (30), NGINX_BIN
 //! (nginx on PATH or /usr/sbin/nginx), BENCH_STRICT=1 (exit 1 on a FAIL).
 
 #[path = "proxy/loadgen.rs"]
 mod loadgen;
+#[path = "proxy/phases.rs"]
+mod phases;
 #[path = "proxy/procs.rs"]
 mod procs;
 #[path = "proxy/report.rs"]
@@ -18,7 +20,7 @@ mod report;
 use bytes::Bytes;
 use loadgen::Target;
 use procs::TempDir;
-use report::{Budget, Measured};
+use report::Budget;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -39,10 +41,17 @@ struct Settings {
     nginx: Option<PathBuf>,
     /// (load generator core, proxy core) when pinning is possible.
     cores: Option<(usize, usize)>,
+    /// Cores of the machine (read before this process pins itself).
+    total_cores: usize,
+    /// Longest wait for a quiet machine before each target, seconds.
+    quiet_wait: u64,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn find_nginx() -> Option<PathBuf> {
@@ -58,7 +67,9 @@ fn find_nginx() -> Option<PathBuf> {
 
 impl Settings {
     fn from_env() -> Settings {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let taskset = Command::new("taskset").arg("-V").output().is_ok();
         Settings {
             secs: env_num("BENCH_SECS", 10u64).clamp(1, 120),
@@ -67,11 +78,21 @@ impl Settings {
             strict: std::env::var("BENCH_STRICT").is_ok_and(|v| v == "1"),
             nginx: find_nginx(),
             cores: (cores >= 2 && taskset).then_some((0, 1)),
+            total_cores: cores,
+            quiet_wait: env_num("BENCH_QUIET_WAIT", 30u64).min(600),
         }
     }
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and
+    // must not start a minute-long load test.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "benches/proxy.rs: skipped (run `bash bench/run.sh` or `cargo bench --bench proxy`)"
+        );
+        return;
+    }
     let code = match real_main() {
         Ok(code) => code,
         Err(e) => {
@@ -87,12 +108,17 @@ fn real_main() -> Result<i32, String> {
     if let Some((core, _)) = s.cores {
         // Pin this process (and the threads it will start) before it starts any.
         let pid = std::process::id().to_string();
-        let ok = Command::new("taskset").args(["-a", "-p", "-c", &core.to_string(), &pid]).output();
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", &core.to_string(), &pid])
+            .output();
         if !ok.is_ok_and(|o| o.status.success()) {
             return Err("taskset could not pin the load generator".into());
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(run(s))
 }
 
@@ -100,23 +126,39 @@ fn real_main() -> Result<i32, String> {
 fn rsa_keys(dir: &Path) -> Result<(String, String), String> {
     let key = dir.join("jwt-private.pem");
     let run = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("openssl").args(args).output().map_err(|e| format!("openssl: {e}"))?;
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("openssl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+            Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     };
     let k = key.display().to_string();
     let p = dir.join("jwt-public-src.pem").display().to_string();
-    run(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &k])?;
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &k,
+    ])?;
     run(&["pkey", "-in", &k, "-pubout", "-out", &p])?;
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| e.to_string());
     Ok((read(&k)?, read(&p)?))
 }
 
 fn tokens(private_pem: &str) -> Result<Vec<String>, String> {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -127,13 +169,21 @@ fn tokens(private_pem: &str) -> Result<Vec<String>, String> {
                 "iss": "https://idp.bench.example/", "aud": "bench-app", "sub": format!("user-{u}"),
                 "tenant_id": "acme", "iat": now, "exp": now + 3600,
             });
-            jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
-                .map_err(|e| e.to_string())
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                &claims,
+                &key,
+            )
+            .map_err(|e| e.to_string())
         })
         .collect()
 }
 
-fn target(name: &'static str, addr: std::net::SocketAddr, tokens: &[String]) -> Result<Target, String> {
+fn target(
+    name: &'static str,
+    addr: std::net::SocketAddr,
+    tokens: &[String],
+) -> Result<Target, String> {
     let body = serde_json::json!({
         "messages": [{ "role": "user", "content": [{ "text":
             "Summarise the attached support ticket in two sentences and classify its urgency." }] }],
@@ -157,33 +207,14 @@ fn target(name: &'static str, addr: std::net::SocketAddr, tokens: &[String]) -> 
     })
 }
 
-/// A proxy under test: the pid whose CPU is counted.
-async fn measure(t: &Target, s: &Settings, cpu_pid: Option<u32>) -> Measured {
-    let secs = Duration::from_secs(s.secs);
-    eprintln!("bench: {}: warm-up, then {} s at {} req/s (open loop)", t.name, s.secs, s.rate);
-    let _ = loadgen::open_loop(t, s.rate, Duration::from_secs(1)).await;
-    let cpu0 = cpu_pid.and_then(procs::cpu_us);
-    let open = loadgen::open_loop(t, s.rate, secs).await;
-    let open_cpu_us = cpu_pid.and_then(procs::cpu_us).zip(cpu0).map(|(b, a)| b - a);
-    eprintln!("bench: {}: {} s closed loop, {} connections", t.name, s.secs, s.conns);
-    let mut edges = Vec::new();
-    let closed = loadgen::closed_loop(t, s.conns, Duration::from_secs(1), secs, |_| {
-        edges.push(cpu_pid.and_then(procs::cpu_us));
-    })
-    .await;
-    let closed_cpu_us = match edges[..] {
-        [Some(a), Some(b)] => Some(b - a),
-        _ => None,
-    };
-    let peak_rss_kb = cpu_pid.and_then(|p| procs::status_kb(p, "VmHWM:"));
-    Measured { name: t.name, open, closed, closed_cpu_us, open_cpu_us, peak_rss_kb }
-}
-
 /// Signed requests through the sidecar must verify at the simulator before
 /// anything is timed (verification is then switched off for every target).
 async fn check_signing(sim: &Sim, t: &Target) -> Result<(), String> {
     let before = sim.stats.signatures_ok.load(Ordering::Relaxed);
-    let r = loadgen::open_loop(t, 200, Duration::from_millis(100)).await;
+    let mut r = loadgen::OpenResult::default();
+    loadgen::OpenLoop::new(t)
+        .run(200, Duration::from_millis(100), &mut r)
+        .await;
     let ok = sim.stats.signatures_ok.load(Ordering::Relaxed) - before;
     let failed = sim.stats.signatures_failed.load(Ordering::Relaxed);
     if r.errors > 0 || failed > 0 || ok != r.latencies.len() as u64 || ok == 0 {
@@ -209,8 +240,14 @@ async fn run(s: Settings) -> Result<i32, String> {
     .map_err(|e| format!("simulator: {e}"))?;
     let proxy_core = s.cores.map(|c| c.1);
     let bin = Path::new(env!("CARGO_BIN_EXE_tenantgate"));
-    let (mut sidecar, sidecar_addr) =
-        procs::start_sidecar(bin, &dir.0, proxy_core, sim.addr, &public_pem, (AKID, SECRET))?;
+    let (mut sidecar, sidecar_addr) = procs::start_sidecar(
+        bin,
+        &dir.0,
+        proxy_core,
+        sim.addr,
+        &public_pem,
+        (AKID, SECRET),
+    )?;
     let sidecar_target = target("tenantgate", sidecar_addr, &tokens)?;
     check_signing(&sim, &sidecar_target).await?;
     sim.set_verify(false);
@@ -226,22 +263,44 @@ async fn run(s: Settings) -> Result<i32, String> {
              Converse body rewritten (requestMetadata), audit lines written to /dev/null."
         ),
     ];
-    let mut all = vec![measure(&target("direct", sim.addr, &tokens)?, &s, None).await];
-    match &s.nginx {
+    let mut subjects = vec![phases::Subject {
+        target: target("direct", sim.addr, &tokens)?,
+        cpu_pid: None,
+    }];
+    let ndir = TempDir::new("nginx")?;
+    let nginx = match &s.nginx {
         Some(nginx_bin) => {
-            let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/nginx.conf.template"))
-                .map_err(|e| format!("bench/nginx.conf.template: {e}"))?;
-            let ndir = TempDir::new("nginx")?;
-            let (nginx, addr) = procs::start_nginx(nginx_bin, &template, &ndir.0, proxy_core, sim.addr)?;
-            let worker = procs::nginx_worker(nginx.pid());
-            all.push(measure(&target("nginx", addr, &tokens)?, &s, worker).await);
-            drop(nginx);
+            let template = std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/bench/nginx.conf.template"
+            ))
+            .map_err(|e| format!("bench/nginx.conf.template: {e}"))?;
+            let (nginx, addr) =
+                procs::start_nginx(nginx_bin, &template, &ndir.0, proxy_core, sim.addr)?;
+            subjects.push(phases::Subject {
+                target: target("nginx", addr, &tokens)?,
+                cpu_pid: procs::nginx_worker(nginx.pid()),
+            });
+            Some(nginx)
         }
-        None => notes.push("nginx not found: its phase was skipped (bench/run.sh installs it).".into()),
-    }
-    let sc = measure(&sidecar_target, &s, Some(sidecar.pid())).await;
+        None => {
+            notes.push("nginx not found: its phase was skipped (bench/run.sh installs it).".into());
+            None
+        }
+    };
+    subjects.push(phases::Subject {
+        target: sidecar_target,
+        cpu_pid: Some(sidecar.pid()),
+    });
+    let plan = phases::Plan {
+        secs: s.secs,
+        rate: s.rate,
+        conns: s.conns,
+        quiet_wait: Duration::from_secs(s.quiet_wait),
+    };
+    let all = phases::measure_all(&subjects, &plan).await;
     let sidecar_alive = matches!(sidecar.child.try_wait(), Ok(None));
-    all.push(sc);
+    drop(nginx);
     drop(sidecar);
     sim.shutdown().await;
 
@@ -260,23 +319,55 @@ async fn run(s: Settings) -> Result<i32, String> {
         notes.push("The sidecar process exited during the run.".into());
     }
     for m in &all {
-        if m.open.max_pacer_lag > Duration::from_millis(5) {
-            notes.push(format!("{}: the pacer fell {:?} behind schedule once; latencies include it.", m.name, m.open.max_pacer_lag));
+        if m.background.is_some_and(|b| b > 0.05) {
+            notes.push(format!(
+                "{}: other processes used {:.0}% of a core during this target's phases; \
+                 its tail latencies (and the closed loop) are disturbed. Re-run on a quiet machine.",
+                m.name,
+                m.background.unwrap_or(0.0) * 100.0
+            ));
         }
-        for e in [&m.open.first_error, &m.closed.first_error].into_iter().flatten() {
+        if m.open.max_pacer_lag > Duration::from_millis(5) {
+            notes.push(format!(
+                "{}: the pacer fell {:?} behind schedule once; latencies include it.",
+                m.name, m.open.max_pacer_lag
+            ));
+        }
+        for e in [&m.open.first_error, &m.closed.first_error]
+            .into_iter()
+            .flatten()
+        {
             notes.push(format!("{}: first error: {e}", m.name));
         }
     }
     let budgets = [
-        Budget { what: format!("added p99 at {} req/s", s.rate), value: Some(tg.open.pct_us(99.0) - direct_p99), unit: "µs", limit: 1000.0 },
-        Budget { what: "CPU per request at saturation".into(), value: tg.cpu_per_req_us(), unit: "µs", limit: 60.0 },
-        Budget { what: "peak RSS (VmHWM)".into(), value: tg.peak_rss_kb.map(|k| k as f64 / 1024.0), unit: "MB", limit: 30.0 },
+        Budget {
+            what: format!("added p99 at {} req/s", s.rate),
+            value: Some(tg.open.pct_us(99.0) - direct_p99),
+            unit: "µs",
+            limit: 1000.0,
+        },
+        Budget {
+            what: "CPU per request at saturation".into(),
+            value: tg.cpu_per_req_us(),
+            unit: "µs",
+            limit: 60.0,
+        },
+        Budget {
+            what: "peak RSS (VmHWM)".into(),
+            value: tg.peak_rss_kb.map(|k| k as f64 / 1024.0),
+            unit: "MB",
+            limit: 30.0,
+        },
     ];
     let header = environment(&s);
     let md = report::render(&header, s.rate, s.conns, &all, &budgets, &notes);
     println!("\n{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
-    if std::fs::create_dir_all(&out).and_then(|()| std::fs::write(out.join("latest.md"), &md)).is_ok() {
+    if std::fs::create_dir_all(&out)
+        .and_then(|()| std::fs::write(out.join("latest.md"), &md))
+        .is_ok()
+    {
         eprintln!("bench: written to bench/results/latest.md");
     }
     let failed = budgets.iter().any(|b| b.pass() == Some(false))
@@ -287,12 +378,18 @@ async fn run(s: Settings) -> Result<i32, String> {
 fn environment(s: &Settings) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = s.total_cores;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let pin = match s.cores {
-        Some((g, p)) => format!("load generator + simulator pinned to core {g}, proxy under test to core {p}"),
+        Some((g, p)) => {
+            format!("load generator + simulator pinned to core {g}, proxy under test to core {p}")
+        }
         None => "not pinned (needs 2+ cores and taskset)".into(),
     };
     format!(

@@ -52,6 +52,11 @@ pub struct OpenResult {
 }
 
 impl OpenResult {
+    /// Sorts the latencies; call once all slices are in.
+    pub fn finish(&mut self) {
+        self.latencies.sort_unstable();
+    }
+
     /// Percentile (0..=100) in microseconds; latencies must be sorted.
     pub fn pct_us(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
@@ -70,71 +75,97 @@ async fn one(
     let fut = async {
         let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
         let status = resp.status();
-        resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
         if status.is_success() {
             Ok(())
         } else {
             Err(format!("status {status}"))
         }
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| "timeout".to_string())?
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timeout".to_string())?
 }
 
-/// `rate` requests/s for `duration`. A pacer thread sleeps precisely until
-/// each intended send time (tokio's timer has 1 ms granularity, too coarse at
-/// 1,000 rps) and hands the intended instant to the runtime, which sends it
-/// on a pooled keep-alive connection.
-pub async fn open_loop(target: &Target, rate: u32, duration: Duration) -> OpenResult {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(http);
-    let uri = format!("http://{}{}", target.addr, target.path);
-    let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
-    let start = Instant::now() + Duration::from_millis(20);
-    let pacer = std::thread::spawn(move || {
-        for i in 0..total {
-            let at = start + interval.mul_f64(i as f64);
-            let now = Instant::now();
-            if at > now {
-                std::thread::sleep(at - now);
-            }
-            if tx.send((i, at)).is_err() {
-                break;
-            }
-        }
-    });
-    let mut handles = Vec::with_capacity(total as usize);
-    let mut max_lag = Duration::ZERO;
-    while let Some((i, intended)) = rx.recv().await {
-        max_lag = max_lag.max(Instant::now().saturating_duration_since(intended));
-        let req = target.request(uri.clone(), i);
-        let client = client.clone();
-        handles.push(tokio::spawn(async move {
-            one(&client, req).await.map(|()| intended.elapsed().as_nanos() as u64)
-        }));
-    }
-    let _ = pacer.join();
-    let mut out = OpenResult { max_pacer_lag: max_lag, ..Default::default() };
-    for h in handles {
-        match h.await {
-            Ok(Ok(ns)) => out.latencies.push(ns),
-            Ok(Err(e)) => {
-                out.errors += 1;
-                out.first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                out.errors += 1;
-                out.first_error.get_or_insert(e.to_string());
-            }
+/// An open-loop load on one target, run in slices (so targets can be
+/// interleaved) over one keep-alive connection pool.
+pub struct OpenLoop {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: String,
+    target: Target,
+    next: u64,
+}
+
+impl OpenLoop {
+    pub fn new(target: &Target) -> OpenLoop {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(http);
+        let uri = format!("http://{}{}", target.addr, target.path);
+        OpenLoop {
+            client,
+            uri,
+            target: target.clone(),
+            next: 0,
         }
     }
-    out.latencies.sort_unstable();
-    out
+
+    /// `rate` requests/s for `duration`, results appended to `out`. A pacer
+    /// thread sleeps precisely until each intended send time (tokio's timer
+    /// has 1 ms granularity, too coarse at 1,000 rps) and hands the intended
+    /// instant to the runtime, which sends it on a pooled connection.
+    pub async fn run(&mut self, rate: u32, duration: Duration, out: &mut OpenResult) {
+        let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        let start = Instant::now() + Duration::from_millis(5);
+        let pacer = std::thread::spawn(move || {
+            for i in 0..total {
+                let at = start + interval.mul_f64(i as f64);
+                let now = Instant::now();
+                if at > now {
+                    std::thread::sleep(at - now);
+                }
+                if tx.send(at).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut handles = Vec::with_capacity(total as usize);
+        while let Some(intended) = rx.recv().await {
+            out.max_pacer_lag = out
+                .max_pacer_lag
+                .max(Instant::now().saturating_duration_since(intended));
+            let req = self.target.request(self.uri.clone(), self.next);
+            self.next += 1;
+            let client = self.client.clone();
+            handles.push(tokio::spawn(async move {
+                one(&client, req)
+                    .await
+                    .map(|()| intended.elapsed().as_nanos() as u64)
+            }));
+        }
+        let _ = pacer.join();
+        for h in handles {
+            match h.await {
+                Ok(Ok(ns)) => out.latencies.push(ns),
+                Ok(Err(e)) => {
+                    out.errors += 1;
+                    out.first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    out.errors += 1;
+                    out.first_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -167,8 +198,13 @@ pub async fn closed_loop(
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut workers = Vec::new();
     for w in 0..conns {
-        let (t, done, errors, stop, first_error) =
-            (target.clone(), done.clone(), errors.clone(), stop.clone(), first_error.clone());
+        let (t, done, errors, stop, first_error) = (
+            target.clone(),
+            done.clone(),
+            errors.clone(),
+            stop.clone(),
+            first_error.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut i = w as u64;
             while !stop.load(Ordering::Relaxed) {
@@ -177,7 +213,7 @@ pub async fn closed_loop(
                     Ok(s) => s,
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
-                        first_error.lock().map(|mut f| f.get_or_insert(e)).ok();
+                        note_error(&first_error, e);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -190,7 +226,7 @@ pub async fn closed_loop(
                         }
                         Err(e) => {
                             errors.fetch_add(1, Ordering::Relaxed);
-                            first_error.lock().map(|mut f| f.get_or_insert(e)).ok();
+                            note_error(&first_error, e);
                             break;
                         }
                     }
@@ -199,17 +235,36 @@ pub async fn closed_loop(
         }));
     }
     tokio::time::sleep(warmup).await;
-    let (n0, e0, t0) = (done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed), Instant::now());
+    let (n0, e0, t0) = (
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        Instant::now(),
+    );
     on_window(true);
     tokio::time::sleep(duration).await;
-    let (n1, e1, elapsed) = (done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed), t0.elapsed());
+    let (n1, e1, elapsed) = (
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        t0.elapsed(),
+    );
     on_window(false);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = tokio::time::timeout(REQUEST_TIMEOUT, w).await;
     }
     let first_error = first_error.lock().ok().and_then(|f| f.clone());
-    ClosedResult { requests: n1 - n0, errors: e1 - e0, first_error, elapsed }
+    ClosedResult {
+        requests: n1 - n0,
+        errors: e1 - e0,
+        first_error,
+        elapsed,
+    }
+}
+
+fn note_error(first: &std::sync::Mutex<Option<String>>, e: String) {
+    if let Ok(mut f) = first.lock() {
+        f.get_or_insert(e);
+    }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -233,14 +288,22 @@ async fn connect(addr: SocketAddr) -> Result<Sender, String> {
 async fn send_on(sender: &mut Sender, req: http::Request<Full<Bytes>>) -> Result<(), String> {
     let fut = async {
         sender.ready().await.map_err(|e| format!("ready: {e}"))?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         let status = resp.status();
-        resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?;
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?;
         if status.is_success() {
             Ok(())
         } else {
             Err(format!("status {status}"))
         }
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| "timeout".to_string())?
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timeout".to_string())?
 }

@@ -16,7 +16,10 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!("tenantgate-bench-{tag}-{}-{nanos}", std::process::id()));
+        let p = std::env::temp_dir().join(format!(
+            "tenantgate-bench-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
         Ok(TempDir(p))
     }
@@ -69,7 +72,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
@@ -91,7 +97,9 @@ pub fn wait_ready(p: &mut Proc, addr: SocketAddr, ready_path: Option<&str>) -> R
     loop {
         p.alive()?;
         if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            let Some(path) = ready_path else { return Ok(()) };
+            let Some(path) = ready_path else {
+                return Ok(());
+            };
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
             let mut buf = [0u8; 64];
@@ -198,7 +206,10 @@ secret_access_key_env = "BENCH_ACME_SECRET"
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("start {}: {e}", bin.display()))?;
-    let mut p = Proc { child, name: "tenantgate" };
+    let mut p = Proc {
+        child,
+        name: "tenantgate",
+    };
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
     wait_ready(&mut p, admin_addr, Some("/readyz"))?;
     Ok((p, SocketAddr::from(([127, 0, 0, 1], port))))
@@ -241,7 +252,10 @@ pub fn start_nginx(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("start {}: {e}", bin.display()))?;
-    let mut p = Proc { child, name: "nginx" };
+    let mut p = Proc {
+        child,
+        name: "nginx",
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(&mut p, addr, None).map_err(|e| {
         let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
@@ -252,8 +266,13 @@ pub fn start_nginx(
 
 /// nginx master's worker (for CPU accounting): the child of `master`.
 pub fn nginx_worker(master: u32) -> Option<u32> {
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")) {
-        if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+    {
+        if let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
             return Some(pid);
         }
     }
@@ -261,7 +280,25 @@ pub fn nginx_worker(master: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let ppid: u32 = stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()?;
+        let ppid: u32 = stat[stat.rfind(')')? + 2..]
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
         (ppid == master).then_some(pid)
     })
+}
+
+/// Busy CPU time of the whole machine (all cores, steal included), in µs.
+pub fn machine_busy_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    Some(busy * 1_000_000 / clock_ticks())
 }

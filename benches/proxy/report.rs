@@ -13,6 +13,8 @@ pub struct Measured {
     /// CPU µs of the proxy process during the open loop.
     pub open_cpu_us: Option<u64>,
     pub peak_rss_kb: Option<u64>,
+    /// CPU share (of one core) used by other processes during the phases.
+    pub background: Option<f64>,
 }
 
 impl Measured {
@@ -52,20 +54,27 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     }
 }
 
-pub fn render(header: &str, rate: u32, conns: usize, all: &[Measured], budgets: &[Budget], notes: &[String]) -> String {
+pub fn render(
+    header: &str,
+    rate: u32,
+    conns: usize,
+    all: &[Measured],
+    budgets: &[Budget],
+    notes: &[String],
+) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# tenantgate benchmark\n\n{header}\n");
     let _ = writeln!(
         o,
         "## Latency at {rate} req/s, open loop (µs, from intended send time)\n\n\
-         | target | p50 | p90 | p99 | p99.9 | max | requests | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|"
+         | target | p50 | p90 | p99 | p99.9 | max | requests | errors | other load |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for m in all {
         let r = &m.open;
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
             m.name,
             r.pct_us(50.0),
             r.pct_us(90.0),
@@ -73,7 +82,10 @@ pub fn render(header: &str, rate: u32, conns: usize, all: &[Measured], budgets: 
             r.pct_us(99.9),
             r.pct_us(100.0),
             r.latencies.len(),
-            r.errors
+            r.errors,
+            m.background
+                .map(|b| format!("{:.0}%", b * 100.0))
+                .unwrap_or_else(|| "n/a".into()),
         );
     }
     if let Some(direct) = all.iter().find(|m| m.name == "direct") {
@@ -112,19 +124,32 @@ pub fn render(header: &str, rate: u32, conns: usize, all: &[Measured], budgets: 
             m.closed.errors,
             opt(m.cpu_per_req_us(), 1),
             opt(per_core, 0),
-            m.utilisation().map(|u| format!("{:.0}%", u * 100.0)).unwrap_or_else(|| "n/a".into()),
+            m.utilisation()
+                .map(|u| format!("{:.0}%", u * 100.0))
+                .unwrap_or_else(|| "n/a".into()),
             opt(m.open_cpu_per_req_us(), 1),
             opt(m.peak_rss_kb.map(|k| k as f64 / 1024.0), 1),
         );
     }
-    let _ = writeln!(o, "\n## Budgets (tenantgate)\n\n| budget | measured | limit | result |\n|---|---:|---:|---|");
+    let _ = writeln!(
+        o,
+        "\n## Budgets (tenantgate)\n\n| budget | measured | limit | result |\n|---|---:|---:|---|"
+    );
     for b in budgets {
         let result = match b.pass() {
             Some(true) => "PASS",
             Some(false) => "FAIL",
             None => "n/a",
         };
-        let _ = writeln!(o, "| {} | {} {} | {} {} | {result} |", b.what, opt(b.value, 1), b.unit, b.limit, b.unit);
+        let _ = writeln!(
+            o,
+            "| {} | {} {} | {} {} | {result} |",
+            b.what,
+            opt(b.value, 1),
+            b.unit,
+            b.limit,
+            b.unit
+        );
     }
     if !notes.is_empty() {
         let _ = writeln!(o, "\n## Notes\n");

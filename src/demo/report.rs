@@ -6,7 +6,15 @@ use crate::audit::AuditRecord;
 use std::fmt::Write as _;
 
 pub fn table(rows: &[Row]) -> String {
-    let head = ["#", "operation", "caller", "model / resource", "decision", "status", "reason"];
+    let head = [
+        "#",
+        "operation",
+        "caller",
+        "model / resource",
+        "decision",
+        "status",
+        "reason",
+    ];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .enumerate()
@@ -16,8 +24,17 @@ pub fn table(rows: &[Row]) -> String {
                 r.scenario.operation.to_string(),
                 r.scenario.caller.label(),
                 r.scenario.resource.to_string(),
-                if (200..300).contains(&r.status) { "allow" } else { "deny" }.to_string(),
-                if r.status == 0 { "-".into() } else { r.status.to_string() },
+                if (200..300).contains(&r.status) {
+                    "allow"
+                } else {
+                    "deny"
+                }
+                .to_string(),
+                if r.status == 0 {
+                    "-".into()
+                } else {
+                    r.status.to_string()
+                },
                 r.reason.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -38,7 +55,9 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(&line(head));
     out.push('\n');
-    out.push_str(&line(width.map(|w| "-".repeat(w)).each_ref().map(String::as_str)));
+    out.push_str(&line(
+        width.map(|w| "-".repeat(w)).each_ref().map(String::as_str),
+    ));
     out.push('\n');
     for (c, r) in cells.iter().zip(rows) {
         out.push_str(&line(c.each_ref().map(String::as_str)));
@@ -65,7 +84,11 @@ pub struct Summary {
 
 pub fn summary(s: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}/{} scenarios behaved as expected.", s.as_expected, s.scenarios);
+    let _ = writeln!(
+        out,
+        "{}/{} scenarios behaved as expected.",
+        s.as_expected, s.scenarios
+    );
     let _ = writeln!(
         out,
         "AWS (the simulator) received {} request(s) and verified {} SigV4 signature(s), {} failed; \
@@ -76,7 +99,11 @@ pub fn summary(s: &Summary) -> String {
         out,
         "{} denied request(s): {} reached AWS.",
         s.denied,
-        if s.denied_reaching_upstream == 0 { "none".to_string() } else { s.denied_reaching_upstream.to_string() }
+        if s.denied_reaching_upstream == 0 {
+            "none".to_string()
+        } else {
+            s.denied_reaching_upstream.to_string()
+        }
     );
     out
 }

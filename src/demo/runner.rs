@@ -48,14 +48,30 @@ impl Runner<'_> {
         if let Some(token) = s.caller.token(self.env) {
             req = req.header("x-tenant-token", token);
         }
-        let req = req.body(Full::new(Bytes::from(s.body.clone()))).map_err(|e| e.to_string())?;
+        let req = req
+            .body(Full::new(Bytes::from(s.body.clone())))
+            .map_err(|e| e.to_string())?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("request failed: {e}"))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
             let (parts, body) = resp.into_parts();
-            let body = body.collect().await.map_err(|e| format!("response body: {e}"))?.to_bytes();
-            Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("response body: {e}"))?
+                .to_bytes();
+            Ok(Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| "timed out".to_string())?
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
+            .await
+            .map_err(|_| "timed out".to_string())?
     }
 
     pub async fn run(&self, s: Scenario) -> Row {
@@ -78,26 +94,39 @@ impl Runner<'_> {
             }
         };
         row.status = resp.status;
-        row.reason = resp.headers.get("x-tenantgate-reason").and_then(|v| v.to_str().ok()).map(String::from);
+        row.reason = resp
+            .headers
+            .get("x-tenantgate-reason")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let s = &row.scenario;
         if resp.status != s.status {
-            row.problems.push(format!("expected status {}, got {}", s.status, resp.status));
+            row.problems
+                .push(format!("expected status {}, got {}", s.status, resp.status));
         }
         if s.reason.is_some() && row.reason.as_deref() != s.reason {
-            row.problems.push(format!("expected reason {:?}, got {:?}", s.reason, row.reason));
+            row.problems.push(format!(
+                "expected reason {:?}, got {:?}",
+                s.reason, row.reason
+            ));
         }
         if !resp.headers.contains_key("x-tenantgate-request-id") {
-            row.problems.push("response has no x-tenantgate-request-id".into());
+            row.problems
+                .push("response has no x-tenantgate-request-id".into());
         }
         if s.status >= 400 {
             if !new.is_empty() {
-                row.problems.push(format!("denied request reached AWS {} time(s)", new.len()));
+                row.problems
+                    .push(format!("denied request reached AWS {} time(s)", new.len()));
             }
             row.details.push(format!("never reached AWS ({})", s.note));
             return row;
         }
         let [rec] = &new[..] else {
-            row.problems.push(format!("expected exactly one upstream request, AWS saw {}", new.len()));
+            row.problems.push(format!(
+                "expected exactly one upstream request, AWS saw {}",
+                new.len()
+            ));
             return row;
         };
         let (details, problems) = judge(&row.scenario, rec, &resp, self.env);
@@ -108,7 +137,12 @@ impl Runner<'_> {
 }
 
 /// Details and problems of an allowed request, from the simulator's record.
-fn judge(s: &Scenario, rec: &SimRecord, resp: &Response, env: &DemoEnv) -> (Vec<String>, Vec<String>) {
+fn judge(
+    s: &Scenario,
+    rec: &SimRecord,
+    resp: &Response,
+    env: &DemoEnv,
+) -> (Vec<String>, Vec<String>) {
     let mut details = Vec::new();
     let mut problems = Vec::new();
     let tenant = s.caller.tenant().unwrap_or("?");
@@ -122,7 +156,10 @@ fn judge(s: &Scenario, rec: &SimRecord, resp: &Response, env: &DemoEnv) -> (Vec<
         )),
         (Some(true), Some(o)) => problems.push(format!("signed with {o}'s key, not {tenant}'s")),
         (Some(true), None) => problems.push("signed with a key no tenant owns".into()),
-        _ => problems.push(format!("simulator rejected the signature (key {})", key_prefix(&akid))),
+        _ => problems.push(format!(
+            "simulator rejected the signature (key {})",
+            key_prefix(&akid)
+        )),
     }
     if env.key_of(tenant).is_none() {
         problems.push(format!("no key configured for {tenant}"));
@@ -141,9 +178,13 @@ fn judge(s: &Scenario, rec: &SimRecord, resp: &Response, env: &DemoEnv) -> (Vec<
             Check::Guardrail { id, version } => {
                 let g = &sent["guardrailConfig"];
                 if g["guardrailIdentifier"] == *id && g["guardrailVersion"] == *version {
-                    details.push(format!("guardrail {id} v{version} enforced (client's value replaced)"));
+                    details.push(format!(
+                        "guardrail {id} v{version} enforced (client's value replaced)"
+                    ));
                 } else {
-                    problems.push(format!("guardrailConfig sent upstream is {g}, expected {id} v{version}"));
+                    problems.push(format!(
+                        "guardrailConfig sent upstream is {g}, expected {id} v{version}"
+                    ));
                 }
             }
             Check::RequestMetadata(pairs) => {
@@ -153,7 +194,10 @@ fn judge(s: &Scenario, rec: &SimRecord, resp: &Response, env: &DemoEnv) -> (Vec<
                 if ok {
                     details.push(format!("requestMetadata set: {}", shown.join(", ")));
                 } else {
-                    problems.push(format!("requestMetadata sent upstream is {md}, expected {}", shown.join(", ")));
+                    problems.push(format!(
+                        "requestMetadata sent upstream is {md}, expected {}",
+                        shown.join(", ")
+                    ));
                 }
             }
             Check::NotInResponse(text) => {
@@ -163,8 +207,19 @@ fn judge(s: &Scenario, rec: &SimRecord, resp: &Response, env: &DemoEnv) -> (Vec<
                     details.push(format!("response: internal ARN (account {text}) redacted"));
                 }
             }
-            Check::EventStream { min_events } => match count_events(&resp.body) {
-                Ok(n) if n >= *min_events => details.push(format!("response: {n} event-stream frames, all CRCs valid")),
+            Check::NotInStreamText(text) => match stream_text(&resp.body) {
+                Ok(t) if t.contains(text) => {
+                    problems.push(format!("streamed text still contains {text}"))
+                }
+                Ok(_) => details.push(format!(
+                    "stream: internal ARN (account {text}) redacted, though cut across events"
+                )),
+                Err(e) => problems.push(format!("cannot read the stream: {e}")),
+            },
+            Check::EventStream { min_events } => match decode_events(&resp.body).map(|e| e.len()) {
+                Ok(n) if n >= *min_events => {
+                    details.push(format!("response: {n} event-stream frames, all CRCs valid"))
+                }
                 Ok(n) => problems.push(format!("only {n} event-stream frames")),
                 Err(e) => problems.push(format!("invalid event stream: {e}")),
             },
@@ -172,7 +227,10 @@ fn judge(s: &Scenario, rec: &SimRecord, resp: &Response, env: &DemoEnv) -> (Vec<
     }
     if let Ok(v) = serde_json::from_slice::<Value>(&resp.body) {
         if let Some(u) = v.get("usage") {
-            details.push(format!("usage: {} input + {} output tokens", u["inputTokens"], u["outputTokens"]));
+            details.push(format!(
+                "usage: {} input + {} output tokens",
+                u["inputTokens"], u["outputTokens"]
+            ));
         }
     }
     (details, problems)
@@ -186,13 +244,16 @@ fn memchr(hay: &[u8], needle: &[u8]) -> bool {
 fn upstream_model(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/model/")?;
     let id = rest.split('/').next()?;
-    percent_encoding::percent_decode_str(id).decode_utf8().ok().map(|s| s.into_owned())
+    percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
-/// Number of well-formed event-stream messages in a complete body.
-fn count_events(body: &Bytes) -> Result<usize, String> {
+/// The payloads of the well-formed event-stream messages of a complete body.
+fn decode_events(body: &Bytes) -> Result<Vec<Bytes>, String> {
     let mut buf = body.clone();
-    let mut n = 0;
+    let mut out = Vec::new();
     while !buf.is_empty() {
         if buf.len() < 4 {
             return Err("truncated prelude".into());
@@ -201,8 +262,29 @@ fn count_events(body: &Bytes) -> Result<usize, String> {
         if len < 16 || len > buf.len() {
             return Err(format!("bad frame length {len}"));
         }
-        aws_smithy_eventstream::frame::read_message_from(buf.split_to(len)).map_err(|e| e.to_string())?;
-        n += 1;
+        let msg = aws_smithy_eventstream::frame::read_message_from(buf.split_to(len))
+            .map_err(|e| e.to_string())?;
+        out.push(msg.payload().clone());
     }
-    Ok(n)
+    Ok(out)
+}
+
+/// The streamed text: `delta.text` of every event joined, from ConverseStream
+/// events or from the base64 `bytes` chunks of InvokeModelWithResponseStream.
+fn stream_text(body: &Bytes) -> Result<String, String> {
+    use base64::Engine as _;
+    let mut text = String::new();
+    for payload in decode_events(body)? {
+        let mut v: Value = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+        if let Some(b64) = v.get("bytes").and_then(Value::as_str) {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("chunk bytes: {e}"))?;
+            v = serde_json::from_slice(&raw).map_err(|e| format!("chunk JSON: {e}"))?;
+        }
+        if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+            text.push_str(t);
+        }
+    }
+    Ok(text)
 }

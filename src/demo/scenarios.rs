@@ -7,10 +7,19 @@ use super::setup::DemoEnv;
 /// Who is calling, i.e. which token the request carries.
 #[derive(Debug, Clone, Copy)]
 pub enum Caller {
-    Tenant { tenant: &'static str, user: &'static str },
+    Tenant {
+        tenant: &'static str,
+        user: &'static str,
+    },
     NoToken,
-    Expired { tenant: &'static str, user: &'static str },
-    Forged { tenant: &'static str, user: &'static str },
+    Expired {
+        tenant: &'static str,
+        user: &'static str,
+    },
+    Forged {
+        tenant: &'static str,
+        user: &'static str,
+    },
 }
 
 impl Caller {
@@ -48,11 +57,17 @@ pub enum Check {
     /// The model id sent upstream (after `model_map`).
     UpstreamModel(&'static str),
     /// Converse `guardrailConfig` set to the tenant's guardrail.
-    Guardrail { id: &'static str, version: &'static str },
+    Guardrail {
+        id: &'static str,
+        version: &'static str,
+    },
     /// Converse `requestMetadata` entries.
     RequestMetadata(&'static [(&'static str, &'static str)]),
     /// The response body no longer contains this text (redaction).
     NotInResponse(&'static str),
+    /// The text streamed in event-stream deltas (joined across events, base64
+    /// chunks decoded) no longer contains this text.
+    NotInStreamText(&'static str),
     /// The response is an AWS event stream of at least this many valid frames.
     EventStream { min_events: usize },
 }
@@ -106,7 +121,17 @@ fn allowed(
     checks: Vec<Check>,
     note: &'static str,
 ) -> Scenario {
-    Scenario { operation, caller, resource, path, body, status: 200, reason: None, checks, note }
+    Scenario {
+        operation,
+        caller,
+        resource,
+        path,
+        body,
+        status: 200,
+        reason: None,
+        checks,
+        note,
+    }
 }
 
 fn denied(
@@ -119,12 +144,28 @@ fn denied(
     note: &'static str,
 ) -> Scenario {
     let body = converse_body("Hello");
-    Scenario { operation, caller, resource, path, body, status, reason: Some(reason), checks: vec![], note }
+    Scenario {
+        operation,
+        caller,
+        resource,
+        path,
+        body,
+        status,
+        reason: Some(reason),
+        checks: vec![],
+        note,
+    }
 }
 
 pub fn all() -> Vec<Scenario> {
-    let alice = Caller::Tenant { tenant: "acme", user: "alice" };
-    let bob = Caller::Tenant { tenant: "globex", user: "bob" };
+    let alice = Caller::Tenant {
+        tenant: "acme",
+        user: "alice",
+    };
+    let bob = Caller::Tenant {
+        tenant: "globex",
+        user: "bob",
+    };
     // The application (or an injected prompt) tries to pass as globex in the
     // body; only the verified token decides the tenant.
     let spoofing = serde_json::json!({
@@ -135,62 +176,152 @@ pub fn all() -> Vec<Scenario> {
     .to_string();
     vec![
         allowed(
-            "Converse", alice, HAIKU, model_path(HAIKU, "converse"), spoofing,
+            "Converse",
+            alice,
+            HAIKU,
+            model_path(HAIKU, "converse"),
+            spoofing,
             vec![
                 Check::UpstreamModel(HAIKU_PROFILE),
-                Check::Guardrail { id: "gr-acme", version: "1" },
+                Check::Guardrail {
+                    id: "gr-acme",
+                    version: "1",
+                },
                 Check::RequestMetadata(&[("tenant", "acme"), ("user", "alice")]),
                 Check::NotInResponse("111122223333"),
             ],
             "body claims tenant globex and no guardrail: the token wins",
         ),
         allowed(
-            "Converse", bob, NOVA, model_path(NOVA, "converse"), converse_body("Summarise Q3."),
-            vec![Check::UpstreamModel(NOVA), Check::RequestMetadata(&[("tenant", "globex"), ("user", "bob")])],
+            "Converse",
+            bob,
+            NOVA,
+            model_path(NOVA, "converse"),
+            converse_body("Summarise Q3."),
+            vec![
+                Check::UpstreamModel(NOVA),
+                Check::RequestMetadata(&[("tenant", "globex"), ("user", "bob")]),
+            ],
             "globex's own model, globex's own key",
         ),
         denied(
-            "Converse", bob, HAIKU, model_path(HAIKU, "converse"), 403, "model_not_allowed",
+            "Converse",
+            bob,
+            HAIKU,
+            model_path(HAIKU, "converse"),
+            403,
+            "model_not_allowed",
             "allowed for acme, not for globex",
         ),
         denied(
-            "Converse", alice, NOVA, model_path(NOVA, "converse"), 403, "model_not_allowed",
+            "Converse",
+            alice,
+            NOVA,
+            model_path(NOVA, "converse"),
+            403,
+            "model_not_allowed",
             "allowed for globex, not for acme",
         ),
         allowed(
-            "ConverseStream", alice, HAIKU, model_path(HAIKU, "converse-stream"),
+            "ConverseStream",
+            alice,
+            HAIKU,
+            model_path(HAIKU, "converse-stream"),
             converse_body("Stream me a haiku about isolation."),
-            vec![Check::UpstreamModel(HAIKU_PROFILE), Check::EventStream { min_events: 5 }],
-            "event stream passes through, re-framed with valid CRCs",
+            vec![
+                Check::UpstreamModel(HAIKU_PROFILE),
+                Check::EventStream { min_events: 5 },
+                Check::NotInStreamText("111122223333"),
+            ],
+            "ARN split across events, redacted all the same",
         ),
         allowed(
-            "InvokeModel", alice, TITAN_EMBED, model_path(TITAN_EMBED, "invoke"),
+            "InvokeModelWithResponseStream",
+            alice,
+            HAIKU,
+            model_path(HAIKU, "invoke-with-response-stream"),
+            serde_json::json!({
+                "anthropic_version": "bedrock-2023-05-31", "max_tokens": 128,
+                "messages": [{ "role": "user", "content": "Name three isolation controls." }],
+            })
+            .to_string(),
+            vec![
+                Check::UpstreamModel(HAIKU_PROFILE),
+                Check::EventStream { min_events: 5 },
+                Check::NotInStreamText("111122223333"),
+            ],
+            "base64 chunk payloads decoded, redacted, re-encoded",
+        ),
+        allowed(
+            "InvokeModel",
+            alice,
+            TITAN_EMBED,
+            model_path(TITAN_EMBED, "invoke"),
             serde_json::json!({ "inputText": "tenant isolation" }).to_string(),
             vec![Check::UpstreamModel(TITAN_EMBED)],
             "body forwarded byte for byte",
         ),
         denied(
-            "Converse", Caller::NoToken, HAIKU, model_path(HAIKU, "converse"), 401, "missing_token",
+            "Converse",
+            Caller::NoToken,
+            HAIKU,
+            model_path(HAIKU, "converse"),
+            401,
+            "missing_token",
             "no identity, no access",
         ),
         denied(
-            "Converse", Caller::Expired { tenant: "acme", user: "alice" }, HAIKU,
-            model_path(HAIKU, "converse"), 401, "invalid_token", "exp is an hour ago",
+            "Converse",
+            Caller::Expired {
+                tenant: "acme",
+                user: "alice",
+            },
+            HAIKU,
+            model_path(HAIKU, "converse"),
+            401,
+            "invalid_token",
+            "exp is an hour ago",
         ),
         denied(
-            "Converse", Caller::Forged { tenant: "acme", user: "mallory" }, HAIKU,
-            model_path(HAIKU, "converse"), 401, "invalid_token", "signed with a key the IdP never used",
+            "Converse",
+            Caller::Forged {
+                tenant: "acme",
+                user: "mallory",
+            },
+            HAIKU,
+            model_path(HAIKU, "converse"),
+            401,
+            "invalid_token",
+            "signed with a key the IdP never used",
         ),
         denied(
-            "Converse", Caller::Tenant { tenant: "initech", user: "peter" }, HAIKU,
-            model_path(HAIKU, "converse"), 403, "unknown_tenant", "valid token, tenant not configured",
+            "Converse",
+            Caller::Tenant {
+                tenant: "initech",
+                user: "peter",
+            },
+            HAIKU,
+            model_path(HAIKU, "converse"),
+            403,
+            "unknown_tenant",
+            "valid token, tenant not configured",
         ),
         denied(
-            "(unknown)", alice, "-", "/model/x/frobnicate".into(), 404, "unknown_operation",
+            "(unknown)",
+            alice,
+            "-",
+            "/model/x/frobnicate".into(),
+            404,
+            "unknown_operation",
             "not a Bedrock/SageMaker operation",
         ),
         denied(
-            "StartAsyncInvoke", alice, "-", "/async-invoke".into(), 403, "operation_not_allowed",
+            "StartAsyncInvoke",
+            alice,
+            "-",
+            "/async-invoke".into(),
+            403,
+            "operation_not_allowed",
             "real operation without isolation rules yet",
         ),
     ]

@@ -21,7 +21,7 @@ pub struct TenantKey {
 }
 
 /// The demo configuration. `{SIM}` is replaced by the simulator's URL.
-/// It is an ordinary config file: `tenantgate check` accepts it as printed.
+/// Otherwise an ordinary config file (with `hs256.secret` beside it).
 pub const DEMO_TOML: &str = r#"
 [server]
 listen = "127.0.0.1:0"
@@ -85,8 +85,13 @@ fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     if getrandom::fill(&mut b).is_err() {
         // No OS randomness: fall back to the clock; the demo is local only.
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(7);
-        b.iter_mut().enumerate().for_each(|(i, x)| *x = (t >> ((i % 16) * 8)) as u8 ^ i as u8);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(7);
+        b.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = (t >> ((i % 16) * 8)) as u8 ^ i as u8);
     }
     super::sigv4_check::hex(&b)
 }
@@ -95,11 +100,16 @@ impl DemoEnv {
     /// Creates the temp dir and the secrets, and exports the tenants' keys
     /// into this process's environment for the sidecar's static source.
     pub fn create() -> Result<DemoEnv, String> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("tenantgate-demo-{}-{nanos}", std::process::id()));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("tenantgate-demo-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let hs256 = random_hex(32).into_bytes();
-        std::fs::write(dir.join("hs256.secret"), &hs256).map_err(|e| format!("write secret: {e}"))?;
+        std::fs::write(dir.join("hs256.secret"), &hs256)
+            .map_err(|e| format!("write secret: {e}"))?;
         let keys = vec![
             TenantKey {
                 tenant: "acme",
@@ -133,11 +143,17 @@ impl DemoEnv {
 
     /// The tenant that owns an access key id.
     pub fn owner_of(&self, akid: &str) -> Option<&'static str> {
-        self.keys.iter().find(|k| k.access_key_id == akid).map(|k| k.tenant)
+        self.keys
+            .iter()
+            .find(|k| k.access_key_id == akid)
+            .map(|k| k.tenant)
     }
 
     pub fn key_of(&self, tenant: &str) -> Option<&'static str> {
-        self.keys.iter().find(|k| k.tenant == tenant).map(|k| k.access_key_id)
+        self.keys
+            .iter()
+            .find(|k| k.tenant == tenant)
+            .map(|k| k.access_key_id)
     }
 
     /// An HS256 token from the demo's identity provider. `exp_offset` is
@@ -152,13 +168,20 @@ impl DemoEnv {
     }
 
     fn token_with_key(&self, tenant: &str, user: &str, exp_offset: i64, key: &[u8]) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let claims = serde_json::json!({
             "iss": ISSUER, "aud": AUDIENCE, "sub": user, "tenant_id": tenant,
             "iat": now, "exp": now + exp_offset,
         });
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key))
-            .unwrap_or_default()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap_or_default()
     }
 }
 

@@ -74,7 +74,10 @@ pub struct SigV4Verifier {
 
 impl SigV4Verifier {
     pub fn new(keys: impl IntoIterator<Item = (String, SecretString)>) -> Self {
-        SigV4Verifier { secrets: keys.into_iter().collect(), max_skew: Some(Duration::from_secs(900)) }
+        SigV4Verifier {
+            secrets: keys.into_iter().collect(),
+            max_skew: Some(Duration::from_secs(900)),
+        }
     }
 
     pub fn verify(
@@ -91,15 +94,22 @@ impl SigV4Verifier {
             .to_str()
             .map_err(|_| SigError::Malformed("not ASCII"))?;
         let parsed = parse_authorization(auth)?;
-        let amz_date = header_str(headers, "x-amz-date").ok_or(SigError::Malformed("no x-amz-date"))?;
+        let amz_date =
+            header_str(headers, "x-amz-date").ok_or(SigError::Malformed("no x-amz-date"))?;
         let scope: Vec<&str> = parsed.credential.split('/').collect();
         let [akid, date, region, service, terminator] = scope[..] else {
             return Err(SigError::Malformed("credential scope"));
         };
         if terminator != "aws4_request" || amz_date.len() != 16 || !amz_date.starts_with(date) {
-            return Err(SigError::Malformed("credential scope does not match x-amz-date"));
+            return Err(SigError::Malformed(
+                "credential scope does not match x-amz-date",
+            ));
         }
-        let signed: Vec<String> = parsed.signed_headers.split(';').map(str::to_string).collect();
+        let signed: Vec<String> = parsed
+            .signed_headers
+            .split(';')
+            .map(str::to_string)
+            .collect();
         if !signed.iter().any(|h| h == "host") || !signed.iter().any(|h| h == "x-amz-date") {
             return Err(SigError::Malformed("host and x-amz-date must be signed"));
         }
@@ -114,7 +124,10 @@ impl SigV4Verifier {
             .ok_or_else(|| SigError::UnknownAccessKey(akid.to_string()))?;
         if let Some(max) = self.max_skew {
             let signed_at = parse_amz_date(amz_date).ok_or(SigError::Malformed("x-amz-date"))?;
-            let now = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = now
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             if now.abs_diff(signed_at) > max.as_secs() {
                 return Err(SigError::Expired);
             }
@@ -123,8 +136,14 @@ impl SigV4Verifier {
         let creq = canonical_request(method, path_and_query, headers, &signed, body)
             .ok_or(SigError::Mismatch)?;
         let scope_str = format!("{date}/{region}/{service}/aws4_request");
-        let sts = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope_str}\n{}", hex(&Sha256::digest(creq)));
-        let mut key = hmac(format!("AWS4{}", secret.expose()).as_bytes(), date.as_bytes());
+        let sts = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope_str}\n{}",
+            hex(&Sha256::digest(creq))
+        );
+        let mut key = hmac(
+            format!("AWS4{}", secret.expose()).as_bytes(),
+            date.as_bytes(),
+        );
         for part in [region, service, "aws4_request"] {
             key = hmac(&key, part.as_bytes());
         }
@@ -153,7 +172,10 @@ fn parse_authorization(auth: &str) -> Result<ParsedAuth<'_>, SigError> {
         .ok_or(SigError::Malformed("algorithm must be AWS4-HMAC-SHA256"))?;
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or(SigError::Malformed("component"))?;
+        let (k, v) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SigError::Malformed("component"))?;
         match k {
             "Credential" => credential = Some(v),
             "SignedHeaders" => signed_headers = Some(v),
@@ -162,10 +184,14 @@ fn parse_authorization(auth: &str) -> Result<ParsedAuth<'_>, SigError> {
         }
     }
     match (credential, signed_headers, signature) {
-        (Some(credential), Some(signed_headers), Some(signature)) => {
-            Ok(ParsedAuth { credential, signed_headers, signature })
-        }
-        _ => Err(SigError::Malformed("missing Credential, SignedHeaders or Signature")),
+        (Some(credential), Some(signed_headers), Some(signature)) => Ok(ParsedAuth {
+            credential,
+            signed_headers,
+            signature,
+        }),
+        _ => Err(SigError::Malformed(
+            "missing Credential, SignedHeaders or Signature",
+        )),
     }
 }
 
@@ -177,7 +203,9 @@ pub fn canonical_request(
     signed: &[String],
     body: &[u8],
 ) -> Option<String> {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     let mut out = String::with_capacity(256 + path.len());
     out.push_str(method);
     out.push('\n');
@@ -241,8 +269,14 @@ fn canonical_query(query: &str) -> String {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             let mut ek = String::new();
             let mut ev = String::new();
-            uri_encode(&percent_encoding::percent_decode_str(k).collect::<Vec<u8>>(), &mut ek);
-            uri_encode(&percent_encoding::percent_decode_str(v).collect::<Vec<u8>>(), &mut ev);
+            uri_encode(
+                &percent_encoding::percent_decode_str(k).collect::<Vec<u8>>(),
+                &mut ek,
+            );
+            uri_encode(
+                &percent_encoding::percent_decode_str(v).collect::<Vec<u8>>(),
+                &mut ev,
+            );
             (ek, ev)
         })
         .collect();

@@ -45,7 +45,11 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { credentials: Vec::new(), verify_signatures: true, record_limit: 10_000 }
+        SimOptions {
+            credentials: Vec::new(),
+            verify_signatures: true,
+            record_limit: 10_000,
+        }
     }
 }
 
@@ -117,7 +121,14 @@ impl Sim {
         });
         let (stop, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, state.clone(), stop_rx));
-        Ok(Sim { addr, records, stats, state, stop, accept })
+        Ok(Sim {
+            addr,
+            records,
+            stats,
+            state,
+            stop,
+            accept,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, for endpoint configuration.
@@ -193,24 +204,47 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: watch::Rece
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => {
-            return respond(state, Answer::error(413, "ValidationException", "body too large or broken"))
-        }
-        Err(_) => return respond(state, Answer::error(408, "RequestTimeoutException", "body timeout")),
-    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => {
+                return respond(
+                    state,
+                    Answer::error(413, "ValidationException", "body too large or broken"),
+                )
+            }
+            Err(_) => {
+                return respond(
+                    state,
+                    Answer::error(408, "RequestTimeoutException", "body timeout"),
+                )
+            }
+        };
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
 
     let (access_key, service) = credential_of(&parts.headers);
     let mut signature_ok = None;
     let mut answer = None;
     if state.verify.load(Ordering::Relaxed) {
-        let res = state.verifier.verify(parts.method.as_str(), &path, &parts.headers, &body, SystemTime::now());
+        let res = state.verifier.verify(
+            parts.method.as_str(),
+            &path,
+            &parts.headers,
+            &body,
+            SystemTime::now(),
+        );
         signature_ok = Some(res.is_ok());
         if let Err(e) = res {
-            state.stats.signatures_failed.fetch_add(1, Ordering::Relaxed);
+            state
+                .stats
+                .signatures_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(error = ?e, path, "sim rejected signature");
             answer = Some(Answer::error(403, e.aws_type(), &e.message()));
         } else {
@@ -254,18 +288,32 @@ fn route(method: &http::Method, path: &str, body: &[u8]) -> Answer {
 
 /// Access key id and service of the `Authorization` credential scope.
 fn credential_of(headers: &http::HeaderMap) -> (Option<String>, Option<String>) {
-    let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(auth) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return (None, None);
     };
-    let Some(cred) = auth.split("Credential=").nth(1) else { return (None, None) };
-    let scope: Vec<&str> = cred.split([',', ' ']).next().unwrap_or("").split('/').collect();
-    (scope.first().map(|s| s.to_string()), scope.get(3).map(|s| s.to_string()))
+    let Some(cred) = auth.split("Credential=").nth(1) else {
+        return (None, None);
+    };
+    let scope: Vec<&str> = cred
+        .split([',', ' '])
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .collect();
+    (
+        scope.first().map(|s| s.to_string()),
+        scope.get(3).map(|s| s.to_string()),
+    )
 }
 
 fn respond(state: &State, answer: Answer) -> Response<FramesBody> {
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     let mut resp = Response::new(FramesBody::new(answer.frames, answer.streaming));
-    *resp.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     for (k, v) in answer.headers {
         if let Ok(v) = http::HeaderValue::from_str(&v) {
@@ -287,7 +335,10 @@ pub struct FramesBody {
 
 impl FramesBody {
     fn new(frames: Vec<Bytes>, streaming: bool) -> Self {
-        FramesBody { frames: frames.into(), streaming }
+        FramesBody {
+            frames: frames.into(),
+            streaming,
+        }
     }
 }
 
@@ -299,7 +350,12 @@ impl Body for FramesBody {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().frames.pop_front().map(|b| Ok(Frame::data(b))))
+        Poll::Ready(
+            self.get_mut()
+                .frames
+                .pop_front()
+                .map(|b| Ok(Frame::data(b))),
+        )
     }
 
     fn is_end_stream(&self) -> bool {

@@ -59,7 +59,10 @@ pub fn route(path: &str) -> Option<(String, Op)> {
         "count-tokens" => Op::CountTokens,
         _ => return None,
     };
-    let id = percent_encoding::percent_decode_str(id).decode_utf8().ok()?.into_owned();
+    let id = percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
     if id.is_empty() {
         return None;
     }
@@ -68,22 +71,31 @@ pub fn route(path: &str) -> Option<(String, Op)> {
 
 pub fn answer(op: Op, model: &str, body: &[u8]) -> Answer {
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
-        return Answer::error(400, "ValidationException", "Malformed input request, please reformat your input and try again.");
+        return Answer::error(
+            400,
+            "ValidationException",
+            "Malformed input request, please reformat your input and try again.",
+        );
     };
     let prompt = last_user_text(&req);
     let text = reply_text(model, &prompt);
     let input_tokens = estimate_tokens(&prompt) + 8;
     let output_tokens = estimate_tokens(&text);
     match op {
-        Op::Converse => Answer::json(200, &json!({
-            "output": { "message": { "role": "assistant", "content": [{ "text": text }] } },
-            "stopReason": "end_turn",
-            "usage": usage(input_tokens, output_tokens),
-            "metrics": { "latencyMs": REPORTED_LATENCY_MS },
-        })),
+        Op::Converse => Answer::json(
+            200,
+            &json!({
+                "output": { "message": { "role": "assistant", "content": [{ "text": text }] } },
+                "stopReason": "end_turn",
+                "usage": usage(input_tokens, output_tokens),
+                "metrics": { "latencyMs": REPORTED_LATENCY_MS },
+            }),
+        ),
         Op::ConverseStream => converse_stream(&text, input_tokens, output_tokens),
         Op::InvokeModel => invoke_model(model, &text, &prompt, input_tokens, output_tokens),
-        Op::InvokeModelWithResponseStream => invoke_stream(model, &text, input_tokens, output_tokens),
+        Op::InvokeModelWithResponseStream => {
+            invoke_stream(model, &text, input_tokens, output_tokens)
+        }
         Op::CountTokens => Answer::json(200, &json!({ "inputTokens": input_tokens })),
     }
 }
@@ -110,7 +122,11 @@ fn estimate_tokens(s: &str) -> u64 {
 /// messages (`content` string or blocks), Titan (`inputText`), or `prompt`.
 fn last_user_text(req: &Value) -> String {
     if let Some(msgs) = req.get("messages").and_then(Value::as_array) {
-        if let Some(m) = msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")) {
+        if let Some(m) = msgs
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        {
             return match m.get("content") {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Array(blocks)) => blocks
@@ -130,18 +146,28 @@ fn last_user_text(req: &Value) -> String {
     String::new()
 }
 
-/// Split into deltas of a few words, as Bedrock streams them.
+/// Split into deltas of 16 characters, as Bedrock streams token pieces: a
+/// word (or an ARN) may be cut across two events.
 fn deltas(text: &str) -> Vec<String> {
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
-    words.chunks(3).map(|c| c.concat()).collect()
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(16).map(|c| c.iter().collect()).collect()
 }
 
 /// One AWS event-stream message (`:message-type` event) with a JSON payload.
 pub fn event_frame(event_type: &str, payload: &Value) -> Bytes {
     let msg = Message::new(Bytes::from(payload.to_string()))
-        .add_header(Header::new(":event-type", HeaderValue::String(event_type.to_string().into())))
-        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
-        .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String(event_type.to_string().into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ))
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("event".into()),
+        ));
     let mut buf = Vec::with_capacity(payload.to_string().len() + 96);
     match aws_smithy_eventstream::frame::write_message_to(&msg, &mut buf) {
         Ok(()) => Bytes::from(buf),
@@ -151,9 +177,17 @@ pub fn event_frame(event_type: &str, payload: &Value) -> Bytes {
 }
 
 fn stream_answer(frames: Vec<Bytes>, extra: Vec<(&'static str, String)>) -> Answer {
-    let mut headers = vec![("content-type", "application/vnd.amazon.eventstream".to_string())];
+    let mut headers = vec![(
+        "content-type",
+        "application/vnd.amazon.eventstream".to_string(),
+    )];
     headers.extend(extra);
-    Answer { status: 200, headers, frames, streaming: true }
+    Answer {
+        status: 200,
+        headers,
+        frames,
+        streaming: true,
+    }
 }
 
 fn converse_stream(text: &str, input: u64, output: u64) -> Answer {
@@ -164,8 +198,14 @@ fn converse_stream(text: &str, input: u64, output: u64) -> Answer {
             &json!({ "contentBlockIndex": 0, "delta": { "text": d } }),
         ));
     }
-    frames.push(event_frame("contentBlockStop", &json!({ "contentBlockIndex": 0 })));
-    frames.push(event_frame("messageStop", &json!({ "stopReason": "end_turn" })));
+    frames.push(event_frame(
+        "contentBlockStop",
+        &json!({ "contentBlockIndex": 0 }),
+    ));
+    frames.push(event_frame(
+        "messageStop",
+        &json!({ "stopReason": "end_turn" }),
+    ));
     frames.push(event_frame(
         "metadata",
         &json!({ "usage": usage(input, output), "metrics": { "latencyMs": REPORTED_LATENCY_MS } }),
@@ -177,15 +217,19 @@ fn token_headers(input: u64, output: u64) -> Vec<(&'static str, String)> {
     vec![
         ("x-amzn-bedrock-input-token-count", input.to_string()),
         ("x-amzn-bedrock-output-token-count", output.to_string()),
-        ("x-amzn-bedrock-invocation-latency", REPORTED_LATENCY_MS.to_string()),
+        (
+            "x-amzn-bedrock-invocation-latency",
+            REPORTED_LATENCY_MS.to_string(),
+        ),
     ]
 }
 
 fn invoke_model(model: &str, text: &str, prompt: &str, input: u64, output: u64) -> Answer {
     let body = if model.contains("embed") {
         // Titan embeddings: a short deterministic vector.
-        let embedding: Vec<f64> =
-            (0..8).map(|i| f64::from((prompt.len() as u32 + i * 37) % 100) / 100.0).collect();
+        let embedding: Vec<f64> = (0..8)
+            .map(|i| f64::from((prompt.len() as u32 + i * 37) % 100) / 100.0)
+            .collect();
         json!({ "embedding": embedding, "inputTextTokenCount": input })
     } else {
         json!({
@@ -227,10 +271,15 @@ fn invoke_stream(model: &str, text: &str, input: u64, output: u64) -> Answer {
     frames.push(chunk(&json!({ "type": "message_delta",
         "delta": { "stop_reason": "end_turn", "stop_sequence": null },
         "usage": { "output_tokens": output } })));
-    frames.push(chunk(&json!({ "type": "message_stop", "amazon-bedrock-invocationMetrics": {
+    frames.push(chunk(
+        &json!({ "type": "message_stop", "amazon-bedrock-invocationMetrics": {
         "inputTokenCount": input, "outputTokenCount": output,
-        "invocationLatency": REPORTED_LATENCY_MS, "firstByteLatency": 120 } })));
-    stream_answer(frames, vec![("x-amzn-bedrock-content-type", "application/json".into())])
+        "invocationLatency": REPORTED_LATENCY_MS, "firstByteLatency": 120 } }),
+    ));
+    stream_answer(
+        frames,
+        vec![("x-amzn-bedrock-content-type", "application/json".into())],
+    )
 }
 
 #[cfg(test)]
@@ -241,11 +290,17 @@ mod tests {
     fn routes_and_decodes_model_ids() {
         assert_eq!(
             route("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
-            Some(("anthropic.claude-3-haiku-20240307-v1:0".into(), Op::Converse))
+            Some((
+                "anthropic.claude-3-haiku-20240307-v1:0".into(),
+                Op::Converse
+            ))
         );
         assert_eq!(
             route("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ax%2Fy/invoke-with-response-stream"),
-            Some(("arn:aws:bedrock:us-east-1:1:x/y".into(), Op::InvokeModelWithResponseStream))
+            Some((
+                "arn:aws:bedrock:us-east-1:1:x/y".into(),
+                Op::InvokeModelWithResponseStream
+            ))
         );
         assert_eq!(route("/model//converse"), None);
         assert_eq!(route("/model/x/unknown"), None);
@@ -259,7 +314,10 @@ mod tests {
         let a = answer(Op::Converse, "m1", body);
         assert_eq!(a.status, 200);
         let v: Value = serde_json::from_slice(&a.frames[0]).unwrap();
-        assert!(v["output"]["message"]["content"][0]["text"].as_str().unwrap().contains("m1"));
+        assert!(v["output"]["message"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("m1"));
         assert_eq!(v["stopReason"], "end_turn");
         let u = &v["usage"];
         assert_eq!(
@@ -279,7 +337,11 @@ mod tests {
             let mut types = Vec::new();
             for f in &a.frames {
                 let m = aws_smithy_eventstream::frame::read_message_from(f.clone()).unwrap();
-                let t = m.headers().iter().find(|h| h.name().as_str() == ":event-type").unwrap();
+                let t = m
+                    .headers()
+                    .iter()
+                    .find(|h| h.name().as_str() == ":event-type")
+                    .unwrap();
                 types.push(t.value().as_string().unwrap().as_str().to_string());
                 let p: Value = serde_json::from_slice(m.payload()).unwrap();
                 if op == Op::InvokeModelWithResponseStream {
@@ -301,10 +363,24 @@ mod tests {
 
     #[test]
     fn invoke_model_reports_token_headers() {
-        let a = answer(Op::InvokeModel, "anthropic.claude", br#"{"messages":[{"role":"user","content":"hi"}]}"#);
-        assert!(a.headers.iter().any(|(k, _)| *k == "x-amzn-bedrock-input-token-count"));
-        assert!(a.headers.iter().any(|(k, _)| *k == "x-amzn-bedrock-output-token-count"));
-        let e = answer(Op::InvokeModel, "amazon.titan-embed-text-v2:0", br#"{"inputText":"hi"}"#);
+        let a = answer(
+            Op::InvokeModel,
+            "anthropic.claude",
+            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert!(a
+            .headers
+            .iter()
+            .any(|(k, _)| *k == "x-amzn-bedrock-input-token-count"));
+        assert!(a
+            .headers
+            .iter()
+            .any(|(k, _)| *k == "x-amzn-bedrock-output-token-count"));
+        let e = answer(
+            Op::InvokeModel,
+            "amazon.titan-embed-text-v2:0",
+            br#"{"inputText":"hi"}"#,
+        );
         let v: Value = serde_json::from_slice(&e.frames[0]).unwrap();
         assert_eq!(v["embedding"].as_array().unwrap().len(), 8);
     }

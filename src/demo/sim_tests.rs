@@ -31,9 +31,17 @@ fn signed(uri: &str, body: &'static [u8], secret: &str) -> Request<Full<Bytes>> 
         .unwrap()
         .into();
     let host = uri.split('/').nth(2).unwrap().to_string();
-    let headers = [("host", host.as_str()), ("content-type", "application/json")];
-    let signable =
-        SignableRequest::new("POST", uri, headers.iter().copied(), SignableBody::Bytes(body)).unwrap();
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        uri,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     let mut req = Request::post(uri)
         .header("content-type", "application/json")
@@ -45,7 +53,10 @@ fn signed(uri: &str, body: &'static [u8], secret: &str) -> Request<Full<Bytes>> 
 
 async fn send(req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await.unwrap().unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -57,7 +68,10 @@ const CONVERSE: &[u8] = br#"{"messages":[{"role":"user","content":[{"text":"Hi t
 #[tokio::test]
 async fn signed_converse_is_answered_and_recorded() {
     let sim = sim(true).await;
-    let uri = format!("{}/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse", sim.url());
+    let uri = format!(
+        "{}/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+        sim.url()
+    );
     let (status, headers, body) = send(signed(&uri, CONVERSE, SECRET)).await;
     assert_eq!(status, 200, "{body:?}");
     assert!(headers.contains_key("x-amzn-requestid"));
@@ -84,12 +98,20 @@ async fn bad_or_missing_signatures_get_403() {
     let (status, headers, _) = send(signed(&uri, CONVERSE, "wrong-secret")).await;
     assert_eq!(status, 403);
     assert_eq!(headers["x-amzn-errortype"], "InvalidSignatureException");
-    let unsigned = Request::post(&uri).body(Full::new(Bytes::from_static(CONVERSE))).unwrap();
+    let unsigned = Request::post(&uri)
+        .body(Full::new(Bytes::from_static(CONVERSE)))
+        .unwrap();
     let (status, headers, _) = send(unsigned).await;
     assert_eq!(status, 403);
-    assert_eq!(headers["x-amzn-errortype"], "MissingAuthenticationTokenException");
+    assert_eq!(
+        headers["x-amzn-errortype"],
+        "MissingAuthenticationTokenException"
+    );
     assert_eq!(sim.stats.signatures_failed.load(Ordering::Relaxed), 2);
-    assert!(sim.records().iter().all(|r| r.signature_ok == Some(false) && r.status == 403));
+    assert!(sim
+        .records()
+        .iter()
+        .all(|r| r.signature_ok == Some(false) && r.status == 403));
 }
 
 #[tokio::test]
@@ -98,7 +120,9 @@ async fn verification_off_gives_the_same_answer() {
     let uri = format!("{}/model/m/converse", sim.url());
     let (_, _, signed_body) = send(signed(&uri, CONVERSE, SECRET)).await;
     sim.set_verify(false);
-    let unsigned = Request::post(&uri).body(Full::new(Bytes::from_static(CONVERSE))).unwrap();
+    let unsigned = Request::post(&uri)
+        .body(Full::new(Bytes::from_static(CONVERSE)))
+        .unwrap();
     let (status, _, body) = send(unsigned).await;
     assert_eq!(status, 200);
     assert_eq!(body, signed_body);
@@ -109,10 +133,15 @@ async fn verification_off_gives_the_same_answer() {
 async fn streams_are_chunked_event_streams_and_unknown_paths_404() {
     let sim = sim(false).await;
     let uri = format!("{}/model/m/converse-stream", sim.url());
-    let req = Request::post(&uri).body(Full::new(Bytes::from_static(CONVERSE))).unwrap();
+    let req = Request::post(&uri)
+        .body(Full::new(Bytes::from_static(CONVERSE)))
+        .unwrap();
     let (status, headers, body) = send(req).await;
     assert_eq!(status, 200);
-    assert_eq!(headers["content-type"], "application/vnd.amazon.eventstream");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
     assert!(!headers.contains_key("content-length"));
     let mut buf = body.clone();
     let mut n = 0;
@@ -123,8 +152,40 @@ async fn streams_are_chunked_event_streams_and_unknown_paths_404() {
         n += 1;
     }
     assert!(n >= 5);
-    let req = Request::post(format!("{}/nope", sim.url())).body(Full::new(Bytes::new())).unwrap();
+    let req = Request::post(format!("{}/nope", sim.url()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let (status, headers, _) = send(req).await;
     assert_eq!(status, 404);
     assert_eq!(headers["x-amzn-errortype"], "UnknownOperationException");
+}
+
+#[tokio::test]
+async fn garbage_never_breaks_the_simulator() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = sim(true).await;
+    // Not HTTP at all.
+    let mut s = tokio::net::TcpStream::connect(sim.addr).await.unwrap();
+    s.write_all(b"\x00\xff garbage \r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    // Malformed Authorization headers of every kind.
+    let uri = format!("{}/model/m/converse", sim.url());
+    for auth in [
+        "AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request, SignedHeaders=host;x-amz-date, Signature=zz",
+        "AWS4-HMAC-SHA256 Credential=////, SignedHeaders=;;, Signature=",
+        "AWS4-HMAC-SHA256 ,,,,",
+        "AWS4-HMAC-SHA256 Credential=\u{e9}/20150830/us-east-1/s/aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
+    ] {
+        let req = Request::post(&uri)
+            .header("authorization", auth)
+            .header("x-amz-date", "2015083\u{e9}T12360Z")
+            .body(Full::new(Bytes::from_static(b"\xff\xfe")))
+            .unwrap();
+        let (status, _, _) = send(req).await;
+        assert_eq!(status, 403, "{auth}");
+    }
+    // Still serving.
+    let (status, _, _) = send(signed(&uri, CONVERSE, SECRET)).await;
+    assert_eq!(status, 200);
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One command for the whole benchmark: tenantgate vs direct vs nginx.
+#   bash bench/run.sh            # ~70 s after the release build
+# Environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
+# BENCH_STRICT=1 (exit 1 when a budget fails), NGINX_BIN, SKIP_NGINX_INSTALL=1.
+# Results: printed, and written to bench/results/latest.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_nginx() {
+  if [ -n "${NGINX_BIN:-}" ] && [ -x "$NGINX_BIN" ]; then echo "$NGINX_BIN"; return; fi
+  command -v nginx 2>/dev/null && return
+  for p in /usr/sbin/nginx /sbin/nginx; do [ -x "$p" ] && { echo "$p"; return; }; done
+  return 1
+}
+
+if ! NGINX=$(find_nginx) && [ "${SKIP_NGINX_INSTALL:-0}" != 1 ]; then
+  echo "bench: nginx not found; installing Debian's nginx (apt-get)" >&2
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  # policy-rc.d (present in containers) keeps the package from starting a
+  # system nginx; the benchmark starts its own, on a free port.
+  $SUDO apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >&2 || echo "bench: nginx install failed; its phase will be skipped" >&2
+  NGINX=$(find_nginx) || NGINX=""
+fi
+if [ -n "${NGINX:-}" ]; then export NGINX_BIN="$NGINX"; fi
+
+for tool in taskset openssl; do
+  command -v "$tool" >/dev/null || echo "bench: warning: $tool not found" >&2
+done
+
+# Builds the release binary (the bench profile inherits release) and runs
+# benches/proxy.rs; the bench starts and stops the sidecar and nginx itself.
+exec cargo bench --bench proxy
