@@ -105,6 +105,11 @@ impl Sidecar {
         config_path: Option<PathBuf>,
         audit: Arc<Audit>,
     ) -> Result<Sidecar, String> {
+        if let crate::config::RateLimitBackend::Redis { .. } = config.rate_limit.backend {
+            // Refuse rather than run with limits the operator believes are
+            // shared across replicas but are not.
+            return Err("rate_limit.backend = \"redis\" is not supported by this version; use \"local\"".into());
+        }
         let listen = config.server.listen;
         let admin_listen = config.server.admin_listen;
         let header_timeout = config.server.header_timeout;

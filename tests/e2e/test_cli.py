@@ -148,3 +148,18 @@ def test_demo(tmp_path):
     tenants |= set(re.findall(r"\btenant[ =:]+\"?([A-Za-z0-9][A-Za-z0-9._-]*)", out, re.I))
     tenants -= {"null", "none", "id", "is", "the"}
     assert len(tenants) >= 2, f"expected two tenants in the demo output, saw {tenants}\n{out[-4000:]}"
+
+
+def test_redis_backend_is_refused_not_silently_local(tmp_path):
+    """SPEC §3 `[rate_limit]`: the shared Redis backend is not available in
+    this version; `check` and `run` refuse it instead of enforcing limits per
+    replica while the operator believes they are shared."""
+    src = (harness.REPO_ROOT / "config.toml").read_text().replace(
+        'backend = "local"', 'backend = "redis"\nredis_url = "redis://127.0.0.1:6379"', 1)
+    cfg = tmp_path / "redis.toml"
+    cfg.write_text(src)
+    for cmd in ("check", "run"):
+        out = subprocess.run([harness.tenantgate_bin(), cmd, "--config", str(cfg)], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 1, (cmd, out.stdout, out.stderr)
+        assert "redis" in out.stderr, out.stderr
