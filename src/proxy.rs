@@ -183,7 +183,11 @@ impl Proxy {
             decision: "deny",
             ..Default::default()
         };
-        let result = match self.pipeline(&snap, req, &mut rec).await {
+        // A request refused before its body was read leaves unread bytes on
+        // the connection: tell the client not to reuse it.
+        let unread_body = !req.body().is_end_stream();
+        let body_read = std::sync::atomic::AtomicBool::new(false);
+        let result = match self.pipeline(&snap, req, &mut rec, &body_read).await {
             Ok(fwd) => self.respond(&snap, fwd, &mut rec, started, &request_id).await,
             Err(e) => Err(e),
         };
@@ -202,7 +206,11 @@ impl Proxy {
                     None => tracing::debug!(request_id, reason = err.reason(), "request refused"),
                 }
                 AuditGuard::new(self.audit.clone(), rec, started).finish();
-                err.to_response::<Bytes>(&request_id).map(crate::body::full)
+                let mut resp = err.to_response::<Bytes>(&request_id).map(crate::body::full);
+                if unread_body && !body_read.load(Ordering::Relaxed) {
+                    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                resp
             }
         }
     }
@@ -212,6 +220,7 @@ impl Proxy {
         snap: &Snapshot,
         req: Request<B>,
         rec: &mut AuditRecord,
+        body_read: &std::sync::atomic::AtomicBool,
     ) -> Result<Forwarded, ProxyError>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -270,6 +279,7 @@ impl Proxy {
 
         // 6. Body, bounded.
         let body = read_limited(body, cfg.server.max_body_bytes).await?;
+        body_read.store(true, Ordering::Relaxed);
 
         // 7. Credentials of this tenant and no other (before the rewrite,
         //    which may inject them into agent session attributes).

@@ -174,3 +174,29 @@ def test_errors_are_aws_shaped_for_the_sdk(sidecar, fake_aws, mint):
     body = json.loads(client.tap.body)
     assert set(body) >= {"message", "reason"}
     assert client.tap.headers["content-type"].startswith("application/json")
+
+
+def test_refusal_before_the_body_is_read_never_breaks_the_next_request(sidecar, fake_aws, mint):
+    """SPEC §8 on a keep-alive connection: a request refused before its body
+    was read answers `Connection: close` (the unread body makes the
+    connection unusable), so a client sending its next request never hits a
+    connection closed under it; a request refused after its body was read
+    keeps the connection."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(sidecar.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    body = b'{"messages": [{"role": "user", "content": [{"text": "' + b"x" * 20000 + b'"}]}]}'
+    try:
+        for _ in range(5):
+            conn.request("POST", "/model/not-allowed-model/converse", body,
+                         {"x-tenant-token": mint(), "content-type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 403, resp.status
+            assert resp.getheader("x-tenantgate-reason") == "model_not_allowed"
+            assert (resp.getheader("connection") or "").lower() == "close"
+    finally:
+        conn.close()
+    harness.assert_nothing_upstream(fake_aws)
