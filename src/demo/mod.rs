@@ -1,20 +1,28 @@
 //! `tenantgate demo` (SPEC §2): a self-contained end-to-end demonstration.
-//! It starts the built-in AWS simulator and the sidecar in this process, sends
-//! requests as two tenants through the real request path over HTTP, and
-//! prints what was allowed, denied, rewritten, signed and redacted. It needs
-//! no AWS account and no network, and exits non-zero if anything did not
-//! happen as the scenario says (e.g. a signature failed to verify).
+//! It starts the built-in AWS simulator (STS, Bedrock, Bedrock agents,
+//! SageMaker) and the sidecar in this process, sends requests as the demo's
+//! tenants through the real request path over HTTP, and prints what was
+//! allowed, denied, rewritten, filtered, throttled and with which STS session
+//! it was signed. It needs no AWS account and no network, and exits non-zero
+//! if anything did not happen as the scenario says (e.g. a signature failed
+//! to verify, or a denied request reached AWS).
 //!
 //! The sidecar's audit records are captured in memory and printed after the
 //! table, exactly as `tenantgate run` writes them to stdout.
 
+mod checks;
 mod report;
 mod runner;
+mod scenario_list;
 mod scenarios;
 mod setup;
 pub mod sigv4_check;
 pub mod sim;
+mod sim_agent;
 mod sim_bedrock;
+mod sim_route;
+mod sim_sagemaker;
+mod sim_sts;
 
 pub use setup::DEMO_TOML;
 
@@ -30,8 +38,8 @@ const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the demo and returns the process exit code.
 pub fn run() -> i32 {
-    // Env vars (the tenants' static keys) are set before any other thread
-    // exists: the runtime is built afterwards.
+    // Env vars (the sidecar's base AWS key, no other credential source) are
+    // set before any other thread exists: the runtime is built afterwards.
     let env = match setup::DemoEnv::create() {
         Ok(e) => e,
         Err(e) => {
@@ -77,15 +85,14 @@ pub struct DemoOutput {
     rows: Vec<runner::Row>,
     #[cfg_attr(not(test), allow(dead_code))]
     summary: report::Summary,
+    /// Session tokens STS handed out: the tests check none is printed.
+    #[cfg(test)]
+    issued_tokens: Vec<String>,
 }
 
 async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
     let sim = sim::Sim::start(sim::SimOptions {
-        credentials: env
-            .keys
-            .iter()
-            .map(|k| (k.access_key_id.to_string(), k.secret.clone()))
-            .collect(),
+        credentials: vec![(env.base.access_key_id.to_string(), env.base.secret.clone())],
         verify_signatures: true,
         record_limit: 1000,
     })
@@ -99,17 +106,12 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
     let (audit, audit_records) = Audit::memory();
     let sidecar = Sidecar::start_with_audit(config, None, audit).await?;
 
-    let mut text = String::new();
-    text.push_str(&format!(
-        "tenantgate demo: sidecar on http://{} (admin http://{}), simulated AWS on {}\n\
-         No AWS account, no network: two tenants share one (simulated) Bedrock account.\n\
-         acme   may use anthropic.claude-3-haiku-*, amazon.titan-embed-text-v2:0; key AKIAACME...\n\
-         globex may use amazon.nova-lite-v1:0, meta.llama3-*;                     key AKIAGLOB...\n\n",
-        sidecar.proxy_addr,
-        sidecar.admin_addr,
-        sim.url()
-    ));
-
+    let mut text = report::header(
+        &sidecar.proxy_addr.to_string(),
+        &sidecar.admin_addr.to_string(),
+        &sim.url(),
+        env.base.access_key_id,
+    );
     let runner = runner::Runner {
         client: Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(5))
@@ -119,7 +121,7 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
         env,
     };
     let mut rows = Vec::new();
-    for s in scenarios::all() {
+    for s in scenario_list::all() {
         rows.push(runner.run(s).await);
     }
     drop(runner);
@@ -151,21 +153,29 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
             ));
         }
     }
+    let sessions = sim.sts_sessions();
+    problems.extend(report::sts_problems(&sessions, env.base.access_key_id));
     let denied: Vec<_> = rows.iter().filter(|r| r.scenario.status >= 400).collect();
+    let stat = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let summary = report::Summary {
         scenarios: rows.len(),
         as_expected: rows.iter().filter(|r| r.problems.is_empty()).count(),
         upstream_requests: sim.records().len(),
-        signatures_ok: sim.stats.signatures_ok.load(Ordering::Relaxed),
-        signatures_failed: sim.stats.signatures_failed.load(Ordering::Relaxed),
+        signatures_ok: stat(&sim.stats.signatures_ok),
+        signatures_failed: stat(&sim.stats.signatures_failed),
+        sts_signatures_ok: stat(&sim.stats.sts_signatures_ok),
+        sts_signatures_failed: stat(&sim.stats.sts_signatures_failed),
+        sts_sessions: report::session_lines(&sessions),
         denied: denied.len(),
         denied_reaching_upstream: denied.iter().map(|r| r.reached_upstream).sum(),
     };
+    #[cfg(test)]
+    let issued_tokens = sim.issued_tokens();
     sim.shutdown().await;
 
     text.push_str(&report::table(&rows));
     text.push('\n');
-    text.push_str(&report::summary(&summary));
+    text.push_str(&report::summary(&summary, env.base.access_key_id));
     for p in &problems {
         text.push_str(&format!("!! UNEXPECTED: {p}\n"));
     }
@@ -176,9 +186,10 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
     let ok = problems.is_empty()
         && summary.as_expected == summary.scenarios
         && summary.signatures_failed == 0
+        && summary.sts_signatures_failed == 0
         && summary.denied_reaching_upstream == 0;
     text.push_str(if ok {
-        "\nDemo OK: every decision, rewrite and signature was as expected.\n"
+        "\nDemo OK: every decision, rewrite, filter and signature was as expected.\n"
     } else {
         "\nDemo FAILED: see the UNEXPECTED lines above.\n"
     });
@@ -187,6 +198,8 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
         ok,
         rows,
         summary,
+        #[cfg(test)]
+        issued_tokens,
     })
 }
 
@@ -244,23 +257,39 @@ mod tests {
             let want = usize::from(s.status < 400);
             assert_eq!(r.reached_upstream, want, "{}", out.text);
         }
-        assert_eq!(out.summary.signatures_failed, 0, "{}", out.text);
-        assert_eq!(out.summary.denied_reaching_upstream, 0, "{}", out.text);
+        let sum = &out.summary;
+        assert_eq!(sum.signatures_failed, 0, "{}", out.text);
+        assert_eq!(sum.sts_signatures_failed, 0, "{}", out.text);
+        assert_eq!(sum.denied_reaching_upstream, 0, "{}", out.text);
         assert_eq!(
-            out.summary.signatures_ok as usize, out.summary.upstream_requests,
+            sum.signatures_ok as usize, sum.upstream_requests,
             "{}",
             out.text
         );
-        for k in &env.keys {
+        // One STS session per configured tenant, each its own key.
+        assert_eq!(sum.sts_sessions.len(), setup::TENANTS.len(), "{}", out.text);
+        let mut keys: Vec<&str> = sum.sts_sessions.iter().map(|l| l.key.as_str()).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), setup::TENANTS.len(), "{}", out.text);
+        assert!(sum.sts_signatures_ok >= setup::TENANTS.len() as u64);
+        // Nothing secret is printed: not the base key's secret, not a session
+        // token, not the identity provider's key.
+        assert!(!out.text.contains(env.base.secret.expose().as_str()));
+        assert!(!out.issued_tokens.is_empty());
+        for t in &out.issued_tokens {
             assert!(
-                !out.text.contains(k.secret.expose()),
-                "a secret was printed"
+                !out.text.contains(t.as_str()),
+                "a session token was printed"
             );
         }
+        let table = out.text.split("\nAudit log").next().unwrap_or("");
+        assert!(
+            !table.contains("redact"),
+            "the demo must not claim redaction"
+        );
     }
 
     #[test]
-    #[ignore = "needs response redaction (SPEC §7) in the proxy"]
     fn demo_runs_clean_end_to_end() {
         let (_env, out) = run_demo();
         assert!(out.ok, "{}", out.text);

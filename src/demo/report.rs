@@ -1,9 +1,28 @@
-//! The demo's printed report: one table row per scenario, indented lines with
-//! what AWS received, and a summary backed by the simulator's records.
+//! The demo's printed report: a header on who is who, one table row per
+//! scenario with indented lines on what AWS received, and a summary backed by
+//! the simulator's records and STS sessions.
 
 use super::runner::Row;
+use super::setup::{key_prefix, ACCOUNT, TENANTS};
+use super::sim::StsSession;
 use crate::audit::AuditRecord;
 use std::fmt::Write as _;
+
+pub fn header(proxy: &str, admin: &str, sim: &str, base_key: &str) -> String {
+    format!(
+        "tenantgate demo: sidecar on http://{proxy} (admin http://{admin}),\n\
+         simulated AWS (STS, Bedrock, Bedrock agents, SageMaker) on {sim}.\n\
+         No AWS account, no network. The sidecar's own key {} only calls STS AssumeRole;\n\
+         each tenant's requests are signed with that tenant's own STS session\n\
+         (role tenant-{{tenant}}, session tag TenantID={{tenant}}).\n\
+         \x20 acme   (pooled): anthropic.claude-3-haiku-*, amazon.titan-embed-text-v2:0; shared KB KBPOOLED01;\n\
+         \x20                  agent SUPPORT001/*; classifier -> shared-classifier with model acme.tar.gz\n\
+         \x20 globex (silo):   amazon.nova-lite-v1:0, meta.llama3-*; own KB KBGLOBEX01;\n\
+         \x20                  classifier -> globex-classifier\n\
+         \x20 hooli  (trial):  amazon.nova-lite-v1:0 at 1 request/s, burst 2\n\n",
+        key_prefix(base_key)
+    )
+}
 
 pub fn table(rows: &[Row]) -> String {
     let head = [
@@ -78,11 +97,67 @@ pub struct Summary {
     pub upstream_requests: usize,
     pub signatures_ok: u64,
     pub signatures_failed: u64,
+    pub sts_signatures_ok: u64,
+    pub sts_signatures_failed: u64,
+    pub sts_sessions: Vec<SessionLine>,
     pub denied: usize,
     pub denied_reaching_upstream: usize,
 }
 
-pub fn summary(s: &Summary) -> String {
+/// One STS session as printed: never its secret or token.
+pub struct SessionLine {
+    pub tenant: String,
+    pub key: String,
+    pub role: String,
+    pub session_name: String,
+}
+
+pub fn session_lines(sessions: &[StsSession]) -> Vec<SessionLine> {
+    let mut lines: Vec<SessionLine> = sessions
+        .iter()
+        .map(|s| SessionLine {
+            tenant: s.tag("TenantID").unwrap_or("(none)").to_string(),
+            key: key_prefix(&s.access_key_id),
+            role: s.role_name().to_string(),
+            session_name: s.session_name.clone(),
+        })
+        .collect();
+    lines.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    lines
+}
+
+/// Each configured tenant got exactly one session (cached, not one per
+/// request), for its own role, asked for with the base key.
+pub fn sts_problems(sessions: &[StsSession], base_key: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for t in TENANTS {
+        let n = sessions
+            .iter()
+            .filter(|s| s.tag("TenantID") == Some(t))
+            .count();
+        if n != 1 {
+            problems.push(format!("{n} STS sessions tagged TenantID={t}, expected 1"));
+        }
+    }
+    for s in sessions {
+        let tenant = s.tag("TenantID").unwrap_or("");
+        if s.role_arn != format!("arn:aws:iam::{ACCOUNT}:role/tenant-{tenant}") {
+            problems.push(format!(
+                "STS session TenantID={tenant} is for role {}",
+                s.role_arn
+            ));
+        }
+        if s.caller != base_key {
+            problems.push(format!(
+                "STS session TenantID={tenant} was asked for by {}, not the base key",
+                key_prefix(&s.caller)
+            ));
+        }
+    }
+    problems
+}
+
+pub fn summary(s: &Summary, base_key: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -91,9 +166,39 @@ pub fn summary(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "AWS (the simulator) received {} request(s) and verified {} SigV4 signature(s), {} failed; \
-         each allowed request was signed with the calling tenant's own key.",
-        s.upstream_requests, s.signatures_ok, s.signatures_failed
+        "STS: the sidecar's base key {} made {} AssumeRole call(s), {} signature(s) verified, \
+         {} failed; one cached session per tenant:",
+        key_prefix(base_key),
+        s.sts_signatures_ok + s.sts_signatures_failed,
+        s.sts_signatures_ok,
+        s.sts_signatures_failed
+    );
+    let width = |f: fn(&SessionLine) -> usize| s.sts_sessions.iter().map(f).max().unwrap_or(0);
+    let (wt, wr, ws) = (
+        width(|l| l.tenant.len()),
+        width(|l| l.role.len()),
+        width(|l| l.session_name.len()),
+    );
+    for l in &s.sts_sessions {
+        let _ = writeln!(
+            out,
+            "  {:<wt$}  {}  role {:<wr$}  session {:<ws$}  tag TenantID={}",
+            l.tenant, l.key, l.role, l.session_name, l.tenant
+        );
+    }
+    let _ = writeln!(
+        out,
+        "AWS (the simulator) received {} service request(s) and verified {} SigV4 signature(s), \
+         {} failed{}",
+        s.upstream_requests,
+        s.signatures_ok,
+        s.signatures_failed,
+        if s.as_expected == s.scenarios {
+            "; each was signed with the calling tenant's own STS session and session token, \
+             never with the base key."
+        } else {
+            "."
+        }
     );
     let _ = writeln!(
         out,

@@ -1,8 +1,10 @@
-//! The demo's scenarios: each one request through the real request path, with
+//! What a demo scenario is: one request through the real request path, with
 //! what must happen (status, reason, whether it reaches AWS, what AWS must
-//! receive). Later features add scenarios here.
+//! receive and what the client must get back). The list is in
+//! `scenario_list.rs`.
 
 use super::setup::DemoEnv;
+use serde_json::Value;
 
 /// Who is calling, i.e. which token the request carries.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +34,7 @@ impl Caller {
         }
     }
 
-    /// The tenant whose credentials must sign the request, if allowed.
+    /// The tenant whose STS session must sign the request, if allowed.
     pub fn tenant(&self) -> Option<&'static str> {
         match self {
             Caller::Tenant { tenant, .. } => Some(tenant),
@@ -51,7 +53,7 @@ impl Caller {
 }
 
 /// Something the simulator (i.e. AWS) must have received, or the client
-/// must have got back, for an allowed request.
+/// must have got back.
 #[derive(Debug, Clone)]
 pub enum Check {
     /// The model id sent upstream (after `model_map`).
@@ -63,13 +65,32 @@ pub enum Check {
     },
     /// Converse `requestMetadata` entries.
     RequestMetadata(&'static [(&'static str, &'static str)]),
-    /// The response body no longer contains this text (redaction).
-    NotInResponse(&'static str),
-    /// The text streamed in event-stream deltas (joined across events, base64
-    /// chunks decoded) no longer contains this text.
-    NotInStreamText(&'static str),
     /// The response is an AWS event stream of at least this many valid frames.
     EventStream { min_events: usize },
+    /// Retrieve: the metadata filter AWS received, exactly.
+    RetrievalFilter(Value),
+    /// Retrieve: AWS answered with `dropped` result(s) under `foreign`; the
+    /// client got none of them, the rest, and `x-tenantgate-dropped-results`.
+    DroppedResults {
+        dropped: usize,
+        foreign: &'static str,
+    },
+    /// InvokeAgent: session attributes AWS received (`set` by the sidecar,
+    /// `kept` from the client), the session id namespaced upstream and the
+    /// client's own id in the response.
+    AgentSession {
+        client_session: &'static str,
+        set: &'static [(&'static str, &'static str)],
+        kept: &'static [(&'static str, &'static str)],
+    },
+    /// SageMaker: the endpoint AWS was asked for, the target model header it
+    /// got (None: none), and the body echoed back untouched.
+    Endpoint {
+        name: &'static str,
+        target_model: Option<&'static str>,
+    },
+    /// A throttled answer carries `Retry-After` (whole seconds, >= 1).
+    RetryAfter,
 }
 
 #[derive(Debug, Clone)]
@@ -80,12 +101,31 @@ pub struct Scenario {
     pub resource: &'static str,
     pub path: String,
     pub body: String,
+    /// Request headers besides the token (`content-type` defaults to JSON).
+    pub headers: Vec<(&'static str, &'static str)>,
     pub status: u16,
     /// `x-tenantgate-reason` expected on a denial.
     pub reason: Option<&'static str>,
     pub checks: Vec<Check>,
     /// One line on why this scenario is here.
     pub note: &'static str,
+}
+
+impl Scenario {
+    pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn body(mut self, body: String) -> Self {
+        self.body = body;
+        self
+    }
+
+    pub fn check(mut self, c: Check) -> Self {
+        self.checks.push(c);
+        self
+    }
 }
 
 pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -95,7 +135,7 @@ pub const NOVA: &str = "amazon.nova-lite-v1:0";
 pub const TITAN_EMBED: &str = "amazon.titan-embed-text-v2:0";
 
 /// Path as an AWS SDK sends it: the model id percent-encoded (`:` -> `%3A`).
-fn model_path(model: &str, op: &str) -> String {
+pub fn model_path(model: &str, op: &str) -> String {
     let enc = percent_encoding::utf8_percent_encode(model, percent_encoding::NON_ALPHANUMERIC)
         .to_string()
         .replace("%2E", ".")
@@ -104,7 +144,7 @@ fn model_path(model: &str, op: &str) -> String {
     format!("/model/{enc}/{op}")
 }
 
-fn converse_body(text: &str) -> String {
+pub fn converse_body(text: &str) -> String {
     serde_json::json!({
         "messages": [{ "role": "user", "content": [{ "text": text }] }],
         "inferenceConfig": { "maxTokens": 256 },
@@ -112,7 +152,7 @@ fn converse_body(text: &str) -> String {
     .to_string()
 }
 
-fn allowed(
+pub fn allowed(
     operation: &'static str,
     caller: Caller,
     resource: &'static str,
@@ -127,6 +167,7 @@ fn allowed(
         resource,
         path,
         body,
+        headers: Vec::new(),
         status: 200,
         reason: None,
         checks,
@@ -134,7 +175,9 @@ fn allowed(
     }
 }
 
-fn denied(
+/// A request that must be refused (with a Converse body unless `.body()`
+/// says otherwise) and never reach AWS.
+pub fn denied(
     operation: &'static str,
     caller: Caller,
     resource: &'static str,
@@ -143,13 +186,13 @@ fn denied(
     reason: &'static str,
     note: &'static str,
 ) -> Scenario {
-    let body = converse_body("Hello");
     Scenario {
         operation,
         caller,
         resource,
         path,
-        body,
+        body: converse_body("Hello"),
+        headers: Vec::new(),
         status,
         reason: Some(reason),
         checks: vec![],
@@ -157,172 +200,36 @@ fn denied(
     }
 }
 
-pub fn all() -> Vec<Scenario> {
-    let alice = Caller::Tenant {
-        tenant: "acme",
-        user: "alice",
-    };
-    let bob = Caller::Tenant {
-        tenant: "globex",
-        user: "bob",
-    };
-    // The application (or an injected prompt) tries to pass as globex in the
-    // body; only the verified token decides the tenant.
-    let spoofing = serde_json::json!({
-        "messages": [{ "role": "user", "content": [{ "text": "What is our refund policy?" }] }],
-        "requestMetadata": { "tenant": "globex" },
-        "guardrailConfig": { "guardrailIdentifier": "none", "guardrailVersion": "DRAFT" },
-    })
-    .to_string();
-    vec![
-        allowed(
-            "Converse",
-            alice,
-            HAIKU,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_paths_are_encoded_like_sdks() {
+        assert_eq!(
             model_path(HAIKU, "converse"),
-            spoofing,
-            vec![
-                Check::UpstreamModel(HAIKU_PROFILE),
-                Check::Guardrail {
-                    id: "gr-acme",
-                    version: "1",
-                },
-                Check::RequestMetadata(&[("tenant", "acme"), ("user", "alice")]),
-                Check::NotInResponse("111122223333"),
-            ],
-            "body claims tenant globex and no guardrail: the token wins",
-        ),
-        allowed(
-            "Converse",
-            bob,
-            NOVA,
-            model_path(NOVA, "converse"),
-            converse_body("Summarise Q3."),
-            vec![
-                Check::UpstreamModel(NOVA),
-                Check::RequestMetadata(&[("tenant", "globex"), ("user", "bob")]),
-            ],
-            "globex's own model, globex's own key",
-        ),
-        denied(
-            "Converse",
-            bob,
-            HAIKU,
-            model_path(HAIKU, "converse"),
-            403,
-            "model_not_allowed",
-            "allowed for acme, not for globex",
-        ),
-        denied(
-            "Converse",
-            alice,
-            NOVA,
-            model_path(NOVA, "converse"),
-            403,
-            "model_not_allowed",
-            "allowed for globex, not for acme",
-        ),
-        allowed(
-            "ConverseStream",
-            alice,
-            HAIKU,
-            model_path(HAIKU, "converse-stream"),
-            converse_body("Stream me a haiku about isolation."),
-            vec![
-                Check::UpstreamModel(HAIKU_PROFILE),
-                Check::EventStream { min_events: 5 },
-                Check::NotInStreamText("111122223333"),
-            ],
-            "ARN split across events, redacted all the same",
-        ),
-        allowed(
-            "InvokeModelWithResponseStream",
-            alice,
-            HAIKU,
-            model_path(HAIKU, "invoke-with-response-stream"),
-            serde_json::json!({
-                "anthropic_version": "bedrock-2023-05-31", "max_tokens": 128,
-                "messages": [{ "role": "user", "content": "Name three isolation controls." }],
-            })
-            .to_string(),
-            vec![
-                Check::UpstreamModel(HAIKU_PROFILE),
-                Check::EventStream { min_events: 5 },
-                Check::NotInStreamText("111122223333"),
-            ],
-            "base64 chunk payloads decoded, redacted, re-encoded",
-        ),
-        allowed(
-            "InvokeModel",
-            alice,
-            TITAN_EMBED,
-            model_path(TITAN_EMBED, "invoke"),
-            serde_json::json!({ "inputText": "tenant isolation" }).to_string(),
-            vec![Check::UpstreamModel(TITAN_EMBED)],
-            "body forwarded byte for byte",
-        ),
-        denied(
-            "Converse",
-            Caller::NoToken,
-            HAIKU,
-            model_path(HAIKU, "converse"),
-            401,
-            "missing_token",
-            "no identity, no access",
-        ),
-        denied(
-            "Converse",
-            Caller::Expired {
-                tenant: "acme",
-                user: "alice",
-            },
-            HAIKU,
-            model_path(HAIKU, "converse"),
-            401,
-            "invalid_token",
-            "exp is an hour ago",
-        ),
-        denied(
-            "Converse",
-            Caller::Forged {
-                tenant: "acme",
-                user: "mallory",
-            },
-            HAIKU,
-            model_path(HAIKU, "converse"),
-            401,
-            "invalid_token",
-            "signed with a key the IdP never used",
-        ),
-        denied(
-            "Converse",
-            Caller::Tenant {
-                tenant: "initech",
-                user: "peter",
-            },
-            HAIKU,
-            model_path(HAIKU, "converse"),
-            403,
-            "unknown_tenant",
-            "valid token, tenant not configured",
-        ),
-        denied(
-            "(unknown)",
-            alice,
-            "-",
-            "/model/x/frobnicate".into(),
-            404,
-            "unknown_operation",
-            "not a Bedrock/SageMaker operation",
-        ),
-        denied(
-            "StartAsyncInvoke",
-            alice,
-            "-",
-            "/async-invoke".into(),
-            403,
-            "operation_not_allowed",
-            "real operation without isolation rules yet",
-        ),
-    ]
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+        );
+        assert_eq!(
+            model_path(HAIKU_PROFILE, "invoke"),
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aapplication-inference-profile%2Facme-haiku/invoke"
+        );
+    }
+
+    #[test]
+    fn every_scenario_is_consistent() {
+        let all = super::super::scenario_list::all();
+        assert!(all.len() >= 20);
+        for s in &all {
+            assert_eq!(s.status >= 400, s.reason.is_some(), "{s:?}");
+            if s.status >= 400 {
+                assert!(
+                    s.checks.iter().all(|c| matches!(c, Check::RetryAfter)),
+                    "{s:?}"
+                );
+            } else {
+                assert!(s.caller.tenant().is_some(), "{s:?}");
+            }
+        }
+    }
 }

@@ -1,23 +1,38 @@
-//! The demo's world: a temp dir with the HS256 secret, two tenants' static
-//! AWS keys (random secrets, passed to the sidecar through env vars as in
-//! production), the configuration text, and a token minter.
+//! The demo's world: a temp dir with the HS256 secret of the demo's identity
+//! provider, the sidecar's base AWS key (random secret, given to the sidecar
+//! through the standard `AWS_*` environment variables as in production and to
+//! the simulator as the account's only long-term key), the configuration
+//! text, and a token minter.
 
 use crate::secret::SecretString;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const ISSUER: &str = "https://idp.demo.example/";
 pub const AUDIENCE: &str = "demo-app";
 
-/// One tenant's static key pair, given to the simulator (as the "account")
-/// and to the sidecar (through env vars).
-pub struct TenantKey {
-    pub tenant: &'static str,
+/// The configured tenants: each must get exactly one STS session.
+pub const TENANTS: [&str; 3] = ["acme", "globex", "hooli"];
+/// Account of the roles the tenants' sessions assume.
+pub const ACCOUNT: &str = "111122223333";
+
+/// The sidecar's own (base) credentials. They sign STS AssumeRole calls and
+/// nothing else.
+pub struct BaseKey {
     pub access_key_id: &'static str,
     pub secret: SecretString,
-    pub akid_env: &'static str,
-    pub secret_env: &'static str,
+}
+
+/// One base key per process: the environment is process-wide, so every demo
+/// run in this process (the unit tests run two) must agree on it.
+fn base_key() -> &'static BaseKey {
+    static KEY: OnceLock<BaseKey> = OnceLock::new();
+    KEY.get_or_init(|| BaseKey {
+        access_key_id: "AKIADEMOSIDECAR00001",
+        secret: SecretString::new(random_hex(20)),
+    })
 }
 
 /// The demo configuration. `{SIM}` is replaced by the simulator's URL.
@@ -43,14 +58,17 @@ stream_idle_timeout_secs = 10
 bedrock_runtime = "{SIM}"
 bedrock_agent_runtime = "{SIM}"
 sagemaker_runtime = "{SIM}"
+sts = "{SIM}"
 
+# The sidecar's base key (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) only calls
+# STS AssumeRole: every tenant request is signed with that tenant's own
+# temporary session, tagged TenantID for IAM ABAC.
 [credentials]
-source = "static"
-
-[redaction]
-# Internal ARNs (they carry the AWS account id) never reach the application.
-patterns = ['arn:aws:bedrock:[a-z0-9-]+:\d{12}:[A-Za-z0-9/._:-]+']
-replacement = "[redacted]"
+source = "assume_role"
+role_arn = "arn:aws:iam::111122223333:role/tenant-{tenant}"
+session_name = "tenantgate-{tenant}"
+session_tags = { TenantID = "{tenant}" }
+duration_secs = 3600
 
 [tenant_defaults]
 models = []
@@ -58,27 +76,49 @@ models = []
 requests_per_second = 100
 burst = 100
 
+# acme: pooled resources (a shared knowledge base, a shared multi-model
+# endpoint), isolated by server-side rewriting and response filtering.
 [tenants.acme]
 models = ["anthropic.claude-3-haiku-*", "amazon.titan-embed-text-v2:0"]
 model_map = { "anthropic.claude-3-haiku-20240307-v1:0" = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/acme-haiku" }
 guardrail = { id = "gr-acme", version = "1" }
 request_metadata = { tenant = "{tenant}", user = "{user}" }
-[tenants.acme.static_credentials]
-access_key_id_env = "TENANTGATE_DEMO_ACME_AKID"
-secret_access_key_env = "TENANTGATE_DEMO_ACME_SECRET"
+[tenants.acme.knowledge_base]
+allowed = ["KBPOOLED01"]
+filter_key = "tenant_id"
+allowed_source_prefixes = ["s3://docs/tenants/{tenant}/", "s3://docs/public/"]
+[tenants.acme.agents]
+allowed = ["SUPPORT001/*"]
+session_attributes = { tenantId = "{tenant}", userId = "{user}" }
+[tenants.acme.sagemaker]
+endpoints = { classifier = "shared-classifier" }
+target_model = "{tenant}.tar.gz"
+allowed_target_models = ["{tenant}.tar.gz", "{tenant}/*"]
 
+# globex: silo resources (its own knowledge base and endpoint), isolated by
+# routing globex to them only.
 [tenants.globex]
 models = ["amazon.nova-lite-v1:0", "meta.llama3-*"]
 request_metadata = { tenant = "{tenant}", user = "{user}" }
-[tenants.globex.static_credentials]
-access_key_id_env = "TENANTGATE_DEMO_GLOBEX_AKID"
-secret_access_key_env = "TENANTGATE_DEMO_GLOBEX_SECRET"
+[tenants.globex.knowledge_base]
+allowed = ["KBGLOBEX01"]
+filter_key = "tenant_id"
+allowed_source_prefixes = ["s3://docs/tenants/{tenant}/"]
+[tenants.globex.sagemaker]
+endpoints = { classifier = "globex-classifier" }
+
+# hooli: a trial plan with a tiny request budget.
+[tenants.hooli]
+models = ["amazon.nova-lite-v1:0"]
+[tenants.hooli.rate_limit]
+requests_per_second = 1
+burst = 2
 "#;
 
 pub struct DemoEnv {
     pub dir: PathBuf,
     hs256: Vec<u8>,
-    pub keys: Vec<TenantKey>,
+    pub base: &'static BaseKey,
 }
 
 fn random_hex(n: usize) -> String {
@@ -97,8 +137,9 @@ fn random_hex(n: usize) -> String {
 }
 
 impl DemoEnv {
-    /// Creates the temp dir and the secrets, and exports the tenants' keys
-    /// into this process's environment for the sidecar's static source.
+    /// Creates the temp dir and the identity provider's secret, and points
+    /// the AWS credential chain of this process at the base key (call it
+    /// before any other thread exists).
     pub fn create() -> Result<DemoEnv, String> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -110,27 +151,9 @@ impl DemoEnv {
         let hs256 = random_hex(32).into_bytes();
         std::fs::write(dir.join("hs256.secret"), &hs256)
             .map_err(|e| format!("write secret: {e}"))?;
-        let keys = vec![
-            TenantKey {
-                tenant: "acme",
-                access_key_id: "AKIAACMEDEMOKEY00001",
-                secret: SecretString::new(random_hex(20)),
-                akid_env: "TENANTGATE_DEMO_ACME_AKID",
-                secret_env: "TENANTGATE_DEMO_ACME_SECRET",
-            },
-            TenantKey {
-                tenant: "globex",
-                access_key_id: "AKIAGLOBEXDEMOKEY001",
-                secret: SecretString::new(random_hex(20)),
-                akid_env: "TENANTGATE_DEMO_GLOBEX_AKID",
-                secret_env: "TENANTGATE_DEMO_GLOBEX_SECRET",
-            },
-        ];
-        for k in &keys {
-            std::env::set_var(k.akid_env, k.access_key_id);
-            std::env::set_var(k.secret_env, k.secret.expose());
-        }
-        Ok(DemoEnv { dir, hs256, keys })
+        let base = base_key();
+        aws_environment(base);
+        Ok(DemoEnv { dir, hs256, base })
     }
 
     pub fn config_text(&self, sim_url: &str) -> String {
@@ -139,21 +162,6 @@ impl DemoEnv {
 
     pub fn base_dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The tenant that owns an access key id.
-    pub fn owner_of(&self, akid: &str) -> Option<&'static str> {
-        self.keys
-            .iter()
-            .find(|k| k.access_key_id == akid)
-            .map(|k| k.tenant)
-    }
-
-    pub fn key_of(&self, tenant: &str) -> Option<&'static str> {
-        self.keys
-            .iter()
-            .find(|k| k.tenant == tenant)
-            .map(|k| k.access_key_id)
     }
 
     /// An HS256 token from the demo's identity provider. `exp_offset` is
@@ -191,7 +199,63 @@ impl Drop for DemoEnv {
     }
 }
 
-/// `AKIAACMEDEMOKEY00001` -> `AKIAACME...`: enough to tell keys apart.
+/// `ASIA0001K2J4...` -> `ASIA0001...`: enough to tell keys apart, never a
+/// whole key.
 pub fn key_prefix(akid: &str) -> String {
     format!("{}...", akid.get(..8).unwrap_or(akid))
+}
+
+/// The standard AWS credential chain of this process resolves to the base
+/// key from the environment and nothing else: no profile, no web identity,
+/// no container or instance metadata credentials, no endpoint overrides, no
+/// proxy for 127.0.0.1.
+/// Only changes what differs, so a second demo run in the same process
+/// leaves the environment untouched.
+fn aws_environment(base: &BaseKey) {
+    const CLEAR: &[&str] = &[
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_USE_FIPS_ENDPOINT",
+        "AWS_USE_DUALSTACK_ENDPOINT",
+    ];
+    let set: [(&str, &str); 5] = [
+        ("AWS_ACCESS_KEY_ID", base.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", base.secret.expose()),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    for name in CLEAR {
+        if std::env::var_os(name).is_some() {
+            std::env::remove_var(name);
+        }
+    }
+    for (name, value) in set {
+        if std::env::var(name).ok().as_deref() != Some(value) {
+            std::env::set_var(name, value);
+        }
+    }
+    // The AWS SDK's HTTP client honours HTTP(S)_PROXY / ALL_PROXY; the
+    // simulator is on this machine, so it must bypass any proxy.
+    for name in ["NO_PROXY", "no_proxy"] {
+        let old = std::env::var(name).unwrap_or_default();
+        if !old.split(',').any(|h| h.trim() == "127.0.0.1") {
+            let new = if old.is_empty() {
+                "127.0.0.1,localhost".to_string()
+            } else {
+                format!("127.0.0.1,localhost,{old}")
+            };
+            std::env::set_var(name, new);
+        }
+    }
 }

@@ -80,6 +80,16 @@ impl SigV4Verifier {
         }
     }
 
+    /// Adds (or replaces) a key, e.g. a temporary key the simulated STS
+    /// just issued.
+    pub fn add_key(&mut self, access_key_id: String, secret: SecretString) {
+        self.secrets.insert(access_key_id, secret);
+    }
+
+    pub fn knows(&self, access_key_id: &str) -> bool {
+        self.secrets.contains_key(access_key_id)
+    }
+
     pub fn verify(
         &self,
         method: &str,

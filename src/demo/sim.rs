@@ -1,8 +1,18 @@
-//! A built-in AWS simulator: an HTTP/1.1 server on 127.0.0.1 that answers the
-//! Bedrock runtime operations like the real service (see `sim_bedrock`),
-//! verifies SigV4 on every request with an independent verifier, and records
-//! what it received. It is the upstream of `tenantgate demo`, of the
-//! end-to-end tests and of the benchmark.
+//! A built-in AWS simulator: an HTTP/1.1 server on 127.0.0.1 that answers
+//! like the real services: STS AssumeRole (`sim_sts`), the Bedrock runtime
+//! (`sim_bedrock`), the Bedrock agent runtime's Retrieve and InvokeAgent
+//! (`sim_agent`) and SageMaker InvokeEndpoint (`sim_sagemaker`). It verifies
+//! SigV4 on every request with an independent verifier (the signing name
+//! must be the service's: `sts`, `bedrock`, `sagemaker`), and records what
+//! it received. It is the upstream of `tenantgate demo` and of the benchmark.
+//!
+//! Keys: the configured keys may call every service, STS included (with or
+//! without a session token: the benchmark configures keys its own STS
+//! issued); each AssumeRole issues a temporary key that is accepted from then
+//! on, with its own session token only (`x-amz-security-token`, signed), and
+//! never for STS itself. Service calls are recorded in `records`; STS calls
+//! are not (they are not what a scenario sent), the sessions they issued are
+//! (`sts_sessions`).
 //!
 //! Verification can be switched off at run time (`set_verify`) for unsigned
 //! traffic such as the benchmark's direct baseline; answers are the same
@@ -10,6 +20,10 @@
 
 use super::sigv4_check::SigV4Verifier;
 use super::sim_bedrock::{self, Answer};
+use super::sim_route::{check_signature, Target};
+pub use super::sim_sts::StsSession;
+use super::sim_sts::{self, Sessions};
+use super::{sim_agent, sim_sagemaker};
 use crate::secret::SecretString;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -22,7 +36,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -30,7 +44,8 @@ use tokio::sync::watch;
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request bodies kept in a record (for showing what the proxy rewrote).
+/// Request and answer bodies kept in a record (for showing what the proxy
+/// rewrote and what it filtered out of the answer).
 const RECORD_BODY_LIMIT: usize = 64 * 1024;
 
 /// Simulator settings.
@@ -63,6 +78,12 @@ pub struct SimRecord {
     pub access_key: Option<String>,
     /// Signing name from the credential scope (`bedrock`, `sagemaker`).
     pub service: Option<String>,
+    /// The operation the path names (`Converse`, `Retrieve`, `InvokeAgent`,
+    /// `InvokeEndpoint`, ...), `unknown` for any other path.
+    pub operation: &'static str,
+    /// What the path names, decoded: model id, knowledge base id,
+    /// `agentId/aliasId` or endpoint name.
+    pub resource: Option<String>,
     /// `Some(true|false)` when verification is on, `None` when it is off.
     pub signature_ok: Option<bool>,
     pub body_len: usize,
@@ -71,18 +92,27 @@ pub struct SimRecord {
     /// Request headers, `authorization` removed.
     pub headers: http::HeaderMap,
     pub status: u16,
+    /// The first 64 KiB of the answer's body (all its frames).
+    pub response: Bytes,
 }
 
 /// Counters over every request, kept even past `record_limit`.
 #[derive(Debug, Default)]
 pub struct SimStats {
+    /// Every request, STS included.
     pub requests: AtomicU64,
+    /// Service calls (everything but STS).
     pub signatures_ok: AtomicU64,
     pub signatures_failed: AtomicU64,
+    /// STS calls.
+    pub sts_signatures_ok: AtomicU64,
+    pub sts_signatures_failed: AtomicU64,
 }
 
 struct State {
-    verifier: SigV4Verifier,
+    /// Long-term keys plus every temporary key STS issued.
+    verifier: RwLock<SigV4Verifier>,
+    sts: Sessions,
     verify: AtomicBool,
     record_limit: usize,
     records: Arc<Mutex<Vec<SimRecord>>>,
@@ -112,7 +142,8 @@ impl Sim {
         let records = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(SimStats::default());
         let state = Arc::new(State {
-            verifier: SigV4Verifier::new(opts.credentials),
+            verifier: RwLock::new(SigV4Verifier::new(opts.credentials)),
+            sts: Sessions::default(),
             verify: AtomicBool::new(opts.verify_signatures),
             record_limit: opts.record_limit,
             records: records.clone(),
@@ -143,6 +174,22 @@ impl Sim {
     /// A copy of the records so far.
     pub fn records(&self) -> Vec<SimRecord> {
         self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The STS sessions issued so far (no secrets).
+    pub fn sts_sessions(&self) -> Vec<StsSession> {
+        self.state.sts.all()
+    }
+
+    /// The STS session a temporary access key belongs to.
+    pub fn sts_session(&self, access_key_id: &str) -> Option<StsSession> {
+        self.state.sts.get(access_key_id)
+    }
+
+    /// The session tokens handed out (tests check none is ever printed).
+    #[cfg(test)]
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.sts.issued_tokens()
     }
 
     pub fn clear_records(&self) {
@@ -203,6 +250,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: watch::Rece
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
+    let request_id = format!(
+        "00000000-0000-4000-8000-{:012x}",
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    );
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -214,46 +265,71 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
         match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(_)) => {
-                return respond(
-                    state,
-                    Answer::error(413, "ValidationException", "body too large or broken"),
-                )
+                let a = Answer::error(413, "ValidationException", "body too large or broken");
+                return respond(&request_id, a);
             }
             Err(_) => {
-                return respond(
-                    state,
-                    Answer::error(408, "RequestTimeoutException", "body timeout"),
-                )
+                let a = Answer::error(408, "RequestTimeoutException", "body timeout");
+                return respond(&request_id, a);
             }
         };
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let target = Target::classify(&parts.method, parts.uri.path(), &parts.headers);
+    let is_sts = matches!(target, Target::Sts);
+    let now = SystemTime::now();
 
     let (access_key, service) = credential_of(&parts.headers);
     let mut signature_ok = None;
     let mut answer = None;
     if state.verify.load(Ordering::Relaxed) {
-        let res = state.verifier.verify(
-            parts.method.as_str(),
+        let res = check_signature(
+            &state.verifier,
+            &state.sts,
+            &parts,
             &path,
-            &parts.headers,
             &body,
-            SystemTime::now(),
+            &target,
+            now,
         );
         signature_ok = Some(res.is_ok());
-        if let Err(e) = res {
-            state
-                .stats
-                .signatures_failed
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(error = ?e, path, "sim rejected signature");
-            answer = Some(Answer::error(403, e.aws_type(), &e.message()));
+        let (ok, failed) = if is_sts {
+            (
+                &state.stats.sts_signatures_ok,
+                &state.stats.sts_signatures_failed,
+            )
         } else {
-            state.stats.signatures_ok.fetch_add(1, Ordering::Relaxed);
-        }
+            (&state.stats.signatures_ok, &state.stats.signatures_failed)
+        };
+        match res {
+            Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+            Err(r) => {
+                tracing::debug!(message = %r.message, path, "sim rejected the request's credentials");
+                answer = Some(if is_sts {
+                    sim_sts::error(r.status, r.sts_code, &r.message, &request_id)
+                } else {
+                    Answer::error(r.status, r.aws_type, &r.message)
+                });
+                failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
-    let answer = answer.unwrap_or_else(|| route(&parts.method, parts.uri.path(), &body));
+    let answer = answer.unwrap_or_else(|| match &target {
+        Target::Sts => {
+            let caller = access_key.as_deref().unwrap_or("-");
+            let form = sim_sts::parse_form(&body);
+            let (a, key) = sim_sts::answer(&state.sts, &form, caller, now, &request_id);
+            if let (Some(k), Ok(mut v)) = (key, state.verifier.write()) {
+                v.add_key(k.access_key_id, k.secret);
+            }
+            a
+        }
+        Target::Bedrock(model, op) => sim_bedrock::answer(*op, model, &body),
+        Target::Agent(op) => sim_agent::answer(op, &body),
+        Target::SageMaker(name) => sim_sagemaker::answer(name, &parts.headers, &body),
+        Target::Unknown => Answer::error(404, "UnknownOperationException", "Unknown operation"),
+    });
 
-    if state.record_limit > 0 {
+    if state.record_limit > 0 && !is_sts {
         let mut headers = parts.headers.clone();
         headers.remove(http::header::AUTHORIZATION);
         let rec = SimRecord {
@@ -261,11 +337,14 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
             path,
             access_key,
             service,
+            operation: target.operation(),
+            resource: target.resource(),
             signature_ok,
             body_len: body.len(),
             body: body.slice(..body.len().min(RECORD_BODY_LIMIT)),
             headers,
             status: answer.status,
+            response: answer_prefix(&answer.frames),
         };
         if let Ok(mut r) = state.records.lock() {
             if r.len() < state.record_limit {
@@ -273,17 +352,19 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
             }
         }
     }
-    respond(state, answer)
+    respond(&request_id, answer)
 }
 
-/// Operation routing. More services (agent runtime, SageMaker) plug in here.
-fn route(method: &http::Method, path: &str, body: &[u8]) -> Answer {
-    if method == http::Method::POST {
-        if let Some((model, op)) = sim_bedrock::route(path) {
-            return sim_bedrock::answer(op, &model, body);
+fn answer_prefix(frames: &[Bytes]) -> Bytes {
+    let mut out = Vec::new();
+    for f in frames {
+        let room = RECORD_BODY_LIMIT - out.len();
+        out.extend_from_slice(&f[..f.len().min(room)]);
+        if out.len() == RECORD_BODY_LIMIT {
+            break;
         }
     }
-    Answer::error(404, "UnknownOperationException", "Unknown operation")
+    Bytes::from(out)
 }
 
 /// Access key id and service of the `Authorization` credential scope.
@@ -309,8 +390,7 @@ fn credential_of(headers: &http::HeaderMap) -> (Option<String>, Option<String>) 
     )
 }
 
-fn respond(state: &State, answer: Answer) -> Response<FramesBody> {
-    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+fn respond(request_id: &str, answer: Answer) -> Response<FramesBody> {
     let mut resp = Response::new(FramesBody::new(answer.frames, answer.streaming));
     *resp.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -320,7 +400,7 @@ fn respond(state: &State, answer: Answer) -> Response<FramesBody> {
             h.insert(k, v);
         }
     }
-    if let Ok(v) = http::HeaderValue::from_str(&format!("00000000-0000-4000-8000-{id:012x}")) {
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
         h.insert("x-amzn-requestid", v);
     }
     resp

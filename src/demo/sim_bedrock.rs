@@ -47,6 +47,18 @@ pub enum Op {
     CountTokens,
 }
 
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Converse => "Converse",
+            Op::ConverseStream => "ConverseStream",
+            Op::InvokeModel => "InvokeModel",
+            Op::InvokeModelWithResponseStream => "InvokeModelWithResponseStream",
+            Op::CountTokens => "CountTokens",
+        }
+    }
+}
+
 /// `/model/{id}/{op}` -> (decoded model id, op).
 pub fn route(path: &str) -> Option<(String, Op)> {
     let rest = path.strip_prefix("/model/")?;

@@ -189,3 +189,233 @@ async fn garbage_never_breaks_the_simulator() {
     let (status, _, _) = send(signed(&uri, CONVERSE, SECRET)).await;
     assert_eq!(status, 200);
 }
+
+/// A request signed like an AWS SDK with any credentials and signing name.
+fn signed_as(
+    uri: &str,
+    body: &'static [u8],
+    creds: &aws_credential_types::Credentials,
+    service: &str,
+    content_type: &str,
+) -> Request<Full<Bytes>> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let identity = creds.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(service)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = uri.split('/').nth(2).unwrap().to_string();
+    let headers = [("host", host.as_str()), ("content-type", content_type)];
+    let signable = SignableRequest::new(
+        "POST",
+        uri,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = Request::post(uri)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap();
+    instructions.apply_to_request_http1x(&mut req);
+    req
+}
+
+fn base_creds() -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(AKID, SECRET, None, None, "test")
+}
+
+/// STS AssumeRole through the real `aws-sdk-sts` client, as the sidecar
+/// calls it.
+async fn assume_role(
+    sim: &Sim,
+    creds: aws_credential_types::Credentials,
+    tenant: &str,
+) -> Result<aws_credential_types::Credentials, String> {
+    use aws_sdk_sts::config::{BehaviorVersion, Region};
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(sim.url())
+        .build();
+    let tag = aws_sdk_sts::types::Tag::builder()
+        .key("TenantID")
+        .value(tenant)
+        .build()
+        .unwrap();
+    let out = aws_sdk_sts::Client::from_conf(conf)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::111122223333:role/tenant-{tenant}"))
+        .role_session_name(format!("tenantgate-{tenant}"))
+        .tags(tag)
+        .duration_seconds(900)
+        .send()
+        .await
+        .map_err(|e| format!("{:?}", e.into_service_error()))?;
+    let c = out.credentials().unwrap();
+    let user = out.assumed_role_user().unwrap();
+    assert_eq!(
+        user.arn(),
+        format!("arn:aws:sts::111122223333:assumed-role/tenant-{tenant}/tenantgate-{tenant}")
+    );
+    let expiry = SystemTime::try_from(*c.expiration()).unwrap();
+    assert!(expiry > SystemTime::now() + Duration::from_secs(800));
+    Ok(aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        Some(expiry),
+        "sts",
+    ))
+}
+
+#[tokio::test]
+async fn sts_issues_temporary_keys_the_services_accept() {
+    let sim = sim(true).await;
+    let acme = assume_role(&sim, base_creds(), "acme").await.unwrap();
+    let globex = assume_role(&sim, base_creds(), "globex").await.unwrap();
+    assert!(acme.access_key_id().starts_with("ASIA"));
+    assert_ne!(acme.access_key_id(), globex.access_key_id());
+    assert_eq!(sim.stats.sts_signatures_ok.load(Ordering::Relaxed), 2);
+    // STS calls are not service records; the sessions are remembered.
+    assert!(sim.records().is_empty());
+    let s = sim.sts_session(acme.access_key_id()).unwrap();
+    assert_eq!(s.tag("TenantID"), Some("acme"));
+    assert_eq!(s.caller, AKID);
+    assert_eq!(sim.sts_sessions().len(), 2);
+
+    let uri = format!("{}/model/m/converse", sim.url());
+    let json = "application/json";
+    let (status, _, body) = send(signed_as(&uri, CONVERSE, &acme, "bedrock", json)).await;
+    assert_eq!(status, 200, "{body:?}");
+    let rec = sim.records().pop().unwrap();
+    assert_eq!(rec.access_key.as_deref(), Some(acme.access_key_id()));
+    assert_eq!(rec.operation, "Converse");
+    assert!(rec.headers.contains_key("x-amz-security-token"));
+
+    // The temporary key without its token, or with another session's.
+    let no_token = aws_credential_types::Credentials::new(
+        acme.access_key_id(),
+        acme.secret_access_key(),
+        None,
+        None,
+        "t",
+    );
+    let (status, headers, _) = send(signed_as(&uri, CONVERSE, &no_token, "bedrock", json)).await;
+    assert_eq!(
+        (status, &headers["x-amzn-errortype"]),
+        (
+            403,
+            &"UnrecognizedClientException"
+                .parse::<http::HeaderValue>()
+                .unwrap()
+        )
+    );
+    let swapped = aws_credential_types::Credentials::new(
+        acme.access_key_id(),
+        acme.secret_access_key(),
+        globex.session_token().map(String::from),
+        None,
+        "t",
+    );
+    let (status, _, _) = send(signed_as(&uri, CONVERSE, &swapped, "bedrock", json)).await;
+    assert_eq!(status, 403);
+    // A token sent but not signed.
+    let mut req = signed_as(&uri, CONVERSE, &no_token, "bedrock", json);
+    req.headers_mut().insert(
+        "x-amz-security-token",
+        acme.session_token().unwrap().parse().unwrap(),
+    );
+    assert_eq!(send(req).await.0, 403);
+    // Scoped to the wrong service.
+    let (status, headers, _) = send(signed_as(&uri, CONVERSE, &acme, "sagemaker", json)).await;
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-amzn-errortype"], "InvalidSignatureException");
+    assert_eq!(sim.stats.signatures_failed.load(Ordering::Relaxed), 4);
+}
+
+#[tokio::test]
+async fn sts_takes_only_valid_long_term_keys() {
+    let sim = sim(true).await;
+    let acme = assume_role(&sim, base_creds(), "acme").await.unwrap();
+    // No role chaining with a temporary key, no unknown or wrong keys.
+    let e = assume_role(&sim, acme, "globex").await.unwrap_err();
+    assert!(e.contains("AccessDenied"), "{e}");
+    let wrong = aws_credential_types::Credentials::new(AKID, "wrong", None, None, "t");
+    let e = assume_role(&sim, wrong, "acme").await.unwrap_err();
+    assert!(e.contains("SignatureDoesNotMatch"), "{e}");
+    let unknown = aws_credential_types::Credentials::new("AKIAUNKNOWN", SECRET, None, None, "t");
+    let e = assume_role(&sim, unknown, "acme").await.unwrap_err();
+    assert!(e.contains("InvalidClientTokenId"), "{e}");
+    assert_eq!(sim.stats.sts_signatures_failed.load(Ordering::Relaxed), 3);
+    assert_eq!(sim.sts_sessions().len(), 1);
+    // Signed for another service: refused in STS's XML dialect.
+    let form = b"Action=AssumeRole&Version=2011-06-15";
+    let ct = "application/x-www-form-urlencoded; charset=utf-8";
+    let uri = format!("{}/", sim.url());
+    let (status, headers, body) = send(signed_as(&uri, form, &base_creds(), "bedrock", ct)).await;
+    assert_eq!(status, 403);
+    assert_eq!(headers["content-type"], "text/xml");
+    assert!(String::from_utf8_lossy(&body).contains("<Code>SignatureDoesNotMatch</Code>"));
+}
+
+#[tokio::test]
+async fn agent_runtime_and_sagemaker_are_answered_and_recorded() {
+    let sim = sim(true).await;
+    let creds = assume_role(&sim, base_creds(), "acme").await.unwrap();
+    let json = "application/json";
+    let retrieve = format!("{}/knowledgebases/KB1/retrieve", sim.url());
+    let body = br#"{"retrievalQuery":{"text":"refunds"},"retrievalConfiguration":{"vectorSearchConfiguration":{"filter":{"equals":{"key":"tenant_id","value":"globex"}}}}}"#;
+    let (status, _, resp) = send(signed_as(&retrieve, body, &creds, "bedrock", json)).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["retrievalResults"].as_array().unwrap().len(), 1);
+    let rec = sim.records().pop().unwrap();
+    assert_eq!(
+        (rec.operation, rec.resource.as_deref()),
+        ("Retrieve", Some("KB1"))
+    );
+    assert_eq!(rec.response, resp);
+
+    let agent = format!("{}/agents/A1/agentAliases/B2/sessions/tg-1/text", sim.url());
+    let body = br#"{"inputText":"hi","sessionState":{"sessionAttributes":{"tenantId":"acme"}}}"#;
+    let (status, headers, _) = send(signed_as(&agent, body, &creds, "bedrock", json)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-amz-bedrock-agent-session-id"], "tg-1");
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    assert_eq!(
+        sim.records().pop().unwrap().resource.as_deref(),
+        Some("A1/B2")
+    );
+
+    let endpoint = format!("{}/endpoints/shared-classifier/invocations", sim.url());
+    let mut req = signed_as(&endpoint, b"1,2,3", &creds, "sagemaker", "text/csv");
+    req.headers_mut().insert(
+        "x-amzn-sagemaker-target-model",
+        "acme.tar.gz".parse().unwrap(),
+    );
+    // Unsigned header: SageMaker routes on it all the same (the verifier only
+    // checks signed headers).
+    let (status, headers, resp) = send(req).await;
+    assert_eq!(status, 200);
+    assert_eq!(resp, Bytes::from_static(b"1,2,3"));
+    assert_eq!(headers["content-type"], "text/csv");
+    let rec = sim.records().pop().unwrap();
+    assert_eq!(rec.operation, "InvokeEndpoint");
+    assert_eq!(rec.resource.as_deref(), Some("shared-classifier"));
+    assert_eq!(rec.headers["x-amzn-sagemaker-target-model"], "acme.tar.gz");
+    // SageMaker signed as Bedrock.
+    let req = signed_as(&endpoint, b"1", &creds, "bedrock", "text/csv");
+    assert_eq!(send(req).await.0, 403);
+}
