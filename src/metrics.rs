@@ -6,8 +6,9 @@
 //! - scrape time: `render(creds, format)` reads the STS counters and the
 //!   number of cached sessions from the running credential provider.
 //!
-//! Tenant label cardinality is bounded: at most `MAX_TENANT_LABELS` distinct
-//! tenant values ever appear; later tenants (and any value that is not a
+//! Tenant label cardinality is bounded: at most `server.metrics_max_tenants`
+//! (default `MAX_TENANT_LABELS`; `init` applies the configured value when the
+//! sidecar starts) distinct tenant values ever appear; later tenants (and any value that is not a
 //! valid tenant id) are labelled `_other`, requests without a known tenant
 //! `-`. Neither can collide with a real tenant id, which starts with an
 //! alphanumeric character. The bound is first come, first served for the
@@ -30,14 +31,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
-/// Most distinct tenant label values. With the 15 operation names, two
+/// Default of the tenant label bound (`server.metrics_max_tenants`). With the 15 operation names, two
 /// decisions and the handful of statuses a tenant sees, this keeps the
 /// request counter to tens of thousands of series at worst.
 pub const MAX_TENANT_LABELS: usize = 1_000;
-/// Tenant label of tenants past `MAX_TENANT_LABELS` (and invalid ids).
+/// Tenant label of tenants past the bound (and invalid ids).
 pub const OTHER_TENANT: &str = "_other";
 /// Tenant label of requests refused before a tenant was known.
 pub const NO_TENANT: &str = "-";
@@ -117,7 +118,9 @@ impl Format {
 /// Interns tenant label values up to the cardinality bound.
 struct TenantLabels {
     known: RwLock<HashSet<Arc<str>>>,
-    max: usize,
+    /// The bound; may be set again (`init`): values already interned keep
+    /// their series, only new ones are held to it.
+    max: AtomicUsize,
     other: Arc<str>,
     none: Arc<str>,
 }
@@ -126,7 +129,7 @@ impl TenantLabels {
     fn new(max: usize) -> Self {
         TenantLabels {
             known: RwLock::new(HashSet::new()),
-            max,
+            max: AtomicUsize::new(max),
             other: Arc::from(OTHER_TENANT),
             none: Arc::from(NO_TENANT),
         }
@@ -142,7 +145,7 @@ impl TenantLabels {
             if let Some(l) = known.get(t) {
                 return l.clone();
             }
-            if known.len() >= self.max {
+            if known.len() >= self.max.load(Ordering::Relaxed) {
                 return self.other.clone();
             }
         }
@@ -150,7 +153,7 @@ impl TenantLabels {
         if let Some(l) = known.get(t) {
             return l.clone();
         }
-        if known.len() >= self.max {
+        if known.len() >= self.max.load(Ordering::Relaxed) {
             return self.other.clone();
         }
         let l: Arc<str> = Arc::from(t);
@@ -282,9 +285,23 @@ pub struct Metrics {
 
 static GLOBAL: OnceLock<Metrics> = OnceLock::new();
 
-/// The process-wide metrics (what `/metrics` serves).
+/// The process-wide metrics (what `/metrics` serves). Created on first use
+/// with the default tenant label bound unless `init` came first.
 pub fn global() -> &'static Metrics {
     GLOBAL.get_or_init(|| Metrics::new(MAX_TENANT_LABELS))
+}
+
+/// Initialises the process-wide metrics with the configured tenant label
+/// bound (`server.metrics_max_tenants`); called once when the sidecar starts
+/// (`Sidecar::start`). Calling it again (another sidecar in the same
+/// process, or after `global()` was already used) sets the bound again:
+/// tenants that already have series keep them (counters stay monotonic),
+/// new tenants are held to the new bound. A config reload does not call it,
+/// so a changed value applies at the next restart.
+pub fn init(max_tenants: usize) -> &'static Metrics {
+    let m = GLOBAL.get_or_init(|| Metrics::new(max_tenants.max(1)));
+    m.set_max_tenants(max_tenants);
+    m
 }
 
 impl Metrics {
@@ -353,6 +370,17 @@ impl Metrics {
             last_reload_ok,
             sts,
         }
+    }
+
+    /// The tenant label bound in force.
+    pub fn max_tenants(&self) -> usize {
+        self.tenants.max.load(Ordering::Relaxed)
+    }
+
+    /// Sets the tenant label bound (at least 1). Tenants that already have
+    /// series keep them; new tenants are held to the new bound.
+    pub fn set_max_tenants(&self, max_tenants: usize) {
+        self.tenants.max.store(max_tenants.max(1), Ordering::Relaxed);
     }
 
     /// Counts one finished request. Called once per `AuditRecord`.
@@ -457,3 +485,59 @@ fn openmetrics_to_prometheus(om: &str) -> String {
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    fn rec(tenant: &str) -> AuditRecord {
+        AuditRecord {
+            tenant: Some(tenant.to_string()),
+            operation: Some("Converse"),
+            decision: "allow",
+            status: 200,
+            ..Default::default()
+        }
+    }
+
+    fn tenants_in(m: &Metrics) -> Vec<String> {
+        let text = m.render(None, Format::Prometheus);
+        let mut out: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("tenantgate_requests_total{"))
+            .filter_map(|l| l.split("tenant=\"").nth(1)?.split('"').next().map(str::to_string))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// `server.metrics_max_tenants`: the bound can be set on a registry that
+    /// already counts; existing series are kept, new tenants past the bound
+    /// are `_other`.
+    #[test]
+    fn bound_can_be_set_after_creation() {
+        let m = Metrics::new(MAX_TENANT_LABELS);
+        m.set_max_tenants(2);
+        assert_eq!(m.max_tenants(), 2);
+        for t in ["a", "b", "c"] {
+            m.observe(&rec(t));
+        }
+        assert_eq!(tenants_in(&m), ["_other", "a", "b"]);
+        m.set_max_tenants(3);
+        m.observe(&rec("d"));
+        assert_eq!(tenants_in(&m), ["_other", "a", "b", "d"]);
+        m.set_max_tenants(1);
+        m.observe(&rec("e"));
+        m.observe(&rec("a"));
+        assert_eq!(tenants_in(&m), ["_other", "a", "b", "d"], "lowered: old series stay, new tenants are _other");
+        m.set_max_tenants(0);
+        assert_eq!(m.max_tenants(), 1, "a bound of 0 is raised to 1");
+    }
+
+    /// `init` hands out the one global registry (what `/metrics` serves).
+    #[test]
+    fn init_is_the_global_registry() {
+        assert!(std::ptr::eq(init(MAX_TENANT_LABELS), global()));
+    }
+}

@@ -48,6 +48,7 @@ pub struct Sidecar {
     pub state: Arc<ServerState>,
     pub config_path: Option<PathBuf>,
     shutdown_tx: watch::Sender<bool>,
+    admin_shutdown_tx: watch::Sender<bool>,
     proxy_task: JoinHandle<GracefulShutdown>,
     admin_task: JoinHandle<GracefulShutdown>,
     grace: Duration,
@@ -121,6 +122,7 @@ impl Sidecar {
             )?))),
             None => None,
         };
+        crate::metrics::init(config.server.metrics_max_tenants);
         let client = build_client(&config.aws)?;
         let snapshot = build_snapshot(config, None).await?;
         let proxy = Proxy::new(snapshot, client, audit);
@@ -139,6 +141,9 @@ impl Sidecar {
         let proxy_addr = proxy_l.local_addr().map_err(|e| e.to_string())?;
         let admin_addr = admin_l.local_addr().map_err(|e| e.to_string())?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        // The admin listener outlives the proxy's drain: /healthz stays 200
+        // and /readyz answers 503 until the process exits.
+        let (admin_shutdown_tx, admin_shutdown_rx) = watch::channel(false);
 
         let p = proxy.clone();
         let proxy_task = tokio::spawn(accept_loop(proxy_l, shutdown_rx.clone(), header_timeout, move |stream, graceful| {
@@ -175,7 +180,7 @@ impl Sidecar {
         }));
 
         let st = state.clone();
-        let admin_task = tokio::spawn(accept_loop(admin_l, shutdown_rx, header_timeout, move |stream, graceful| {
+        let admin_task = tokio::spawn(accept_loop(admin_l, admin_shutdown_rx, header_timeout, move |stream, graceful| {
             let st = st.clone();
             let svc = service_fn(move |req| {
                 let st = st.clone();
@@ -194,6 +199,7 @@ impl Sidecar {
             state,
             config_path,
             shutdown_tx,
+            admin_shutdown_tx,
             proxy_task,
             admin_task,
             grace,
@@ -210,7 +216,6 @@ impl Sidecar {
         self.state.shutting_down.store(true, Ordering::Release);
         let _ = self.shutdown_tx.send(true);
         let proxy_graceful = self.proxy_task.await.ok();
-        let admin_graceful = self.admin_task.await.ok();
         let drain = async {
             if let Some(g) = proxy_graceful {
                 g.shutdown().await;
@@ -219,7 +224,8 @@ impl Sidecar {
         if tokio::time::timeout(self.grace, drain).await.is_err() {
             tracing::warn!("shutdown grace of {:?} elapsed with requests still in flight", self.grace);
         }
-        if let Some(g) = admin_graceful {
+        let _ = self.admin_shutdown_tx.send(true);
+        if let Ok(g) = self.admin_task.await {
             let _ = tokio::time::timeout(Duration::from_secs(1), g.shutdown()).await;
         }
     }

@@ -5,7 +5,7 @@
 mod parse;
 pub mod reload;
 
-pub use parse::{is_valid_tenant_id, load_file, parse_str};
+pub use parse::{is_valid_tenant_id, known_keys, load_file, parse_str};
 
 use crate::glob::Glob;
 use crate::template::{JsonTemplate, Template};
@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// Name of the env var holding the session MAC key (SPEC §5.2).
     pub session_key_env: String,
     pub tls: Option<TlsFiles>,
+    /// Most distinct `tenant` label values in `/metrics`
+    /// (`server.metrics_max_tenants`, default 1000); later tenants are
+    /// counted as `_other`. Read once, when the sidecar starts.
+    pub metrics_max_tenants: usize,
 }
 
 #[derive(Debug, Clone)]

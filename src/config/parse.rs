@@ -21,6 +21,61 @@ use toml::de::DeTable;
 const TOP_LEVEL: &[&str] =
     &["server", "identity", "aws", "credentials", "rate_limit", "redaction", "tenant_defaults", "tenants"];
 
+/// Stands for a tenant id in the key paths of `known_keys`.
+const TENANT_ID_PLACEHOLDER: &str = "<id>";
+
+/// Every key the parser accepts, as full dotted paths (`server.listen`,
+/// `aws.endpoints.sts`, `tenant_defaults.rate_limit.burst`,
+/// `tenants.<id>.models`), in the order of the key lists.
+///
+/// Built from the very lists the parser checks for unknown keys, so the
+/// README's configuration reference (tests/config_reference.rs) cannot
+/// drift from what the parser accepts. Tables with a fixed set of keys are
+/// expanded; maps with free keys (`model_map`, `session_tags`, ...) are
+/// keys themselves. Keys valid only in one mode (`identity.tenant`,
+/// `credentials.role_arn`, `rate_limit.redis_url`, ...) are included.
+pub fn known_keys() -> Vec<String> {
+    fn walk(path: &str, out: &mut Vec<String>) {
+        match table_keys(path) {
+            Some(keys) => {
+                for k in keys {
+                    walk(&if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }, out);
+                }
+            }
+            None => out.push(path.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &mut out);
+    out
+}
+
+/// The keys of the table at `path` that has a fixed set of keys, as the
+/// parser reads it; None for a value (or a map with free keys).
+fn table_keys(path: &str) -> Option<Vec<&'static str>> {
+    let tenant = format!("tenants.{TENANT_ID_PLACEHOLDER}");
+    let policy_sub = |prefix: &str| {
+        let name = path.strip_prefix(prefix)?.strip_prefix('.')?;
+        tenants::POLICY_TABLES.iter().find(|(n, _)| *n == name).map(|(_, keys)| keys.to_vec())
+    };
+    Some(match path {
+        "" => TOP_LEVEL.to_vec(),
+        "server" => sections::SERVER_KEYS.to_vec(),
+        "identity" => identity::known_keys(),
+        "aws" => sections::AWS_KEYS.to_vec(),
+        "aws.endpoints" => sections::ENDPOINT_KEYS.to_vec(),
+        "credentials" => credentials::KEYS.to_vec(),
+        "rate_limit" => sections::RATE_LIMIT_KEYS.to_vec(),
+        "redaction" => sections::REDACTION_KEYS.to_vec(),
+        "tenant_defaults" => tenants::POLICY_KEYS.to_vec(),
+        "tenants" => vec![TENANT_ID_PLACEHOLDER],
+        p if p == tenant => {
+            tenants::POLICY_KEYS.iter().copied().filter(|k| !tenants::DEFAULTS_ONLY.contains(k)).collect()
+        }
+        _ => return policy_sub("tenant_defaults").or_else(|| policy_sub(&tenant)),
+    })
+}
+
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`: safe as an S3 key part, ARN part and
 /// tag value (SPEC §3).
 pub fn is_valid_tenant_id(id: &str) -> bool {

@@ -4,7 +4,7 @@ use super::reader::{Ctx, Loc, Tbl};
 use crate::config::{AssumeRoleConfig, CredentialsConfig};
 use crate::template::Template;
 
-const KEYS: &[&str] = &[
+pub(super) const KEYS: &[&str] = &[
     "source",
     "role_arn",
     "session_name",

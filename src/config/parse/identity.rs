@@ -9,7 +9,9 @@ use std::time::Duration;
 
 pub(crate) const DEFAULT_HEADER: &str = "x-tenant-token";
 
-const JWT_ONLY: &[&str] = &[
+/// Keys of `[identity]` in both modes (`tenant` is then refused in jwt mode).
+pub(super) const COMMON_KEYS: &[&str] = &["mode", "header", "tenant"];
+pub(super) const JWT_ONLY: &[&str] = &[
     "issuer",
     "audiences",
     "algorithms",
@@ -52,8 +54,7 @@ pub(crate) fn identity(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Option<Identity> {
         ctx.err("identity", None, "missing required table [identity] (mode = \"jwt\" with issuer, audiences and a key source, or mode = \"static\" with tenant)");
         return None;
     };
-    let mut known = vec!["mode", "header", "tenant"];
-    known.extend_from_slice(JWT_ONLY);
+    let known = known_keys();
     let t = Tbl::open(ctx, "identity".into(), v, Some(&known))?;
     let header = header_name(&t, ctx);
     let mode = t.string(ctx, "mode");
@@ -94,6 +95,13 @@ pub(crate) fn identity(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Option<Identity> {
             None
         }
     }
+}
+
+/// Every key `[identity]` accepts (before the per-mode checks).
+pub(super) fn known_keys() -> Vec<&'static str> {
+    let mut known = COMMON_KEYS.to_vec();
+    known.extend_from_slice(JWT_ONLY);
+    known
 }
 
 fn header_name(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Option<http::HeaderName> {

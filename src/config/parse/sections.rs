@@ -22,7 +22,11 @@ pub(crate) const COGNITO_IDENTITY_ID: &str =
 pub(crate) const DEFAULT_REPLACEMENT: &str = "[redacted]";
 const HOUR: u64 = 3600;
 
-const SERVER_KEYS: &[&str] = &[
+/// Upper bound of `server.metrics_max_tenants` (each tenant label value can
+/// add a few dozen series).
+pub(crate) const MAX_METRICS_TENANTS: u64 = 100_000;
+
+pub(super) const SERVER_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
     "max_body_bytes",
@@ -31,12 +35,13 @@ const SERVER_KEYS: &[&str] = &[
     "session_key_env",
     "tls_cert_file",
     "tls_key_file",
+    "metrics_max_tenants",
 ];
-const AWS_KEYS: &[&str] =
+pub(super) const AWS_KEYS: &[&str] =
     &["region", "connect_timeout_ms", "response_timeout_secs", "stream_idle_timeout_secs", "ca_file", "endpoints"];
-const ENDPOINT_KEYS: &[&str] = &["bedrock_runtime", "bedrock_agent_runtime", "sagemaker_runtime", "sts"];
-const RATE_LIMIT_KEYS: &[&str] = &["backend", "redis_url", "on_backend_error"];
-const REDACTION_KEYS: &[&str] = &["patterns", "replacement", "strip_response_headers"];
+pub(super) const ENDPOINT_KEYS: &[&str] = &["bedrock_runtime", "bedrock_agent_runtime", "sagemaker_runtime", "sts"];
+pub(super) const RATE_LIMIT_KEYS: &[&str] = &["backend", "redis_url", "on_backend_error"];
+pub(super) const REDACTION_KEYS: &[&str] = &["patterns", "replacement", "strip_response_headers"];
 
 fn socket_addr(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str, default: SocketAddr) -> SocketAddr {
     let Some(s) = t.string(ctx, k) else { return default };
@@ -67,6 +72,9 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
     let grace = t.uint(ctx, "shutdown_grace_secs", 0, HOUR).map_or(30, |l| l.value);
     let session_key_env =
         env_name(&t, ctx, "session_key_env").map_or_else(|| DEFAULT_SESSION_KEY_ENV.to_string(), |l| l.value);
+    let metrics_max_tenants = t
+        .uint(ctx, "metrics_max_tenants", 1, MAX_METRICS_TENANTS)
+        .map_or(crate::metrics::MAX_TENANT_LABELS, |l| l.value as usize);
     let cert = t.string(ctx, "tls_cert_file");
     let key = t.string(ctx, "tls_key_file");
     let tls = match (&cert, &key) {
@@ -92,6 +100,7 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
         shutdown_grace: Duration::from_secs(grace),
         session_key_env,
         tls,
+        metrics_max_tenants,
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-const POLICY_KEYS: &[&str] = &[
+pub(super) const POLICY_KEYS: &[&str] = &[
     "allow_unlisted",
     "models",
     "model_map",
@@ -28,13 +28,25 @@ const POLICY_KEYS: &[&str] = &[
     "sagemaker",
     "static_credentials",
 ];
-const GUARDRAIL_KEYS: &[&str] = &["id", "version"];
-const RATE_KEYS: &[&str] =
+pub(super) const GUARDRAIL_KEYS: &[&str] = &["id", "version"];
+pub(super) const RATE_KEYS: &[&str] =
     &["requests_per_second", "burst", "max_concurrent", "tokens_per_minute", "user_requests_per_second", "user_burst"];
-const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes"];
-const AGENT_KEYS: &[&str] = &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials"];
-const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
-const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
+pub(super) const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes"];
+pub(super) const AGENT_KEYS: &[&str] = &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials"];
+pub(super) const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
+pub(super) const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
+/// Keys of `POLICY_KEYS` valid in `[tenant_defaults]` only.
+pub(super) const DEFAULTS_ONLY: &[&str] = &["allow_unlisted"];
+/// Sub-tables of a tenant policy with a fixed set of keys (the other
+/// table-valued keys, such as `model_map`, are maps with free keys).
+pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
+    ("guardrail", GUARDRAIL_KEYS),
+    ("rate_limit", RATE_KEYS),
+    ("knowledge_base", KB_KEYS),
+    ("agents", AGENT_KEYS),
+    ("sagemaker", SM_KEYS),
+    ("static_credentials", STATIC_KEYS),
+];
 /// Converse `requestMetadata` allows at most 16 entries.
 const MAX_REQUEST_METADATA: usize = 16;
 
@@ -120,7 +132,7 @@ pub(crate) fn tenants(root: &Tbl<'_>, ctx: &mut Ctx<'_>, creds: Option<&Credenti
                     continue;
                 }
                 if let Some(tt) = Tbl::open(ctx, t.key(id), value, Some(POLICY_KEYS)) {
-                    tt.forbid(ctx, &["allow_unlisted"], "is only valid in [tenant_defaults]");
+                    tt.forbid(ctx, DEFAULTS_ONLY, "is only valid in [tenant_defaults]");
                     listed.push((id.to_string(), partial(&tt, ctx)));
                 }
             }

@@ -207,3 +207,45 @@ fn missing_key_errors_point_at_their_table() {
     let g = find(&e, "tenants.acme.guardrail.version", "missing");
     assert!(g.line.is_some(), "{}", list(&e));
 }
+
+#[test]
+fn metrics_max_tenants_default_and_range() {
+    assert_eq!(ok(&doc("")).server.metrics_max_tenants, 1000);
+    assert_eq!(ok(&format!("[server]\nmetrics_max_tenants = 1\n{}", doc(""))).server.metrics_max_tenants, 1);
+    assert_eq!(ok(&format!("[server]\nmetrics_max_tenants = 100000\n{}", doc(""))).server.metrics_max_tenants, 100_000);
+    for bad in ["0", "100001", "-5"] {
+        let e = errs(&format!("[server]\nmetrics_max_tenants = {bad}\n{}", doc("")));
+        find(&e, "server.metrics_max_tenants", "must be between 1 and 100000");
+    }
+    let e = errs(&format!("[server]\nmetrics_max_tenants = \"many\"\n{}", doc("")));
+    find(&e, "server.metrics_max_tenants", "expected an integer");
+}
+
+#[test]
+fn known_keys_are_full_paths_from_the_parser_lists() {
+    let keys = known_keys();
+    for k in [
+        "server.listen",
+        "server.metrics_max_tenants",
+        "identity.tenant",
+        "identity.jwks_url",
+        "aws.endpoints.sts",
+        "credentials.external_id",
+        "rate_limit.on_backend_error",
+        "redaction.strip_response_headers",
+        "tenant_defaults.allow_unlisted",
+        "tenant_defaults.rate_limit.user_burst",
+        "tenants.<id>.models",
+        "tenants.<id>.guardrail.version",
+        "tenants.<id>.static_credentials.session_token_env",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+    }
+    for k in ["server", "aws.endpoints", "tenants.<id>.allow_unlisted", "tenants.<id>.rate_limit", "tenants"] {
+        assert!(!keys.iter().any(|x| x == k), "{k} must not be a key: {keys:?}");
+    }
+    let mut dedup = keys.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), keys.len(), "duplicates in {keys:?}");
+}
