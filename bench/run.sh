@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# One command for the whole benchmark: tenantgate vs direct vs nginx.
-#   bash bench/run.sh            # ~70 s after the release build
+# One command for the whole benchmark: tenantgate (static credentials, and
+# STS AssumeRole with a warm session cache) vs direct vs nginx, then the
+# sidecar's memory with 10,000 cached tenants.
+#   bash bench/run.sh            # ~2 min after the release build
+#   bash bench/run.sh --quick    # ~40 s: 3 s phases, 2,000 tenants
 # Environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
-# BENCH_STRICT=1 (exit 1 when a budget fails), NGINX_BIN, SKIP_NGINX_INSTALL=1.
+# BENCH_TENANTS (10000; 0 skips the memory phase), BENCH_TENANT_CONNS (16),
+# BENCH_QUICK=1 (same as --quick), BENCH_STRICT=1 (exit 1 when a budget or a
+# check fails), BENCH_QUIET_WAIT (30), NGINX_BIN, SKIP_NGINX_INSTALL=1.
 # Results: printed, and written to bench/results/latest.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+for arg in "$@"; do
+  case "$arg" in
+    --quick) export BENCH_QUICK=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument $arg (try --quick)" >&2; exit 2 ;;
+  esac
+done
 
 find_nginx() {
   if [ -n "${NGINX_BIN:-}" ] && [ -x "$NGINX_BIN" ]; then echo "$NGINX_BIN"; return; fi

@@ -1,11 +1,15 @@
-//! Benchmark: Bedrock Converse through the tenantgate sidecar vs direct to the
-//! same local upstream (the built-in AWS simulator) vs a plain nginx
-//! reverse-proxy hop. Run with `bash bench/run.sh` (see bench/README.md).
+//! Benchmark: Bedrock Converse through the tenantgate sidecar (two variants:
+//! static credentials, and STS AssumeRole with the session cache warm) vs
+//! direct to the same local upstream (the built-in AWS simulator) vs a plain
+//! nginx reverse-proxy hop; then the sidecar's memory with 10,000 cached
+//! tenant sessions. Run with `bash bench/run.sh` (see bench/README.md).
 //!
-//! Layout on a 2-core machine: this process (load generator + simulator, one
-//! thread) on core 0; the proxy under test (tenantgate release binary, or
-//! nginx with one worker) on core 1. Settings come from the environment:
-//! BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16), BENCH_QUIET_WAIT (30), NGINX_BIN
+//! Layout on a 2-core machine: this process (load generator + simulator +
+//! STS responder, one thread) on core 0; the proxy under test (tenantgate
+//! release binary, or nginx with one worker) on core 1. Settings come from
+//! the environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
+//! BENCH_TENANTS (10000; 0 skips the memory phase), BENCH_TENANT_CONNS (16),
+//! BENCH_QUICK=1 (3 s phases, 2,000 tenants), BENCH_QUIET_WAIT (30), NGINX_BIN
 //! (nginx on PATH or /usr/sbin/nginx), BENCH_STRICT=1 (exit 1 on a FAIL).
 
 #[path = "proxy/loadgen.rs"]
@@ -16,11 +20,16 @@ mod phases;
 mod procs;
 #[path = "proxy/report.rs"]
 mod report;
+#[path = "proxy/sts.rs"]
+mod sts;
+#[path = "proxy/tenants.rs"]
+mod tenants;
 
 use bytes::Bytes;
 use loadgen::Target;
 use procs::TempDir;
-use report::Budget;
+use procs::{Creds, Tenants};
+use report::{Budget, CredsCompare, SidecarCounters};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -31,7 +40,17 @@ use tenantgate::secret::SecretString;
 const AKID: &str = "AKIABENCHACME0000001";
 const SECRET: &str = "benchsecret/abcdefghijklmnopqrstuvwxyz01";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+/// The assume_role sidecars' base credentials (what STS AssumeRole is signed
+/// with). The simulator does not know them: a Bedrock request signed with
+/// them would fail the signing check.
+const BASE_AKID: &str = "AKIABENCHBASE0000001";
+const BASE_SECRET: &str = "benchbasesecret/abcdefghijklmnopqrstuvwx";
+/// Sessions the STS responder issues that the simulator can verify (the
+/// assume_role variant needs one; the rest is margin).
+const STS_KEYS_KNOWN: u64 = 8;
 const USERS: usize = 64;
+const STATIC_NAME: &str = "tenantgate (static)";
+const ASSUME_NAME: &str = "tenantgate (assume_role)";
 
 struct Settings {
     secs: u64,
@@ -45,6 +64,10 @@ struct Settings {
     total_cores: usize,
     /// Longest wait for a quiet machine before each target, seconds.
     quiet_wait: u64,
+    /// Distinct tenants in the memory phase (0: skipped).
+    tenants: usize,
+    tenant_conns: usize,
+    quick: bool,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -71,8 +94,9 @@ impl Settings {
             .map(|n| n.get())
             .unwrap_or(1);
         let taskset = Command::new("taskset").arg("-V").output().is_ok();
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
         Settings {
-            secs: env_num("BENCH_SECS", 10u64).clamp(1, 120),
+            secs: env_num("BENCH_SECS", if quick { 3u64 } else { 10 }).clamp(1, 120),
             rate: env_num("BENCH_RATE", 1000u32).clamp(1, 100_000),
             conns: env_num("BENCH_CONNS", 16usize).clamp(1, 1024),
             strict: std::env::var("BENCH_STRICT").is_ok_and(|v| v == "1"),
@@ -80,6 +104,9 @@ impl Settings {
             cores: (cores >= 2 && taskset).then_some((0, 1)),
             total_cores: cores,
             quiet_wait: env_num("BENCH_QUIET_WAIT", 30u64).min(600),
+            tenants: env_num("BENCH_TENANTS", if quick { 2_000usize } else { 10_000 }).min(100_000),
+            tenant_conns: env_num("BENCH_TENANT_CONNS", 16usize).clamp(1, 256),
+            quick,
         }
     }
 }
@@ -103,8 +130,73 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Keys and tokens, made before anything is measured.
+struct Prepared {
+    dir: TempDir,
+    public_pem: String,
+    /// Tenant acme, users 0..USERS.
+    tokens: Vec<String>,
+    /// One per memory-phase tenant (`tenants::tenant_id(i)`, user-0).
+    tenant_tokens: Vec<String>,
+    mint_secs: f64,
+}
+
+/// The RS256 key pair, and every token the run needs, minted on all cores
+/// (RSA signing in pure Rust is ~1.4 ms a token) before this process pins
+/// itself to one.
+fn prepare(s: &Settings) -> Result<Prepared, String> {
+    let dir = TempDir::new("run")?;
+    let (private_pem, public_pem) = rsa_keys(&dir.0)?;
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let tokens: Vec<String> = (0..USERS)
+        .map(|u| mint(&key, "acme", &format!("user-{u}")))
+        .collect::<Result<_, _>>()?;
+    if s.tenants > 0 {
+        eprintln!(
+            "bench: minting {} RS256 tokens for the memory phase (one tenant each)",
+            s.tenants
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let threads = s.total_cores.clamp(1, 16);
+    let chunk = s.tenants.div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..s.tenants)
+            .step_by(chunk)
+            .map(|start| {
+                let key = &key;
+                scope.spawn(move || {
+                    (start..(start + chunk).min(s.tenants))
+                        .map(|i| mint(key, &tenants::tenant_id(i), "user-0"))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("minting thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut tenant_tokens = Vec::with_capacity(s.tenants);
+    for p in parts {
+        tenant_tokens.extend(p?);
+    }
+    Ok(Prepared {
+        dir,
+        public_pem,
+        tokens,
+        tenant_tokens,
+        mint_secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
 fn real_main() -> Result<i32, String> {
     let s = Settings::from_env();
+    let prepared = prepare(&s)?;
     if let Some((core, _)) = s.cores {
         // Pin this process (and the threads it will start) before it starts any.
         let pid = std::process::id().to_string();
@@ -119,7 +211,7 @@ fn real_main() -> Result<i32, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(run(s))
+    rt.block_on(run(s, prepared))
 }
 
 /// RS256 key pair from openssl: (private PEM, public PEM).
@@ -156,27 +248,22 @@ fn rsa_keys(dir: &Path) -> Result<(String, String), String> {
     Ok((read(&k)?, read(&p)?))
 }
 
-fn tokens(private_pem: &str) -> Result<Vec<String>, String> {
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
-        .map_err(|e| e.to_string())?;
+/// An RS256 token of `user` in `tenant`, valid for an hour.
+fn mint(key: &jsonwebtoken::EncodingKey, tenant: &str, user: &str) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    (0..USERS)
-        .map(|u| {
-            let claims = serde_json::json!({
-                "iss": "https://idp.bench.example/", "aud": "bench-app", "sub": format!("user-{u}"),
-                "tenant_id": "acme", "iat": now, "exp": now + 3600,
-            });
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-                &claims,
-                &key,
-            )
-            .map_err(|e| e.to_string())
-        })
-        .collect()
+    let claims = serde_json::json!({
+        "iss": "https://idp.bench.example/", "aud": "bench-app", "sub": user,
+        "tenant_id": tenant, "iat": now, "exp": now + 3600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        key,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn target(
@@ -209,30 +296,75 @@ fn target(
 
 /// Signed requests through the sidecar must verify at the simulator before
 /// anything is timed (verification is then switched off for every target).
-async fn check_signing(sim: &Sim, t: &Target) -> Result<(), String> {
+/// `n` requests over 100 ms, rotating through the users from the first.
+async fn check_signing(sim: &Sim, t: &Target, n: u32) -> Result<(), String> {
     let before = sim.stats.signatures_ok.load(Ordering::Relaxed);
     let mut r = loadgen::OpenResult::default();
     loadgen::OpenLoop::new(t)
-        .run(200, Duration::from_millis(100), &mut r)
+        .run(n * 10, Duration::from_millis(100), &mut r)
         .await;
     let ok = sim.stats.signatures_ok.load(Ordering::Relaxed) - before;
     let failed = sim.stats.signatures_failed.load(Ordering::Relaxed);
     if r.errors > 0 || failed > 0 || ok != r.latencies.len() as u64 || ok == 0 {
         return Err(format!(
-            "sidecar signing check failed: {ok} signatures verified, {failed} rejected, {} errors ({:?})",
-            r.errors, r.first_error
+            "{}: signing check failed: {ok} signatures verified, {failed} rejected, {} errors ({:?})",
+            t.name, r.errors, r.first_error
         ));
     }
-    eprintln!("bench: sidecar signing check: {ok}/{ok} SigV4 signatures verified by the simulator");
+    eprintln!(
+        "bench: {}: signing check: {ok}/{ok} SigV4 signatures verified by the simulator",
+        t.name
+    );
     Ok(())
 }
 
-async fn run(s: Settings) -> Result<i32, String> {
-    let dir = TempDir::new("run")?;
-    let (private_pem, public_pem) = rsa_keys(&dir.0)?;
-    let tokens = tokens(&private_pem)?;
+/// Throttling and refusals as the sidecar itself counts them (`/metrics`).
+fn counters(admin: std::net::SocketAddr) -> SidecarCounters {
+    let Ok(text) = procs::scrape(admin) else {
+        return SidecarCounters::default();
+    };
+    let non_2xx = text
+        .lines()
+        .filter(|l| l.starts_with("tenantgate_requests_total{") && !l.contains("status=\"200\""))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0; // an empty sum is -0.0
+    SidecarCounters {
+        requests: procs::metric_sum(&text, "tenantgate_requests_total", &[]),
+        non_2xx: Some(non_2xx),
+        throttled: Some(procs::metric_sum(&text, "tenantgate_throttled_total", &[]).unwrap_or(0.0)),
+        sts_ok: procs::metric_sum(&text, "tenantgate_sts_requests_total", &["result=\"ok\""]),
+        sts_failed: procs::metric_sum(
+            &text,
+            "tenantgate_sts_requests_total",
+            &["result=\"error\""],
+        )
+        .zip(procs::metric_sum(
+            &text,
+            "tenantgate_sts_requests_total",
+            &["result=\"timeout\""],
+        ))
+        .map(|(a, b)| a + b),
+        cached: procs::metric_sum(&text, "tenantgate_credentials_cached", &[]),
+    }
+}
+
+async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
+    let Prepared {
+        dir: _dir,
+        public_pem,
+        tokens,
+        tenant_tokens,
+        mint_secs,
+    } = p;
+    let sts = sts::Sts::start(BASE_AKID, 0).await?;
+    let mut sim_keys = vec![(AKID.to_string(), SecretString::new(SECRET.into()))];
+    sim_keys.extend((0..STS_KEYS_KNOWN).map(|n| {
+        let (akid, secret) = sts::issued(n);
+        (akid, SecretString::new(secret))
+    }));
     let sim = Sim::start(SimOptions {
-        credentials: vec![(AKID.into(), SecretString::new(SECRET.into()))],
+        credentials: sim_keys,
         verify_signatures: true,
         record_limit: 0,
     })
@@ -240,28 +372,66 @@ async fn run(s: Settings) -> Result<i32, String> {
     .map_err(|e| format!("simulator: {e}"))?;
     let proxy_core = s.cores.map(|c| c.1);
     let bin = Path::new(env!("CARGO_BIN_EXE_tenantgate"));
-    let (mut sidecar, sidecar_addr) = procs::start_sidecar(
+    // One directory per sidecar: each watches its config file for changes.
+    let (sdir, adir, mdir) = (
+        TempDir::new("static")?,
+        TempDir::new("assume-role")?,
+        TempDir::new("tenants")?,
+    );
+    let static_sc = procs::start_sidecar(
         bin,
-        &dir.0,
+        &sdir.0,
         proxy_core,
         sim.addr,
         &public_pem,
-        (AKID, SECRET),
+        &Creds::Static {
+            akid: AKID,
+            secret: SECRET,
+        },
+        Tenants::Acme,
     )?;
-    let sidecar_target = target("tenantgate", sidecar_addr, &tokens)?;
-    check_signing(&sim, &sidecar_target).await?;
+    let assume_sc = procs::start_sidecar(
+        bin,
+        &adir.0,
+        proxy_core,
+        sim.addr,
+        &public_pem,
+        &Creds::AssumeRole {
+            sts: sts.addr,
+            akid: BASE_AKID,
+            secret: BASE_SECRET,
+        },
+        Tenants::Acme,
+    )?;
+    let static_target = target(STATIC_NAME, static_sc.addr, &tokens)?;
+    let assume_target = target(ASSUME_NAME, assume_sc.addr, &tokens)?;
+    check_signing(&sim, &static_target, 20).await?;
+    // Warm-up of the assume_role variant: one request per user (the session
+    // is per tenant, so one STS call, made at start-up or by the first
+    // request), each signed with the STS-issued key and verified.
+    check_signing(&sim, &assume_target, USERS as u32).await?;
+    let sts_warm = sts.stats.calls();
     sim.set_verify(false);
 
     let mut notes = vec![
         "Upstream: the built-in AWS simulator (`src/demo/sim.rs`) in the load generator's process; \
          SigV4 verification is off while timing (direct and nginx requests are unsigned), \
-         after a check that the sidecar's signatures verify."
+         after a check that both sidecars' signatures verify."
             .to_string(),
         format!(
-            "Sidecar: release binary, RS256 JWT from a PEM file, {USERS} users' tokens in rotation \
-             (each verified once, then served from the verified-token cache), static credentials, \
-             Converse body rewritten (requestMetadata), audit lines written to /dev/null."
+            "Sidecars: release binary, RS256 JWT from a PEM file, {USERS} users' tokens of tenant acme \
+             in rotation (each verified once, then served from the verified-token cache), \
+             Converse body rewritten (requestMetadata), audit lines written to /dev/null, rate limits \
+             set far above the load (1,000,000 req/s, burst 1,000,000, 4,096 in flight, no token budget). \
+             `static`: the tenant's keys from env vars. `assume_role`: STS AssumeRole (role ARN, \
+             session name `tenantgate-{{tenant}}`, tag TenantID) against a responder in the load \
+             generator's process, base keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; the session \
+             cache is warm before timing (start-up pre-fetch, then one request per user)."
         ),
+        "Errors: every non-2xx answer and every transport failure counts as an error \
+         (columns `errors`); the sidecars' own `/metrics` counts of non-2xx and 429 answers are \
+         in the side-by-side table."
+            .to_string(),
     ];
     let mut subjects = vec![phases::Subject {
         target: target("direct", sim.addr, &tokens)?,
@@ -289,8 +459,12 @@ async fn run(s: Settings) -> Result<i32, String> {
         }
     };
     subjects.push(phases::Subject {
-        target: sidecar_target,
-        cpu_pid: Some(sidecar.pid()),
+        target: static_target,
+        cpu_pid: Some(static_sc.proc.pid()),
+    });
+    subjects.push(phases::Subject {
+        target: assume_target.clone(),
+        cpu_pid: Some(assume_sc.proc.pid()),
     });
     let plan = phases::Plan {
         secs: s.secs,
@@ -298,25 +472,72 @@ async fn run(s: Settings) -> Result<i32, String> {
         conns: s.conns,
         quiet_wait: Duration::from_secs(s.quiet_wait),
     };
+    let sts_before = sts.stats.calls();
     let all = phases::measure_all(&subjects, &plan).await;
-    let sidecar_alive = matches!(sidecar.child.try_wait(), Ok(None));
+    let sts_timed = sts.stats.calls() - sts_before;
+    let mut sidecars = [static_sc, assume_sc];
+    let alive: Vec<bool> = sidecars
+        .iter_mut()
+        .map(|sc| matches!(sc.proc.child.try_wait(), Ok(None)))
+        .collect();
+    let counts = [counters(sidecars[0].admin), counters(sidecars[1].admin)];
     drop(nginx);
-    drop(sidecar);
+    drop(sidecars);
+
+    let memory = if s.tenants > 0 {
+        phases::wait_quiet("memory", Duration::from_secs(s.quiet_wait)).await;
+        let r = tenants::run(
+            bin,
+            &mdir.0,
+            proxy_core,
+            sim.addr,
+            &public_pem,
+            tenant_tokens,
+            mint_secs,
+            (BASE_AKID, BASE_SECRET),
+            &assume_target,
+            s.tenant_conns,
+        )
+        .await;
+        match r {
+            Ok(m) => Some(m),
+            Err(e) => {
+                notes.push(format!("Memory phase failed: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     sim.shutdown().await;
 
-    let direct_p99 = all[0].open.pct_us(99.0);
-    let tg = all.last().ok_or("no results")?;
-    if let Some(u) = tg.utilisation() {
-        if u < 0.9 {
+    let direct = &all[0];
+    let find = |name: &str| all.iter().find(|m| m.name == name).ok_or("missing result");
+    let (st, ar) = (find(STATIC_NAME)?, find(ASSUME_NAME)?);
+    for (m, ok) in [st, ar].into_iter().zip(&alive) {
+        if let Some(u) = m.utilisation() {
+            if u < 0.9 {
+                notes.push(format!(
+                    "{}: the sidecar used only {:.0}% of its core in the closed loop: the load generator \
+                     was the bottleneck, so req/s understate the sidecar's capacity (CPU µs/req is still exact).",
+                    m.name,
+                    u * 100.0
+                ));
+            }
+        }
+        if !ok {
             notes.push(format!(
-                "The sidecar used only {:.0}% of its core in the closed loop: the load generator \
-                 was the bottleneck, so req/s understate the sidecar's capacity (CPU µs/req is still exact).",
-                u * 100.0
+                "{}: the sidecar process exited during the run.",
+                m.name
             ));
         }
     }
-    if !sidecar_alive {
-        notes.push("The sidecar process exited during the run.".into());
+    if sts.stats.bad() > 0 {
+        notes.push(format!(
+            "STS responder refused {} calls; first: {}",
+            sts.stats.bad(),
+            sts.stats.first_bad().unwrap_or_default()
+        ));
     }
     for m in &all {
         if m.background.is_some_and(|b| b > 0.05) {
@@ -340,28 +561,49 @@ async fn run(s: Settings) -> Result<i32, String> {
             notes.push(format!("{}: first error: {e}", m.name));
         }
     }
-    let budgets = [
-        Budget {
+    let direct_p99 = direct.open.pct_us(99.0);
+    let mut budgets = Vec::new();
+    for m in [st, ar] {
+        budgets.push(Budget {
+            target: m.name,
             what: format!("added p99 at {} req/s", s.rate),
-            value: Some(tg.open.pct_us(99.0) - direct_p99),
+            value: Some(m.open.pct_us(99.0) - direct_p99),
             unit: "µs",
             limit: 1000.0,
-        },
-        Budget {
+        });
+        budgets.push(Budget {
+            target: m.name,
             what: "CPU per request at saturation".into(),
-            value: tg.cpu_per_req_us(),
+            value: m.cpu_per_req_us(),
             unit: "µs",
             limit: 60.0,
-        },
-        Budget {
+        });
+        budgets.push(Budget {
+            target: m.name,
             what: "peak RSS (VmHWM)".into(),
-            value: tg.peak_rss_kb.map(|k| k as f64 / 1024.0),
+            value: m.peak_rss_kb.map(|k| k as f64 / 1024.0),
             unit: "MB",
             limit: 30.0,
-        },
-    ];
+        });
+    }
+    let compare = CredsCompare {
+        direct,
+        variants: [st, ar],
+        counters: counts,
+        sts_warm,
+        sts_timed,
+    };
     let header = environment(&s);
-    let md = report::render(&header, s.rate, s.conns, &all, &budgets, &notes);
+    let md = report::render(
+        &header,
+        s.rate,
+        s.conns,
+        &all,
+        Some(&compare),
+        memory.as_ref(),
+        &budgets,
+        &notes,
+    );
     println!("\n{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     if std::fs::create_dir_all(&out)
@@ -370,8 +612,13 @@ async fn run(s: Settings) -> Result<i32, String> {
     {
         eprintln!("bench: written to bench/results/latest.md");
     }
+    let memory_failed = memory.as_ref().is_some_and(|m| !m.verified());
     let failed = budgets.iter().any(|b| b.pass() == Some(false))
-        || all.iter().any(|m| m.open.errors + m.closed.errors > 0);
+        || all.iter().any(|m| m.open.errors + m.closed.errors > 0)
+        || sts_timed > 0
+        || sts.stats.bad() > 0
+        || memory_failed
+        || (s.tenants > 0 && memory.is_none());
     Ok(i32::from(failed && s.strict))
 }
 
@@ -388,16 +635,17 @@ fn environment(s: &Settings) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let pin = match s.cores {
         Some((g, p)) => {
-            format!("load generator + simulator pinned to core {g}, proxy under test to core {p}")
+            format!("load generator + simulator + STS responder pinned to core {g}, proxy under test to core {p}")
         }
         None => "not pinned (needs 2+ cores and taskset)".into(),
     };
     format!(
-        "{} · {cores} cores · Linux {} · {pin} · {} s per phase · {}\n\nRequest: Bedrock Converse \
+        "{} · {cores} cores · Linux {} · {pin} · {} s per phase{} · {}\n\nRequest: Bedrock Converse \
          (`POST {MODEL_PATH}`), ~300-byte JSON body, ~400-byte JSON answer, HTTP/1.1 keep-alive.",
         cpu,
         kernel.trim(),
         s.secs,
+        if s.quick { " (BENCH_QUICK)" } else { "" },
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())
     )
 }

@@ -261,6 +261,72 @@ pub async fn closed_loop(
     }
 }
 
+/// One request per entry `range` of `target.rotating` (e.g. one token per
+/// tenant), each sent exactly once, over `conns` keep-alive connections.
+pub async fn each_once(
+    target: &Target,
+    range: std::ops::Range<usize>,
+    conns: usize,
+) -> ClosedResult {
+    let target = Arc::new(target.clone());
+    let next = Arc::new(AtomicU64::new(range.start as u64));
+    let end = range.end as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..conns.max(1) {
+        let (t, next, done, errors, first_error) = (
+            target.clone(),
+            next.clone(),
+            done.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut sender = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    return;
+                }
+                if sender.is_none() {
+                    match connect(t.addr).await {
+                        Ok(s) => sender = Some(s),
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            note_error(&first_error, e);
+                            continue;
+                        }
+                    }
+                }
+                let Some(s) = sender.as_mut() else { continue };
+                match send_on(s, t.request(t.path.clone(), i)).await {
+                    Ok(()) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        note_error(&first_error, e);
+                        sender = None;
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let first_error = first_error.lock().ok().and_then(|f| f.clone());
+    ClosedResult {
+        requests: done.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+        elapsed: t0.elapsed(),
+    }
+}
+
 fn note_error(first: &std::sync::Mutex<Option<String>>, e: String) {
     if let Ok(mut f) = first.lock() {
         f.get_or_insert(e);

@@ -146,18 +146,81 @@ pub fn status_kb(pid: u32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Where a sidecar gets its AWS credentials.
+pub enum Creds<'a> {
+    /// `source = "static"`: tenant acme's keys from env vars.
+    Static { akid: &'a str, secret: &'a str },
+    /// `source = "assume_role"` against `sts`, base keys in the standard
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` env vars.
+    AssumeRole {
+        sts: SocketAddr,
+        akid: &'a str,
+        secret: &'a str,
+    },
+}
+
+/// Which tenants a sidecar admits.
+pub enum Tenants {
+    /// Only `[tenants.acme]` (model allowlist, requestMetadata).
+    Acme,
+    /// No listed tenant: `tenant_defaults.allow_unlisted = true` with the
+    /// same model allowlist and requestMetadata for every tenant.
+    Unlisted,
+}
+
+/// A running sidecar: process, proxy listener, admin listener (`/metrics`).
+pub struct Sidecar {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Rate limits far above anything the benchmark sends: every request must be
+/// admitted (a 429 would count as an error). The defaults (20 req/s, burst
+/// 40, 16 in flight, 200,000 tokens/min) would throttle at once.
+const NO_THROTTLING: &str = "requests_per_second = 1000000
+burst = 1000000
+max_concurrent = 4096
+tokens_per_minute = 0";
+
 /// Starts `tenantgate run --config` with a generated config (RS256 JWT from a
-/// PEM file, static credentials, endpoints at `upstream`).
+/// PEM file, Bedrock endpoint at `upstream`).
 pub fn start_sidecar(
     bin: &Path,
     dir: &Path,
     core: Option<usize>,
     upstream: SocketAddr,
     public_pem: &str,
-    creds: (&str, &str),
-) -> Result<(Proc, SocketAddr), String> {
+    creds: &Creds<'_>,
+    tenants: Tenants,
+) -> Result<Sidecar, String> {
     let (port, admin) = (free_port()?, free_port()?);
     std::fs::write(dir.join("jwt-public.pem"), public_pem).map_err(|e| e.to_string())?;
+    let (credentials, sts_endpoint) = match creds {
+        Creds::Static { .. } => ("source = \"static\"".to_string(), String::new()),
+        Creds::AssumeRole { sts, .. } => (
+            // The shape of config.toml's production example: one session per
+            // tenant, tagged with its id.
+            r#"source = "assume_role"
+role_arn = "arn:aws:iam::111122223333:role/tenant-pool"
+session_name = "tenantgate-{tenant}"
+session_tags = { TenantID = "{tenant}" }
+duration_secs = 3600
+refresh_before_secs = 300"#
+                .to_string(),
+            format!("sts = \"http://{sts}\"\n"),
+        ),
+    };
+    let policy = r#"models = ["anthropic.claude-3-haiku-*"]
+request_metadata = { tenant = "{tenant}", user = "{user}" }"#;
+    let tenants = match (tenants, creds) {
+        (Tenants::Acme, Creds::Static { .. }) => format!(
+            "[tenants.acme]\n{policy}\n[tenants.acme.static_credentials]\n\
+             access_key_id_env = \"BENCH_ACME_AKID\"\nsecret_access_key_env = \"BENCH_ACME_SECRET\"\n"
+        ),
+        (Tenants::Acme, Creds::AssumeRole { .. }) => format!("[tenants.acme]\n{policy}\n"),
+        (Tenants::Unlisted, _) => format!("[tenant_defaults]\nallow_unlisted = true\n{policy}\n"),
+    };
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
@@ -174,32 +237,43 @@ pem_file = "jwt-public.pem"
 region = "us-east-1"
 [aws.endpoints]
 bedrock_runtime = "http://{upstream}"
-
+{sts_endpoint}
 [credentials]
-source = "static"
+{credentials}
 
+{tenants}
 [tenant_defaults.rate_limit]
-requests_per_second = 1000000
-burst = 1000000
-max_concurrent = 4096
-tokens_per_minute = 0
-
-[tenants.acme]
-models = ["anthropic.claude-3-haiku-*"]
-request_metadata = {{ tenant = "{{tenant}}", user = "{{user}}" }}
-[tenants.acme.static_credentials]
-access_key_id_env = "BENCH_ACME_AKID"
-secret_access_key_env = "BENCH_ACME_SECRET"
+{NO_THROTTLING}
 "#
     );
     let path = dir.join("tenantgate.toml");
     std::fs::write(&path, config).map_err(|e| e.to_string())?;
-    let child = pinned(core, bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .env("BENCH_ACME_AKID", creds.0)
-        .env("BENCH_ACME_SECRET", creds.1)
+    let mut cmd = pinned(core, bin);
+    cmd.arg("run").arg("--config").arg(&path);
+    // Nothing from this shell's AWS set-up (profiles, endpoints, tokens)
+    // reaches the sidecar; instance metadata is never asked.
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("AWS_")) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        );
+    match creds {
+        Creds::Static { akid, secret } => {
+            cmd.env("BENCH_ACME_AKID", akid)
+                .env("BENCH_ACME_SECRET", secret);
+        }
+        Creds::AssumeRole { akid, secret, .. } => {
+            cmd.env("AWS_ACCESS_KEY_ID", akid)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+    }
+    let child = cmd
         .env("TENANTGATE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null()) // the audit log: written, not kept
@@ -212,7 +286,57 @@ secret_access_key_env = "BENCH_ACME_SECRET"
     };
     let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
     wait_ready(&mut p, admin_addr, Some("/readyz"))?;
-    Ok((p, SocketAddr::from(([127, 0, 0, 1], port))))
+    Ok(Sidecar {
+        proc: p,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin: admin_addr,
+    })
+}
+
+/// `GET /metrics` from a sidecar's admin listener (Prometheus text format).
+pub fn scrape(admin: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2))
+        .map_err(|e| format!("metrics: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET /metrics HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    if !out.starts_with("HTTP/1.1 200") {
+        return Err(format!("metrics: {}", out.lines().next().unwrap_or("")));
+    }
+    Ok(out)
+}
+
+/// Sum of a metric's samples whose labels contain every `labels` fragment
+/// (e.g. `result="ok"`), from a Prometheus text scrape. None when absent.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (lbls, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once('}') {
+                Some((l, v)) => (l, v),
+                None => continue,
+            },
+            None if rest.starts_with(' ') => ("", rest),
+            None => continue,
+        };
+        if !labels.iter().all(|f| lbls.contains(f)) {
+            continue;
+        }
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
 }
 
 /// Starts nginx (one worker) as a keep-alive reverse proxy to `upstream`,
