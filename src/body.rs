@@ -2,6 +2,7 @@
 //! that enforces the upstream idle timeout and carries the audit guard.
 
 use crate::audit::AuditGuard;
+use crate::filter::eventstream::StreamRedactor;
 use crate::ratelimit::Permit;
 use crate::usage::UsageTap;
 use crate::error::ProxyError;
@@ -71,6 +72,10 @@ pub struct UpstreamBody<B> {
     /// Concurrency slot and token budget of the request: held while the
     /// body streams, charged with the usage at the end, released on drop.
     permit: Option<Permit>,
+    /// Event-stream redaction: frames decoded, redacted and re-encoded as
+    /// they arrive; on any decode error the stream ends with an error and
+    /// nothing unredacted is forwarded.
+    redactor: Option<StreamRedactor>,
     done: bool,
     empty_at_start: bool,
 }
@@ -82,6 +87,7 @@ impl<B: Body> UpstreamBody<B> {
             empty_at_start,
             tap,
             permit: None,
+            redactor: None,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -95,6 +101,19 @@ impl<B> UpstreamBody<B> {
     pub fn with_permit(mut self, permit: Permit) -> Self {
         self.permit = Some(permit);
         self
+    }
+
+    pub fn with_redactor(mut self, redactor: Option<StreamRedactor>) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    fn count_redactions(&mut self) {
+        if let Some(n) = self.redactor.as_ref().map(|r| r.redactions()) {
+            if let Some(rec) = self.guard.record_mut() {
+                rec.redactions = n;
+            }
+        }
     }
 
     /// Record what the tap saw and charge it to the token budget.
@@ -144,38 +163,103 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.tap.observe(data);
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        this.tap.observe(data);
+                    }
+                    let ended = this.inner.is_end_stream();
+                    if !ended {
+                        let deadline = Instant::now() + this.idle;
+                        this.sleep.as_mut().reset(deadline);
+                    }
+                    let frame = match (this.redactor.as_mut(), frame.into_data()) {
+                        (Some(r), Ok(data)) => {
+                            let mut out = match r.push(&data) {
+                                Ok(b) => b,
+                                Err(e) => {
+                                    tracing::warn!("upstream event stream cannot be redacted: {e}");
+                                    this.count_redactions();
+                                    return this.fail("upstream_stream_corrupt");
+                                }
+                            };
+                            if ended {
+                                match r.finish() {
+                                    Ok(rest) => {
+                                        let mut b = BytesMut::from(&out[..]);
+                                        b.extend_from_slice(&rest);
+                                        out = b.freeze();
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!("upstream event stream ended mid-frame: {e}");
+                                        this.count_redactions();
+                                        return this.fail("upstream_stream_corrupt");
+                                    }
+                                }
+                            }
+                            if ended {
+                                this.count_redactions();
+                                this.complete();
+                            }
+                            if out.is_empty() {
+                                // Held back (partial frame or text that may
+                                // still start a match): wait for more.
+                                continue;
+                            }
+                            Frame::data(out)
+                        }
+                        (_, Ok(data)) => {
+                            if ended {
+                                this.complete();
+                            }
+                            Frame::data(data)
+                        }
+                        (_, Err(other)) => {
+                            if ended {
+                                this.complete();
+                            }
+                            other
+                        }
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                if this.inner.is_end_stream() {
-                    // A body of known length can end without a final poll.
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!("upstream response body failed: {e}");
+                    this.count_redactions();
+                    return this.fail("upstream_reset");
+                }
+                Poll::Ready(None) => {
+                    let rest = match this.redactor.as_mut().map(|r| r.finish()) {
+                        Some(Err(e)) => {
+                            tracing::warn!("upstream event stream ended mid-frame: {e}");
+                            this.count_redactions();
+                            return this.fail("upstream_stream_corrupt");
+                        }
+                        Some(Ok(rest)) => rest,
+                        None => Bytes::new(),
+                    };
+                    this.count_redactions();
                     this.complete();
-                } else {
-                    let deadline = Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(rest))));
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!("upstream response body failed: {e}");
-                this.fail("upstream_reset")
-            }
-            Poll::Ready(None) => {
-                this.complete();
-                Poll::Ready(None)
-            }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    tracing::warn!("upstream silent for {:?} mid-response; cutting the response off", this.idle);
-                    this.fail("upstream_idle_timeout")
+                Poll::Pending => {
+                    return match this.sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            tracing::warn!("upstream silent for {:?} mid-response; cutting the response off", this.idle);
+                            this.count_redactions();
+                            this.fail("upstream_idle_timeout")
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 
@@ -184,6 +268,10 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.redactor.is_some() {
+            // Redaction may change the length.
+            return SizeHint::default();
+        }
         self.inner.size_hint()
     }
 }

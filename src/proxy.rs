@@ -37,6 +37,8 @@ use std::time::{Instant, SystemTime};
 /// Everything a request needs from the configuration, swapped as one unit.
 pub struct Snapshot {
     pub config: Arc<Config>,
+    /// `[redaction]` compiled once; None when there are no patterns.
+    pub redactor: Option<Arc<crate::filter::redact::Redactor>>,
     pub authn: Authenticator,
     pub creds: Arc<CredentialProvider>,
     pub endpoints: Endpoints,
@@ -483,11 +485,41 @@ impl Proxy {
             parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(0u64));
         }
 
-        if fwd.post.buffers() && parts.status.is_success() {
+        let is_event_stream = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/vnd.amazon.eventstream"));
+        let redactor = snap.redactor.clone();
+        let buffer_to_redact = redactor.is_some() && !is_event_stream;
+
+        if (fwd.post.buffers() && parts.status.is_success()) || buffer_to_redact {
             // The whole answer is needed before deciding what the client may
             // see: nothing is sent until it is judged.
+            // (Or: a non-stream body to redact, which needs the whole JSON.)
             let raw = post::collect(body, cfg.aws.stream_idle_timeout, post::MAX_FILTERED_RESPONSE).await?;
-            let (out, dropped) = post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?;
+            let mut tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
+            tap.observe(&raw);
+            let usage = tap.finish();
+            if usage.input.is_some() || usage.output.is_some() {
+                rec.input_tokens = usage.input;
+                rec.output_tokens = usage.output;
+            }
+            fwd.permit.charge_tokens(rec.input_tokens.unwrap_or(0) + rec.output_tokens.unwrap_or(0));
+            let (out, dropped) = if parts.status.is_success() {
+                post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?
+            } else {
+                (raw, 0)
+            };
+            let out = match &redactor {
+                Some(r) => {
+                    let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                    let (red, n) = r.redact_body(&out, ct);
+                    rec.redactions = n;
+                    red
+                }
+                None => out,
+            };
             rec.dropped_results = dropped;
             if matches!(fwd.post, Post::Retrieve { .. }) {
                 parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(dropped));
@@ -500,6 +532,10 @@ impl Proxy {
 
         let tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
         let guard = AuditGuard::new(self.audit.clone(), std::mem::take(rec), started);
+        // Event streams are forwarded frame by frame without redaction: the
+        // stream redactor (`filter::eventstream`) holds back a fixed tail per
+        // text, which empties short deltas; it is not wired in until it holds
+        // back only what could still begin a match.
         let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap).with_permit(fwd.permit);
         Ok(Response::from_parts(parts, body.boxed_unsync()))
     }

@@ -75,7 +75,8 @@ pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Resu
         }
     };
     let endpoints = Endpoints::from_config(&config.aws)?;
-    Ok(Snapshot { config: Arc::new(config), authn, creds, endpoints })
+    let redactor = crate::filter::redact::Redactor::new(&config.redaction);
+    Ok(Snapshot { config: Arc::new(config), redactor, authn, creds, endpoints })
 }
 
 /// Everything the credential provider is built from: the `[credentials]`

@@ -9,6 +9,8 @@
 //!   handed to the client is bound to its tenant and user.
 
 pub mod chunks;
+pub mod eventstream;
+pub mod redact;
 pub mod uri;
 
 use crate::principal::Principal;

@@ -1,0 +1,545 @@
+//! Redaction of AWS event-stream response bodies (SPEC §7), as a decoder
+//! (ARCHITECTURE convention 10): bytes are buffered until a whole frame has
+//! arrived (CRCs checked by `MessageFrameDecoder`), frames larger than
+//! [`MAX_FRAME`] are an error, and every frame sent on is re-encoded with
+//! valid CRCs by `write_message_to`. Nothing is ever done with a partial
+//! frame, and nothing is forwarded once an error was returned (the caller
+//! ends the client stream with an error).
+//!
+//! Text that continues across events is redacted with a hold-back
+//! ([`HoldBack`], bound [`super::redact::HOLD_BACK`]): each event carries the
+//! safe prefix, the held tail is prepended to the next event of the same
+//! text, and flushed as one extra event of the same shape before the event
+//! that ends the text. The client sees the same event types in the same
+//! order, possibly with one extra delta/chunk per text.
+//!
+//! - ConverseStream `contentBlockDelta`: strings under `delta` named `text`
+//!   or `input` (text, reasoning text, tool-use input JSON), keyed by
+//!   `contentBlockIndex` and JSON path; flushed before any other event
+//!   (`contentBlockStop`, `messageStop`, ...).
+//! - InvokeModelWithResponseStream `chunk` (`{"bytes": base64(json)}`):
+//!   strings named like model output text ([`MODEL_TEXT_KEYS`]) keyed by
+//!   JSON path; a held path is flushed before the first chunk without it, or
+//!   folded into the final chunk (the one carrying
+//!   `amazon-bedrock-invocationMetrics`). Other string fields are redacted
+//!   chunk by chunk (holding back `type: "content_block_delta"` would break
+//!   the client's protocol).
+//! - InvokeAgent `chunk` (`{"bytes": base64(text)}`): the text, across chunks.
+//! - InvokeEndpointWithResponseStream `PayloadPart` (raw bytes): as bytes
+//!   with the `regex::bytes` twin of the pattern, so a UTF-8 sequence split
+//!   across parts is matched once both halves arrived and binary passes
+//!   unchanged unless it happens to contain a match.
+//! - Any other event or exception: JSON string literals redacted (raw bytes
+//!   redacted when the payload is not JSON); all held texts are flushed first.
+
+use super::redact::{HoldBack, Redactor};
+use crate::route::Operation;
+use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Largest event-stream frame accepted from upstream.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Prelude (12) + message CRC (4).
+const MIN_FRAME: usize = 16;
+
+/// InvokeModelWithResponseStream chunk fields treated as continuing text
+/// (Anthropic `delta.text`/`partial_json`/`thinking`, Claude v2 `completion`,
+/// Titan `outputText`, Llama `generation`, Cohere/Mistral `text`, ...).
+pub const MODEL_TEXT_KEYS: &[&str] = &[
+    "text",
+    "completion",
+    "outputText",
+    "generation",
+    "generated_text",
+    "partial_json",
+    "thinking",
+    "content",
+];
+
+const CONVERSE_TEXT_KEYS: &[&str] = &["text", "input"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamError {
+    /// Bad prelude/message CRC or malformed frame from upstream.
+    Decode(String),
+    /// A frame announced more than [`MAX_FRAME`] bytes.
+    FrameTooLarge(usize),
+    /// The stream ended inside a frame.
+    Truncated(usize),
+    Encode(String),
+    /// An earlier call failed; the stream must not continue.
+    Failed,
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamError::Decode(e) => write!(f, "invalid event-stream frame from upstream: {e}"),
+            StreamError::FrameTooLarge(n) => {
+                write!(f, "event-stream frame of {n} bytes exceeds {MAX_FRAME}")
+            }
+            StreamError::Truncated(n) => {
+                write!(f, "event stream ended inside a frame ({n} bytes pending)")
+            }
+            StreamError::Encode(e) => write!(f, "re-encoding an event-stream frame failed: {e}"),
+            StreamError::Failed => f.write_str("event stream already failed"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Converse,
+    Model,
+    Agent,
+    SageMaker,
+    Other,
+}
+
+/// How to build the extra event that carries a flushed remainder.
+#[derive(Debug)]
+enum Shape {
+    /// JSON payload with the text at `pointer`.
+    Json { payload: Value, pointer: String },
+    /// Model chunk: outer `{"bytes": ..}` around `inner`, text at `pointer`.
+    ModelChunk {
+        outer: Value,
+        inner: Value,
+        pointer: String,
+    },
+    /// Agent chunk: outer `{"bytes": ..}`, the text is the bytes.
+    AgentChunk { outer: Value },
+    /// The payload is the text.
+    Raw,
+}
+
+#[derive(Debug)]
+struct Text {
+    hb: HoldBack,
+    headers: Vec<Header>,
+    shape: Shape,
+}
+
+pub struct StreamRedactor {
+    kind: Kind,
+    redactor: Arc<Redactor>,
+    buf: BytesMut,
+    texts: BTreeMap<String, Text>,
+    redactions: u64,
+    failed: bool,
+}
+
+impl StreamRedactor {
+    pub fn new(op: Operation, redactor: Arc<Redactor>) -> Self {
+        let kind = match op {
+            Operation::ConverseStream => Kind::Converse,
+            Operation::InvokeModelWithResponseStream => Kind::Model,
+            Operation::InvokeAgent => Kind::Agent,
+            Operation::InvokeEndpointWithResponseStream => Kind::SageMaker,
+            _ => Kind::Other,
+        };
+        StreamRedactor {
+            kind,
+            redactor,
+            buf: BytesMut::new(),
+            texts: BTreeMap::new(),
+            redactions: 0,
+            failed: false,
+        }
+    }
+
+    /// Matches replaced so far.
+    pub fn redactions(&self) -> u64 {
+        self.redactions
+    }
+
+    /// Bytes currently held back across all continuing texts (for tests and
+    /// metrics; bounded by `HOLD_BACK + 3` per text).
+    pub fn held_bytes(&self) -> usize {
+        self.texts.values().map(|t| t.hb.held_len()).sum()
+    }
+
+    /// Feeds upstream bytes; returns the whole re-encoded frames ready to send
+    /// (possibly none).
+    pub fn push(&mut self, data: &[u8]) -> Result<Bytes, StreamError> {
+        if self.failed {
+            return Err(StreamError::Failed);
+        }
+        let r = self.push_inner(data);
+        self.failed = r.is_err();
+        r
+    }
+
+    /// End of the upstream body: an error if it ended inside a frame, else the
+    /// held texts as final events.
+    pub fn finish(&mut self) -> Result<Bytes, StreamError> {
+        if self.failed {
+            return Err(StreamError::Failed);
+        }
+        if !self.buf.is_empty() {
+            self.failed = true;
+            return Err(StreamError::Truncated(self.buf.len()));
+        }
+        let mut out = Vec::new();
+        let r = self.flush_all(&mut out);
+        self.failed = r.is_err();
+        r.map(|()| Bytes::from(out))
+    }
+
+    fn push_inner(&mut self, data: &[u8]) -> Result<Bytes, StreamError> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        // Framing is done here (not by `MessageFrameDecoder`, which consumes
+        // the prelude early): the announced length is checked against
+        // MAX_FRAME before anything is buffered for it, and bytes pending at
+        // `finish` always mean a truncated stream.
+        while self.buf.len() >= 4 {
+            let total =
+                u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            if total > MAX_FRAME {
+                return Err(StreamError::FrameTooLarge(total));
+            }
+            if total < MIN_FRAME {
+                return Err(StreamError::Decode(format!(
+                    "frame length {total} is below the minimum"
+                )));
+            }
+            if self.buf.len() < total {
+                break;
+            }
+            let mut frame = self.buf.split_to(total).freeze();
+            // Checks the prelude and message CRCs.
+            let msg =
+                read_message_from(&mut frame).map_err(|e| StreamError::Decode(e.to_string()))?;
+            self.on_message(msg, &mut out)?;
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn on_message(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let is_event = header_str(&msg, ":message-type").is_none_or(|t| t == "event");
+        let et = header_str(&msg, ":event-type").unwrap_or("").to_string();
+        match (is_event, self.kind, et.as_str()) {
+            (true, Kind::Converse, "contentBlockDelta") => self.converse_delta(msg, out),
+            (true, Kind::Model, "chunk") => self.model_chunk(msg, out),
+            (true, Kind::Agent, "chunk") => self.agent_chunk(msg, out),
+            (true, Kind::SageMaker, "PayloadPart") => self.payload_part(msg, out),
+            _ => {
+                self.flush_all(out)?;
+                self.generic(msg, out)
+            }
+        }
+    }
+
+    /// JSON string literals redacted, or the raw payload when it is not JSON.
+    fn generic(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let r = &self.redactor;
+        let (payload, n) = match r.redact_json_bytes(msg.payload()) {
+            Some(x) => x,
+            None => {
+                let (b, n) = r.redact_bytes(msg.payload());
+                (Bytes::from(b.into_owned()), n)
+            }
+        };
+        self.redactions += n;
+        if n == 0 {
+            return write(&msg, out);
+        }
+        write(
+            &Message::new_from_parts(msg.headers().to_vec(), payload),
+            out,
+        )
+    }
+
+    fn converse_delta(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let Ok(mut v) = serde_json::from_slice::<Value>(msg.payload()) else {
+            self.flush_all(out)?;
+            return self.generic(msg, out);
+        };
+        let idx = v
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut pointers = Vec::new();
+        if let Some(d) = v.get("delta") {
+            text_pointers(d, "/delta", CONVERSE_TEXT_KEYS, &mut pointers);
+        }
+        for p in &pointers {
+            let key = format!("{idx:020}{p}");
+            let text = v
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let t = self.texts.entry(key).or_insert_with(|| Text {
+                hb: HoldBack::default(),
+                headers: Vec::new(),
+                shape: Shape::Raw,
+            });
+            let (emit, n) = t.hb.push(&self.redactor, text.as_bytes());
+            self.redactions += n;
+            t.headers = msg.headers().to_vec();
+            t.shape = Shape::Json {
+                payload: v.clone(),
+                pointer: p.clone(),
+            };
+            set_str(&mut v, p, utf8(emit));
+        }
+        self.redactions += redact_except(&self.redactor, &mut v, &pointers);
+        write_json(msg.headers(), &v, out)
+    }
+
+    fn model_chunk(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
+        let raw = outer
+            .as_ref()
+            .and_then(|o| o.get("bytes")?.as_str())
+            .and_then(|b| B64.decode(b).ok());
+        let (Some(mut outer), Some(raw)) = (outer, raw) else {
+            self.flush_all(out)?;
+            return self.generic(msg, out);
+        };
+        let Ok(mut inner) = serde_json::from_slice::<Value>(&raw) else {
+            // Not JSON inside: redact it as text, chunk by chunk.
+            self.flush_all(out)?;
+            let (b, n) = self.redactor.redact_bytes(&raw);
+            self.redactions += n;
+            return self.write_chunk(msg.headers(), outer, &b, out);
+        };
+        let mut pointers = Vec::new();
+        text_pointers(&inner, "", MODEL_TEXT_KEYS, &mut pointers);
+        // Held paths this chunk does not continue end here.
+        let ended: Vec<String> = self
+            .texts
+            .keys()
+            .filter(|k| !pointers.contains(k))
+            .cloned()
+            .collect();
+        for k in ended {
+            self.flush_one(&k, out)?;
+        }
+        let last = inner.get("amazon-bedrock-invocationMetrics").is_some();
+        for p in &pointers {
+            let text = inner
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let t = self.texts.entry(p.clone()).or_insert_with(|| Text {
+                hb: HoldBack::default(),
+                headers: Vec::new(),
+                shape: Shape::Raw,
+            });
+            let (mut emit, n) = t.hb.push(&self.redactor, text.as_bytes());
+            self.redactions += n;
+            if last {
+                let (rest, n) = t.hb.flush(&self.redactor);
+                self.redactions += n;
+                emit.extend_from_slice(&rest);
+                self.texts.remove(p);
+            } else {
+                t.headers = msg.headers().to_vec();
+                t.shape = Shape::ModelChunk {
+                    outer: outer.clone(),
+                    inner: inner.clone(),
+                    pointer: p.clone(),
+                };
+            }
+            set_str(&mut inner, p, utf8(emit));
+        }
+        self.redactions += redact_except(&self.redactor, &mut inner, &pointers);
+        let inner = serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
+        self.write_chunk(msg.headers(), outer.take(), &inner, out)
+    }
+
+    fn agent_chunk(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
+        let raw = outer
+            .as_ref()
+            .and_then(|o| o.get("bytes")?.as_str())
+            .and_then(|b| B64.decode(b).ok());
+        let (Some(outer), Some(raw)) = (outer, raw) else {
+            self.flush_all(out)?;
+            return self.generic(msg, out);
+        };
+        let t = self.texts.entry(String::new()).or_insert_with(|| Text {
+            hb: HoldBack::default(),
+            headers: Vec::new(),
+            shape: Shape::Raw,
+        });
+        let (emit, n) = t.hb.push(&self.redactor, &raw);
+        self.redactions += n;
+        t.headers = msg.headers().to_vec();
+        let mut template = outer.clone();
+        if let Some(o) = template.as_object_mut() {
+            o.remove("attribution");
+        }
+        t.shape = Shape::AgentChunk { outer: template };
+        self.write_chunk(msg.headers(), outer, &emit, out)
+    }
+
+    fn payload_part(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let t = self.texts.entry(String::new()).or_insert_with(|| Text {
+            hb: HoldBack::default(),
+            headers: Vec::new(),
+            shape: Shape::Raw,
+        });
+        let (emit, n) = t.hb.push(&self.redactor, msg.payload());
+        self.redactions += n;
+        t.headers = msg.headers().to_vec();
+        t.shape = Shape::Raw;
+        write(&Message::new_from_parts(msg.headers().to_vec(), emit), out)
+    }
+
+    /// `{"bytes": base64(payload), ...}` with the other outer fields redacted.
+    fn write_chunk(
+        &mut self,
+        headers: &[Header],
+        mut outer: Value,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), StreamError> {
+        if let Some(o) = outer.as_object_mut() {
+            o.remove("bytes");
+        }
+        self.redactions += self.redactor.redact_value(&mut outer);
+        if let Some(o) = outer.as_object_mut() {
+            o.insert("bytes".into(), Value::String(B64.encode(payload)));
+        }
+        write_json(headers, &outer, out)
+    }
+
+    fn flush_all(&mut self, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let keys: Vec<String> = self.texts.keys().cloned().collect();
+        for k in keys {
+            self.flush_one(&k, out)?;
+        }
+        Ok(())
+    }
+
+    /// The held remainder of one text as an extra event of its shape.
+    fn flush_one(&mut self, key: &str, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let Some(mut t) = self.texts.remove(key) else {
+            return Ok(());
+        };
+        let (rest, n) = t.hb.flush(&self.redactor);
+        self.redactions += n;
+        if rest.is_empty() {
+            return Ok(());
+        }
+        match t.shape {
+            Shape::Raw => write(&Message::new_from_parts(t.headers, rest), out),
+            Shape::Json {
+                mut payload,
+                pointer,
+            } => {
+                blank_texts(&mut payload, CONVERSE_TEXT_KEYS);
+                set_str(&mut payload, &pointer, utf8(rest));
+                write_json(&t.headers, &payload, out)
+            }
+            Shape::ModelChunk {
+                outer,
+                mut inner,
+                pointer,
+            } => {
+                blank_texts(&mut inner, MODEL_TEXT_KEYS);
+                set_str(&mut inner, &pointer, utf8(rest));
+                let inner =
+                    serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
+                self.write_chunk(&t.headers, outer, &inner, out)
+            }
+            Shape::AgentChunk { outer } => self.write_chunk(&t.headers, outer, &rest, out),
+        }
+    }
+}
+
+fn header_str<'a>(msg: &'a Message, name: &str) -> Option<&'a str> {
+    msg.headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| match h.value() {
+            HeaderValue::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+fn write(msg: &Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    write_message_to(msg, out).map_err(|e| StreamError::Encode(e.to_string()))
+}
+
+fn write_json(headers: &[Header], v: &Value, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    let payload = serde_json::to_vec(v).map_err(|e| StreamError::Encode(e.to_string()))?;
+    write(&Message::new_from_parts(headers.to_vec(), payload), out)
+}
+
+/// Text held and cut on UTF-8 boundaries is valid UTF-8; lossy only for a
+/// pattern that could match inside a sequence.
+fn utf8(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// JSON pointers of string leaves whose key is one of `keys`.
+fn text_pointers(v: &Value, base: &str, keys: &[&str], out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{base}/{}", k.replace('~', "~0").replace('/', "~1"));
+                if x.is_string() && keys.contains(&k.as_str()) {
+                    out.push(p);
+                } else {
+                    text_pointers(x, &p, keys, out);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                text_pointers(x, &format!("{base}/{i}"), keys, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn set_str(v: &mut Value, pointer: &str, s: String) {
+    if let Some(x) = v.pointer_mut(pointer) {
+        *x = Value::String(s);
+    }
+}
+
+/// Empties every text field (a flush event carries only the remainder).
+fn blank_texts(v: &mut Value, keys: &[&str]) {
+    let mut ps = Vec::new();
+    text_pointers(v, "", keys, &mut ps);
+    for p in ps {
+        set_str(v, &p, String::new());
+    }
+}
+
+/// Redacts every string except the held texts at `pointers` (already done).
+fn redact_except(r: &Redactor, v: &mut Value, pointers: &[String]) -> u64 {
+    let saved: Vec<(String, Value)> = pointers
+        .iter()
+        .filter_map(|p| Some((p.clone(), v.pointer_mut(p)?.take())))
+        .collect();
+    let n = r.redact_value(v);
+    for (p, x) in saved {
+        if let Some(slot) = v.pointer_mut(&p) {
+            *slot = x;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+#[path = "eventstream_tests.rs"]
+mod tests;

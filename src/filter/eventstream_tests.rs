@@ -1,0 +1,399 @@
+use super::*;
+use crate::filter::redact::tests::{redactor, ID};
+use crate::filter::redact::HOLD_BACK;
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use serde_json::json;
+
+fn frame(event: &str, payload: &[u8]) -> Vec<u8> {
+    let msg = Message::new(payload.to_vec())
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("event".into()),
+        ))
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String(event.to_string().into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/json".into()),
+        ));
+    let mut out = Vec::new();
+    write_message_to(&msg, &mut out).unwrap();
+    out
+}
+
+/// Decodes the output back with the SDK's decoder (every CRC checked);
+/// panics on a bad or partial frame.
+fn decode_all(bytes: &[u8]) -> Vec<(String, Bytes)> {
+    let mut buf = BytesMut::from(bytes);
+    let mut dec = MessageFrameDecoder::new();
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        match dec.decode_frame(&mut buf).expect("valid frame") {
+            DecodedFrame::Complete(m) => {
+                out.push((header_str(&m, ":event-type").unwrap().to_string(), m.payload().clone()))
+            }
+            DecodedFrame::Incomplete => panic!("trailing partial frame"),
+        }
+    }
+    out
+}
+
+fn run(op: Operation, input: &[u8], step: usize) -> (Vec<(String, Bytes)>, u64) {
+    let mut s = StreamRedactor::new(op, redactor());
+    let mut out = Vec::new();
+    for c in input.chunks(step) {
+        out.extend_from_slice(&s.push(c).unwrap());
+    }
+    out.extend_from_slice(&s.finish().unwrap());
+    (decode_all(&out), s.redactions())
+}
+
+fn json_of(b: &[u8]) -> Value {
+    serde_json::from_slice(b).unwrap()
+}
+
+#[test]
+fn id_split_over_three_converse_deltas_is_caught_and_output_has_valid_crcs() {
+    let (a, b) = ID.split_at(12);
+    let (b, c) = b.split_at(15);
+    let mut input = frame("messageStart", br#"{"role":"assistant"}"#);
+    for t in [format!("your id is {a}"), b.to_string(), format!("{c} ok")] {
+        input.extend(frame(
+            "contentBlockDelta",
+            json!({"delta": {"text": t}, "contentBlockIndex": 0})
+                .to_string()
+                .as_bytes(),
+        ));
+    }
+    input.extend(frame("contentBlockStop", br#"{"contentBlockIndex":0}"#));
+    input.extend(frame("messageStop", br#"{"stopReason":"end_turn"}"#));
+    input.extend(frame(
+        "metadata",
+        br#"{"usage":{"inputTokens":3,"outputTokens":4}}"#,
+    ));
+    for step in [1, 7, input.len()] {
+        let (events, n) = run(Operation::ConverseStream, &input, step);
+        assert_eq!(n, 1);
+        let text: String = events
+            .iter()
+            .filter(|(e, _)| e == "contentBlockDelta")
+            .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(text, "your id is [redacted] ok");
+        let mut types: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+        types.dedup();
+        assert_eq!(
+            types,
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
+        for (e, p) in &events {
+            assert!(!String::from_utf8_lossy(p).contains("12345678-abcd"), "{e}");
+            if e == "contentBlockDelta" {
+                assert_eq!(json_of(p)["contentBlockIndex"], 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn converse_exception_and_other_events_have_json_strings_redacted() {
+    let mut input = frame("messageStart", format!(r#"{{"role":"{ID}"}}"#).as_bytes());
+    let mut exc = Vec::new();
+    let msg = Message::new(format!(r#"{{"message":"bad {ID}"}}"#).into_bytes())
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("exception".into()),
+        ))
+        .add_header(Header::new(
+            ":exception-type",
+            HeaderValue::String("validationException".into()),
+        ))
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String("validationException".into()),
+        ));
+    write_message_to(&msg, &mut exc).unwrap();
+    input.extend(exc);
+    let (events, n) = run(Operation::ConverseStream, &input, 5);
+    assert_eq!(n, 2);
+    assert_eq!(json_of(&events[0].1)["role"], "[redacted]");
+    assert_eq!(json_of(&events[1].1)["message"], "bad [redacted]");
+}
+
+fn model_chunk(inner: &Value) -> Vec<u8> {
+    let payload = json!({"bytes": B64.encode(inner.to_string()), "p": "abcdef"});
+    frame("chunk", payload.to_string().as_bytes())
+}
+
+fn inner_of(p: &[u8]) -> Value {
+    let outer = json_of(p);
+    json_of(&B64.decode(outer["bytes"].as_str().unwrap()).unwrap())
+}
+
+#[test]
+fn id_split_across_invoke_model_stream_chunks_at_the_same_json_path_is_caught() {
+    let (a, b) = ID.split_at(20);
+    let delta = |t: &str| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}});
+    let mut input =
+        model_chunk(&json!({"type": "message_start", "message": {"id": format!("msg {ID}")}}));
+    input.extend(model_chunk(&delta(&format!("id {a}"))));
+    input.extend(model_chunk(&delta(&format!("{b}!"))));
+    input.extend(model_chunk(
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    input.extend(model_chunk(&json!({"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 5, "outputTokenCount": 3}})));
+    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 3);
+    assert_eq!(n, 2);
+    let inners: Vec<Value> = events.iter().map(|(_, p)| inner_of(p)).collect();
+    assert_eq!(inners[0]["message"]["id"], "msg [redacted]");
+    let text: String = inners
+        .iter()
+        .filter_map(|v| v.pointer("/delta/text")?.as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "id [redacted]!");
+    let types: Vec<&str> = inners.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    let mut dedup = types.clone();
+    dedup.dedup();
+    assert_eq!(
+        dedup,
+        [
+            "message_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_stop"
+        ]
+    );
+    assert_eq!(
+        inners.last().unwrap()["amazon-bedrock-invocationMetrics"]["outputTokenCount"],
+        3
+    );
+    assert!(events.iter().all(|(_, p)| json_of(p)["p"] == "abcdef"));
+}
+
+#[test]
+fn titan_text_held_back_is_folded_into_the_final_chunk() {
+    let (a, b) = ID.split_at(30);
+    let mut input = model_chunk(&json!({"outputText": format!("x {a}"), "index": 0}));
+    input.extend(model_chunk(
+        &json!({"outputText": format!("{b} y"), "index": 0, "completionReason": "FINISH",
+        "amazon-bedrock-invocationMetrics": {"outputTokenCount": 2}}),
+    ));
+    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 64);
+    assert_eq!((events.len(), n), (2, 1));
+    let text: String = events
+        .iter()
+        .map(|(_, p)| inner_of(p)["outputText"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text, "x [redacted] y");
+}
+
+fn agent_chunk(text: &[u8]) -> Vec<u8> {
+    frame(
+        "chunk",
+        json!({"bytes": B64.encode(text), "attribution": {"citations": []}})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn id_split_across_invoke_agent_chunks_is_caught() {
+    let (a, b) = ID.as_bytes().split_at(9);
+    let mut input = agent_chunk(&[b"agent says ".as_slice(), a].concat());
+    input.extend(agent_chunk(b));
+    input.extend(frame(
+        "trace",
+        format!(r#"{{"trace":{{"x":"{ID}"}}}}"#).as_bytes(),
+    ));
+    let (events, n) = run(Operation::InvokeAgent, &input, 11);
+    assert_eq!(n, 2);
+    let text: Vec<u8> = events
+        .iter()
+        .filter(|(e, _)| e == "chunk")
+        .flat_map(|(_, p)| B64.decode(json_of(p)["bytes"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(text, b"agent says [redacted]");
+    assert_eq!(events.last().unwrap().0, "trace");
+    assert_eq!(
+        json_of(&events.last().unwrap().1)["trace"]["x"],
+        "[redacted]"
+    );
+}
+
+fn payload_part(b: &[u8]) -> Vec<u8> {
+    let msg = Message::new(b.to_vec())
+        .add_header(Header::new(
+            ":message-type",
+            HeaderValue::String("event".into()),
+        ))
+        .add_header(Header::new(
+            ":event-type",
+            HeaderValue::String("PayloadPart".into()),
+        ))
+        .add_header(Header::new(
+            ":content-type",
+            HeaderValue::String("application/octet-stream".into()),
+        ));
+    let mut out = Vec::new();
+    write_message_to(&msg, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn sagemaker_payload_parts_with_split_utf8_and_split_id_are_redacted() {
+    let text = format!("héllo wörld {ID} ünïcode ✓");
+    let bytes = text.as_bytes();
+    let want = redactor().redact_str(&text).0.into_owned();
+    for cut in 1..bytes.len() {
+        let mut input = payload_part(&bytes[..cut]);
+        input.extend(payload_part(&bytes[cut..]));
+        let (events, n) = run(Operation::InvokeEndpointWithResponseStream, &input, 13);
+        assert_eq!(n, 1);
+        let got: Vec<u8> = events.iter().flat_map(|(_, p)| p.to_vec()).collect();
+        assert_eq!(String::from_utf8(got).unwrap(), want, "cut {cut}");
+    }
+}
+
+#[test]
+fn sagemaker_binary_payload_passes_unchanged() {
+    let bin: Vec<u8> = (0..=255u8).rev().cycle().take(2000).collect();
+    let (events, n) = run(
+        Operation::InvokeEndpointWithResponseStream,
+        &payload_part(&bin),
+        100,
+    );
+    let got: Vec<u8> = events.iter().flat_map(|(_, p)| p.to_vec()).collect();
+    assert_eq!((n, got), (0, bin));
+}
+
+#[test]
+fn bad_crc_is_an_error_and_nothing_more_is_forwarded() {
+    let mut input = frame(
+        "contentBlockDelta",
+        br#"{"delta":{"text":"hi"},"contentBlockIndex":0}"#,
+    );
+    let last = input.len() - 1;
+    input[last] ^= 0xff;
+    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    assert!(matches!(s.push(&input), Err(StreamError::Decode(_))));
+    assert_eq!(s.push(b"").unwrap_err(), StreamError::Failed);
+    assert_eq!(s.finish().unwrap_err(), StreamError::Failed);
+}
+
+#[test]
+fn truncated_stream_is_an_error_at_finish() {
+    let input = frame(
+        "contentBlockDelta",
+        br#"{"delta":{"text":"hi"},"contentBlockIndex":0}"#,
+    );
+    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    assert!(s.push(&input[..input.len() - 3]).unwrap().is_empty());
+    assert!(matches!(s.finish(), Err(StreamError::Truncated(_))));
+}
+
+#[test]
+fn oversized_frame_is_an_error_before_it_is_buffered() {
+    let mut s = StreamRedactor::new(Operation::InvokeEndpointWithResponseStream, redactor());
+    let len = (MAX_FRAME as u32 + 1).to_be_bytes();
+    assert_eq!(
+        s.push(&len).unwrap_err(),
+        StreamError::FrameTooLarge(MAX_FRAME + 1)
+    );
+}
+
+#[test]
+fn hold_back_is_bounded_over_a_megabyte_of_deltas_without_matches() {
+    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let piece = "us-east-1:abc déjà vu ".repeat(20);
+    let f = frame(
+        "contentBlockDelta",
+        json!({"delta": {"text": piece}, "contentBlockIndex": 0})
+            .to_string()
+            .as_bytes(),
+    );
+    let mut text_out = 0;
+    for _ in 0..(1_000_000 / piece.len()) {
+        let out = s.push(&f).unwrap();
+        for (_, p) in decode_all(&out) {
+            text_out += json_of(&p)["delta"]["text"].as_str().unwrap().len();
+        }
+        assert!(s.held_bytes() <= HOLD_BACK + 3);
+    }
+    let total = (1_000_000 / piece.len()) * piece.len();
+    assert!(total - text_out <= HOLD_BACK + 3);
+    let out = s.finish().unwrap();
+    let rest: usize = decode_all(&out)
+        .iter()
+        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().len())
+        .sum();
+    assert_eq!(text_out + rest, total);
+    assert_eq!(s.redactions(), 0);
+}
+
+#[test]
+fn arbitrary_bytes_in_arbitrary_chunks_never_panic_and_emit_only_valid_frames() {
+    let mut valid = frame(
+        "contentBlockDelta",
+        json!({"delta": {"text": ID}, "contentBlockIndex": 0})
+            .to_string()
+            .as_bytes(),
+    );
+    valid.extend(model_chunk(&json!({"outputText": ID})));
+    valid.extend(agent_chunk(ID.as_bytes()));
+    valid.extend(payload_part(ID.as_bytes()));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..150 {
+        let mut input = valid.clone();
+        // Flip a few bytes in most rounds (CRC errors), keep some rounds intact.
+        for _ in 0..(round % 4) {
+            let i = next() as usize % input.len();
+            input[i] ^= (next() as u8) | 1;
+        }
+        for op in [
+            Operation::ConverseStream,
+            Operation::InvokeModelWithResponseStream,
+            Operation::InvokeAgent,
+            Operation::InvokeEndpointWithResponseStream,
+            Operation::Converse,
+        ] {
+            let mut s = StreamRedactor::new(op, redactor());
+            let mut out = Vec::new();
+            let mut rest = &input[..];
+            let mut ok = true;
+            while !rest.is_empty() {
+                let n = 1 + next() as usize % 64;
+                let (c, r) = rest.split_at(n.min(rest.len()));
+                rest = r;
+                match s.push(c) {
+                    Ok(b) => out.extend_from_slice(&b),
+                    Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                if let Ok(b) = s.finish() {
+                    out.extend_from_slice(&b);
+                }
+            }
+            for (_, p) in decode_all(&out) {
+                assert!(!String::from_utf8_lossy(&p).contains(ID));
+            }
+        }
+    }
+}

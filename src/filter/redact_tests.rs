@@ -1,0 +1,136 @@
+use super::*;
+use crate::config::RedactionConfig;
+
+pub(crate) const DEFAULT_PATTERN: &str = r"(?:us|eu|ap|sa|ca|me|af|il|mx)(?:-gov)?-[a-z]+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+pub(crate) const ID: &str = "us-west-2:12345678-abcd-1234-462b-123456789abc";
+
+pub(crate) fn redactor_for(patterns: &[&str]) -> Arc<Redactor> {
+    let combined = patterns
+        .iter()
+        .map(|p| format!("(?:{p})"))
+        .collect::<Vec<_>>()
+        .join("|");
+    let cfg = RedactionConfig {
+        patterns: patterns.iter().map(|p| p.to_string()).collect(),
+        combined: Some(regex::Regex::new(&combined).unwrap()),
+        replacement: "[redacted]".into(),
+        strip_response_headers: vec![],
+    };
+    Redactor::new(&cfg).unwrap()
+}
+
+pub(crate) fn redactor() -> Arc<Redactor> {
+    redactor_for(&[DEFAULT_PATTERN])
+}
+
+#[test]
+fn identity_id_in_a_json_body_is_redacted_and_the_body_stays_valid_json() {
+    let body = format!(
+        r#"{{"output": {{"text": "owner {ID} said \"hi\""}}, "n": 1.50, "ids": ["{ID}"], "{ID}": true}}"#
+    );
+    let (out, n) = redactor().redact_body(body.as_bytes(), Some("application/json"));
+    assert_eq!(n, 3);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["output"]["text"], "owner [redacted] said \"hi\"");
+    assert_eq!(v["ids"][0], "[redacted]");
+    assert_eq!(v["[redacted]"], true);
+    // Bytes outside the rewritten strings are kept as sent.
+    assert!(std::str::from_utf8(&out).unwrap().contains(r#""n": 1.50"#));
+}
+
+#[test]
+fn id_escaped_inside_a_json_string_is_still_redacted() {
+    let body = r#"{"t":"us\u002dwest-2:12345678-abcd-1234-462b-123456789abc"}"#;
+    let (out, n) = redactor().redact_body(body.as_bytes(), None);
+    assert_eq!(n, 1);
+    assert_eq!(&out[..], br#"{"t":"[redacted]"}"#);
+}
+
+#[test]
+fn identity_id_in_plain_text_is_redacted() {
+    let body = format!("user {ID}\nand eu-central-1:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee.");
+    let (out, n) = redactor().redact_body(body.as_bytes(), Some("text/plain"));
+    assert_eq!(n, 2);
+    assert_eq!(&out[..], b"user [redacted]\nand [redacted].");
+    assert_eq!(redactor().redact_str(&body).1, 2);
+}
+
+#[test]
+fn non_utf8_body_is_redacted_as_bytes_and_otherwise_unchanged() {
+    let mut body = vec![0xff, 0x00, 0xfe];
+    body.extend_from_slice(ID.as_bytes());
+    body.push(0x80);
+    let (out, n) = redactor().redact_body(&body, Some("application/octet-stream"));
+    assert_eq!(n, 1);
+    assert_eq!(&out[..], b"\xff\x00\xfe[redacted]\x80");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let (out, n) = redactor().redact_body(&binary, None);
+    assert_eq!((n, &out[..]), (0, &binary[..]));
+}
+
+#[test]
+fn pattern_that_never_matches_changes_no_byte() {
+    let r = redactor_for(&["never-ever-matches-[0-9]{40}"]);
+    for body in [
+        format!(r#"{{ "a" : [1, 2.0e5, "x\u00e9", "{ID}"],  "b":null }}"#).into_bytes(),
+        b"plain text".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        b"{not json".to_vec(),
+    ] {
+        let (out, n) = r.redact_body(&body, Some("application/json"));
+        assert_eq!(n, 0);
+        assert_eq!(&out[..], &body[..]);
+    }
+}
+
+#[test]
+fn pattern_matching_the_empty_string_inserts_nothing() {
+    let r = redactor_for(&["x*"]);
+    let (out, n) = r.redact_str("abxxc");
+    assert_eq!((out.as_ref(), n), ("ab[redacted]c", 1));
+}
+
+#[test]
+fn no_patterns_no_redactor() {
+    let cfg = RedactionConfig {
+        patterns: vec![],
+        combined: None,
+        replacement: "x".into(),
+        strip_response_headers: vec![],
+    };
+    assert!(Redactor::new(&cfg).is_none());
+}
+
+#[test]
+fn hold_back_catches_an_id_split_anywhere_and_concatenation_equals_redacted_text() {
+    let r = redactor();
+    let text = format!("hello {ID} and {ID}, bye é ü");
+    let want = r.redact_str(&text).0.into_owned();
+    for split in 1..text.len() {
+        let mut hb = HoldBack::default();
+        let (mut got, mut n) = hb.push(&r, &text.as_bytes()[..split]);
+        let (b, k) = hb.push(&r, &text.as_bytes()[split..]);
+        got.extend(b);
+        n += k;
+        let (b, k) = hb.flush(&r);
+        got.extend(b);
+        n += k;
+        assert_eq!(String::from_utf8(got).unwrap(), want, "split at {split}");
+        assert_eq!(n, 2);
+    }
+}
+
+#[test]
+fn hold_back_is_bounded_for_a_long_text_without_matches() {
+    let r = redactor();
+    let mut hb = HoldBack::default();
+    let mut sent = 0;
+    let piece = "us-west-2:12345678 é long text without any complete id ".repeat(10);
+    while sent < 1_000_000 {
+        let (out, n) = hb.push(&r, piece.as_bytes());
+        assert_eq!(n, 0);
+        sent += out.len();
+        assert!(hb.held_len() <= HOLD_BACK + 3, "held {}", hb.held_len());
+        assert!(std::str::from_utf8(&out).is_ok());
+    }
+}
