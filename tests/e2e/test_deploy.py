@@ -55,3 +55,24 @@ def test_only_the_sidecar_gets_aws_credentials_and_it_is_locked_down():
     assert tg["resources"]["requests"]["memory"] and tg["resources"]["limits"]["memory"]
     mounts = {m["mountPath"] for m in tg["volumeMounts"]}
     assert "/etc/tenantgate" in mounts and tg["args"][-1] == "/etc/tenantgate/config.toml"
+
+
+def test_manifests_pass_the_kubernetes_schema():
+    """SPEC §11: every object validates (strict: no unknown fields) against
+    the Kubernetes OpenAPI schema bundled with kubernetes-validate; a typo in
+    a field name would fail here."""
+    import copy
+
+    import kubernetes_validate
+
+    docs = [d for d in yaml.safe_load_all(K8S.read_text()) if d]
+    for d in docs:
+        kubernetes_validate.validate(d, "1.33", strict=True)
+    broken = copy.deepcopy(_docs()["Deployment"])
+    broken["spec"]["template"]["spec"]["containers"][1]["readinessProbes"] = {}
+    try:
+        kubernetes_validate.validate(broken, "1.33", strict=True)
+    except kubernetes_validate.ValidationError:
+        pass
+    else:
+        raise AssertionError("the schema check accepted an unknown field")
