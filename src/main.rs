@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn cli_forms_of_spec_section_2() {
-        assert!(matches!(parse_args(&args(&["run", "--config", "a.toml"])), Ok(Command::Run(p)) if p == PathBuf::from("a.toml")));
+        assert!(matches!(parse_args(&args(&["run", "--config", "a.toml"])), Ok(Command::Run(p)) if p == std::path::Path::new("a.toml")));
         assert!(matches!(parse_args(&args(&["--config", "a.toml"])), Ok(Command::Run(_))));
         assert!(matches!(parse_args(&args(&["check", "--config=a.toml"])), Ok(Command::Check(_))));
         assert!(matches!(parse_args(&args(&["demo"])), Ok(Command::Demo)));

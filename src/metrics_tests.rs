@@ -252,7 +252,7 @@ fn global_is_one_registry() {
 
 /// `cargo test --release --lib metrics::tests::observe_cost -- --ignored --nocapture`
 #[test]
-#[ignore]
+#[ignore = "micro-benchmark; run in release"]
 fn observe_cost() {
     let m = Metrics::new(MAX_TENANT_LABELS);
     let mut r = rec(Some("acme"), Some("Converse"), "allow", 200);

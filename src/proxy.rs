@@ -16,7 +16,7 @@ use crate::aws::credentials::CredentialProvider;
 use crate::aws::sign::sign_request;
 use crate::body::{read_limited, ProxyBody, UpstreamBody};
 use crate::config::{Config, TenantPolicy};
-use crate::error::ProxyError;
+use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
 use crate::post::{self, Post};
@@ -581,16 +581,6 @@ fn authorize(route: &Route, principal: &Principal, policy: &TenantPolicy) -> Res
     Ok(())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
 
 #[cfg(test)]
 mod tests {

@@ -40,7 +40,7 @@ enum Source {
     /// tenants that name the same vars share an entry, and only them.
     Static(HashMap<StaticCredentialsEnv, Result<Credentials, String>>),
     AssumeRole {
-        cfg: AssumeRoleConfig,
+        cfg: Box<AssumeRoleConfig>,
         cache: Arc<CredCache<AssumeRoleRequest, StsFetcher>>,
     },
 }
@@ -120,7 +120,7 @@ impl CredentialProvider {
                 let fetcher = StsFetcher::new(&cfg.aws.region, endpoint, STS_TIMEOUT, cfg.aws.connect_timeout).await;
                 let refresh = Duration::from_secs(ar.refresh_before_secs);
                 let cache = CredCache::new(fetcher, MAX_CACHED_SESSIONS, refresh, STS_TIMEOUT);
-                Source::AssumeRole { cfg: ar.clone(), cache }
+                Source::AssumeRole { cfg: Box::new(ar.clone()), cache }
             }
         };
         Arc::new(CredentialProvider { source })

@@ -4,6 +4,7 @@
 //! metadata), via `aws-config` and `aws-sdk-sts`.
 
 use super::cache::{FetchFuture, Fetcher};
+use crate::error::error_chain;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -105,16 +106,6 @@ fn mask(akid: &str) -> String {
     format!("{keep}…")
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
 
 impl Fetcher<AssumeRoleRequest> for StsFetcher {
     fn fetch(&self, req: AssumeRoleRequest) -> FetchFuture {

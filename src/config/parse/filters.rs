@@ -6,20 +6,8 @@ use crate::template::{JsonTemplate, Template};
 use serde_json::{Map, Number, Value};
 use toml::de::DeValue;
 
-const COMPARISONS: &[&str] = &[
-    "equals",
-    "notEquals",
-    "greaterThan",
-    "greaterThanOrEquals",
-    "lessThan",
-    "lessThanOrEquals",
-    "in",
-    "notIn",
-    "startsWith",
-    "listContains",
-    "stringContains",
-];
-const LOGICAL: &[&str] = &["andAll", "orAll"];
+// The RetrievalFilter operators, shared with the request rewrite.
+use crate::rewrite::retrieval_filter::{COMPARISON_OPERATORS as COMPARISONS, LOGICAL_OPERATORS as LOGICAL};
 
 pub(crate) fn extra_filters(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<Loc<Vec<JsonTemplate>>> {
     let v = t.get(k)?;
