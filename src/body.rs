@@ -139,6 +139,26 @@ impl<B> UpstreamBody<B> {
         self.guard.finish();
     }
 
+    /// The upstream event stream cannot be redacted (bad CRC, truncated or
+    /// oversized frame): the client gets an exception event and the end of
+    /// the stream, never the unchecked bytes or anything still held back.
+    fn fail_redacted(&mut self, e: &crate::filter::eventstream::StreamError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        tracing::warn!("upstream event stream cannot be redacted: {e}");
+        self.count_redactions();
+        let what = "upstream_stream_corrupt";
+        let frame = self.redactor.as_ref().map(|r| r.error_frame(what, "the upstream event stream was malformed and has been ended"));
+        self.done = true;
+        self.account();
+        if let Some(r) = self.guard.record_mut() {
+            r.stream_error = Some(what);
+        }
+        self.guard.finish();
+        match frame {
+            Some(f) => Poll::Ready(Some(Ok(Frame::data(f)))),
+            None => Poll::Ready(Some(Err(Box::new(StreamError(what))))),
+        }
+    }
+
     fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         self.account();
@@ -181,11 +201,7 @@ where
                         (Some(r), Ok(data)) => {
                             let mut out = match r.push(&data) {
                                 Ok(b) => b,
-                                Err(e) => {
-                                    tracing::warn!("upstream event stream cannot be redacted: {e}");
-                                    this.count_redactions();
-                                    return this.fail("upstream_stream_corrupt");
-                                }
+                                Err(e) => return this.fail_redacted(&e),
                             };
                             if ended {
                                 match r.finish() {
@@ -194,11 +210,7 @@ where
                                         b.extend_from_slice(&rest);
                                         out = b.freeze();
                                     }
-                                    Err(e) => {
-                                        tracing::warn!("upstream event stream ended mid-frame: {e}");
-                                        this.count_redactions();
-                                        return this.fail("upstream_stream_corrupt");
-                                    }
+                                    Err(e) => return this.fail_redacted(&e),
                                 }
                             }
                             if ended {
@@ -234,11 +246,7 @@ where
                 }
                 Poll::Ready(None) => {
                     let rest = match this.redactor.as_mut().map(|r| r.finish()) {
-                        Some(Err(e)) => {
-                            tracing::warn!("upstream event stream ended mid-frame: {e}");
-                            this.count_redactions();
-                            return this.fail("upstream_stream_corrupt");
-                        }
+                        Some(Err(e)) => return this.fail_redacted(&e),
                         Some(Ok(rest)) => rest,
                         None => Bytes::new(),
                     };

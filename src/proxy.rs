@@ -15,6 +15,7 @@ use crate::authn::Authenticator;
 use crate::aws::credentials::CredentialProvider;
 use crate::aws::sign::sign_request;
 use crate::body::{read_limited, ProxyBody, UpstreamBody};
+use crate::filter::eventstream::StreamRedactor;
 use crate::config::{Config, TenantPolicy};
 use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
@@ -512,6 +513,20 @@ impl Proxy {
                 (raw, 0)
             };
             let out = match &redactor {
+                Some(r) if is_event_stream => {
+                    // A judged event stream (RetrieveAndGenerateStream):
+                    // frame by frame like any stream, just all at once.
+                    let mut s = StreamRedactor::new(fwd.op, r.clone());
+                    let red = s.push(&out).and_then(|a| Ok((a, s.finish()?)));
+                    rec.redactions = s.redactions();
+                    match red {
+                        Ok((a, b)) => [a, b].concat().into(),
+                        Err(e) => {
+                            tracing::warn!("upstream event stream cannot be redacted: {e}");
+                            return Err(ProxyError::UpstreamError(format!("malformed event stream from upstream: {e}")));
+                        }
+                    }
+                }
                 Some(r) => {
                     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                     let (red, n) = r.redact_body(&out, ct);
@@ -532,11 +547,18 @@ impl Proxy {
 
         let tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
         let guard = AuditGuard::new(self.audit.clone(), std::mem::take(rec), started);
-        // Event streams are forwarded frame by frame without redaction: the
-        // stream redactor (`filter::eventstream`) holds back a fixed tail per
-        // text, which empties short deltas; it is not wired in until it holds
-        // back only what could still begin a match.
-        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap).with_permit(fwd.permit);
+        // Event streams are redacted frame by frame as they arrive
+        // (`filter::eventstream`); their length may change.
+        let stream_redactor = match &redactor {
+            Some(r) if is_event_stream => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                Some(StreamRedactor::new(fwd.op, r.clone()))
+            }
+            _ => None,
+        };
+        let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap)
+            .with_permit(fwd.permit)
+            .with_redactor(stream_redactor);
         Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 }

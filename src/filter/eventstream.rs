@@ -7,16 +7,21 @@
 //! ends the client stream with an error).
 //!
 //! Text that continues across events is redacted with a hold-back
-//! ([`HoldBack`], bound [`super::redact::HOLD_BACK`]): each event carries the
-//! safe prefix, the held tail is prepended to the next event of the same
-//! text, and flushed as one extra event of the same shape before the event
-//! that ends the text. The client sees the same event types in the same
-//! order, possibly with one extra delta/chunk per text.
+//! ([`HoldBack`], bound [`super::redact::HOLD_BACK`]): each event carries
+//! its text minus the shortest tail that could still begin a match (usually
+//! nothing, or a letter or two), the held tail is prepended to the next event
+//! of the same text, and what is still held when the text ends is flushed as
+//! one extra event of the same shape before the event that ends it. The
+//! client sees the same event types in the same order, with at most one
+//! extra delta/chunk per text. A frame in which nothing changes is forwarded
+//! as the exact bytes upstream sent.
 //!
 //! - ConverseStream `contentBlockDelta`: strings under `delta` named `text`
 //!   or `input` (text, reasoning text, tool-use input JSON), keyed by
 //!   `contentBlockIndex` and JSON path; flushed before any other event
 //!   (`contentBlockStop`, `messageStop`, ...).
+//! - RetrieveAndGenerateStream `output` (`{"text": ..}`): the text, across
+//!   events; flushed before `citation` or any other event.
 //! - InvokeModelWithResponseStream `chunk` (`{"bytes": base64(json)}`):
 //!   strings named like model output text ([`MODEL_TEXT_KEYS`]) keyed by
 //!   JSON path; a held path is flushed before the first chunk without it, or
@@ -32,7 +37,7 @@
 //! - Any other event or exception: JSON string literals redacted (raw bytes
 //!   redacted when the payload is not JSON); all held texts are flushed first.
 
-use super::redact::{HoldBack, Redactor};
+use super::redact::{HoldBack, HoldCache, Redactor};
 use crate::route::Operation;
 use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
@@ -100,6 +105,7 @@ impl std::error::Error for StreamError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Converse,
+    Rag,
     Model,
     Agent,
     SageMaker,
@@ -135,6 +141,7 @@ pub struct StreamRedactor {
     redactor: Arc<Redactor>,
     buf: BytesMut,
     texts: BTreeMap<String, Text>,
+    cache: HoldCache,
     redactions: u64,
     failed: bool,
 }
@@ -143,6 +150,7 @@ impl StreamRedactor {
     pub fn new(op: Operation, redactor: Arc<Redactor>) -> Self {
         let kind = match op {
             Operation::ConverseStream => Kind::Converse,
+            Operation::RetrieveAndGenerateStream => Kind::Rag,
             Operation::InvokeModelWithResponseStream => Kind::Model,
             Operation::InvokeAgent => Kind::Agent,
             Operation::InvokeEndpointWithResponseStream => Kind::SageMaker,
@@ -150,6 +158,7 @@ impl StreamRedactor {
         };
         StreamRedactor {
             kind,
+            cache: redactor.hold_cache(),
             redactor,
             buf: BytesMut::new(),
             texts: BTreeMap::new(),
@@ -167,6 +176,28 @@ impl StreamRedactor {
     /// metrics; bounded by `HOLD_BACK + 3` per text).
     pub fn held_bytes(&self) -> usize {
         self.texts.values().map(|t| t.hb.held_len()).sum()
+    }
+
+    /// The event that ends a stream this redactor cannot continue (a bad
+    /// frame from upstream): an exception message of a type the operation's
+    /// SDK models, so clients raise a normal error instead of reading a
+    /// truncated body. Held text is never sent after it.
+    pub fn error_frame(&self, reason: &str, message: &str) -> Bytes {
+        let exception = match self.kind {
+            Kind::Converse | Kind::Model => "serviceUnavailableException",
+            Kind::SageMaker => "InternalStreamFailure",
+            Kind::Agent | Kind::Rag | Kind::Other => "badGatewayException",
+        };
+        let headers = vec![
+            Header::new(":message-type", HeaderValue::String("exception".into())),
+            Header::new(":exception-type", HeaderValue::String(exception.into())),
+            Header::new(":content-type", HeaderValue::String("application/json".into())),
+        ];
+        let payload = serde_json::json!({"message": message, "reason": reason}).to_string();
+        let mut out = Vec::new();
+        // Only fails for oversized headers/payloads, which these are not.
+        let _ = write(&Message::new_from_parts(headers, payload), &mut out);
+        Bytes::from(out)
     }
 
     /// Feeds upstream bytes; returns the whole re-encoded frames ready to send
@@ -217,32 +248,35 @@ impl StreamRedactor {
             if self.buf.len() < total {
                 break;
             }
-            let mut frame = self.buf.split_to(total).freeze();
+            let raw = self.buf.split_to(total).freeze();
             // Checks the prelude and message CRCs.
-            let msg =
-                read_message_from(&mut frame).map_err(|e| StreamError::Decode(e.to_string()))?;
-            self.on_message(msg, &mut out)?;
+            let msg = read_message_from(&mut raw.clone())
+                .map_err(|e| StreamError::Decode(e.to_string()))?;
+            self.on_message(msg, &raw, &mut out)?;
         }
         Ok(Bytes::from(out))
     }
 
-    fn on_message(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    /// `raw` is the frame as upstream sent it: forwarded as it is when
+    /// nothing in it changes, so a stream without matches is byte-identical.
+    fn on_message(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let is_event = header_str(&msg, ":message-type").is_none_or(|t| t == "event");
         let et = header_str(&msg, ":event-type").unwrap_or("").to_string();
         match (is_event, self.kind, et.as_str()) {
-            (true, Kind::Converse, "contentBlockDelta") => self.converse_delta(msg, out),
-            (true, Kind::Model, "chunk") => self.model_chunk(msg, out),
-            (true, Kind::Agent, "chunk") => self.agent_chunk(msg, out),
-            (true, Kind::SageMaker, "PayloadPart") => self.payload_part(msg, out),
+            (true, Kind::Converse, "contentBlockDelta") => self.converse_delta(msg, raw, out),
+            (true, Kind::Rag, "output") => self.converse_delta(msg, raw, out),
+            (true, Kind::Model, "chunk") => self.model_chunk(msg, raw, out),
+            (true, Kind::Agent, "chunk") => self.agent_chunk(msg, raw, out),
+            (true, Kind::SageMaker, "PayloadPart") => self.payload_part(msg, raw, out),
             _ => {
                 self.flush_all(out)?;
-                self.generic(msg, out)
+                self.generic(msg, raw, out)
             }
         }
     }
 
     /// JSON string literals redacted, or the raw payload when it is not JSON.
-    fn generic(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn generic(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let r = &self.redactor;
         let (payload, n) = match r.redact_json_bytes(msg.payload()) {
             Some(x) => x,
@@ -253,7 +287,8 @@ impl StreamRedactor {
         };
         self.redactions += n;
         if n == 0 {
-            return write(&msg, out);
+            out.extend_from_slice(raw);
+            return Ok(());
         }
         write(
             &Message::new_from_parts(msg.headers().to_vec(), payload),
@@ -261,17 +296,23 @@ impl StreamRedactor {
         )
     }
 
-    fn converse_delta(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn converse_delta(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let Ok(mut v) = serde_json::from_slice::<Value>(msg.payload()) else {
             self.flush_all(out)?;
-            return self.generic(msg, out);
+            return self.generic(msg, raw, out);
         };
+        let mut changed = false;
         let idx = v
             .get("contentBlockIndex")
             .and_then(Value::as_u64)
             .unwrap_or(0);
         let mut pointers = Vec::new();
-        if let Some(d) = v.get("delta") {
+        if self.kind == Kind::Rag {
+            // RetrieveAndGenerateStream `output`: {"text": "..."}.
+            if v.get("text").is_some_and(Value::is_string) {
+                pointers.push("/text".to_string());
+            }
+        } else if let Some(d) = v.get("delta") {
             text_pointers(d, "/delta", CONVERSE_TEXT_KEYS, &mut pointers);
         }
         for p in &pointers {
@@ -281,25 +322,38 @@ impl StreamRedactor {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            let t = self.texts.entry(key).or_insert_with(|| Text {
+            let t = self.texts.entry(key.clone()).or_insert_with(|| Text {
                 hb: HoldBack::default(),
                 headers: Vec::new(),
                 shape: Shape::Raw,
             });
-            let (emit, n) = t.hb.push(&self.redactor, text.as_bytes());
+            let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, text.as_bytes());
             self.redactions += n;
-            t.headers = msg.headers().to_vec();
-            t.shape = Shape::Json {
-                payload: v.clone(),
-                pointer: p.clone(),
-            };
-            set_str(&mut v, p, utf8(emit));
+            if t.hb.is_empty() {
+                // Nothing held: the next delta has nothing to prepend.
+                self.texts.remove(&key);
+            } else {
+                t.headers = msg.headers().to_vec();
+                t.shape = Shape::Json {
+                    payload: v.clone(),
+                    pointer: p.clone(),
+                };
+            }
+            if emit != text.as_bytes() {
+                changed = true;
+                set_str(&mut v, p, utf8(emit));
+            }
         }
-        self.redactions += redact_except(&self.redactor, &mut v, &pointers);
+        let n = redact_except(&self.redactor, &mut v, &pointers);
+        self.redactions += n;
+        if !changed && n == 0 {
+            out.extend_from_slice(raw);
+            return Ok(());
+        }
         write_json(msg.headers(), &v, out)
     }
 
-    fn model_chunk(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn model_chunk(&mut self, msg: Message, raw_frame: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
         let raw = outer
             .as_ref()
@@ -307,15 +361,16 @@ impl StreamRedactor {
             .and_then(|b| B64.decode(b).ok());
         let (Some(mut outer), Some(raw)) = (outer, raw) else {
             self.flush_all(out)?;
-            return self.generic(msg, out);
+            return self.generic(msg, raw_frame, out);
         };
         let Ok(mut inner) = serde_json::from_slice::<Value>(&raw) else {
             // Not JSON inside: redact it as text, chunk by chunk.
             self.flush_all(out)?;
             let (b, n) = self.redactor.redact_bytes(&raw);
             self.redactions += n;
-            return self.write_chunk(msg.headers(), outer, &b, out);
+            return self.write_chunk(msg.headers(), outer, &b, n > 0, raw_frame, out);
         };
+        let mut changed = false;
         let mut pointers = Vec::new();
         text_pointers(&inner, "", MODEL_TEXT_KEYS, &mut pointers);
         // Held paths this chunk does not continue end here.
@@ -340,9 +395,9 @@ impl StreamRedactor {
                 headers: Vec::new(),
                 shape: Shape::Raw,
             });
-            let (mut emit, n) = t.hb.push(&self.redactor, text.as_bytes());
+            let (mut emit, n) = t.hb.push(&self.redactor, &mut self.cache, text.as_bytes());
             self.redactions += n;
-            if last {
+            if last || t.hb.is_empty() {
                 let (rest, n) = t.hb.flush(&self.redactor);
                 self.redactions += n;
                 emit.extend_from_slice(&rest);
@@ -355,14 +410,19 @@ impl StreamRedactor {
                     pointer: p.clone(),
                 };
             }
-            set_str(&mut inner, p, utf8(emit));
+            if emit != text.as_bytes() {
+                changed = true;
+                set_str(&mut inner, p, utf8(emit));
+            }
         }
-        self.redactions += redact_except(&self.redactor, &mut inner, &pointers);
+        let n = redact_except(&self.redactor, &mut inner, &pointers);
+        self.redactions += n;
+        changed |= n > 0;
         let inner = serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
-        self.write_chunk(msg.headers(), outer.take(), &inner, out)
+        self.write_chunk(msg.headers(), outer.take(), &inner, changed, raw_frame, out)
     }
 
-    fn agent_chunk(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn agent_chunk(&mut self, msg: Message, raw_frame: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
         let raw = outer
             .as_ref()
@@ -370,49 +430,71 @@ impl StreamRedactor {
             .and_then(|b| B64.decode(b).ok());
         let (Some(outer), Some(raw)) = (outer, raw) else {
             self.flush_all(out)?;
-            return self.generic(msg, out);
+            return self.generic(msg, raw_frame, out);
         };
         let t = self.texts.entry(String::new()).or_insert_with(|| Text {
             hb: HoldBack::default(),
             headers: Vec::new(),
             shape: Shape::Raw,
         });
-        let (emit, n) = t.hb.push(&self.redactor, &raw);
+        let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, &raw);
         self.redactions += n;
-        t.headers = msg.headers().to_vec();
-        let mut template = outer.clone();
-        if let Some(o) = template.as_object_mut() {
-            o.remove("attribution");
+        if t.hb.is_empty() {
+            self.texts.remove("");
+        } else {
+            t.headers = msg.headers().to_vec();
+            let mut template = outer.clone();
+            if let Some(o) = template.as_object_mut() {
+                o.remove("attribution");
+            }
+            t.shape = Shape::AgentChunk { outer: template };
         }
-        t.shape = Shape::AgentChunk { outer: template };
-        self.write_chunk(msg.headers(), outer, &emit, out)
+        let changed = emit != raw;
+        self.write_chunk(msg.headers(), outer, &emit, changed, raw_frame, out)
     }
 
-    fn payload_part(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn payload_part(&mut self, msg: Message, raw_frame: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let t = self.texts.entry(String::new()).or_insert_with(|| Text {
             hb: HoldBack::default(),
             headers: Vec::new(),
             shape: Shape::Raw,
         });
-        let (emit, n) = t.hb.push(&self.redactor, msg.payload());
+        let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, msg.payload());
         self.redactions += n;
-        t.headers = msg.headers().to_vec();
-        t.shape = Shape::Raw;
+        if t.hb.is_empty() {
+            self.texts.remove("");
+        } else {
+            t.headers = msg.headers().to_vec();
+            t.shape = Shape::Raw;
+        }
+        if emit == msg.payload()[..] {
+            out.extend_from_slice(raw_frame);
+            return Ok(());
+        }
         write(&Message::new_from_parts(msg.headers().to_vec(), emit), out)
     }
 
-    /// `{"bytes": base64(payload), ...}` with the other outer fields redacted.
+    /// `{"bytes": base64(payload), ...}` with the other outer fields
+    /// redacted; `raw_frame` as it is when neither the payload (`changed`)
+    /// nor an outer field changed.
     fn write_chunk(
         &mut self,
         headers: &[Header],
         mut outer: Value,
         payload: &[u8],
+        changed: bool,
+        raw_frame: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), StreamError> {
         if let Some(o) = outer.as_object_mut() {
             o.remove("bytes");
         }
-        self.redactions += self.redactor.redact_value(&mut outer);
+        let n = self.redactor.redact_value(&mut outer);
+        self.redactions += n;
+        if !changed && n == 0 && !raw_frame.is_empty() {
+            out.extend_from_slice(raw_frame);
+            return Ok(());
+        }
         if let Some(o) = outer.as_object_mut() {
             o.insert("bytes".into(), Value::String(B64.encode(payload)));
         }
@@ -456,9 +538,9 @@ impl StreamRedactor {
                 set_str(&mut inner, &pointer, utf8(rest));
                 let inner =
                     serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
-                self.write_chunk(&t.headers, outer, &inner, out)
+                self.write_chunk(&t.headers, outer, &inner, true, &[], out)
             }
-            Shape::AgentChunk { outer } => self.write_chunk(&t.headers, outer, &rest, out),
+            Shape::AgentChunk { outer } => self.write_chunk(&t.headers, outer, &rest, true, &[], out),
         }
     }
 }

@@ -397,3 +397,146 @@ fn arbitrary_bytes_in_arbitrary_chunks_never_panic_and_emit_only_valid_frames() 
         }
     }
 }
+
+fn converse_stream(deltas: &[&str]) -> Vec<u8> {
+    let mut input = frame("messageStart", br#"{"role":"assistant"}"#);
+    for t in deltas {
+        input.extend(frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": t}}).to_string().as_bytes(),
+        ));
+    }
+    input.extend(frame("contentBlockStop", br#"{"contentBlockIndex":0}"#));
+    input.extend(frame("messageStop", br#"{"stopReason":"end_turn"}"#));
+    input
+}
+
+fn push_all(op: Operation, r: Arc<Redactor>, input: &[u8], step: usize) -> Vec<u8> {
+    let mut s = StreamRedactor::new(op, r);
+    let mut out = Vec::new();
+    for c in input.chunks(step) {
+        out.extend_from_slice(&s.push(c).unwrap());
+    }
+    out.extend_from_slice(&s.finish().unwrap());
+    out
+}
+
+/// SPEC §7: short deltas that cannot begin an identity id are forwarded at
+/// once and unchanged, one event for one event.
+#[test]
+fn short_deltas_without_a_possible_match_pass_byte_for_byte() {
+    let input = converse_stream(&["Hello", ", ", "world", ". 42 or", " the answer."]);
+    let out = push_all(Operation::ConverseStream, redactor(), &input, input.len());
+    assert_eq!(out, input);
+    // Fed frame by frame, each delta is emitted as soon as it arrives.
+    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let frames = split_frames(&input);
+    for f in &frames {
+        assert_eq!(&s.push(f).unwrap()[..], &f[..]);
+    }
+    assert!(s.finish().unwrap().is_empty());
+}
+
+/// Splits encoded frames apart by their length prefix.
+fn split_frames(mut b: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        out.push(b[..n].to_vec());
+        b = &b[n..];
+    }
+    out
+}
+
+/// Only the tail that could begin a match waits for the next delta; the
+/// number and kinds of events stay the same (the held part is flushed as
+/// one extra delta only if the block ends while something is held).
+#[test]
+fn a_possible_match_start_is_held_until_the_next_delta_decides_it() {
+    let input = converse_stream(&["Thus", " far, us", "-west-2 is a region"]);
+    let (events, n) = run(Operation::ConverseStream, &input, 1);
+    assert_eq!(n, 0);
+    let deltas: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "contentBlockDelta")
+        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deltas, ["Th", "us far, ", "us-west-2 is a region"]);
+    let types: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(types, ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop"]);
+    // Held at the block's end: flushed as one more delta before the stop.
+    let input = converse_stream(&["ends with us"]);
+    let (events, _) = run(Operation::ConverseStream, &input, input.len());
+    let deltas: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "contentBlockDelta")
+        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deltas, ["ends with ", "us"]);
+    assert_eq!(events[events.len() - 2].0, "contentBlockStop");
+}
+
+/// SPEC §7 / [redaction]: a pattern that never matches (nor begins to)
+/// changes no byte of any stream kind, whatever the chunking. (Text that
+/// begins a match is held back and sent with the next event, so event
+/// boundaries move but the text does not change; see the test above.)
+#[test]
+fn a_pattern_that_never_matches_changes_no_byte_of_any_stream() {
+    let never = crate::filter::redact::tests::redactor_for(&["zz-never-[0-9]{40}"]);
+    let mut model = model_chunk(&json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "héllo"}}));
+    model.extend(model_chunk(&json!({"outputText": "x", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 1}})));
+    let cases: Vec<(Operation, Vec<u8>)> = vec![
+        (Operation::ConverseStream, converse_stream(&["never", "-", "1234", " done"])),
+        (Operation::InvokeModelWithResponseStream, model),
+        (Operation::InvokeAgent, [agent_chunk(b"never"), agent_chunk(b"-1")].concat()),
+        (Operation::InvokeEndpointWithResponseStream, [payload_part(b"ne"), payload_part(&[0xff, 0, 1])].concat()),
+    ];
+    for (op, input) in cases {
+        for step in [1, 5, 64, input.len()] {
+            assert_eq!(push_all(op, never.clone(), &input, step), input, "{op:?} step {step}");
+        }
+    }
+}
+
+/// SPEC §7 robustness: the error event is a valid exception frame that
+/// boto3 raises as an error of a type the operation models.
+#[test]
+fn error_frame_is_a_valid_exception_message() {
+    for (op, ty) in [
+        (Operation::ConverseStream, "serviceUnavailableException"),
+        (Operation::InvokeModelWithResponseStream, "serviceUnavailableException"),
+        (Operation::InvokeAgent, "badGatewayException"),
+        (Operation::InvokeEndpointWithResponseStream, "InternalStreamFailure"),
+    ] {
+        let s = StreamRedactor::new(op, redactor());
+        let f = s.error_frame("upstream_stream_corrupt", "bad frame");
+        let mut buf = BytesMut::from(&f[..]);
+        let DecodedFrame::Complete(m) = MessageFrameDecoder::new().decode_frame(&mut buf).unwrap() else {
+            panic!("partial")
+        };
+        assert_eq!(header_str(&m, ":message-type"), Some("exception"));
+        assert_eq!(header_str(&m, ":exception-type"), Some(ty));
+        assert_eq!(json_of(m.payload())["reason"], "upstream_stream_corrupt");
+        assert!(buf.is_empty());
+    }
+}
+
+/// SPEC §7: RetrieveAndGenerateStream `output` text continues across events
+/// like Converse deltas; the citation event after it flushes what is held.
+#[test]
+fn id_split_across_rag_stream_output_events_is_caught() {
+    let (a, b) = ID.split_at(4);
+    let mut input = frame("output", json!({"text": format!("see {a}")}).to_string().as_bytes());
+    input.extend(frame("output", json!({"text": format!("{b} and us")}).to_string().as_bytes()));
+    input.extend(frame("citation", br#"{"citation":{"retrievedReferences":[]}}"#));
+    let (events, n) = run(Operation::RetrieveAndGenerateStream, &input, 3);
+    assert_eq!(n, 1);
+    let texts: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "output")
+        .map(|(_, p)| json_of(p)["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.concat(), "see [redacted] and us");
+    assert_eq!(texts.last().unwrap(), "us");
+    assert_eq!(events.last().unwrap().0, "citation");
+}

@@ -21,20 +21,85 @@ use bytes::Bytes;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Bytes of a continuing text held back at the end of each event so that a
-/// match split across events is still caught. `regex` exposes neither a
-/// partial-match test nor the pattern's maximum length (the default pattern's
-/// `[a-z]+` is unbounded anyway), so this is a fixed cap: a match whose part
-/// before an event boundary is at most `HOLD_BACK` bytes long is always
-/// caught (the default pattern's real matches are ~50 bytes); a longer match
-/// split across events may be missed. At most `HOLD_BACK + 3` bytes are held
-/// (the cut never splits a UTF-8 sequence) per continuing text.
-pub const HOLD_BACK: usize = 256;
+/// Most bytes of a continuing text ever held back, whatever the pattern.
+///
+/// The hold-back of a text is the shortest tail that could still begin a
+/// match ([`HoldBack::push`]): positions are tried with an anchored lazy DFA
+/// of the combined pattern, and a position whose run has not died by the end
+/// of the text so far is a possible match start. A tail can only be live if
+/// it is shorter than the pattern's longest possible match, so a pattern with
+/// a bounded match length (`maximum_len` of its syntax tree) never holds more
+/// than that length minus one. The default identity-id pattern contains
+/// `[a-z]+`, which makes its length unbounded, so the cap applies: a would-be
+/// match whose first `HOLD_BACK` bytes arrived without completing is sent on
+/// (real identity ids are about 45-60 bytes). At most `HOLD_BACK + 3` bytes
+/// are held per text (the cut never splits a UTF-8 sequence).
+pub const HOLD_BACK: usize = 512;
+
+/// Deciding "could a match still begin at this position?" for the hold-back.
+struct Prefixes {
+    dfa: regex_automata::hybrid::dfa::DFA,
+    /// Longest tail held back: `min(maximum match length - 1, HOLD_BACK)`.
+    max_hold: usize,
+}
+
+impl Prefixes {
+    fn new(pattern: &str) -> Option<Prefixes> {
+        use regex_automata::hybrid::dfa::DFA;
+        let max_len = regex_automata::util::syntax::parse(pattern).ok()?.properties().maximum_len();
+        let dfa = DFA::builder()
+            // `\b` is Unicode-aware: the DFA gives up ("quits") on non-ASCII
+            // bytes next to one, which the caller treats as "could match".
+            .configure(DFA::config().unicode_word_boundary(true))
+            .build(pattern)
+            .ok()?;
+        let max_hold = max_len.map_or(HOLD_BACK, |m| m.saturating_sub(1).min(HOLD_BACK));
+        Some(Prefixes { dfa, max_hold })
+    }
+
+    /// True unless every match starting at `at` is ruled out by the bytes of
+    /// `hay` from `at` to its end. Errors (a quit byte, a thrashing cache)
+    /// count as "could match": holding back too much is safe.
+    fn could_begin(&self, cache: &mut regex_automata::hybrid::dfa::Cache, hay: &[u8], at: usize) -> bool {
+        use regex_automata::{Anchored, Input};
+        let input = Input::new(hay).range(at..).anchored(Anchored::Yes);
+        let Ok(mut sid) = self.dfa.start_state_forward(cache, &input) else {
+            return true;
+        };
+        for &b in &hay[at..] {
+            match self.dfa.next_state(cache, sid, b) {
+                Ok(next) if next.is_dead() => return false,
+                Ok(next) if next.is_quit() => return true,
+                Ok(next) => sid = next,
+                Err(_) => return true,
+            }
+        }
+        !sid.is_dead()
+    }
+}
+
+impl std::fmt::Debug for Prefixes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prefixes {{ max_hold: {} }}", self.max_hold)
+    }
+}
+
+/// Per-stream scratch for [`HoldBack::push`] (the lazy DFA's state cache).
+pub struct HoldCache(Option<regex_automata::hybrid::dfa::Cache>);
+
+impl std::fmt::Debug for HoldCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HoldCache")
+    }
+}
 
 #[derive(Debug)]
 pub struct Redactor {
     re: regex::Regex,
     bytes_re: regex::bytes::Regex,
+    /// None only if the DFA cannot be built for the pattern; the hold-back
+    /// then keeps the last `HOLD_BACK` bytes of every text.
+    prefixes: Option<Prefixes>,
     replacement: String,
 }
 
@@ -44,11 +109,41 @@ impl Redactor {
         let re = cfg.combined.clone()?;
         // Same source, already validated by the str regex: cannot fail in practice.
         let bytes_re = regex::bytes::Regex::new(re.as_str()).ok()?;
+        let prefixes = Prefixes::new(re.as_str());
+        if prefixes.is_none() {
+            tracing::warn!("redaction: no automaton for the patterns; streams hold back the last {HOLD_BACK} bytes of every text");
+        }
         Some(Arc::new(Redactor {
             re,
             bytes_re,
+            prefixes,
             replacement: cfg.replacement.clone(),
         }))
+    }
+
+    /// Scratch space for [`HoldBack::push`]; one per stream.
+    pub fn hold_cache(&self) -> HoldCache {
+        HoldCache(self.prefixes.as_ref().map(|p| p.dfa.create_cache()))
+    }
+
+    /// The most bytes one continuing text can hold back (see [`HOLD_BACK`]).
+    pub fn max_hold(&self) -> usize {
+        self.prefixes.as_ref().map_or(HOLD_BACK, |p| p.max_hold)
+    }
+
+    /// The first position in `buf[from..]`, no earlier than `max_hold` bytes
+    /// before its end, where a match could still begin; `buf.len()` when
+    /// there is none. Moved back onto a UTF-8 boundary.
+    fn hold_point(&self, cache: &mut HoldCache, buf: &[u8], from: usize) -> usize {
+        let lo = from.max(buf.len().saturating_sub(self.max_hold()));
+        let mut at = match (&self.prefixes, cache.0.as_mut()) {
+            (Some(p), Some(c)) => (lo..buf.len()).find(|&i| p.could_begin(c, buf, i)).unwrap_or(buf.len()),
+            _ => lo,
+        };
+        while at > from && at < buf.len() && (buf[at] & 0xC0) == 0x80 && buf.len() - at < self.max_hold() + 3 {
+            at -= 1;
+        }
+        at
     }
 
     pub fn replacement(&self) -> &str {
@@ -173,25 +268,12 @@ impl Redactor {
             _ => 0,
         }
     }
-
-    /// The length of the tail of `buf` to hold back: `HOLD_BACK`, moved back
-    /// so the cut does not split a UTF-8 sequence.
-    fn cut_point(buf: &[u8]) -> usize {
-        let mut cut = buf.len().saturating_sub(HOLD_BACK);
-        while cut > 0
-            && cut < buf.len()
-            && (buf[cut] & 0xC0) == 0x80
-            && buf.len() - cut < HOLD_BACK + 3
-        {
-            cut -= 1;
-        }
-        cut
-    }
 }
 
 /// One continuing text (a content block's deltas, an agent's chunk bytes, a
-/// SageMaker payload): redacts what is safe to send and holds back the tail
-/// that could still be the beginning of a match (see [`HOLD_BACK`]).
+/// SageMaker payload): redacts what is safe to send and holds back the
+/// shortest tail that could still be the beginning of a match (see
+/// [`HOLD_BACK`] for the bound).
 #[derive(Debug, Default)]
 pub struct HoldBack {
     held: Vec<u8>,
@@ -207,28 +289,31 @@ impl HoldBack {
     }
 
     /// Appends `data` to the held text; returns the redacted part that is
-    /// safe to send now, and the match count.
-    pub fn push(&mut self, r: &Redactor, data: &[u8]) -> (Vec<u8>, u64) {
+    /// safe to send now, and the match count. What stays held is the
+    /// shortest tail that could still begin a match: a complete match before
+    /// it is replaced whole (even when it runs past where the hold would
+    /// otherwise start), and text that cannot start a match is never held.
+    pub fn push(&mut self, r: &Redactor, cache: &mut HoldCache, data: &[u8]) -> (Vec<u8>, u64) {
         let mut buf = std::mem::take(&mut self.held);
         buf.extend_from_slice(data);
-        let mut cut = Redactor::cut_point(&buf);
-        let mut out = Vec::with_capacity(cut + 16);
+        let mut hold = r.hold_point(cache, &buf, 0);
+        let mut out = Vec::with_capacity(buf.len() + 16);
         let mut last = 0;
         let mut n = 0;
         for m in r.bytes_re.find_iter(&buf).filter(|m| !m.is_empty()) {
-            if m.start() >= cut {
+            if m.start() >= hold {
                 break;
             }
             out.extend_from_slice(&buf[last..m.start()]);
             out.extend_from_slice(r.replacement.as_bytes());
             last = m.end();
             n += 1;
-            // A match across the cut is already complete: replace all of it
-            // now rather than holding an unbounded tail.
-            cut = cut.max(m.end());
+            if m.end() > hold {
+                hold = r.hold_point(cache, &buf, m.end());
+            }
         }
-        out.extend_from_slice(&buf[last..cut]);
-        self.held = buf.split_off(cut);
+        out.extend_from_slice(&buf[last..hold]);
+        self.held = buf.split_off(hold);
         (out, n)
     }
 

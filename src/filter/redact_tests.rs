@@ -108,8 +108,9 @@ fn hold_back_catches_an_id_split_anywhere_and_concatenation_equals_redacted_text
     let want = r.redact_str(&text).0.into_owned();
     for split in 1..text.len() {
         let mut hb = HoldBack::default();
-        let (mut got, mut n) = hb.push(&r, &text.as_bytes()[..split]);
-        let (b, k) = hb.push(&r, &text.as_bytes()[split..]);
+        let mut c = r.hold_cache();
+        let (mut got, mut n) = hb.push(&r, &mut c, &text.as_bytes()[..split]);
+        let (b, k) = hb.push(&r, &mut c, &text.as_bytes()[split..]);
         got.extend(b);
         n += k;
         let (b, k) = hb.flush(&r);
@@ -124,13 +125,88 @@ fn hold_back_catches_an_id_split_anywhere_and_concatenation_equals_redacted_text
 fn hold_back_is_bounded_for_a_long_text_without_matches() {
     let r = redactor();
     let mut hb = HoldBack::default();
+    let mut c = r.hold_cache();
     let mut sent = 0;
     let piece = "us-west-2:12345678 é long text without any complete id ".repeat(10);
     while sent < 1_000_000 {
-        let (out, n) = hb.push(&r, piece.as_bytes());
+        let (out, n) = hb.push(&r, &mut c, piece.as_bytes());
         assert_eq!(n, 0);
         sent += out.len();
         assert!(hb.held_len() <= HOLD_BACK + 3, "held {}", hb.held_len());
         assert!(std::str::from_utf8(&out).is_ok());
+    }
+}
+
+/// Pushes `parts` one after the other; returns what each push emitted and
+/// what was held after it.
+fn pushes(r: &Redactor, parts: &[&str]) -> Vec<(String, usize)> {
+    let mut hb = HoldBack::default();
+    let mut c = r.hold_cache();
+    parts
+        .iter()
+        .map(|p| {
+            let (out, _) = hb.push(r, &mut c, p.as_bytes());
+            (String::from_utf8(out).unwrap(), hb.held_len())
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_shortest_tail_that_could_begin_a_match_is_held() {
+    let r = redactor();
+    // Nothing here can start an identity id: every short delta goes out whole.
+    assert_eq!(pushes(&r, &["Hello", ", world.", " 42"]), vec![("Hello".into(), 0), (", world.".into(), 0), (" 42".into(), 0)]);
+    // "us" could be the start of "us-west-2:..."; "Thus" ends in it too.
+    assert_eq!(pushes(&r, &["Thus"]), vec![("Th".into(), 2)]);
+    // Once the next byte rules it out, it is released.
+    assert_eq!(pushes(&r, &["Thus", " far"]), vec![("Th".into(), 2), ("us far".into(), 0)]);
+    // A live prefix of an id is held from its first byte on, and no more.
+    assert_eq!(pushes(&r, &["id eu-west-1:1234"]), vec![("id ".into(), 14)]);
+}
+
+#[test]
+fn a_bounded_pattern_never_holds_more_than_its_longest_match_minus_one() {
+    // The longest match of `secret-[0-9]{4}` is 11 bytes.
+    let r = redactor_for(&["secret-[0-9]{4}"]);
+    assert_eq!(r.max_hold(), 10);
+    let out = pushes(&r, &["a secret-12", "3", "4 and secret-"]);
+    assert_eq!(out, vec![("a ".into(), 9), ("".into(), 10), ("[redacted] and ".into(), 7)]);
+    // The default identity-id pattern is unbounded (`[a-z]+`): the cap applies.
+    assert_eq!(redactor().max_hold(), HOLD_BACK);
+}
+
+#[test]
+fn a_would_be_match_longer_than_the_cap_is_sent_on() {
+    let r = redactor();
+    let mut hb = HoldBack::default();
+    let mut c = r.hold_cache();
+    let (out, _) = hb.push(&r, &mut c, b"us-");
+    assert!(out.is_empty());
+    // 2 KB of `[a-z]` keeps the region part of the pattern alive forever.
+    let (out, _) = hb.push(&r, &mut c, "x".repeat(2048).as_bytes());
+    assert!(hb.held_len() <= HOLD_BACK + 3);
+    assert!(out.len() >= 2048 + 3 - HOLD_BACK - 3);
+}
+
+#[test]
+fn every_split_of_a_text_with_several_ids_redacts_like_the_whole_text() {
+    let r = redactor();
+    let text = format!("{ID}{ID} us-east-1 é {ID}x");
+    let want = r.redact_str(&text).0.into_owned();
+    let b = text.as_bytes();
+    for i in 1..b.len() {
+        for j in (i + 1)..b.len() {
+            if !text.is_char_boundary(i) || !text.is_char_boundary(j) {
+                continue;
+            }
+            let mut hb = HoldBack::default();
+            let mut c = r.hold_cache();
+            let mut got = Vec::new();
+            for part in [&b[..i], &b[i..j], &b[j..]] {
+                got.extend(hb.push(&r, &mut c, part).0);
+            }
+            got.extend(hb.flush(&r).0);
+            assert_eq!(String::from_utf8(got).unwrap(), want, "splits at {i}, {j}");
+        }
     }
 }

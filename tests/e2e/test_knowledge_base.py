@@ -658,7 +658,12 @@ def test_rag_stream_clean(acme, fake_aws):
     fake_aws.requests.clear()
     out2 = acme.retrieve_and_generate_stream(input={"text": "q2"}, sessionId=out["sessionId"],
                                              retrieveAndGenerateConfiguration=kb_config())
-    assert len(list(out2["stream"])) == 5
+    events2 = list(out2["stream"])
+    # Same answer and citations; redaction (on by default) may carry the last
+    # letter of the text ("s", which could begin "sa-east-1:…") in one more
+    # `output` event before the citations.
+    assert "".join(e["output"]["text"] for e in events2 if "output" in e) == "Refunds take 5 days"
+    assert [next(iter(e)) for e in events2][-2:] == ["citation", "citation"]
     assert harness.assert_one_valid_upstream(fake_aws).json()["sessionId"] == "stream-sess-1"
     assert out2["sessionId"] == out["sessionId"]
 
