@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the whole benchmark: tenantgate (static credentials, and
 # STS AssumeRole with a warm session cache) vs direct vs nginx, then the
-# sidecar's memory with 10,000 cached tenants.
+# sidecar's memory with 10,000 cached tenants, then streamed ConverseStream
+# with response redaction on vs off (time to first byte, CPU per MB).
 #   bash bench/run.sh            # ~2 min after the release build
 #   bash bench/run.sh --quick    # ~40 s: 3 s phases, 2,000 tenants
 # Environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
@@ -44,5 +45,7 @@ for tool in taskset openssl; do
 done
 
 # Builds the release binary (the bench profile inherits release) and runs
-# benches/proxy.rs; the bench starts and stops the sidecar and nginx itself.
-exec cargo bench --bench proxy
+# benches/proxy.rs, then benches/stream.rs (ConverseStream with redaction on
+# vs off); each bench starts and stops the sidecars and nginx itself.
+cargo bench --bench proxy
+cargo bench --bench stream

@@ -84,7 +84,8 @@ impl std::fmt::Debug for Prefixes {
     }
 }
 
-/// Per-stream scratch for [`HoldBack::push`] (the lazy DFA's state cache).
+/// Per-stream scratch for [`HoldBack::push`]: the lazy DFA's state cache,
+/// made on first use (a stream whose events carry no text never pays for it).
 pub struct HoldCache(Option<regex_automata::hybrid::dfa::Cache>);
 
 impl std::fmt::Debug for HoldCache {
@@ -123,7 +124,7 @@ impl Redactor {
 
     /// Scratch space for [`HoldBack::push`]; one per stream.
     pub fn hold_cache(&self) -> HoldCache {
-        HoldCache(self.prefixes.as_ref().map(|p| p.dfa.create_cache()))
+        HoldCache(None)
     }
 
     /// The most bytes one continuing text can hold back (see [`HOLD_BACK`]).
@@ -136,9 +137,12 @@ impl Redactor {
     /// there is none. Moved back onto a UTF-8 boundary.
     fn hold_point(&self, cache: &mut HoldCache, buf: &[u8], from: usize) -> usize {
         let lo = from.max(buf.len().saturating_sub(self.max_hold()));
-        let mut at = match (&self.prefixes, cache.0.as_mut()) {
-            (Some(p), Some(c)) => (lo..buf.len()).find(|&i| p.could_begin(c, buf, i)).unwrap_or(buf.len()),
-            _ => lo,
+        let mut at = match &self.prefixes {
+            Some(p) => {
+                let c = cache.0.get_or_insert_with(|| p.dfa.create_cache());
+                (lo..buf.len()).find(|&i| p.could_begin(c, buf, i)).unwrap_or(buf.len())
+            }
+            None => lo,
         };
         while at > from && at < buf.len() && (buf[at] & 0xC0) == 0x80 && buf.len() - at < self.max_hold() + 3 {
             at -= 1;
