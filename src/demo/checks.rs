@@ -21,6 +21,9 @@ pub fn judge(c: &Check, s: &Scenario, rec: Option<&SimRecord>, resp: &Response, 
     if let Check::RetryAfter = c {
         return retry_after(resp, out);
     }
+    if let Check::Redacted { id } = c {
+        return redacted(id, resp, out);
+    }
     if let Check::EventStream { min_events } = c {
         return match decode_events(&resp.body).map(|e| e.len()) {
             Ok(n) if n >= *min_events => out
@@ -89,7 +92,7 @@ pub fn judge(c: &Check, s: &Scenario, rec: Option<&SimRecord>, resp: &Response, 
             kept,
         } => agent_session(client_session, set, kept, s, &sent, rec, resp, out),
         Check::Endpoint { name, target_model } => endpoint(name, *target_model, s, rec, resp, out),
-        Check::RetryAfter | Check::EventStream { .. } => {}
+        Check::RetryAfter | Check::EventStream { .. } | Check::Redacted { .. } => {}
     }
 }
 
@@ -100,6 +103,36 @@ fn pairs_text(pairs: &[(&str, &str)]) -> String {
 
 fn header<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The streamed text (ConverseStream deltas) has `id` replaced, and no frame
+/// carries it.
+fn redacted(id: &str, resp: &Response, out: &mut Outcome) {
+    let frames = match decode_events(&resp.body) {
+        Ok(f) => f,
+        Err(e) => return out.problems.push(format!("invalid event stream: {e}")),
+    };
+    let text: String = frames
+        .iter()
+        .filter_map(|p| serde_json::from_slice::<Value>(p).ok())
+        .filter_map(|v| v.pointer("/delta/text").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let leaked = frames.iter().any(|p| String::from_utf8_lossy(p).contains(id));
+    let n = text.matches("[redacted]").count();
+    if leaked || n == 0 {
+        out.problems.push(format!("identity id not redacted from the stream: {text:?}"));
+    } else {
+        // The part of the answer around the first replacement.
+        let at = text.find("[redacted]").unwrap_or(0);
+        let from = text[..at].char_indices().rev().nth(24).map_or(0, |(i, _)| i);
+        let to = (at + 40).min(text.len());
+        let to = (to..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        out.details.push(format!(
+            "identity id split across deltas redacted ({n}x), {} frames, all CRCs valid: \"...{}...\"",
+            frames.len(),
+            &text[from..to]
+        ));
+    }
 }
 
 fn retry_after(resp: &Response, out: &mut Outcome) {

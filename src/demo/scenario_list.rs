@@ -24,6 +24,8 @@ const HANK: Caller = Caller::Tenant {
 pub const POOLED_KB: &str = "KBPOOLED01";
 pub const GLOBEX_KB: &str = "KBGLOBEX01";
 const AGENT: &str = "SUPPORT001/LIVEALIAS1";
+/// A Cognito identity id, matched by the default `redaction.patterns`.
+const IDENTITY_ID: &str = "us-west-2:12345678-abcd-1234-462b-123456789abc";
 const AGENT_PATH: &str = "/agents/SUPPORT001/agentAliases/LIVEALIAS1/sessions/chat-42/text";
 
 pub fn all() -> Vec<Scenario> {
@@ -103,6 +105,15 @@ fn bedrock() -> Vec<Scenario> {
                 Check::EventStream { min_events: 5 },
             ],
             "event stream passed through frame by frame",
+        ),
+        allowed(
+            "ConverseStream",
+            ALICE,
+            HAIKU,
+            model_path(HAIKU, "converse-stream"),
+            converse_body(&format!("Who is {IDENTITY_ID}?")),
+            vec![Check::Redacted { id: IDENTITY_ID }],
+            "the model repeats an internal identity id: redacted mid-stream",
         ),
         allowed(
             "InvokeModelWithResponseStream",

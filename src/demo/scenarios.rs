@@ -91,6 +91,9 @@ pub enum Check {
     },
     /// A throttled answer carries `Retry-After` (whole seconds, >= 1).
     RetryAfter,
+    /// ConverseStream: the model echoed an identity id split across deltas;
+    /// the client's text has it replaced, the id appears in no frame.
+    Redacted { id: &'static str },
 }
 
 #[derive(Debug, Clone)]
