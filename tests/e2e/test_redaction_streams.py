@@ -56,6 +56,13 @@ def acme_agent(sidecar, mint):
     return harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint("acme", "alice"))
 
 
+def redactions_metric(sc) -> float:
+    """`tenantgate_redactions_total` (SPEC §9), 0 before the first match."""
+    text = sc.admin("/metrics").body.decode()
+    hits = [line for line in text.splitlines() if line.startswith("tenantgate_redactions_total ")]
+    return float(hits[0].rsplit(" ", 1)[1]) if hits else 0.0
+
+
 def deltas_of(events) -> list[str]:
     return [e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e]
 
@@ -69,6 +76,7 @@ def test_id_split_over_three_converse_stream_deltas_is_caught(acme, sidecar, fak
     caught; the event sequence is the one upstream sent, every CRC valid."""
     a, b, c = IDENTITY_ID[:10], IDENTITY_ID[10:25], IDENTITY_ID[25:]
     fake_aws.stream_parts = [f"Your id is {a}", b, f"{c}, keep it safe."]
+    before = redactions_metric(sidecar)
     resp = acme.converse_stream(**harness.converse_args())
     events = list(resp["stream"])  # botocore checks every CRC
     text = "".join(deltas_of(events))
@@ -80,7 +88,7 @@ def test_id_split_over_three_converse_stream_deltas_is_caught(acme, sidecar, fak
     rec = sidecar.wait_audit(rid)
     assert rec["redactions"] == 1
     assert rec["output_tokens"] == fake_aws.output_tokens
-    assert "tenantgate_redactions_total" in sidecar.admin("/metrics").body.decode()
+    assert redactions_metric(sidecar) == before + 1
 
 
 def test_text_that_cannot_begin_a_match_is_not_held(acme, fake_aws):
