@@ -292,8 +292,8 @@ fn run() -> Result<(), String> {
         let size = Arc::new(AtomicUsize::new(0));
         let up = upstream(size.clone()).await;
         let core = pin.then_some(1);
-        let off = start_sidecar(bin, &dir.0, core, up, false)?;
         let on = start_sidecar(bin, &dir.0, core, up, true)?;
+        let off = start_sidecar(bin, &dir.0, core, up, false)?;
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
 
         // Correctness first: redaction really happens on one, not the other.
@@ -318,10 +318,11 @@ fn run() -> Result<(), String> {
         }
         let mut ttfb: Vec<Vec<f64>> = vec![Vec::new(); 3];
         let mut head: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        // All six orders in turn: each target follows each other one (and
+        // an idle proxy core) equally often.
+        const ORDERS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
         for k in 0..ttfb_n {
-            for j in 0..3 {
-                // Rotating order, so no target always follows the same one.
-                let i = (j + k) % 3;
+            for &i in &ORDERS[k % 6] {
                 let (t, _, _) = fetch(&client, targets[i].1, false).await?;
                 ttfb[i].push(t.as_secs_f64() * 1e6);
                 head[i].push(HEAD_US.with(|h| h.get()));
