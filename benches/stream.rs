@@ -11,7 +11,7 @@
 //! pinned to core 1 (one at a time busy), this process on core 0.
 //!
 //! - TTFB: sequential requests of a 50-delta stream, the three targets
-//!   interleaved request by request; time from sending the request to the
+//!   in all six orders in turn; time from sending the request to the
 //!   first body frame (the `messageStart` event) at the client.
 //! - CPU per MB: sequential requests of a ~2 MB stream read to the end; the
 //!   sidecar's utime+stime over the phase divided by the MB it sent. Three
