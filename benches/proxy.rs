@@ -12,6 +12,8 @@
 //! BENCH_QUICK=1 (3 s phases, 2,000 tenants), BENCH_QUIET_WAIT (30), NGINX_BIN
 //! (nginx on PATH or /usr/sbin/nginx), BENCH_STRICT=1 (exit 1 on a FAIL).
 
+#[path = "proxy/limits.rs"]
+mod limits;
 #[path = "proxy/loadgen.rs"]
 mod loadgen;
 #[path = "proxy/phases.rs"]
@@ -58,6 +60,8 @@ struct Settings {
     conns: usize,
     strict: bool,
     nginx: Option<PathBuf>,
+    /// redis-server for the `limits on, redis` phase (REDIS_SERVER_BIN or PATH).
+    redis: Option<PathBuf>,
     /// (load generator core, proxy core) when pinning is possible.
     cores: Option<(usize, usize)>,
     /// Cores of the machine (read before this process pins itself).
@@ -101,6 +105,7 @@ impl Settings {
             conns: env_num("BENCH_CONNS", 16usize).clamp(1, 1024),
             strict: std::env::var("BENCH_STRICT").is_ok_and(|v| v == "1"),
             nginx: find_nginx(),
+            redis: limits::find_redis(),
             cores: (cores >= 2 && taskset).then_some((0, 1)),
             total_cores: cores,
             quiet_wait: env_num("BENCH_QUIET_WAIT", 30u64).min(600),
@@ -466,6 +471,27 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
         target: assume_target.clone(),
         cpu_pid: Some(assume_sc.proc.pid()),
     });
+    // Limits on: local state, and shared in Redis (self-contained: limits.rs).
+    let limited = limits::Limited::start(
+        bin,
+        proxy_core,
+        s.cores.map(|c| c.0),
+        s.redis.as_deref(),
+        sim.addr,
+        &public_pem,
+        &Creds::Static {
+            akid: AKID,
+            secret: SECRET,
+        },
+    )?;
+    subjects.extend(limited.subjects(|name, addr| target(name, addr, &tokens))?);
+    if s.redis.is_none() {
+        notes.push(
+            "redis-server not found: the `limits on, redis` phase was skipped (bench/run.sh installs it)."
+                .into(),
+        );
+    }
+    let redis_cpu0 = limited.redis_cpu_us();
     let plan = phases::Plan {
         secs: s.secs,
         rate: s.rate,
@@ -475,6 +501,15 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
     let sts_before = sts.stats.calls();
     let all = phases::measure_all(&subjects, &plan).await;
     let sts_timed = sts.stats.calls() - sts_before;
+    let redis_cpu_per_req = limited
+        .redis_cpu_us()
+        .zip(redis_cpu0)
+        .zip(all.iter().find(|m| m.name == limits::REDIS_NAME))
+        .map(|((after, before), m)| {
+            let n = m.open.latencies.len() as u64 + m.open.errors + m.closed.requests;
+            after.saturating_sub(before) as f64 / n.max(1) as f64
+        });
+    drop(limited);
     let mut sidecars = [static_sc, assume_sc];
     let alive: Vec<bool> = sidecars
         .iter_mut()
@@ -604,6 +639,7 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
         &budgets,
         &notes,
     );
+    let md = md + &limits::report(&all, STATIC_NAME, redis_cpu_per_req);
     println!("\n{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     if std::fs::create_dir_all(&out)

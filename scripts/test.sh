@@ -3,8 +3,9 @@
 #   bash scripts/test.sh
 # 1. .venv at the repo root with the pinned packages of scripts/requirements-test.txt
 #    (created, or reused while the requirements are unchanged)
-# 2. cargo build (debug) and cargo test (all Rust tests)
-# 3. pytest -q tests/e2e against the built binary (TENANTGATE_BIN, default
+# 2. redis-server from Debian when missing (the shared rate limit tests start their own)
+# 3. cargo build (debug) and cargo test (all Rust tests)
+# 4. pytest -q tests/e2e against the built binary (TENANTGATE_BIN, default
 #    target/debug/tenantgate)
 # Exits non-zero if anything fails. Nothing here is interactive (CI=true is fine).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k identity -x`.
@@ -42,6 +43,22 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   step "installing test requirements into .venv"
   "$VENV/bin/python" -m pip install --quiet -r "$REQ"
   echo "$want" >"$stamp"
+fi
+
+# ---- redis-server ------------------------------------------------------------
+# The shared rate limit tests (Rust and tests/e2e/test_rate_limit_redis.py)
+# start their own redis-server on a free 127.0.0.1 port. Install Debian's
+# when missing; under CI=true those tests fail without it, elsewhere they skip.
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ] &&
+   [ "${SKIP_REDIS_INSTALL:-0}" != 1 ]; then
+  step "installing redis-server (apt-get)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  # policy-rc.d (present in containers) keeps the package from starting a
+  # system redis; the tests never use its port (6379) anyway.
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server ||
+    echo "test.sh: redis-server install failed; the Redis tests will fail under CI=true" >&2
 fi
 
 # ---- Rust ------------------------------------------------------------------

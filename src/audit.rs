@@ -37,6 +37,10 @@ pub struct AuditRecord {
     /// reset, client gone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_error: Option<&'static str>,
+    /// `on_backend_error` (`local`, `deny`, `allow`) when it decided this
+    /// request's admission because the shared rate limit backend did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_fallback: Option<&'static str>,
 }
 
 enum Sink {

@@ -92,13 +92,6 @@ fn main() -> ExitCode {
         }
         Command::Check(path) => match tenantgate::config::load_file(&path) {
             Ok(cfg) => {
-                if let tenantgate::config::RateLimitBackend::Redis { .. } = cfg.rate_limit.backend {
-                    eprintln!(
-                        "{}: rate_limit.backend: \"redis\" is not supported by this version; `run` refuses to start with it",
-                        path.display()
-                    );
-                    return ExitCode::from(1);
-                }
                 println!(
                     "{}: OK ({} tenant{} listed{})",
                     path.display(),

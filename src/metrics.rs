@@ -84,6 +84,16 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
@@ -280,6 +290,10 @@ pub struct Metrics {
     dropped_results: Counter,
     reloads: Family<ResultLabels, Counter>,
     last_reload_ok: Gauge,
+    rl_backend_up: Gauge,
+    rl_backend_errors: Counter,
+    rl_backend_transitions: Family<StateLabels, Counter>,
+    rl_fallback: Family<ActionLabels, Counter>,
     sts: Arc<Mutex<StsTotals>>,
 }
 
@@ -355,6 +369,37 @@ impl Metrics {
             "1 when the last reload applied (or none was tried), 0 while a rejected file is on disk",
             last_reload_ok.clone(),
         );
+        let rl_backend_up = Gauge::default();
+        rl_backend_up.set(1);
+        registry.register(
+            "tenantgate_rate_limit_backend_up",
+            "1 while the rate limit backend answers (always with backend = local), 0 while a shared backend is down",
+            rl_backend_up.clone(),
+        );
+        let rl_backend_errors = Counter::default();
+        registry.register(
+            "tenantgate_rate_limit_backend_errors",
+            "Calls to the shared rate limit backend that failed or timed out",
+            rl_backend_errors.clone(),
+        );
+        let rl_backend_transitions = Family::<StateLabels, Counter>::default();
+        for state in ["down", "up"] {
+            let _ = rl_backend_transitions.get_or_create(&StateLabels { state });
+        }
+        registry.register(
+            "tenantgate_rate_limit_backend_transitions",
+            "Times the shared rate limit backend went down or came back up, by new state",
+            rl_backend_transitions.clone(),
+        );
+        let rl_fallback = Family::<ActionLabels, Counter>::default();
+        for action in ["local", "deny", "allow"] {
+            let _ = rl_fallback.get_or_create(&ActionLabels { action });
+        }
+        registry.register(
+            "tenantgate_rate_limit_fallback",
+            "Requests decided by on_backend_error (local, deny, allow) because the shared backend did not answer",
+            rl_fallback.clone(),
+        );
         let sts = Arc::new(Mutex::new(StsTotals::default()));
         registry.register_collector(Box::new(StsCollector(sts.clone())));
         Metrics {
@@ -368,6 +413,10 @@ impl Metrics {
             dropped_results,
             reloads,
             last_reload_ok,
+            rl_backend_up,
+            rl_backend_errors,
+            rl_backend_transitions,
+            rl_fallback,
             sts,
         }
     }
@@ -416,6 +465,26 @@ impl Metrics {
     pub fn config_reload(&self, ok: bool) {
         self.reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "error" } }).inc();
         self.last_reload_ok.set(i64::from(ok));
+    }
+
+    /// Sets `tenantgate_rate_limit_backend_up`.
+    pub fn rate_limit_backend_up(&self, up: bool) {
+        self.rl_backend_up.set(i64::from(up));
+    }
+
+    /// Counts one failed call to the shared rate limit backend.
+    pub fn rate_limit_backend_error(&self) {
+        self.rl_backend_errors.inc();
+    }
+
+    /// Counts the shared backend going down (`up` false) or coming back.
+    pub fn rate_limit_backend_transition(&self, up: bool) {
+        self.rl_backend_transitions.get_or_create(&StateLabels { state: if up { "up" } else { "down" } }).inc();
+    }
+
+    /// Counts one request decided by `on_backend_error` (`local`, `deny`, `allow`).
+    pub fn rate_limit_fallback(&self, action: &'static str) {
+        self.rl_fallback.get_or_create(&ActionLabels { action }).inc();
     }
 
     /// Folds the STS counts of a provider about to be replaced (on reload),

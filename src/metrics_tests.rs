@@ -266,3 +266,32 @@ fn observe_cost() {
     }
     eprintln!("observe: {:?} per record", t.elapsed() / n);
 }
+
+#[test]
+fn rate_limit_backend_families() {
+    let m = Metrics::new(10);
+    let text = m.render(None, Format::Prometheus);
+    assert_prometheus_text(&text);
+    assert_eq!(value(&text, "tenantgate_rate_limit_backend_up "), 1.0, "local limits: the backend is up");
+    assert_eq!(value(&text, "tenantgate_rate_limit_backend_errors_total "), 0.0);
+    for action in ["local", "deny", "allow"] {
+        assert_eq!(value(&text, &format!(r#"tenantgate_rate_limit_fallback_total{{action="{action}"}}"#)), 0.0);
+    }
+    m.rate_limit_backend_up(false);
+    m.rate_limit_backend_transition(false);
+    m.rate_limit_backend_error();
+    m.rate_limit_backend_error();
+    m.rate_limit_fallback("deny");
+    m.rate_limit_backend_transition(true);
+    m.rate_limit_backend_up(true);
+    m.rate_limit_backend_up(false);
+    let text = m.render(None, Format::Prometheus);
+    assert!(text.contains("# TYPE tenantgate_rate_limit_backend_up gauge"), "{text}");
+    assert!(text.contains("# TYPE tenantgate_rate_limit_backend_errors_total counter"), "{text}");
+    assert_eq!(value(&text, "tenantgate_rate_limit_backend_up "), 0.0);
+    assert_eq!(value(&text, "tenantgate_rate_limit_backend_errors_total "), 2.0);
+    assert_eq!(value(&text, r#"tenantgate_rate_limit_backend_transitions_total{state="down"}"#), 1.0);
+    assert_eq!(value(&text, r#"tenantgate_rate_limit_backend_transitions_total{state="up"}"#), 1.0);
+    assert_eq!(value(&text, r#"tenantgate_rate_limit_fallback_total{action="deny"}"#), 1.0);
+    assert_eq!(value(&text, r#"tenantgate_rate_limit_fallback_total{action="local"}"#), 0.0);
+}

@@ -267,7 +267,9 @@ impl Proxy {
         // 5b. Limits, after the allowlists (a denied request costs the tenant
         //     nothing) and before any upstream work. The permit is held until
         //     the response body ends.
-        let permit = self.limiter.admit(&principal.tenant, &principal.user, &policy.rate_limit)?;
+        let admission = self.limiter.acquire(&principal.tenant, &principal.user, &policy.rate_limit).await;
+        rec.rate_limit_fallback = admission.fallback;
+        let permit = admission.result?;
         let (mut parts, body) = req.into_parts();
         if route.op.service() == crate::route::Service::SageMakerRuntime {
             // SageMaker routing lives in the path and headers only (bodies

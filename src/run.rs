@@ -65,8 +65,18 @@ pub async fn reload(sidecar: &Sidecar, path: &Path) -> bool {
     };
     let old = sidecar.proxy().snapshot.load_full();
     warn_restart_only(&old.config, &cfg);
+    let rate_limit = cfg.rate_limit.backend.clone();
     match build_snapshot(cfg, Some(&old)).await {
         Ok(snap) => {
+            // A new redis_url, on_backend_error or backend applies with the
+            // config (a new backend connects first, bounded by ~1 s). Only a
+            // URL the client cannot use fails here, and validation already
+            // rejects those.
+            if let Err(e) = sidecar.proxy().limiter.configure(&rate_limit).await {
+                tracing::error!(path = %path.display(), "reload failed, keeping the running config: {e}");
+                metrics.config_reload(false);
+                return false;
+            }
             if !Arc::ptr_eq(&old.creds, &snap.creds) {
                 metrics.retire_credentials(&old.creds);
             }

@@ -107,11 +107,6 @@ impl Sidecar {
         config_path: Option<PathBuf>,
         audit: Arc<Audit>,
     ) -> Result<Sidecar, String> {
-        if let crate::config::RateLimitBackend::Redis { .. } = config.rate_limit.backend {
-            // Refuse rather than run with limits the operator believes are
-            // shared across replicas but are not.
-            return Err("rate_limit.backend = \"redis\" is not supported by this version; use \"local\"".into());
-        }
         let listen = config.server.listen;
         let admin_listen = config.server.admin_listen;
         let header_timeout = config.server.header_timeout;
@@ -125,8 +120,12 @@ impl Sidecar {
         };
         crate::metrics::init(config.server.metrics_max_tenants);
         let client = build_client(&config.aws)?;
+        let rate_limit = config.rate_limit.backend.clone();
         let snapshot = build_snapshot(config, None).await?;
         let proxy = Proxy::new(snapshot, client, audit);
+        // A shared backend that does not answer is not fatal (nor a reason
+        // to be unready): on_backend_error applies while it is probed.
+        proxy.limiter.configure(&rate_limit).await?;
         let state = Arc::new(ServerState {
             proxy: proxy.clone(),
             listening: AtomicBool::new(false),

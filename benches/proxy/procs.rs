@@ -194,6 +194,23 @@ pub fn start_sidecar(
     creds: &Creds<'_>,
     tenants: Tenants,
 ) -> Result<Sidecar, String> {
+    start_sidecar_with_limits(bin, dir, core, upstream, public_pem, creds, tenants, NO_THROTTLING, "")
+}
+
+/// [`start_sidecar`] with `limits` as `[tenant_defaults.rate_limit]` and
+/// `rate_limit_table` (e.g. `[rate_limit]` for Redis) added to the config.
+#[allow(clippy::too_many_arguments)]
+pub fn start_sidecar_with_limits(
+    bin: &Path,
+    dir: &Path,
+    core: Option<usize>,
+    upstream: SocketAddr,
+    public_pem: &str,
+    creds: &Creds<'_>,
+    tenants: Tenants,
+    limits: &str,
+    rate_limit_table: &str,
+) -> Result<Sidecar, String> {
     let (port, admin) = (free_port()?, free_port()?);
     std::fs::write(dir.join("jwt-public.pem"), public_pem).map_err(|e| e.to_string())?;
     let (credentials, sts_endpoint) = match creds {
@@ -241,9 +258,10 @@ bedrock_runtime = "http://{upstream}"
 [credentials]
 {credentials}
 
+{rate_limit_table}
 {tenants}
 [tenant_defaults.rate_limit]
-{NO_THROTTLING}
+{limits}
 "#
     );
     let path = dir.join("tenantgate.toml");

@@ -1,9 +1,10 @@
 //! The seam between admission (tables, in-flight counts, ordering; `mod.rs`)
-//! and where the shared limiter state lives. [`Local`](super::local::Local)
-//! keeps it in memory. A shared backend (Redis, SPEC §3 `backend = "redis"`)
-//! would implement the same calls against keys built from the tenant / user
-//! names it is handed at construction, keeping no counters itself; it will
-//! need the checks to become async, which `admit` is not today.
+//! and where the limiter state lives. [`Local`](super::local::Local) keeps it
+//! in memory, with checks that never await. The shared backend
+//! (`redis_backend.rs`, SPEC §3 `backend = "redis"`) does not fit these
+//! per-check calls: it answers all three checks in one async round trip, so
+//! `RateLimiter::acquire` calls it directly and keeps `Local` beside it for
+//! the in-flight count and for `on_backend_error = "local"`.
 //!
 //! The in-flight count is never a backend concern: it counts this process's
 //! open responses and lives in the local tenant entry.

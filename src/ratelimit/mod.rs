@@ -42,6 +42,20 @@
 //! different config versions around a reload can flip an entry back and
 //! forth while both are in flight, each flip granting a fresh burst.
 //!
+//! # Shared limits (`backend = "redis"`)
+//! [`RateLimiter::acquire`] is what the proxy calls. With local limits it is
+//! `admit` and nothing else. With Redis (`redis_backend.rs`) it takes the
+//! in-flight slot here (`max_concurrent` is always per process), then makes
+//! one round trip for the budget, the per-user and the tenant GCRA, in that
+//! order, all in one script that writes nothing unless all pass (so a
+//! request the tenant limit refuses spends no cell of its user's limit
+//! either). So the order becomes concurrency, budget, user, tenant; it only
+//! shows when two checks would both refuse. State in Redis is not rebuilt
+//! when limits change: the new parameters apply to it as it stands. When
+//! Redis does not answer, `on_backend_error` decides: `local` runs `admit`
+//! (this process's state, same limits), `deny` refuses with
+//! `rate_limit_unavailable`, `allow` admits (still holding the slot).
+//!
 //! # Cost
 //! `admit` on a warm key: one shard read lock and map probe per table, an
 //! `Arc` clone, the in-flight compare-and-swap and governor's per GCRA.
@@ -51,8 +65,11 @@
 mod backend;
 mod clock;
 mod local;
+mod redis_backend;
 mod table;
 
+#[cfg(test)]
+mod redis_tests;
 #[cfg(test)]
 mod tests;
 
@@ -60,12 +77,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use clock::Clock;
+use arc_swap::ArcSwapOption;
 
-use crate::config::TenantRateLimit;
+pub use clock::Clock;
+pub use redis_backend::validate_url as validate_redis_url;
+
+use crate::config::{OnBackendError, RateLimitBackend, TenantRateLimit};
 use crate::error::ProxyError;
 use backend::{Backend, RateQuota, TenantCells, UserCells};
 use local::Local;
+use redis_backend::{Keys, Redis, Verdict};
 use table::{Evict, Table};
 
 /// Most tenants tracked (64 shards of 1024), beyond those with requests in flight.
@@ -79,6 +100,18 @@ const USERS_PER_SHARD: usize = 2048;
 /// Admission control for every tenant of the process.
 pub struct RateLimiter {
     core: Core<Local>,
+    /// The shared backend (`backend = "redis"`), None with `backend = "local"`.
+    shared: ArcSwapOption<Redis>,
+}
+
+/// What [`RateLimiter::acquire`] decided.
+#[derive(Debug)]
+pub struct Admission {
+    pub result: Result<Permit, ProxyError>,
+    /// The `on_backend_error` that decided (`"local"`, `"deny"`, `"allow"`)
+    /// when the shared backend did not answer; None when it did, or when
+    /// limits are local.
+    pub fallback: Option<&'static str>,
 }
 
 impl RateLimiter {
@@ -99,13 +132,111 @@ impl RateLimiter {
                 tenants: Table::new(shards, tenants_per_shard),
                 users: Table::new(shards, users_per_shard),
             },
+            shared: ArcSwapOption::empty(),
         }
     }
 
+    /// Applies `[rate_limit]`: at start and on every reload. A new
+    /// `redis_url` (or a switch to Redis) starts a new backend, trying one
+    /// connection first (at most ~1 s; an unreachable server is not an
+    /// error: `on_backend_error` applies while it is probed); a changed
+    /// `on_backend_error` alone applies to the running one; `local` drops it.
+    /// Fails only for a URL the Redis client cannot use.
+    pub async fn configure(&self, backend: &RateLimitBackend) -> Result<(), String> {
+        match backend {
+            RateLimitBackend::Local => {
+                if let Some(old) = self.shared.swap(None) {
+                    old.retire();
+                    crate::metrics::global().rate_limit_backend_up(true);
+                    tracing::info!("rate limits are now local to this process");
+                }
+                Ok(())
+            }
+            RateLimitBackend::Redis { url, on_backend_error } => {
+                if let Some(cur) = self.shared.load_full() {
+                    if cur.url() == url {
+                        if cur.on_error() != *on_backend_error {
+                            cur.set_on_error(*on_backend_error);
+                            let mode = redis_backend::mode_name(*on_backend_error);
+                            tracing::info!(on_backend_error = mode, "rate limit backend fallback changed");
+                        }
+                        return Ok(());
+                    }
+                }
+                let fresh = Redis::start(url, *on_backend_error).await?;
+                if let Some(old) = self.shared.swap(Some(fresh)) {
+                    old.retire();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The admission the proxy uses: [`admit`](Self::admit) when limits
+    /// are local; with a shared backend, the in-flight slot here and one
+    /// Redis round trip for the rest, or `on_backend_error` when Redis does
+    /// not answer within ~50 ms (at once while it is known to be down).
+    pub async fn acquire(&self, tenant: &str, user: &str, limits: &TenantRateLimit) -> Admission {
+        let redis = {
+            let guard = self.shared.load();
+            match &*guard {
+                None => return Admission { result: self.admit(tenant, user, limits), fallback: None },
+                Some(r) => r.clone(),
+            }
+        };
+        self.acquire_shared(redis, tenant, user, limits).await
+    }
+
+    async fn acquire_shared(&self, redis: Arc<Redis>, tenant: &str, user: &str, limits: &TenantRateLimit) -> Admission {
+        let now = self.core.clock.nanos();
+        let entry = self.core.entry(tenant, limits, now);
+        let slot = match Slot::take(&entry.in_flight, limits.max_concurrent) {
+            Ok(s) => s,
+            Err(e) => return Admission { result: Err(e), fallback: None },
+        };
+        let shared = |redis: Arc<Redis>| Some(SharedCharge { redis, budget_key: Keys::budget(tenant) });
+        let result = match redis.admit(tenant, user, limits).await {
+            Ok(Verdict::Admit) => {
+                slot.keep();
+                Ok(Permit { entry: entry.clone(), shared: shared(redis) })
+            }
+            Ok(Verdict::Budget(retry_after)) => Err(ProxyError::TokenBudgetExhausted { retry_after }),
+            Ok(Verdict::Rate(retry_after)) => Err(ProxyError::RateLimited { retry_after }),
+            Err(_) => {
+                // Logged and counted by the backend once per transition.
+                let mode = redis.on_error();
+                let name = redis_backend::mode_name(mode);
+                crate::metrics::global().rate_limit_fallback(name);
+                let result = match mode {
+                    OnBackendError::Local => {
+                        drop(slot);
+                        self.admit(tenant, user, limits).map(|mut p| {
+                            p.shared = shared(redis);
+                            p
+                        })
+                    }
+                    OnBackendError::Deny => Err(ProxyError::RateLimitUnavailable),
+                    OnBackendError::Allow => {
+                        slot.keep();
+                        Ok(Permit { entry: entry.clone(), shared: shared(redis) })
+                    }
+                };
+                return Admission { result, fallback: Some(name) };
+            }
+        };
+        Admission { result, fallback: None }
+    }
+
+    /// Whether the shared backend answers (None with local limits).
+    pub fn shared_backend_up(&self) -> Option<bool> {
+        self.shared.load().as_ref().map(|r| r.is_up())
+    }
+
     /// Called after authentication, before the body is read; see the module
-    /// docs for the order of checks. Never blocks or awaits.
+    /// docs for the order of checks. Never blocks or awaits. Local state
+    /// only: the proxy calls [`acquire`](Self::acquire).
     pub fn admit(&self, tenant: &str, user: &str, limits: &TenantRateLimit) -> Result<Permit, ProxyError> {
-        self.core.admit(tenant, user, limits).map(|entry| Permit { entry })
+        self.core.admit(tenant, user, limits).map(|entry| Permit { entry, shared: None })
     }
 
     /// Tenants and (tenant, user) pairs currently tracked.
@@ -125,13 +256,40 @@ impl fmt::Debug for RateLimiter {
 /// dropped: dropping it frees the concurrency slot.
 pub struct Permit {
     entry: Arc<TenantEntry<Local>>,
+    /// Where token charges go when the limits are shared.
+    shared: Option<SharedCharge>,
+}
+
+struct SharedCharge {
+    redis: Arc<Redis>,
+    budget_key: String,
 }
 
 impl Permit {
     /// Charges actual token usage (input + output) to the tenant's
     /// `tokens_per_minute` budget, possibly into debt; a no-op when the
     /// budget is unlimited (0). Call once, at the end of the response.
+    ///
+    /// With a shared backend the charge is sent from a spawned task and
+    /// never waits; when Redis is down (or the call fails) it is charged to
+    /// this process's budget instead, which `on_backend_error = "local"`
+    /// uses.
     pub fn charge_tokens(&self, tokens: u64) {
+        let tpm = self.entry.limits.tokens_per_minute;
+        if let (Some(s), true) = (&self.shared, tpm > 0 && tokens > 0) {
+            if let (true, Ok(rt)) = (s.redis.is_up(), tokio::runtime::Handle::try_current()) {
+                let redis = s.redis.clone();
+                let key = s.budget_key.clone();
+                let entry = self.entry.clone();
+                let cost = redis_backend::charge_cost_us(tokens, tpm);
+                rt.spawn(async move {
+                    if redis.charge(&key, cost).await.is_err() {
+                        entry.cells.charge(tokens, entry.clock.nanos());
+                    }
+                });
+                return;
+            }
+        }
         self.entry.cells.charge(tokens, self.entry.clock.nanos());
     }
 }
@@ -173,8 +331,9 @@ struct UserEntry<B: Backend> {
 }
 
 impl<B: Backend> Core<B> {
-    fn admit(&self, tenant: &str, user: &str, limits: &TenantRateLimit) -> Result<Arc<TenantEntry<B>>, ProxyError> {
-        let now = self.clock.nanos();
+    /// The tenant's entry for `limits`, made or replaced as needed.
+    #[inline]
+    fn entry(&self, tenant: &str, limits: &TenantRateLimit, now: u64) -> Arc<TenantEntry<B>> {
         let entry = self.tenants.get_or_make(
             tenant.as_bytes(),
             now,
@@ -188,15 +347,16 @@ impl<B: Backend> Core<B> {
             },
         );
         entry.last_seen.store(now, Ordering::Relaxed);
+        entry
+    }
+
+    fn admit(&self, tenant: &str, user: &str, limits: &TenantRateLimit) -> Result<Arc<TenantEntry<B>>, ProxyError> {
+        let now = self.clock.nanos();
+        let entry = self.entry(tenant, limits, now);
 
         entry.cells.budget(now).map_err(|retry_after| ProxyError::TokenBudgetExhausted { retry_after })?;
 
-        let max = limits.max_concurrent;
-        if entry.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_err() {
-            return Err(ProxyError::ConcurrencyLimited);
-        }
-        // From here on a refusal gives the slot back.
-        let slot = Slot(&entry.in_flight);
+        let slot = Slot::take(&entry.in_flight, limits.max_concurrent)?;
 
         if let Some(quota) = RateQuota::user(limits) {
             let u = with_user_key(tenant, user, |key| {
@@ -212,13 +372,30 @@ impl<B: Backend> Core<B> {
         }
         entry.cells.rate(now).map_err(|retry_after| ProxyError::RateLimited { retry_after })?;
 
-        std::mem::forget(slot);
+        slot.keep();
         Ok(entry)
     }
 }
 
-/// Gives an in-flight slot back unless forgotten.
+/// An in-flight slot, given back when dropped unless kept.
 struct Slot<'a>(&'a AtomicU32);
+
+impl<'a> Slot<'a> {
+    /// Takes a slot while fewer than `max` are in flight.
+    #[inline]
+    fn take(in_flight: &'a AtomicU32, max: u32) -> Result<Self, ProxyError> {
+        match in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)) {
+            Ok(_) => Ok(Slot(in_flight)),
+            Err(_) => Err(ProxyError::ConcurrencyLimited),
+        }
+    }
+
+    /// The slot now belongs to a [`Permit`] (its `Drop` gives it back).
+    #[inline]
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {

@@ -195,7 +195,15 @@ pub(crate) fn rate_limit(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> RateLimitConfig {
         }
         Some("redis") => {
             let url = match t.text(ctx, "redis_url") {
-                Some(u) if u.value.starts_with("redis://") || u.value.starts_with("rediss://") => u.value,
+                Some(u) if u.value.starts_with("redis://") || u.value.starts_with("rediss://") => {
+                    match crate::ratelimit::validate_redis_url(&u.value) {
+                        Ok(()) => u.value,
+                        Err(e) => {
+                            ctx.err_at(&u, format!("not a usable Redis URL: {e}"));
+                            String::new()
+                        }
+                    }
+                }
                 Some(u) => {
                     ctx.err_at(&u, "must be a redis:// or rediss:// URL");
                     String::new()

@@ -260,6 +260,12 @@ fn rate_limit_backend_rules() {
     assert!(
         matches!(&c.rate_limit.backend, RateLimitBackend::Redis { url, on_backend_error: OnBackendError::Deny } if url == "rediss://cache:6380")
     );
+    // Parsed the way the client will open it, and the password never echoed.
+    let e = errs(&doc("[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://:hunter2@cache:6379/notadb\"\n"));
+    let msg = find(&e, "rate_limit.redis_url", "not a usable Redis URL");
+    assert!(!msg.message.contains("hunter2"), "{}", msg.message);
+    let c = ok(&doc("[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://user:pw@10.0.0.7:6379/2\"\n"));
+    assert!(matches!(c.rate_limit.backend, RateLimitBackend::Redis { on_backend_error: OnBackendError::Local, .. }));
 }
 
 #[test]
