@@ -139,18 +139,34 @@ impl<B> UpstreamBody<B> {
         self.guard.finish();
     }
 
-    /// The upstream event stream cannot be redacted (bad CRC, truncated or
-    /// oversized frame): the client gets an exception event and the end of
-    /// the stream, never the unchecked bytes or anything still held back.
+    /// The upstream event stream cannot be passed on (bad CRC, truncated or
+    /// oversized frame, or an agent event citing a foreign source): the
+    /// client gets an exception event and the end of the stream, never the
+    /// unchecked bytes or anything still held back.
     fn fail_redacted(&mut self, e: &crate::filter::eventstream::StreamError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        tracing::warn!("upstream event stream cannot be redacted: {e}");
+        use crate::filter::eventstream::StreamError as Es;
+        let (what, message) = match e {
+            Es::ForeignSource => {
+                tracing::warn!("agent answer withheld: {e}");
+                (
+                    "unauthorized_source_in_answer",
+                    "the answer cites a source outside the tenant's allowed prefixes; the stream has been ended",
+                )
+            }
+            _ => {
+                tracing::warn!("upstream event stream cannot be redacted: {e}");
+                ("upstream_stream_corrupt", "the upstream event stream was malformed and has been ended")
+            }
+        };
         self.count_redactions();
-        let what = "upstream_stream_corrupt";
-        let frame = self.redactor.as_ref().map(|r| r.error_frame(what, "the upstream event stream was malformed and has been ended"));
+        let frame = self.redactor.as_ref().map(|r| r.error_frame(what, message));
         self.done = true;
         self.account();
         if let Some(r) = self.guard.record_mut() {
             r.stream_error = Some(what);
+            if matches!(e, Es::ForeignSource) {
+                r.reason = Some(what);
+            }
         }
         self.guard.finish();
         match frame {

@@ -32,8 +32,9 @@ pub enum Post {
     /// RetrieveAndGenerateStream: same over every `citation` event.
     RagStream { prefixes: Vec<String> },
     /// InvokeAgent: the response's session id header goes back as the
-    /// client's own id.
-    Agent { client_session_id: String, client_memory_id: Option<String> },
+    /// client's own id; events citing sources outside `prefixes` end the
+    /// stream (checked frame by frame, see `filter::eventstream`).
+    Agent { client_session_id: String, client_memory_id: Option<String>, prefixes: Vec<String> },
 }
 
 impl Post {

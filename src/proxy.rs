@@ -15,6 +15,7 @@ use crate::authn::Authenticator;
 use crate::aws::credentials::CredentialProvider;
 use crate::aws::sign::sign_request;
 use crate::body::{read_limited, ProxyBody, UpstreamBody};
+use crate::filter::chunks::SourceFilter;
 use crate::filter::eventstream::StreamRedactor;
 use crate::config::{Config, TenantPolicy};
 use crate::error::{error_chain, ProxyError};
@@ -407,7 +408,8 @@ impl Proxy {
                     inject,
                 )?;
                 route.ids[2] = out.upstream_session_id;
-                Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id }))
+                let prefixes = rewrite::render_source_prefixes(policy, principal)?;
+                Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id, prefixes }))
             }
             Rerank => {
                 // Forward what was judged: re-serialising collapses duplicate
@@ -457,7 +459,7 @@ impl Proxy {
             parts.headers.insert("x-tenantgate-request-id", v);
         }
         match &fwd.post {
-            Post::Agent { client_session_id, client_memory_id } => {
+            Post::Agent { client_session_id, client_memory_id, .. } => {
                 if let Ok(v) = HeaderValue::from_str(client_session_id) {
                     parts.headers.insert("x-amz-bedrock-agent-session-id", v);
                 }
@@ -551,13 +553,21 @@ impl Proxy {
         let guard = AuditGuard::new(self.audit.clone(), std::mem::take(rec), started);
         // Event streams are redacted frame by frame as they arrive
         // (`filter::eventstream`); their length may change.
-        let stream_redactor = match &redactor {
-            Some(r) if is_event_stream => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                Some(StreamRedactor::new(fwd.op, r.clone()))
-            }
+        // InvokeAgent answers are checked event by event for knowledge-base
+        // sources outside the tenant's prefixes (a foreign one ends the
+        // stream); only successful streams carry answers.
+        let sources = match &fwd.post {
+            Post::Agent { prefixes, .. } if parts.status.is_success() => Some(SourceFilter::new(prefixes)),
             _ => None,
         };
+        let stream_redactor = if is_event_stream {
+            StreamRedactor::for_response(fwd.op, redactor.clone(), sources)
+        } else {
+            None
+        };
+        if stream_redactor.is_some() {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap)
             .with_permit(fwd.permit)
             .with_redactor(stream_redactor);

@@ -36,7 +36,15 @@
 //!   unchanged unless it happens to contain a match.
 //! - Any other event or exception: JSON string literals redacted (raw bytes
 //!   redacted when the payload is not JSON); all held texts are flushed first.
+//!
+//! InvokeAgent streams of a tenant with `allowed_source_prefixes` are also
+//! judged frame by frame, with or without redaction: an event whose
+//! `retrievedReferences` (a `chunk`'s citations, a `trace`'s knowledge-base
+//! lookup) name a location outside the prefixes is not forwarded and ends
+//! the stream ([`StreamError::ForeignSource`]), like a RetrieveAndGenerate
+//! answer citing a foreign source (SPEC §5.2).
 
+use super::chunks::SourceFilter;
 use super::redact::{HoldBack, HoldCache, Redactor};
 use crate::route::Operation;
 use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
@@ -80,6 +88,9 @@ pub enum StreamError {
     /// The stream ended inside a frame.
     Truncated(usize),
     Encode(String),
+    /// An InvokeAgent event names a knowledge-base source outside the
+    /// tenant's allowed prefixes: the answer may hold another tenant's data.
+    ForeignSource,
     /// An earlier call failed; the stream must not continue.
     Failed,
 }
@@ -95,6 +106,9 @@ impl fmt::Display for StreamError {
                 write!(f, "event stream ended inside a frame ({n} bytes pending)")
             }
             StreamError::Encode(e) => write!(f, "re-encoding an event-stream frame failed: {e}"),
+            StreamError::ForeignSource => {
+                f.write_str("an agent event cites a source outside the tenant's allowed prefixes")
+            }
             StreamError::Failed => f.write_str("event stream already failed"),
         }
     }
@@ -136,18 +150,43 @@ struct Text {
     shape: Shape,
 }
 
+/// Frames an upstream event stream and passes each whole frame through the
+/// redaction (when patterns are configured) and, for InvokeAgent, the
+/// source check (when the tenant has `allowed_source_prefixes`).
 pub struct StreamRedactor {
     kind: Kind,
-    redactor: Arc<Redactor>,
     buf: BytesMut,
+    redact: Option<Redact>,
+    sources: Option<SourceFilter>,
+    failed: bool,
+}
+
+/// The redaction state of one stream.
+struct Redact {
+    kind: Kind,
+    redactor: Arc<Redactor>,
     texts: BTreeMap<String, Text>,
     cache: HoldCache,
     redactions: u64,
-    failed: bool,
 }
 
 impl StreamRedactor {
     pub fn new(op: Operation, redactor: Arc<Redactor>) -> Self {
+        Self::build(op, Some(redactor), None)
+    }
+
+    /// The filter a response needs: redaction when `redactor` is set, the
+    /// InvokeAgent source check when `sources` is set and enabled; None when
+    /// neither applies (the stream passes untouched).
+    pub fn for_response(op: Operation, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Option<Self> {
+        let sources = sources.filter(|s| op == Operation::InvokeAgent && !s.is_disabled());
+        if redactor.is_none() && sources.is_none() {
+            return None;
+        }
+        Some(Self::build(op, redactor, sources))
+    }
+
+    fn build(op: Operation, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Self {
         let kind = match op {
             Operation::ConverseStream => Kind::Converse,
             Operation::RetrieveAndGenerateStream => Kind::Rag,
@@ -158,24 +197,28 @@ impl StreamRedactor {
         };
         StreamRedactor {
             kind,
-            cache: redactor.hold_cache(),
-            redactor,
+            redact: redactor.map(|redactor| Redact {
+                kind,
+                cache: redactor.hold_cache(),
+                redactor,
+                texts: BTreeMap::new(),
+                redactions: 0,
+            }),
+            sources,
             buf: BytesMut::new(),
-            texts: BTreeMap::new(),
-            redactions: 0,
             failed: false,
         }
     }
 
     /// Matches replaced so far.
     pub fn redactions(&self) -> u64 {
-        self.redactions
+        self.redact.as_ref().map_or(0, |r| r.redactions)
     }
 
     /// Bytes currently held back across all continuing texts (for tests and
     /// metrics; bounded by `HOLD_BACK + 3` per text).
     pub fn held_bytes(&self) -> usize {
-        self.texts.values().map(|t| t.hb.held_len()).sum()
+        self.redact.as_ref().map_or(0, |r| r.texts.values().map(|t| t.hb.held_len()).sum())
     }
 
     /// The event that ends a stream this redactor cannot continue (a bad
@@ -222,7 +265,10 @@ impl StreamRedactor {
             return Err(StreamError::Truncated(self.buf.len()));
         }
         let mut out = Vec::new();
-        let r = self.flush_all(&mut out);
+        let r = match &mut self.redact {
+            Some(red) => red.flush_all(&mut out),
+            None => Ok(()),
+        };
         self.failed = r.is_err();
         r.map(|()| Bytes::from(out))
     }
@@ -259,6 +305,23 @@ impl StreamRedactor {
 
     /// `raw` is the frame as upstream sent it: forwarded as it is when
     /// nothing in it changes, so a stream without matches is byte-identical.
+    fn on_message(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+        if let Some(sources) = &self.sources {
+            if !agent_event_is_clean(sources, &msg) {
+                return Err(StreamError::ForeignSource);
+            }
+        }
+        match &mut self.redact {
+            Some(r) => r.on_message(msg, raw, out),
+            None => {
+                out.extend_from_slice(raw);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Redact {
     fn on_message(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
         let is_event = header_str(&msg, ":message-type").is_none_or(|t| t == "event");
         let et = header_str(&msg, ":event-type").unwrap_or("").to_string();
@@ -542,6 +605,39 @@ impl StreamRedactor {
             }
             Shape::AgentChunk { outer } => self.write_chunk(&t.headers, outer, &rest, true, &[], out),
         }
+    }
+}
+
+/// InvokeAgent source check (SPEC §5.2 applied to agents): every
+/// `retrievedReferences` list anywhere in an event — a `chunk`'s
+/// `attribution.citations`, a `trace`'s knowledge-base lookup output — must
+/// name only allowed locations. A `chunk` or `trace` whose payload is not
+/// JSON cannot be judged and is unclean; other events are judged when they
+/// are JSON.
+fn agent_event_is_clean(sources: &SourceFilter, msg: &Message) -> bool {
+    let et = header_str(msg, ":event-type").unwrap_or("");
+    match serde_json::from_slice::<Value>(msg.payload()) {
+        Ok(v) => references_clean_within(sources, &v, 0),
+        Err(_) => !matches!(et, "chunk" | "trace"),
+    }
+}
+
+/// Deeper than any AWS shape; a payload nested further is unclean.
+const MAX_DEPTH: usize = 64;
+
+fn references_clean_within(sources: &SourceFilter, v: &Value, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match v {
+        Value::Object(o) => o.iter().all(|(k, v)| {
+            if k == "retrievedReferences" && !sources.references_are_clean(Some(v)) {
+                return false;
+            }
+            references_clean_within(sources, v, depth + 1)
+        }),
+        Value::Array(a) => a.iter().all(|v| references_clean_within(sources, v, depth + 1)),
+        _ => true,
     }
 }
 

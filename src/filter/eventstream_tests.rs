@@ -540,3 +540,95 @@ fn id_split_across_rag_stream_output_events_is_caught() {
     assert_eq!(texts.last().unwrap(), "us");
     assert_eq!(events.last().unwrap().0, "citation");
 }
+
+// ---- InvokeAgent source check (SPEC §5.2 applied to agent answers) ----
+
+fn s3_ref(uri: &str) -> Value {
+    json!({"content": {"text": "chunk"}, "location": {"type": "S3", "s3Location": {"uri": uri}}})
+}
+
+fn agent_chunk_citing(text: &str, uris: &[&str]) -> Vec<u8> {
+    let refs: Vec<Value> = uris.iter().map(|u| s3_ref(u)).collect();
+    let payload = json!({
+        "bytes": B64.encode(text),
+        "attribution": {"citations": [{"generatedResponsePart": {"textResponsePart": {"text": text}}, "retrievedReferences": refs}]}
+    });
+    frame("chunk", payload.to_string().as_bytes())
+}
+
+fn agent_trace_retrieving(uri: &str) -> Vec<u8> {
+    let payload = json!({"agentId": "A", "trace": {"orchestrationTrace": {"observation": {
+        "type": "KNOWLEDGE_BASE",
+        "knowledgeBaseLookupOutput": {"retrievedReferences": [s3_ref(uri)]}}}}});
+    frame("trace", payload.to_string().as_bytes())
+}
+
+fn sources() -> Option<SourceFilter> {
+    Some(SourceFilter::new(&["s3://docs/tenants/acme/", "s3://docs/public/"]))
+}
+
+#[test]
+fn agent_answer_citing_only_allowed_sources_passes_byte_for_byte() {
+    let mut input = agent_trace_retrieving("s3://docs/tenants/acme/faq.txt");
+    input.extend(agent_chunk_citing("Refunds take 5 days.", &["s3://docs/tenants/acme/faq.txt", "s3://docs/public/terms.txt"]));
+    for redactor in [None, Some(redactor())] {
+        let mut s = StreamRedactor::for_response(Operation::InvokeAgent, redactor, sources()).unwrap();
+        let mut out = s.push(&input).unwrap().to_vec();
+        out.extend_from_slice(&s.finish().unwrap());
+        assert_eq!(out, input);
+    }
+}
+
+#[test]
+fn agent_chunk_citing_a_foreign_or_look_alike_source_ends_the_stream_before_it() {
+    for foreign in ["s3://docs/tenants/globex/plan.txt", "s3://docs/tenants/acme-evil/x.txt", "s3://docs/tenants/acme/../globex/x"] {
+        for redactor in [None, Some(redactor())] {
+            let mut s = StreamRedactor::for_response(Operation::InvokeAgent, redactor, sources()).unwrap();
+            let clean = frame("chunk", json!({"bytes": B64.encode("Hello. ")}).to_string().as_bytes());
+            let first = s.push(&clean).unwrap();
+            let err = s.push(&agent_chunk_citing("Globex pays 9.", &["s3://docs/public/a", foreign])).unwrap_err();
+            assert_eq!(err, StreamError::ForeignSource, "{foreign}");
+            // Nothing of the foreign chunk was emitted; the stream is over.
+            let seen: Vec<String> = decode_all(&first).into_iter().map(|(_, p)| String::from_utf8_lossy(&p).into_owned()).collect();
+            assert!(seen.iter().all(|p| !p.contains("Globex")), "{seen:?}");
+            assert_eq!(s.finish().unwrap_err(), StreamError::Failed);
+        }
+    }
+}
+
+#[test]
+fn agent_trace_retrieving_a_foreign_source_ends_the_stream() {
+    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    assert_eq!(s.push(&agent_trace_retrieving("s3://docs/tenants/globex/a.txt")).unwrap_err(), StreamError::ForeignSource);
+    // A location kind with no address to judge (SQL) is never allowed.
+    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let sql = json!({"trace": {"x": {"retrievedReferences": [{"location": {"type": "SQL", "sqlLocation": {"query": "select 1"}}}]}}});
+    assert_eq!(s.push(&frame("trace", sql.to_string().as_bytes())).unwrap_err(), StreamError::ForeignSource);
+}
+
+#[test]
+fn agent_chunk_that_cannot_be_judged_is_not_forwarded() {
+    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    assert_eq!(s.push(&frame("chunk", b"not json")).unwrap_err(), StreamError::ForeignSource);
+    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let bad = json!({"attribution": {"citations": [{"retrievedReferences": "s3://docs/tenants/acme/"}]}});
+    assert_eq!(s.push(&frame("chunk", bad.to_string().as_bytes())).unwrap_err(), StreamError::ForeignSource);
+    let mut deep = json!({"retrievedReferences": [s3_ref("s3://docs/tenants/globex/a")]});
+    for _ in 0..70 {
+        deep = json!({ "n": deep });
+    }
+    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    assert!(s.push(&frame("trace", deep.to_string().as_bytes())).is_err());
+}
+
+#[test]
+fn source_check_applies_only_to_agents_with_prefixes() {
+    assert!(StreamRedactor::for_response(Operation::InvokeAgent, None, None).is_none());
+    let none: [&str; 0] = [];
+    assert!(StreamRedactor::for_response(Operation::InvokeAgent, None, Some(SourceFilter::new(&none))).is_none());
+    assert!(StreamRedactor::for_response(Operation::ConverseStream, None, sources()).is_none());
+    // Without prefixes an agent stream is redacted only.
+    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, Some(redactor()), None).unwrap();
+    let input = agent_chunk_citing("ok", &["s3://docs/tenants/globex/a"]);
+    assert_eq!(s.push(&input).unwrap(), Bytes::from(input));
+}

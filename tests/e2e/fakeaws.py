@@ -512,14 +512,39 @@ def rag_stream_reply(parts=("Answer", " from", " fake", " Bedrock"), citation_ad
     return handler
 
 
-def agent_reply(parts=("Agent", " says", " hi"), memory_header: bool = False) -> Callable:
+def agent_chunk_event(text: str, cited: list = ()) -> bytes:
+    """An InvokeAgent ``chunk``; with ``cited`` addresses, its
+    ``attribution.citations`` name them as Bedrock does for an agent with a
+    knowledge base."""
+    payload = {"bytes": base64.b64encode(text.encode()).decode()}
+    if cited:
+        payload["attribution"] = {"citations": [rag_citation(cited, text=text)]}
+    return event("chunk", payload)
+
+
+def agent_kb_trace_event(addresses) -> bytes:
+    """An InvokeAgent ``trace`` event: the orchestration step's knowledge-base
+    lookup returned chunks from ``addresses`` (sent with ``enableTrace``)."""
+    return event("trace", {
+        "agentId": "AGENT", "agentAliasId": "ALIAS", "sessionId": "s",
+        "trace": {"orchestrationTrace": {"observation": {
+            "type": "KNOWLEDGE_BASE",
+            "knowledgeBaseLookupOutput": {"retrievedReferences": [kb_reference(a) for a in addresses]},
+        }}},
+    })
+
+
+def agent_reply(parts=("Agent", " says", " hi"), memory_header: bool = False,
+                cited: dict | None = None, before: list = ()) -> Callable:
     """InvokeAgent: ``chunk`` events for ``parts`` (their ``bytes`` are the
-    text), the session id header echoing the path's id as Bedrock does, and
-    with ``memory_header`` the ``x-amz-bedrock-agent-memory-id`` header
-    echoing the body's ``memoryId``."""
+    text; ``cited`` maps a part's index to the addresses its attribution
+    cites), after the raw events ``before`` (e.g. traces), the session id
+    header echoing the path's id as Bedrock does, and with ``memory_header``
+    the ``x-amz-bedrock-agent-memory-id`` header echoing the body's
+    ``memoryId``."""
 
     def handler(fake, rec):
-        msgs = [event("chunk", {"bytes": base64.b64encode(p.encode()).decode()}) for p in parts]
+        msgs = list(before) + [agent_chunk_event(p, (cited or {}).get(i, ())) for i, p in enumerate(parts)]
         headers = [
             ("x-amz-bedrock-agent-session-id", rec.path_params.get("sessionId", "")),
             ("x-amzn-bedrock-agent-content-type", "application/json"),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
+import botocore.exceptions
 import pytest
 
 import harness
-from fakeaws import agent_reply
+from fakeaws import agent_kb_trace_event, agent_reply
 
 AGENT, ALIAS = "AGENT12345", "ALIAS6789"
 GLOB_AGENT = "AGENTABCDE"
@@ -28,7 +29,11 @@ SIDECAR_OVERRIDES = {
                 "inject_user_token": False,
                 "inject_scoped_credentials": False,
             },
-            "knowledge_base": {"allowed": [KB], "filter_key": "tenant_id"},
+            "knowledge_base": {
+                "allowed": [KB],
+                "filter_key": "tenant_id",
+                "allowed_source_prefixes": ["s3://docs/tenants/{tenant}/", "s3://docs/public/"],
+            },
         },
         # globex: its action groups get the user's token and scoped keys.
         "globex": {
@@ -276,3 +281,74 @@ def test_memory_id_header_mapped_back(acme, fake_aws):
     out = invoke(acme, memoryId="alice-memory")
     assert out["memoryId"] == "alice-memory"
     assert upstream(fake_aws).json()["memoryId"] != "alice-memory"
+
+
+def rid_of(out):
+    return out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"]
+
+
+def test_answer_citing_own_sources_streams_with_its_attribution(acme, sidecar, fake_aws):
+    """SPEC §5.2 applied to agents: an answer whose citations (and traced
+    knowledge-base lookups) name only the tenant's prefixes reaches boto3
+    whole, attribution included."""
+    own = ["s3://docs/tenants/acme/refunds.txt", "s3://docs/public/terms.txt"]
+    fake_aws.script(agent_reply(["Refunds take", " five days."], cited={1: own},
+                                before=[agent_kb_trace_event(own)]), operation="InvokeAgent")
+    out = invoke(acme, enableTrace=True)
+    chunks = [e["chunk"] for e in out["events"] if "chunk" in e]
+    assert b"".join(c["bytes"] for c in chunks) == b"Refunds take five days."
+    refs = chunks[-1]["attribution"]["citations"][0]["retrievedReferences"]
+    assert [r["location"]["s3Location"]["uri"] for r in refs] == own
+    assert any("trace" in e for e in out["events"])
+    rec = sidecar.wait_audit(rid_of(out))
+    assert rec["decision"] == "allow" and rec.get("stream_error") is None
+
+
+@pytest.mark.parametrize("foreign", [
+    "s3://docs/tenants/globex/pricing.txt",
+    "s3://docs/tenants/acme-evil/pricing.txt",  # look-alike prefix
+])
+def test_answer_citing_a_foreign_source_is_withheld(acme, sidecar, fake_aws, foreign):
+    """SPEC §5.2 applied to agents: a chunk whose attribution cites a source
+    outside the tenant's prefixes may carry another tenant's data: it is
+    never forwarded; boto3 gets the chunks before it, then a modelled stream
+    error, and the audit record says why."""
+    fake_aws.script(agent_reply(["Hello.", " Globex pays 9 dollars."],
+                                cited={1: ["s3://docs/public/terms.txt", foreign]}), operation="InvokeAgent")
+    out = acme.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-9", inputText="prices?")
+    got = []
+    with pytest.raises(botocore.exceptions.EventStreamError) as err:
+        for e in out["completion"]:
+            got.append(e)
+    assert err.value.response["Error"]["Code"] == "badGatewayException"
+    assert "outside the tenant's allowed prefixes" in str(err.value)
+    text = b"".join(e["chunk"]["bytes"] for e in got if "chunk" in e)
+    assert b"Globex" not in text and text.startswith(b"Hello")
+    rec = sidecar.wait_audit(rid_of(out))
+    assert rec["stream_error"] == "unauthorized_source_in_answer"
+    assert rec["reason"] == "unauthorized_source_in_answer"
+    assert "Globex pays" not in sidecar.stdout_text()
+
+
+def test_trace_of_a_foreign_lookup_ends_the_stream_before_the_answer(acme, sidecar, fake_aws):
+    """An agent whose knowledge-base lookup returned another tenant's chunks
+    (a knowledge base attached to the agent, queried without the tenant
+    filter) has read foreign data; its answer is withheld even when no
+    citation names the source."""
+    fake_aws.script(agent_reply(["Globex pays 9 dollars."],
+                                before=[agent_kb_trace_event(["s3://docs/tenants/globex/pricing.txt"])]),
+                    operation="InvokeAgent")
+    out = acme.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-9", inputText="prices?",
+                            enableTrace=True)
+    with pytest.raises(botocore.exceptions.EventStreamError):
+        got = list(out["completion"])
+        pytest.fail(f"stream ended without an error: {got}")
+    assert sidecar.wait_audit(rid_of(out))["stream_error"] == "unauthorized_source_in_answer"
+
+
+def test_tenant_without_source_prefixes_is_not_post_filtered(sidecar, fake_aws, mint):
+    """Without `allowed_source_prefixes` there is no post-filter (SPEC §5.2):
+    globex's agent answers pass whatever they cite."""
+    fake_aws.script(agent_reply(["From elsewhere."], cited={0: ["s3://other/x.txt"]}), operation="InvokeAgent")
+    out = invoke(client(sidecar, mint, tenant="globex"))
+    assert [e["chunk"]["bytes"] for e in out["events"] if "chunk" in e] == [b"From elsewhere."]
