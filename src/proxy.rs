@@ -276,7 +276,14 @@ impl Proxy {
             // SageMaker routing lives in the path and headers only (bodies
             // are opaque): decide it before reading the body or fetching
             // credentials.
-            let rw = rewrite::sagemaker::rewrite_sagemaker(route.op, &route.ids[0], &mut parts.headers, &principal, &policy)?;
+            let rw = rewrite::sagemaker::rewrite_sagemaker(
+                route.op,
+                &route.ids[0],
+                &mut parts.headers,
+                &principal,
+                &policy,
+                &self.session_keys,
+            )?;
             if !rw.endpoint.eq(&route.ids[0]) {
                 rec.upstream_resource = Some(rw.endpoint.clone());
             }
@@ -488,6 +495,9 @@ impl Proxy {
         }
         if matches!(fwd.post, Post::Retrieve { .. }) {
             parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(0u64));
+        }
+        if fwd.op.service() == crate::route::Service::SageMakerRuntime {
+            rewrite::sagemaker::seal_response_sessions(&mut parts.headers, &fwd.principal, &self.session_keys);
         }
 
         let is_event_stream = parts

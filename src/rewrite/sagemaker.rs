@@ -36,7 +36,7 @@
 //! | `X-Amzn-SageMaker-Inference-Component` | selects another model hosted on the same (shared) endpoint: 403 `cross_tenant` unless the name matches a rendered `allowed_target_models` glob (the tenant's own models on a shared endpoint, whatever the mechanism). |
 //! | `X-Amzn-SageMaker-Target-Container-Hostname` | selects another container (model) of a multi-container endpoint with direct invocation: same rule as Inference-Component. |
 //! | `X-Amzn-SageMaker-Target-Variant` | selects a production variant of the *same*, already authorised endpoint: passes (format-checked). Variants are not an isolation boundary: never put different tenants' models on variants of one endpoint. |
-//! | `X-Amzn-SageMaker-Session-Id` | stateful sessions: the model container issues the id and SageMaker routes later requests carrying it to the instance holding that session's state. Nothing binds an id to a tenant or user, so one tenant presenting another's id would continue its session: 403 `operation_not_allowed` (`NEW_SESSION` too, as the session could never be continued) until ids are bound to (tenant, user) like RetrieveAndGenerate sessions. |
+//! | `X-Amzn-SageMaker-Session-Id` | stateful sessions: the model container issues the id and SageMaker routes later requests carrying it to the instance holding that session's state, so an id is bound to (tenant, user) like a RetrieveAndGenerate session: `NEW_SESSION` passes; any other value must be an id the sidecar gave this tenant and user (`id.MAC`, see the response headers below), else 403 `cross_tenant`; the MAC suffix is removed before forwarding. InvokeEndpointAsync has no sessions: 403 `operation_not_allowed`. In the response, the id in `X-Amzn-SageMaker-New-Session-Id` (`ID; Expires=...`) and `X-Amzn-SageMaker-Closed-Session-Id` is replaced by the sealed `ID.MAC`. |
 //! | `X-Amzn-SageMaker-Enable-Explanations` | Clarify explanations of the same model: passes. |
 //! | `X-Amzn-SageMaker-Custom-Attributes` | opaque to SageMaker, forwarded verbatim: passes. A model must never take a tenant from it (the client writes it). |
 //! | `X-Amzn-SageMaker-Prefix-Aware-Id` | a routing hint between instances of the same endpoint: passes. |
@@ -67,6 +67,7 @@ use crate::filter::uri::PrefixSet;
 use crate::glob::Glob;
 use crate::principal::Principal;
 use crate::route::Operation;
+use crate::rewrite::session::SessionKeys;
 use crate::template::Template;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
@@ -132,6 +133,7 @@ pub fn rewrite_sagemaker(
     headers: &mut HeaderMap,
     principal: &Principal,
     policy: &TenantPolicy,
+    keys: &SessionKeys,
 ) -> Result<SageMakerRewrite, ProxyError> {
     if !matches!(
         op,
@@ -142,6 +144,7 @@ pub fn rewrite_sagemaker(
     let mut notes = Vec::new();
     let real = resolve_endpoint(endpoint, principal, policy, &mut notes)?;
     check_header_set(op, headers)?;
+    open_session(headers, principal, keys, &mut notes)?;
     check_model_selectors(headers, principal, policy, &mut notes)?;
     target_model(headers, principal, policy, &mut notes)?;
     if op == Operation::InvokeEndpointAsync {
@@ -246,7 +249,7 @@ fn check_header_set(op: Operation, headers: &HeaderMap) -> Result<(), ProxyError
             op.name()
         )));
     }
-    if headers.contains_key(SESSION_ID) {
+    if op == Operation::InvokeEndpointAsync && headers.contains_key(SESSION_ID) {
         return Err(ProxyError::OperationNotAllowed(format!("{} with a stateful session ({SESSION_ID})", op.name())));
     }
     if op != Operation::InvokeEndpointAsync {
@@ -259,6 +262,68 @@ fn check_header_set(op: Operation, headers: &HeaderMap) -> Result<(), ProxyError
         }
     }
     Ok(())
+}
+
+/// The value that asks SageMaker to start a stateful session.
+pub const NEW_SESSION: &str = "NEW_SESSION";
+/// Response headers naming a session id (`ID; Expires=...` and `ID`).
+pub const NEW_SESSION_ID: &str = "x-amzn-sagemaker-new-session-id";
+pub const CLOSED_SESSION_ID: &str = "x-amzn-sagemaker-closed-session-id";
+
+/// `X-Amzn-SageMaker-Session-Id`: `NEW_SESSION` passes; any other value must
+/// be a session id sealed for this tenant and user, and is forwarded as the
+/// container's own id.
+fn open_session(
+    headers: &mut HeaderMap,
+    principal: &Principal,
+    keys: &SessionKeys,
+    notes: &mut Vec<String>,
+) -> Result<(), ProxyError> {
+    let Some(v) = single(headers, SESSION_ID)? else { return Ok(()) };
+    if v == NEW_SESSION {
+        notes.push("new stateful session requested".into());
+        return Ok(());
+    }
+    let id = keys.open_sagemaker_session(&principal.tenant, &principal.user, v)?;
+    let value = HeaderValue::from_str(&id)
+        .map_err(|_| ProxyError::InvalidParameter(format!("{SESSION_ID} is not a valid header value")))?;
+    headers.insert(SESSION_ID, value);
+    notes.push("stateful session id verified for the tenant and user".into());
+    Ok(())
+}
+
+/// The session ids in a SageMaker response, sealed for (tenant, user) so
+/// the client can send them back (and no one else can). A value that is not
+/// visible ASCII is removed: an id the client could not present anyway.
+pub fn seal_response_sessions(headers: &mut HeaderMap, principal: &Principal, keys: &SessionKeys) {
+    for name in [NEW_SESSION_ID, CLOSED_SESSION_ID] {
+        let Some(v) = headers.get(name) else { continue };
+        let sealed = v.to_str().ok().and_then(|v| {
+            // `ID; Expires=...`: the id is the part before the first `;`.
+            let (id, rest) = match v.split_once(';') {
+                Some((id, rest)) => (id.trim(), Some(rest)),
+                None => (v.trim(), None),
+            };
+            if id.is_empty() {
+                return None;
+            }
+            let sealed = keys.seal_sagemaker_session(&principal.tenant, &principal.user, id);
+            let out = match rest {
+                Some(rest) => format!("{sealed};{rest}"),
+                None => sealed,
+            };
+            HeaderValue::from_str(&out).ok()
+        });
+        match sealed {
+            Some(v) => {
+                headers.insert(name, v);
+            }
+            None => {
+                tracing::warn!(header = name, "SageMaker session id in the response is not usable; removed");
+                headers.remove(name);
+            }
+        }
+    }
 }
 
 /// The rendered `allowed_target_models` as globs. A rendered pattern with

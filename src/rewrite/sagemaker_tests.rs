@@ -30,6 +30,10 @@ fn silo_policy() -> TenantPolicy {
     p
 }
 
+fn keys() -> SessionKeys {
+    SessionKeys::new(b"0123456789abcdef0123456789abcdef")
+}
+
 fn acme() -> Principal {
     principal("acme", "alice")
 }
@@ -47,7 +51,7 @@ fn async_headers(loc: &str) -> HeaderMap {
 }
 
 fn run(op: Operation, ep: &str, h: &mut HeaderMap, p: &TenantPolicy) -> Result<SageMakerRewrite, ProxyError> {
-    rewrite_sagemaker(op, ep, h, &acme(), p)
+    rewrite_sagemaker(op, ep, h, &acme(), p, &keys())
 }
 
 fn invoke(ep: &str, h: &mut HeaderMap) -> Result<SageMakerRewrite, ProxyError> {
@@ -77,7 +81,7 @@ fn bridge_endpoint_template_renders_the_tenant() {
     let mut h = HeaderMap::new();
     assert_eq!(invoke("bridge", &mut h).unwrap().endpoint, "shared-acme-ep");
     let mut h = HeaderMap::new();
-    let r = rewrite_sagemaker(Operation::InvokeEndpoint, "bridge", &mut h, &principal("globex", "bob"), &policy());
+    let r = rewrite_sagemaker(Operation::InvokeEndpoint, "bridge", &mut h, &principal("globex", "bob"), &policy(), &keys());
     assert_eq!(r.unwrap().endpoint, "shared-globex-ep");
     assert_eq!(target(&h), Some("globex.tar.gz"));
 }
@@ -137,17 +141,17 @@ fn rendered_endpoint_that_breaks_the_rules_fails_closed() {
     p.sagemaker.endpoints = vec![("bridge".into(), tpl("ep-{tenant}")), ("plan".into(), tpl("ep-{claims.plan}"))];
     // Tenant ids may hold `.` and `_`, which endpoint names may not.
     let dotted = principal("acme.eu", "alice");
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "bridge", &mut HeaderMap::new(), &dotted, &p).unwrap_err();
+    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "bridge", &mut HeaderMap::new(), &dotted, &p, &keys()).unwrap_err();
     assert_eq!(e.reason(), "endpoint_not_allowed");
     // The same invalid value can't be reached as a real name either
     // (it isn't one, so it is 400 before the lookup).
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "ep-acme.eu", &mut HeaderMap::new(), &dotted, &p).unwrap_err();
+    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "ep-acme.eu", &mut HeaderMap::new(), &dotted, &p, &keys()).unwrap_err();
     assert_eq!(e.reason(), "invalid_parameter");
     // A claim with characters an endpoint name can't hold.
     let mut odd = acme();
     odd.claims.insert("plan".into(), serde_json::json!("gold/../x"));
     p.sagemaker.endpoints.remove(0);
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "plan", &mut HeaderMap::new(), &odd, &p).unwrap_err();
+    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "plan", &mut HeaderMap::new(), &odd, &p, &keys()).unwrap_err();
     assert_eq!(e.reason(), "endpoint_not_allowed");
 }
 
@@ -167,7 +171,7 @@ fn endpoint_template_naming_an_absent_claim_is_missing_claim() {
     // With the claim, it renders.
     let mut with = acme();
     with.claims.insert("tier".into(), serde_json::json!("gold"));
-    let r = rewrite_sagemaker(Operation::InvokeEndpoint, "tiered", &mut HeaderMap::new(), &with, &p).unwrap();
+    let r = rewrite_sagemaker(Operation::InvokeEndpoint, "tiered", &mut HeaderMap::new(), &with, &p, &keys()).unwrap();
     assert_eq!(r.endpoint, "ep-gold");
 }
 
@@ -292,13 +296,13 @@ fn wildcards_from_a_claim_never_widen_a_target_glob() {
     let mut star = acme();
     star.claims.insert("team".into(), serde_json::json!("*"));
     let mut h = hdrs(&[(TARGET_MODEL, "globex/m.tar.gz")]);
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &star, &p).unwrap_err();
+    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &star, &p, &keys()).unwrap_err();
     assert_eq!(e.reason(), "cross_tenant");
     // The same template with an ordinary claim works.
     let mut team = acme();
     team.claims.insert("team".into(), serde_json::json!("acme-ml"));
     let mut h = hdrs(&[(TARGET_MODEL, "acme-ml/m.tar.gz")]);
-    rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &team, &p).unwrap();
+    rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &team, &p, &keys()).unwrap();
 }
 
 #[test]
@@ -320,7 +324,7 @@ fn unusable_rendered_target_model_fails_closed() {
         let mut pr = acme();
         pr.claims.insert("team".into(), serde_json::json!(team));
         let mut h = HeaderMap::new();
-        let e = rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &pr, &p).unwrap_err();
+        let e = rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &pr, &p, &keys()).unwrap_err();
         assert_eq!(e.reason(), "cross_tenant", "{team:?}");
         assert_eq!(target(&h), None);
     }
@@ -367,14 +371,54 @@ fn inference_component_and_container_pass_when_the_tenants_globs_name_them() {
 }
 
 #[test]
-fn stateful_sessions_are_not_allowed_until_bound_to_the_tenant() {
-    for v in ["NEW_SESSION", "sess-1234", "a1b2c3"] {
-        for op in ALL_OPS {
-            let mut h = HeaderMap::new();
-            h.insert(SESSION_ID, HeaderValue::from_str(v).unwrap());
-            assert_eq!(reason(run(op, "classifier", &mut h, &policy())), "operation_not_allowed", "{op:?} {v}");
-        }
+fn new_session_passes_and_async_has_no_sessions() {
+    for op in [Operation::InvokeEndpoint, Operation::InvokeEndpointWithResponseStream] {
+        let mut h = hdrs(&[(SESSION_ID, NEW_SESSION)]);
+        run(op, "classifier", &mut h, &policy()).unwrap();
+        assert_eq!(h.get(SESSION_ID).unwrap(), NEW_SESSION);
     }
+    let mut h = async_headers("s3://async-in/acme/x.csv");
+    h.insert(SESSION_ID, HeaderValue::from_static(NEW_SESSION));
+    assert_eq!(reason(run(Operation::InvokeEndpointAsync, "classifier", &mut h, &policy())), "operation_not_allowed");
+}
+
+#[test]
+fn session_ids_continue_only_for_the_tenant_and_user_they_were_sealed_for() {
+    let sealed = keys().seal_sagemaker_session("acme", "alice", "c0ffee-42");
+    let mut h = hdrs(&[(SESSION_ID, &sealed)]);
+    run(Operation::InvokeEndpoint, "classifier", &mut h, &policy()).unwrap();
+    assert_eq!(h.get(SESSION_ID).unwrap(), "c0ffee-42", "the MAC suffix is removed before forwarding");
+    // Bare container ids, other users' and other tenants' ids: cross_tenant.
+    let bob = keys().seal_sagemaker_session("acme", "bob", "c0ffee-42");
+    let globex = keys().seal_sagemaker_session("globex", "alice", "c0ffee-42");
+    for v in ["c0ffee-42", bob.as_str(), globex.as_str(), "c0ffee-42.00000000000000000000000000000000"] {
+        let mut h = hdrs(&[(SESSION_ID, v)]);
+        assert_eq!(reason(run(Operation::InvokeEndpointWithResponseStream, "classifier", &mut h, &policy())), "cross_tenant", "{v}");
+    }
+    // Two copies: one could be checked and the other acted on.
+    let mut h = hdrs(&[(SESSION_ID, &sealed), (SESSION_ID, NEW_SESSION)]);
+    assert_eq!(reason(run(Operation::InvokeEndpoint, "classifier", &mut h, &policy())), "invalid_parameter");
+}
+
+#[test]
+fn response_session_ids_are_sealed_for_the_principal() {
+    let mut h = hdrs(&[
+        (NEW_SESSION_ID, "c0ffee-42; Expires=2026-12-03T18:00:00Z"),
+        (CLOSED_SESSION_ID, "old-7"),
+    ]);
+    seal_response_sessions(&mut h, &acme(), &keys());
+    let new = h.get(NEW_SESSION_ID).unwrap().to_str().unwrap();
+    let (id, rest) = new.split_once(';').unwrap();
+    assert_eq!(rest, " Expires=2026-12-03T18:00:00Z");
+    assert_eq!(keys().open_sagemaker_session("acme", "alice", id).unwrap(), "c0ffee-42");
+    let closed = h.get(CLOSED_SESSION_ID).unwrap().to_str().unwrap();
+    assert_eq!(closed, keys().seal_sagemaker_session("acme", "alice", "old-7"));
+    // An id that cannot be sealed into a header value is removed, never passed raw.
+    let mut h = HeaderMap::new();
+    h.insert(NEW_SESSION_ID, HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+    h.insert(CLOSED_SESSION_ID, HeaderValue::from_static(" ; Expires=x"));
+    seal_response_sessions(&mut h, &acme(), &keys());
+    assert!(h.get(NEW_SESSION_ID).is_none() && h.get(CLOSED_SESSION_ID).is_none());
 }
 
 #[test]

@@ -37,6 +37,7 @@ type HmacSha256 = Hmac<Sha256>;
 const LABEL_RAG: &[u8] = b"tenantgate/v1/retrieve-and-generate-session";
 const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
 const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
+const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
 
 /// Bytes of the RetrieveAndGenerate session MAC kept (128 bits).
 const RAG_TAG_BYTES: usize = 16;
@@ -122,22 +123,45 @@ impl SessionKeys {
     /// The session id given to the client for Bedrock's `bedrock_id`:
     /// `bedrock_id + "." + 32 hex digits`.
     pub fn seal_rag_session(&self, tenant: &str, user: &str, bedrock_id: &str) -> String {
-        let tag = self.tag_hex(LABEL_RAG, &[tenant, user, bedrock_id], RAG_TAG_BYTES);
-        format!("{bedrock_id}.{tag}")
+        self.seal(LABEL_RAG, tenant, user, bedrock_id)
     }
 
     /// Verifies a client-sent RetrieveAndGenerate session id for (tenant,
     /// user) and returns Bedrock's id. A missing, malformed or wrong suffix is
     /// 403 `cross_tenant` (constant-time comparison).
     pub fn open_rag_session(&self, tenant: &str, user: &str, client_id: &str) -> Result<String, ProxyError> {
-        let deny = || ProxyError::CrossTenant("sessionId does not belong to this tenant and user".into());
-        let (id, tag) = client_id.rsplit_once('.').ok_or_else(deny)?;
+        self.open(LABEL_RAG, tenant, user, client_id)
+            .ok_or_else(|| ProxyError::CrossTenant("sessionId does not belong to this tenant and user".into()))
+    }
+
+    /// The SageMaker stateful session id given to the client for the id the
+    /// model container issued: `id + "." + 32 hex digits` (its own MAC
+    /// label, so a RetrieveAndGenerate session id never opens here).
+    pub fn seal_sagemaker_session(&self, tenant: &str, user: &str, container_id: &str) -> String {
+        self.seal(LABEL_SAGEMAKER, tenant, user, container_id)
+    }
+
+    /// Verifies a client-sent `X-Amzn-SageMaker-Session-Id` for (tenant,
+    /// user) and returns the container's id; 403 `cross_tenant` otherwise.
+    pub fn open_sagemaker_session(&self, tenant: &str, user: &str, client_id: &str) -> Result<String, ProxyError> {
+        self.open(LABEL_SAGEMAKER, tenant, user, client_id).ok_or_else(|| {
+            ProxyError::CrossTenant("X-Amzn-SageMaker-Session-Id does not belong to this tenant and user".into())
+        })
+    }
+
+    fn seal(&self, label: &[u8], tenant: &str, user: &str, id: &str) -> String {
+        let tag = self.tag_hex(label, &[tenant, user, id], RAG_TAG_BYTES);
+        format!("{id}.{tag}")
+    }
+
+    fn open(&self, label: &[u8], tenant: &str, user: &str, client_id: &str) -> Option<String> {
+        let (id, tag) = client_id.rsplit_once('.')?;
         if id.is_empty() || tag.len() != RAG_TAG_BYTES * 2 {
-            return Err(deny());
+            return None;
         }
-        let tag = unhex(tag).ok_or_else(deny)?;
-        self.mac(LABEL_RAG, &[tenant, user, id]).verify_truncated_left(&tag).map_err(|_| deny())?;
-        Ok(id.to_string())
+        let tag = unhex(tag)?;
+        self.mac(label, &[tenant, user, id]).verify_truncated_left(&tag).ok()?;
+        Some(id.to_string())
     }
 
     /// The upstream InvokeAgent session id for the client's session id:

@@ -162,3 +162,18 @@ fn bedrock_ids_containing_dots_round_trip() {
     let sealed = k.seal_rag_session("acme", "alice", "a.b.c");
     assert_eq!(k.open_rag_session("acme", "alice", &sealed).unwrap(), "a.b.c");
 }
+
+#[test]
+fn sagemaker_sessions_open_for_their_own_tenant_and_user_only() {
+    let k = keys();
+    let sealed = k.seal_sagemaker_session("acme", "alice", "sess.7f3a");
+    assert_eq!(k.open_sagemaker_session("acme", "alice", &sealed).unwrap(), "sess.7f3a");
+    for (t, u) in [("acme", "bob"), ("globex", "alice")] {
+        assert_eq!(k.open_sagemaker_session(t, u, &sealed).unwrap_err().reason(), "cross_tenant");
+    }
+    assert_eq!(k.open_sagemaker_session("acme", "alice", "sess.7f3a").unwrap_err().reason(), "cross_tenant");
+    // Labels separate the two kinds of session: one never opens as the other.
+    let rag = k.seal_rag_session("acme", "alice", "sess.7f3a");
+    assert!(k.open_sagemaker_session("acme", "alice", &rag).is_err());
+    assert!(k.open_rag_session("acme", "alice", &sealed).is_err());
+}

@@ -65,6 +65,21 @@ def _variant(rec) -> str:
     return rec.headers.get("x-amzn-sagemaker-target-variant") or "AllTraffic"
 
 
+SESSION_EXPIRES = "2026-12-03T18:00:00Z"
+
+
+def _session_headers(rec) -> list:
+    """A stateful model container's answer: ``NEW_SESSION`` opens a session
+    (``X-Amzn-SageMaker-New-Session-Id: ID; Expires=...``); a request body of
+    ``close`` on a session closes it (``X-Amzn-SageMaker-Closed-Session-Id``)."""
+    sid = rec.headers.get("x-amzn-sagemaker-session-id")
+    if sid == "NEW_SESSION":
+        return [("X-Amzn-SageMaker-New-Session-Id", f"sess-{uuid.uuid4().hex[:12]}; Expires={SESSION_EXPIRES}")]
+    if sid and rec.body == b"close":
+        return [("X-Amzn-SageMaker-Closed-Session-Id", sid)]
+    return []
+
+
 def invoke_endpoint(fake, rec) -> Body:
     ct = rec.headers.get("content-type", "application/octet-stream")
     return Body(
@@ -73,7 +88,7 @@ def invoke_endpoint(fake, rec) -> Body:
             ("Content-Type", ct),
             ("x-Amzn-Invoked-Production-Variant", _variant(rec)),
             ("x-amzn-RequestId", str(uuid.uuid4())),
-        ],
+        ] + _session_headers(rec),
         rec.body,
     )
 

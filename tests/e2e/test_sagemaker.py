@@ -236,17 +236,37 @@ def test_selecting_another_model_on_a_shared_endpoint_is_denied(acme, fake_aws, 
     harness.assert_nothing_upstream(fake_aws)
 
 
-@pytest.mark.parametrize("session", ["NEW_SESSION", "sess-1234"])
-def test_stateful_sessions_are_refused(acme, fake_aws, session):
-    """SPEC §5 (denied until it has isolation rules): a SageMaker session id
-    is not bound to a tenant, so sessions are 403 `operation_not_allowed`."""
-    harness.expect_client_error(
-        acme,
-        lambda: acme.invoke_endpoint(EndpointName="classifier", Body=b"{}", SessionId=session),
-        403,
-        "operation_not_allowed",
-    )
+def test_stateful_session_is_bound_to_the_tenant_and_user(acme, sidecar, mint, client_for, fake_aws, creds):
+    """Stateful sessions: the id the model container issues reaches the app
+    sealed for (tenant, user); only that tenant and user can continue or
+    close it, upstream always sees the container's own id, and anyone else
+    presenting it (or the bare id) is 403 `cross_tenant` with nothing sent."""
+    out = acme.invoke_endpoint(EndpointName="classifier", Body=b"{}", SessionId="NEW_SESSION")
+    sealed, expires = out["NewSessionId"].split(";", 1)
+    assert expires.strip() == f"Expires={fake_sagemaker.SESSION_EXPIRES}"
+    container_id, mac = sealed.rsplit(".", 1)
+    assert container_id.startswith("sess-") and len(mac) == 32
+    assert _upstream(fake_aws, "InvokeEndpoint", creds["acme"]).headers["x-amzn-sagemaker-session-id"] == "NEW_SESSION"
+
+    fake_aws.reset()
+    acme.invoke_endpoint(EndpointName="classifier", Body=b"{}", SessionId=sealed)
+    assert _upstream(fake_aws, "InvokeEndpoint", creds["acme"]).headers["x-amzn-sagemaker-session-id"] == container_id
+    fake_aws.reset()
+    resp = acme.invoke_endpoint_with_response_stream(EndpointName="classifier", Body=b"{}", SessionId=sealed)
+    list(resp["Body"])
+    rec = _upstream(fake_aws, "InvokeEndpointWithResponseStream", creds["acme"])
+    assert rec.headers["x-amzn-sagemaker-session-id"] == container_id
+
+    fake_aws.reset()
+    bob = client_for(sidecar, token=mint("acme", "bob"), service=SM)
+    globex = client_for(sidecar, token=mint("globex", "alice"), service=SM)
+    for c, sid in [(bob, sealed), (globex, sealed), (acme, container_id), (acme, container_id + ".0" * 16)]:
+        harness.expect_client_error(
+            c, lambda: c.invoke_endpoint(EndpointName="classifier", Body=b"{}", SessionId=sid), 403, "cross_tenant")
     harness.assert_nothing_upstream(fake_aws)
+
+    out = acme.invoke_endpoint(EndpointName="classifier", Body=b"close", SessionId=sealed)
+    assert out["ClosedSessionId"] == sealed
 
 
 # ---- InvokeEndpointAsync ----------------------------------------------------
