@@ -86,7 +86,7 @@ impl SessionKeys {
                 tracing::warn!(
                     env = var_name,
                     "session key variable is not set: using a random key for this process; \
-                     RetrieveAndGenerate and agent sessions will not survive a restart or move \
+                     RetrieveAndGenerate, SageMaker and agent sessions will not survive a restart or move \
                      between replicas (set the same value on every replica)"
                 );
                 Self::random()
