@@ -517,7 +517,7 @@ def _boto_session():
 
 def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None, *, read_timeout: float = 15,
                 connect_timeout: float = 5, access_key=CLIENT_AKID, secret_key="x", session_token=None,
-                extra_headers: dict | None = None, region: str = "us-east-1"):
+                extra_headers: dict | None = None, region: str = "us-east-1", verify=None):
     """A boto3 client as an application would build it for the sidecar: only
     ``endpoint_url`` changes, and an event hook adds the end user's token.
 
@@ -531,6 +531,7 @@ def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         aws_session_token=session_token,
+        verify=verify,
         config=Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
             read_timeout=read_timeout,
