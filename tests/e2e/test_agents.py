@@ -331,7 +331,7 @@ def test_answer_citing_a_foreign_source_is_withheld(acme, sidecar, fake_aws, for
 
 
 def test_trace_of_a_foreign_lookup_ends_the_stream_before_the_answer(acme, sidecar, fake_aws):
-    """An agent whose knowledge-base lookup returned another tenant's chunks
+    """SPEC §5.2 applied to agents: an agent whose knowledge-base lookup returned another tenant's chunks
     (a knowledge base attached to the agent, queried without the tenant
     filter) has read foreign data; its answer is withheld even when no
     citation names the source."""

@@ -237,7 +237,7 @@ def test_selecting_another_model_on_a_shared_endpoint_is_denied(acme, fake_aws, 
 
 
 def test_stateful_session_is_bound_to_the_tenant_and_user(acme, sidecar, mint, client_for, fake_aws, creds):
-    """Stateful sessions: the id the model container issues reaches the app
+    """SPEC §5.4 (stateful sessions, bound like §5.2 sessions): the id the model container issues reaches the app
     sealed for (tenant, user); only that tenant and user can continue or
     close it, upstream always sees the container's own id, and anyone else
     presenting it (or the bare id) is 403 `cross_tenant` with nothing sent."""

@@ -53,6 +53,9 @@ def tls_sidecar(start_sidecar_fn, tmp_path):
 
 
 def test_boto3_calls_through_the_tls_listener(tls_sidecar, mint, fake_aws, creds):
+    """SPEC §3 `server.tls_cert_file`/`tls_key_file`: the same requests, event
+    streams and denials as over plain HTTP; the admin listener (§9) stays
+    plain HTTP."""
     sc, url, cert = tls_sidecar
     c = harness.make_client(url, "bedrock-runtime", mint("acme", "alice"), verify=str(cert))
     out = c.converse(**harness.converse_args())
@@ -71,6 +74,9 @@ def test_boto3_calls_through_the_tls_listener(tls_sidecar, mint, fake_aws, creds
 
 
 def test_untrusted_certificate_and_plain_http_get_nothing(tls_sidecar, mint, fake_aws):
+    """SPEC §3 TLS listener, failing closed: a client that does not trust the
+    certificate, or speaks plain HTTP to the TLS port, gets no answer and
+    nothing reaches upstream."""
     sc, url, cert = tls_sidecar
     fake_aws.reset()
     untrusting = harness.make_client(url, "bedrock-runtime", mint("acme", "alice"))
@@ -84,6 +90,8 @@ def test_untrusted_certificate_and_plain_http_get_nothing(tls_sidecar, mint, fak
 
 
 def test_unreadable_certificate_is_a_clear_start_up_error(start_sidecar_fn, tmp_path):
+    """SPEC §3: a certificate or key that cannot be loaded stops the start
+    with an error naming the file (never a listener without TLS)."""
     bad = tmp_path / "not-a-cert.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     key = tmp_path / "missing.key"
