@@ -252,6 +252,10 @@ pub struct AgentsPolicy {
     pub session_attributes: Vec<(String, Template)>,
     pub inject_user_token: bool,
     pub inject_scoped_credentials: bool,
+    /// Knowledge bases attached to the tenant's agents: every InvokeAgent
+    /// carries a `knowledgeBaseConfigurations` entry with the tenant filter
+    /// for each (added when the client sent none).
+    pub knowledge_bases: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

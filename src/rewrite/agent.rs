@@ -21,7 +21,10 @@
 //!   names are removed; secrets are never injected into a prompt;
 //! - `sessionState.knowledgeBaseConfigurations[]`: each knowledge base must be
 //!   in `knowledge_base.allowed` and gets the forced tenant filter, as in
-//!   Retrieve;
+//!   Retrieve; every knowledge base of `agents.knowledge_bases` (those
+//!   attached to the agent) the client did not configure gets an entry of its
+//!   own holding just the forced filter, so the agent never queries it
+//!   unfiltered;
 //! - `sessionState.files[]`: an S3 `source` must be under the rendered
 //!   `allowed_source_prefixes` (403 `location_not_allowed`), as for
 //!   RetrieveAndGenerate external sources.
@@ -75,6 +78,9 @@ pub struct AgentRewrite {
     /// Knowledge bases of `sessionState.knowledgeBaseConfigurations`, each
     /// allowed and filtered.
     pub knowledge_bases: Vec<String>,
+    /// Of those, the ones added from `agents.knowledge_bases` (the client
+    /// sent no configuration for them).
+    pub knowledge_bases_added: Vec<String>,
     /// Models found in those configurations (all allowed).
     pub models: Vec<String>,
     /// Number of S3 input files checked against the prefixes.
@@ -195,11 +201,26 @@ fn rewrite_knowledge_bases(
     out: &mut AgentRewrite,
 ) -> Result<(), ProxyError> {
     const PATH: &str = "sessionState.knowledgeBaseConfigurations";
-    let list = match state.get_mut("knowledgeBaseConfigurations") {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::Array(list)) => list,
-        Some(_) => return Err(ProxyError::InvalidParameter(format!("{PATH} must be an array"))),
+    let attached = &policy.agents.knowledge_bases;
+    let absent = state.get("knowledgeBaseConfigurations").is_none_or(Value::is_null);
+    if absent && attached.is_empty() {
+        return Ok(());
+    }
+    let slot = state.entry("knowledgeBaseConfigurations").or_insert(Value::Null);
+    if absent {
+        *slot = Value::Array(Vec::new());
+    }
+    let Value::Array(list) = slot else {
+        return Err(ProxyError::InvalidParameter(format!("{PATH} must be an array")));
     };
+    // The attached knowledge bases the client did not configure: an entry
+    // each, filtered below like the client's own.
+    let named: Vec<String> =
+        list.iter().filter_map(|e| e.get("knowledgeBaseId")?.as_str().map(String::from)).collect();
+    for kb in attached.iter().filter(|kb| !named.contains(kb)) {
+        list.push(serde_json::json!({ "knowledgeBaseId": kb }));
+        out.knowledge_bases_added.push(kb.clone());
+    }
     for (i, entry) in list.iter_mut().enumerate() {
         let path = format!("{PATH}[{i}]");
         let entry =

@@ -252,6 +252,42 @@ fn agent_knowledge_base_configurations_get_the_tenant_filter() {
 }
 
 #[test]
+fn attached_knowledge_bases_the_client_did_not_configure_get_an_entry_with_the_filter() {
+    let mut pol = policy();
+    pol.knowledge_base.allowed.push("KBSECOND02".into());
+    pol.agents.knowledge_bases = vec!["KBPOOLED01".into(), "KBSECOND02".into()];
+    // No sessionState at all: one entry per attached knowledge base.
+    let mut body = json!({"inputText": "hi"});
+    let out = run(&mut body, &pol).unwrap();
+    let forced = json!({"andAll": [acme_clause(), groups_clause()]});
+    assert_eq!(body["sessionState"]["knowledgeBaseConfigurations"], json!([
+        {"knowledgeBaseId": "KBPOOLED01", "retrievalConfiguration": {"vectorSearchConfiguration": {"filter": forced}}},
+        {"knowledgeBaseId": "KBSECOND02", "retrievalConfiguration": {"vectorSearchConfiguration": {"filter": forced}}},
+    ]));
+    assert_eq!(out.knowledge_bases_added, vec!["KBPOOLED01".to_string(), "KBSECOND02".to_string()]);
+    // The client configured one: kept (filter ANDed), the other added; a
+    // null list counts as absent.
+    let client = json!({"equals": {"key": "year", "value": 2024}});
+    let mut body = json!({"sessionState": {"knowledgeBaseConfigurations": [
+        {"knowledgeBaseId": "KBSECOND02", "retrievalConfiguration": {"vectorSearchConfiguration": {"filter": client.clone(), "numberOfResults": 3}}}
+    ]}});
+    let out = run(&mut body, &pol).unwrap();
+    let list = body["sessionState"]["knowledgeBaseConfigurations"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["retrievalConfiguration"]["vectorSearchConfiguration"]["filter"],
+               json!({"andAll": [acme_clause(), groups_clause(), client]}));
+    assert_eq!(list[1]["knowledgeBaseId"], "KBPOOLED01");
+    assert_eq!(out.knowledge_bases_added, vec!["KBPOOLED01".to_string()]);
+    let mut body = json!({"sessionState": {"knowledgeBaseConfigurations": null}});
+    run(&mut body, &pol).unwrap();
+    assert_eq!(body["sessionState"]["knowledgeBaseConfigurations"].as_array().unwrap().len(), 2);
+    // Without attached knowledge bases nothing is added.
+    let mut body = json!({"inputText": "hi"});
+    run(&mut body, &policy()).unwrap();
+    assert!(body["sessionState"].get("knowledgeBaseConfigurations").is_none());
+}
+
+#[test]
 fn agent_knowledge_base_outside_the_allowlist_is_denied() {
     let mut body = json!({"sessionState": {"knowledgeBaseConfigurations": [{"knowledgeBaseId": "KBGLOBEX01"}]}});
     assert_eq!(run(&mut body, &policy()).unwrap_err().reason(), "knowledge_base_not_allowed");

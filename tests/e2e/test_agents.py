@@ -28,6 +28,7 @@ SIDECAR_OVERRIDES = {
                 "session_attributes": {"tenantId": "{tenant}", "userId": "{user}"},
                 "inject_user_token": False,
                 "inject_scoped_credentials": False,
+                "knowledge_bases": [KB],
             },
             "knowledge_base": {
                 "allowed": [KB],
@@ -271,6 +272,20 @@ def test_knowledge_base_configurations_filtered(acme, fake_aws):
     harness.expect_client_error(acme, lambda: invoke(acme, sessionState={"knowledgeBaseConfigurations": bad}),
                                 403, "knowledge_base_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
+
+
+def test_attached_knowledge_base_is_never_queried_unfiltered(acme, sidecar, mint, fake_aws):
+    """SPEC §5.2 via §5.3: a knowledge base attached to the agent
+    (`agents.knowledge_bases`) is queried with the tenant filter even when
+    the app sends no configuration for it: the sidecar adds one. Another
+    tenant without the key gets nothing added."""
+    invoke(acme, text="what do we charge?")
+    got = upstream(fake_aws).json()["sessionState"]["knowledgeBaseConfigurations"]
+    assert got == [{"knowledgeBaseId": KB, "retrievalConfiguration": {"vectorSearchConfiguration": {
+        "filter": {"equals": {"key": "tenant_id", "value": "acme"}}}}}]
+    fake_aws.reset()
+    invoke(client(sidecar, mint, tenant="globex"))
+    assert "knowledgeBaseConfigurations" not in upstream(fake_aws).json()["sessionState"]
 
 
 def test_memory_id_header_mapped_back(acme, fake_aws):

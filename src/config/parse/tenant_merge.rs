@@ -51,6 +51,15 @@ pub(crate) fn merge(
     }
     let rate = rate_limit(ctx, t, d);
     let static_credentials = static_credentials(ctx, id, t, d, creds);
+    // Knowledge bases forced into agent sessions must be ones the tenant may
+    // query, else every InvokeAgent of the tenant would be refused.
+    if let Some(kbs) = get!(agents.knowledge_bases) {
+        let allowed = get!(kb.allowed).map(|l| l.value.as_slice()).unwrap_or_default();
+        for kb in kbs.value.iter().filter(|kb| !allowed.contains(kb)) {
+            let whom = if t.is_some() { format!("tenant {id:?}") } else { "unlisted tenants (allow_unlisted)".into() };
+            ctx.err_at(kbs, format!("knowledge base {kb:?} is not in knowledge_base.allowed of {whom}"));
+        }
+    }
     TenantPolicy {
         models: get!(models).map(|l| l.value.clone()).unwrap_or_default(),
         model_map: get!(model_map).map(|l| l.value.clone()).unwrap_or_default(),
@@ -68,6 +77,7 @@ pub(crate) fn merge(
             session_attributes: get!(agents.session_attributes).map(|l| l.value.clone()).unwrap_or_default(),
             inject_user_token: get!(agents.inject_user_token).is_some_and(|l| l.value),
             inject_scoped_credentials: get!(agents.inject_scoped_credentials).is_some_and(|l| l.value),
+            knowledge_bases: get!(agents.knowledge_bases).map(|l| l.value.clone()).unwrap_or_default(),
         },
         sagemaker: SageMakerPolicy {
             endpoints: get!(sm.endpoints).map(|l| l.value.clone()).unwrap_or_default(),

@@ -32,7 +32,8 @@ pub(super) const GUARDRAIL_KEYS: &[&str] = &["id", "version"];
 pub(super) const RATE_KEYS: &[&str] =
     &["requests_per_second", "burst", "max_concurrent", "tokens_per_minute", "user_requests_per_second", "user_burst"];
 pub(super) const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes"];
-pub(super) const AGENT_KEYS: &[&str] = &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials"];
+pub(super) const AGENT_KEYS: &[&str] =
+    &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials", "knowledge_bases"];
 pub(super) const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
 pub(super) const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
 /// Keys of `POLICY_KEYS` valid in `[tenant_defaults]` only.
@@ -93,6 +94,7 @@ pub(crate) struct PartialAgents {
     pub session_attributes: Option<Loc<Named<Template>>>,
     pub inject_user_token: Option<Loc<bool>>,
     pub inject_scoped_credentials: Option<Loc<bool>>,
+    pub knowledge_bases: Option<Loc<Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -209,6 +211,14 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
         p.agents.session_attributes = template_map(&a, ctx, "session_attributes");
         p.agents.inject_user_token = a.boolean(ctx, "inject_user_token");
         p.agents.inject_scoped_credentials = a.boolean(ctx, "inject_scoped_credentials");
+        p.agents.knowledge_bases = a.string_list(ctx, "knowledge_bases").map(|l| {
+            for id in &l.value {
+                if id.value.trim().is_empty() {
+                    ctx.err_at(id, "must not be empty");
+                }
+            }
+            l.map(|v| v.into_iter().map(|x| x.value).collect())
+        });
     }
     if let Some(s) = t.sub(ctx, "sagemaker", SM_KEYS) {
         p.sm.endpoints = sagemaker_endpoints(&s, ctx);

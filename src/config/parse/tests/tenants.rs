@@ -253,3 +253,18 @@ fn errors_in_defaults_are_reported_once() {
     let n = e.iter().filter(|x| x.key == "tenant_defaults.rate_limit.user_burst").count();
     assert_eq!(n, 1, "{}", list(&e));
 }
+
+#[test]
+fn agent_knowledge_bases_must_be_allowed_knowledge_bases() {
+    let e = errs(&doc(
+        "[tenants.acme.knowledge_base]\nallowed = [\"KB1\"]\n[tenants.acme.agents]\nknowledge_bases = [\"KB1\", \"KB2\", \"\"]\n",
+    ));
+    find(&e, "tenants.acme.agents.knowledge_bases", "\"KB2\" is not in knowledge_base.allowed of tenant \"acme\"");
+    find(&e, "tenants.acme.agents.knowledge_bases[2]", "must not be empty");
+    assert!(!list(&e).contains("\"KB1\" is not"), "{}", list(&e));
+    // Merged: the defaults' list checked against each tenant's allowlist.
+    let c = ok(&doc("[tenant_defaults.agents]\nknowledge_bases = [\"KB1\"]\n[tenant_defaults.knowledge_base]\nallowed = [\"KB1\"]\n[tenants.acme]\n"));
+    assert_eq!(c.tenants["acme"].agents.knowledge_bases, vec!["KB1".to_string()]);
+    let e = errs(&doc("[tenant_defaults.agents]\nknowledge_bases = [\"KB1\"]\n[tenants.acme.knowledge_base]\nallowed = [\"KB9\"]\n"));
+    find(&e, "tenant_defaults.agents.knowledge_bases", "\"KB1\" is not in knowledge_base.allowed of tenant \"acme\"");
+}
