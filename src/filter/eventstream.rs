@@ -126,19 +126,17 @@ enum Kind {
     Other,
 }
 
-/// How to build the extra event that carries a flushed remainder.
+/// How to build the extra event that carries a flushed remainder from the
+/// last frame of the text.
 #[derive(Debug)]
 enum Shape {
     /// JSON payload with the text at `pointer`.
-    Json { payload: Value, pointer: String },
-    /// Model chunk: outer `{"bytes": ..}` around `inner`, text at `pointer`.
-    ModelChunk {
-        outer: Value,
-        inner: Value,
-        pointer: String,
-    },
+    Json { pointer: String },
+    /// Model chunk: outer `{"bytes": base64(inner)}`, text at `pointer` in
+    /// `inner`.
+    ModelChunk { pointer: String },
     /// Agent chunk: outer `{"bytes": ..}`, the text is the bytes.
-    AgentChunk { outer: Value },
+    AgentChunk,
     /// The payload is the text.
     Raw,
 }
@@ -146,7 +144,10 @@ enum Shape {
 #[derive(Debug)]
 struct Text {
     hb: HoldBack,
-    headers: Vec<Header>,
+    /// The last frame that carried this text, as upstream sent it (a cheap
+    /// reference-counted copy): decoded again only when a remainder is
+    /// flushed, so holding costs nothing per event.
+    frame: Bytes,
     shape: Shape,
 }
 
@@ -275,7 +276,7 @@ impl StreamRedactor {
 
     fn push_inner(&mut self, data: &[u8]) -> Result<Bytes, StreamError> {
         self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(data.len() + 64);
         // Framing is done here (not by `MessageFrameDecoder`, which consumes
         // the prelude early): the announced length is checked against
         // MAX_FRAME before anything is buffered for it, and bytes pending at
@@ -305,7 +306,7 @@ impl StreamRedactor {
 
     /// `raw` is the frame as upstream sent it: forwarded as it is when
     /// nothing in it changes, so a stream without matches is byte-identical.
-    fn on_message(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn on_message(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         if let Some(sources) = &self.sources {
             if !agent_event_is_clean(sources, &msg) {
                 return Err(StreamError::ForeignSource);
@@ -322,7 +323,7 @@ impl StreamRedactor {
 }
 
 impl Redact {
-    fn on_message(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn on_message(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let is_event = header_str(&msg, ":message-type").is_none_or(|t| t == "event");
         let et = header_str(&msg, ":event-type").unwrap_or("").to_string();
         match (is_event, self.kind, et.as_str()) {
@@ -359,7 +360,7 @@ impl Redact {
         )
     }
 
-    fn converse_delta(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn converse_delta(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let Ok(mut v) = serde_json::from_slice::<Value>(msg.payload()) else {
             self.flush_all(out)?;
             return self.generic(msg, raw, out);
@@ -379,33 +380,24 @@ impl Redact {
             text_pointers(d, "/delta", CONVERSE_TEXT_KEYS, &mut pointers);
         }
         for p in &pointers {
+            let Some(Value::String(slot)) = ptr_mut(&mut v, p) else { continue };
+            let text = std::mem::take(slot);
             let key = format!("{idx:020}{p}");
-            let text = v
-                .pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let t = self.texts.entry(key.clone()).or_insert_with(|| Text {
-                hb: HoldBack::default(),
-                headers: Vec::new(),
-                shape: Shape::Raw,
-            });
-            let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, text.as_bytes());
+            let mut hb = self.texts.remove(&key).map(|t| t.hb).unwrap_or_default();
+            let (emit, n) = hb.push(&self.redactor, &mut self.cache, text.as_bytes());
             self.redactions += n;
-            if t.hb.is_empty() {
-                // Nothing held: the next delta has nothing to prepend.
-                self.texts.remove(&key);
+            if !hb.is_empty() {
+                // Held: prepended to the next delta of this text, or
+                // flushed as an event shaped like this one.
+                self.texts.insert(key, Text { hb, frame: raw.clone(), shape: Shape::Json { pointer: p.clone() } });
+            }
+            let text = if emit == text.as_bytes() {
+                text
             } else {
-                t.headers = msg.headers().to_vec();
-                t.shape = Shape::Json {
-                    payload: v.clone(),
-                    pointer: p.clone(),
-                };
-            }
-            if emit != text.as_bytes() {
                 changed = true;
-                set_str(&mut v, p, utf8(emit));
-            }
+                utf8(emit)
+            };
+            set_str(&mut v, p, text);
         }
         let n = redact_except(&self.redactor, &mut v, &pointers);
         self.redactions += n;
@@ -416,7 +408,7 @@ impl Redact {
         write_json(msg.headers(), &v, out)
     }
 
-    fn model_chunk(&mut self, msg: Message, raw_frame: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn model_chunk(&mut self, msg: Message, raw_frame: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
         let raw = outer
             .as_ref()
@@ -448,14 +440,13 @@ impl Redact {
         }
         let last = inner.get("amazon-bedrock-invocationMetrics").is_some();
         for p in &pointers {
-            let text = inner
-                .pointer(p)
+            let text = ptr(&inner, p)
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
             let t = self.texts.entry(p.clone()).or_insert_with(|| Text {
                 hb: HoldBack::default(),
-                headers: Vec::new(),
+                frame: Bytes::new(),
                 shape: Shape::Raw,
             });
             let (mut emit, n) = t.hb.push(&self.redactor, &mut self.cache, text.as_bytes());
@@ -466,12 +457,8 @@ impl Redact {
                 emit.extend_from_slice(&rest);
                 self.texts.remove(p);
             } else {
-                t.headers = msg.headers().to_vec();
-                t.shape = Shape::ModelChunk {
-                    outer: outer.clone(),
-                    inner: inner.clone(),
-                    pointer: p.clone(),
-                };
+                t.frame = raw_frame.clone();
+                t.shape = Shape::ModelChunk { pointer: p.clone() };
             }
             if emit != text.as_bytes() {
                 changed = true;
@@ -485,7 +472,7 @@ impl Redact {
         self.write_chunk(msg.headers(), outer.take(), &inner, changed, raw_frame, out)
     }
 
-    fn agent_chunk(&mut self, msg: Message, raw_frame: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn agent_chunk(&mut self, msg: Message, raw_frame: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
         let raw = outer
             .as_ref()
@@ -497,7 +484,7 @@ impl Redact {
         };
         let t = self.texts.entry(String::new()).or_insert_with(|| Text {
             hb: HoldBack::default(),
-            headers: Vec::new(),
+            frame: Bytes::new(),
             shape: Shape::Raw,
         });
         let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, &raw);
@@ -505,21 +492,17 @@ impl Redact {
         if t.hb.is_empty() {
             self.texts.remove("");
         } else {
-            t.headers = msg.headers().to_vec();
-            let mut template = outer.clone();
-            if let Some(o) = template.as_object_mut() {
-                o.remove("attribution");
-            }
-            t.shape = Shape::AgentChunk { outer: template };
+            t.frame = raw_frame.clone();
+            t.shape = Shape::AgentChunk;
         }
         let changed = emit != raw;
         self.write_chunk(msg.headers(), outer, &emit, changed, raw_frame, out)
     }
 
-    fn payload_part(&mut self, msg: Message, raw_frame: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn payload_part(&mut self, msg: Message, raw_frame: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let t = self.texts.entry(String::new()).or_insert_with(|| Text {
             hb: HoldBack::default(),
-            headers: Vec::new(),
+            frame: Bytes::new(),
             shape: Shape::Raw,
         });
         let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, msg.payload());
@@ -527,7 +510,7 @@ impl Redact {
         if t.hb.is_empty() {
             self.texts.remove("");
         } else {
-            t.headers = msg.headers().to_vec();
+            t.frame = raw_frame.clone();
             t.shape = Shape::Raw;
         }
         if emit == msg.payload()[..] {
@@ -582,28 +565,40 @@ impl Redact {
         if rest.is_empty() {
             return Ok(());
         }
+        // The last frame of the text, decoded again: its headers, and its
+        // payload as the template of the extra event. Fields other than the
+        // text are redacted again (they were in the frame itself; the repeat
+        // is not counted as a new match).
+        let msg = read_message_from(&mut t.frame.clone()).map_err(|e| StreamError::Decode(e.to_string()))?;
+        let headers = msg.headers().to_vec();
+        let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| StreamError::Decode(e.to_string()));
         match t.shape {
-            Shape::Raw => write(&Message::new_from_parts(t.headers, rest), out),
-            Shape::Json {
-                mut payload,
-                pointer,
-            } => {
+            Shape::Raw => write(&Message::new_from_parts(headers, rest), out),
+            Shape::Json { pointer } => {
+                let mut payload = json(msg.payload())?;
                 blank_texts(&mut payload, CONVERSE_TEXT_KEYS);
                 set_str(&mut payload, &pointer, utf8(rest));
-                write_json(&t.headers, &payload, out)
+                redact_except(&self.redactor, &mut payload, std::slice::from_ref(&pointer));
+                write_json(&headers, &payload, out)
             }
-            Shape::ModelChunk {
-                outer,
-                mut inner,
-                pointer,
-            } => {
+            Shape::ModelChunk { pointer } => {
+                let outer = json(msg.payload())?;
+                let bytes = outer.get("bytes").and_then(Value::as_str).and_then(|b| B64.decode(b).ok());
+                let mut inner = json(&bytes.unwrap_or_default())?;
                 blank_texts(&mut inner, MODEL_TEXT_KEYS);
                 set_str(&mut inner, &pointer, utf8(rest));
+                redact_except(&self.redactor, &mut inner, std::slice::from_ref(&pointer));
                 let inner =
                     serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
-                self.write_chunk(&t.headers, outer, &inner, true, &[], out)
+                self.write_chunk(&headers, outer, &inner, true, &[], out)
             }
-            Shape::AgentChunk { outer } => self.write_chunk(&t.headers, outer, &rest, true, &[], out),
+            Shape::AgentChunk => {
+                let mut outer = json(msg.payload())?;
+                if let Some(o) = outer.as_object_mut() {
+                    o.remove("attribution");
+                }
+                self.write_chunk(&headers, outer, &rest, true, &[], out)
+            }
         }
     }
 }
@@ -666,12 +661,57 @@ fn utf8(b: Vec<u8>) -> String {
     String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// One JSON-pointer token of key `k` (RFC 6901 escapes), without
+/// allocating for the usual keys that need none.
+fn escape_token(k: &str) -> std::borrow::Cow<'_, str> {
+    if k.contains(['~', '/']) {
+        k.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        k.into()
+    }
+}
+
+fn unescape_token(t: &str) -> std::borrow::Cow<'_, str> {
+    if t.contains('~') {
+        t.replace("~1", "/").replace("~0", "~").into()
+    } else {
+        t.into()
+    }
+}
+
+/// `Value::pointer` without its per-token allocations (the pointers here
+/// are built by [`text_pointers`], one per text event).
+fn ptr<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for t in pointer.split('/').skip(1) {
+        cur = match cur {
+            Value::Object(m) => m.get(unescape_token(t).as_ref())?,
+            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// `Value::pointer_mut`, likewise.
+fn ptr_mut<'a>(v: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
+    let mut cur = v;
+    for t in pointer.split('/').skip(1) {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(unescape_token(t).as_ref())?,
+            Value::Array(a) => a.get_mut(t.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// JSON pointers of string leaves whose key is one of `keys`.
 fn text_pointers(v: &Value, base: &str, keys: &[&str], out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                let p = format!("{base}/{}", k.replace('~', "~0").replace('/', "~1"));
+                let p = format!("{base}/{}", escape_token(k));
                 if x.is_string() && keys.contains(&k.as_str()) {
                     out.push(p);
                 } else {
@@ -689,7 +729,7 @@ fn text_pointers(v: &Value, base: &str, keys: &[&str], out: &mut Vec<String>) {
 }
 
 fn set_str(v: &mut Value, pointer: &str, s: String) {
-    if let Some(x) = v.pointer_mut(pointer) {
+    if let Some(x) = ptr_mut(v, pointer) {
         *x = Value::String(s);
     }
 }
@@ -707,11 +747,11 @@ fn blank_texts(v: &mut Value, keys: &[&str]) {
 fn redact_except(r: &Redactor, v: &mut Value, pointers: &[String]) -> u64 {
     let saved: Vec<(String, Value)> = pointers
         .iter()
-        .filter_map(|p| Some((p.clone(), v.pointer_mut(p)?.take())))
+        .filter_map(|p| Some((p.clone(), ptr_mut(v, p)?.take())))
         .collect();
     let n = r.redact_value(v);
     for (p, x) in saved {
-        if let Some(slot) = v.pointer_mut(&p) {
+        if let Some(slot) = ptr_mut(v, &p) {
             *slot = x;
         }
     }

@@ -632,3 +632,31 @@ fn source_check_applies_only_to_agents_with_prefixes() {
     let input = agent_chunk_citing("ok", &["s3://docs/tenants/globex/a"]);
     assert_eq!(s.push(&input).unwrap(), Bytes::from(input));
 }
+
+/// Cost of redacting a ConverseStream of short deltas (the shape of
+/// `benches/stream.rs`), without the network: run with
+/// `cargo test --release --lib redact_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "micro-benchmark; run in release"]
+fn redact_cost_per_delta() {
+    const WORDS: [&str; 8] = [" the", " refund", " is", " on", " its", " way", " sample", " text"];
+    let mut input = Vec::new();
+    for i in 0..16_000usize {
+        let text = format!("{}{}", WORDS[i % 8], WORDS[(i * 7 + 3) % 8]);
+        input.extend(frame("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": text}}).to_string().as_bytes()));
+    }
+    let rounds = 20;
+    let t = std::time::Instant::now();
+    let mut out_len = 0;
+    for _ in 0..rounds {
+        let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+        for f in input.chunks(160) {
+            out_len += s.push(f).unwrap().len();
+        }
+        out_len += s.finish().unwrap().len();
+    }
+    let el = t.elapsed();
+    let per_delta = el.as_nanos() as f64 / (rounds * 16_000) as f64;
+    let per_mb = el.as_secs_f64() * 1e3 / (rounds as f64 * input.len() as f64 / 1e6);
+    println!("{per_delta:.0} ns per delta, {per_mb:.2} ms per MB ({} bytes in, {} out per round)", input.len(), out_len / rounds);
+}
