@@ -660,3 +660,22 @@ fn redact_cost_per_delta() {
     let per_mb = el.as_secs_f64() * 1e3 / (rounds as f64 * input.len() as f64 / 1e6);
     println!("{per_delta:.0} ns per delta, {per_mb:.2} ms per MB ({} bytes in, {} out per round)", input.len(), out_len / rounds);
 }
+
+#[test]
+fn flushed_remainder_event_has_the_other_fields_redacted_too() {
+    // The held "u" (could begin "us-...") is flushed at block end as an extra
+    // delta shaped like the last one; that one's other fields held an id.
+    let held = json!({"contentBlockIndex": 0, "delta": {"text": "owner u"}, "p": format!("pad {ID}")});
+    let mut input = frame("contentBlockDelta", held.to_string().as_bytes());
+    input.extend(frame("contentBlockStop", br#"{"contentBlockIndex":0}"#));
+    let (events, n) = run(Operation::ConverseStream, &input, 7);
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["contentBlockDelta", "contentBlockDelta", "contentBlockStop"]);
+    let (first, flushed) = (json_of(&events[0].1), json_of(&events[1].1));
+    assert_eq!(first["delta"]["text"], "owner ");
+    assert_eq!(flushed["delta"]["text"], "u");
+    for e in [&first, &flushed] {
+        assert_eq!(e["p"], "pad [redacted]", "{e}");
+    }
+    assert_eq!(n, 1, "the repeated field is not a new match");
+}
