@@ -145,17 +145,17 @@ impl<B> UpstreamBody<B> {
     /// unchecked bytes or anything still held back.
     fn fail_redacted(&mut self, e: &crate::filter::eventstream::StreamError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         use crate::filter::eventstream::StreamError as Es;
-        let (what, message) = match e {
+        // A foreign source is a decision (the audit reason says so); anything
+        // else is a broken upstream stream.
+        let (what, message, reason) = match e {
             Es::ForeignSource => {
                 tracing::warn!("agent answer withheld: {e}");
-                (
-                    "unauthorized_source_in_answer",
-                    "the answer cites a source outside the tenant's allowed prefixes; the stream has been ended",
-                )
+                let what = "unauthorized_source_in_answer";
+                (what, "the answer cites a source outside the tenant's allowed prefixes; the stream has been ended", Some(what))
             }
             _ => {
                 tracing::warn!("upstream event stream cannot be redacted: {e}");
-                ("upstream_stream_corrupt", "the upstream event stream was malformed and has been ended")
+                ("upstream_stream_corrupt", "the upstream event stream was malformed and has been ended", None)
             }
         };
         self.count_redactions();
@@ -164,8 +164,8 @@ impl<B> UpstreamBody<B> {
         self.account();
         if let Some(r) = self.guard.record_mut() {
             r.stream_error = Some(what);
-            if matches!(e, Es::ForeignSource) {
-                r.reason = Some(what);
+            if reason.is_some() {
+                r.reason = reason;
             }
         }
         self.guard.finish();

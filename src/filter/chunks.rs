@@ -123,6 +123,25 @@ impl SourceFilter {
         }
     }
 
+    /// True when every `retrievedReferences` list anywhere inside `v` is
+    /// clean (InvokeAgent events carry them in `chunk` citations and in
+    /// `trace` knowledge-base lookups). Nesting deeper than any AWS shape
+    /// is unclean.
+    pub fn nested_references_are_clean(&self, v: &Value) -> bool {
+        const MAX_DEPTH: usize = 64;
+        fn walk(f: &SourceFilter, v: &Value, depth: usize) -> bool {
+            match v {
+                _ if depth > MAX_DEPTH => false,
+                Value::Object(o) => o.iter().all(|(k, v)| {
+                    (k != "retrievedReferences" || f.references_are_clean(Some(v))) && walk(f, v, depth + 1)
+                }),
+                Value::Array(a) => a.iter().all(|v| walk(f, v, depth + 1)),
+                _ => true,
+            }
+        }
+        walk(self, v, 0)
+    }
+
     /// True when every citation of a `citations` value (absent or `null`:
     /// none) cites only allowed locations. Also fits InvokeAgent chunk
     /// `attribution.citations`.

@@ -440,10 +440,8 @@ impl Redact {
         }
         let last = inner.get("amazon-bedrock-invocationMetrics").is_some();
         for p in &pointers {
-            let text = ptr(&inner, p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let Some(Value::String(slot)) = ptr_mut(&mut inner, p) else { continue };
+            let text = std::mem::take(slot);
             let t = self.texts.entry(p.clone()).or_insert_with(|| Text {
                 hb: HoldBack::default(),
                 frame: Bytes::new(),
@@ -460,10 +458,13 @@ impl Redact {
                 t.frame = raw_frame.clone();
                 t.shape = Shape::ModelChunk { pointer: p.clone() };
             }
-            if emit != text.as_bytes() {
+            let text = if emit == text.as_bytes() {
+                text
+            } else {
                 changed = true;
-                set_str(&mut inner, p, utf8(emit));
-            }
+                utf8(emit)
+            };
+            set_str(&mut inner, p, text);
         }
         let n = redact_except(&self.redactor, &mut inner, &pointers);
         self.redactions += n;
@@ -612,27 +613,8 @@ impl Redact {
 fn agent_event_is_clean(sources: &SourceFilter, msg: &Message) -> bool {
     let et = header_str(msg, ":event-type").unwrap_or("");
     match serde_json::from_slice::<Value>(msg.payload()) {
-        Ok(v) => references_clean_within(sources, &v, 0),
+        Ok(v) => sources.nested_references_are_clean(&v),
         Err(_) => !matches!(et, "chunk" | "trace"),
-    }
-}
-
-/// Deeper than any AWS shape; a payload nested further is unclean.
-const MAX_DEPTH: usize = 64;
-
-fn references_clean_within(sources: &SourceFilter, v: &Value, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match v {
-        Value::Object(o) => o.iter().all(|(k, v)| {
-            if k == "retrievedReferences" && !sources.references_are_clean(Some(v)) {
-                return false;
-            }
-            references_clean_within(sources, v, depth + 1)
-        }),
-        Value::Array(a) => a.iter().all(|v| references_clean_within(sources, v, depth + 1)),
-        _ => true,
     }
 }
 
@@ -679,21 +661,8 @@ fn unescape_token(t: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `Value::pointer` without its per-token allocations (the pointers here
-/// are built by [`text_pointers`], one per text event).
-fn ptr<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for t in pointer.split('/').skip(1) {
-        cur = match cur {
-            Value::Object(m) => m.get(unescape_token(t).as_ref())?,
-            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// `Value::pointer_mut`, likewise.
+/// `Value::pointer_mut` without its per-token allocations (the pointers
+/// here are built by [`text_pointers`], one per text event).
 fn ptr_mut<'a>(v: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
     let mut cur = v;
     for t in pointer.split('/').skip(1) {

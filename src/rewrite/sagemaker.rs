@@ -299,20 +299,15 @@ pub fn seal_response_sessions(headers: &mut HeaderMap, principal: &Principal, ke
     for name in [NEW_SESSION_ID, CLOSED_SESSION_ID] {
         let Some(v) = headers.get(name) else { continue };
         let sealed = v.to_str().ok().and_then(|v| {
-            // `ID; Expires=...`: the id is the part before the first `;`.
-            let (id, rest) = match v.split_once(';') {
-                Some((id, rest)) => (id.trim(), Some(rest)),
-                None => (v.trim(), None),
-            };
+            // `ID; Expires=...`: the id is the part before the first `;`,
+            // the rest (with its `;`, if any) is kept as it is.
+            let (id, rest) = v.split_at(v.find(';').unwrap_or(v.len()));
+            let id = id.trim();
             if id.is_empty() {
                 return None;
             }
             let sealed = keys.seal_sagemaker_session(&principal.tenant, &principal.user, id);
-            let out = match rest {
-                Some(rest) => format!("{sealed};{rest}"),
-                None => sealed,
-            };
-            HeaderValue::from_str(&out).ok()
+            HeaderValue::from_str(&format!("{sealed}{rest}")).ok()
         });
         match sealed {
             Some(v) => {

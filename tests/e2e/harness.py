@@ -27,7 +27,7 @@ from pathlib import Path
 import boto3
 import jwt
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EventStreamError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -581,6 +581,18 @@ def request_id_of(resp_or_error) -> str | None:
     meta = resp_or_error.response["ResponseMetadata"] if isinstance(resp_or_error, ClientError) \
         else resp_or_error["ResponseMetadata"]
     return meta.get("HTTPHeaders", {}).get("x-tenantgate-request-id")
+
+
+def events_until_stream_error(stream) -> tuple[list, EventStreamError]:
+    """Iterate a boto3 event stream that must end with a modelled stream
+    error: the events before it, and the error."""
+    got = []
+    try:
+        for e in stream:
+            got.append(e)
+    except EventStreamError as err:
+        return got, err
+    raise AssertionError(f"stream ended without an error: {got}")
 
 
 # --------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import botocore.exceptions
 import pytest
 
 import harness
@@ -298,10 +297,6 @@ def test_memory_id_header_mapped_back(acme, fake_aws):
     assert upstream(fake_aws).json()["memoryId"] != "alice-memory"
 
 
-def rid_of(out):
-    return out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"]
-
-
 def test_answer_citing_own_sources_streams_with_its_attribution(acme, sidecar, fake_aws):
     """SPEC §5.2 applied to agents: an answer whose citations (and traced
     knowledge-base lookups) name only the tenant's prefixes reaches boto3
@@ -315,7 +310,7 @@ def test_answer_citing_own_sources_streams_with_its_attribution(acme, sidecar, f
     refs = chunks[-1]["attribution"]["citations"][0]["retrievedReferences"]
     assert [r["location"]["s3Location"]["uri"] for r in refs] == own
     assert any("trace" in e for e in out["events"])
-    rec = sidecar.wait_audit(rid_of(out))
+    rec = sidecar.wait_audit(harness.request_id_of(out))
     assert rec["decision"] == "allow" and rec.get("stream_error") is None
 
 
@@ -331,15 +326,12 @@ def test_answer_citing_a_foreign_source_is_withheld(acme, sidecar, fake_aws, for
     fake_aws.script(agent_reply(["Hello.", " Globex pays 9 dollars."],
                                 cited={1: ["s3://docs/public/terms.txt", foreign]}), operation="InvokeAgent")
     out = acme.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-9", inputText="prices?")
-    got = []
-    with pytest.raises(botocore.exceptions.EventStreamError) as err:
-        for e in out["completion"]:
-            got.append(e)
-    assert err.value.response["Error"]["Code"] == "badGatewayException"
-    assert "outside the tenant's allowed prefixes" in str(err.value)
+    got, err = harness.events_until_stream_error(out["completion"])
+    assert err.response["Error"]["Code"] == "badGatewayException"
+    assert "outside the tenant's allowed prefixes" in str(err)
     text = b"".join(e["chunk"]["bytes"] for e in got if "chunk" in e)
     assert b"Globex" not in text and text.startswith(b"Hello")
-    rec = sidecar.wait_audit(rid_of(out))
+    rec = sidecar.wait_audit(harness.request_id_of(out))
     assert rec["stream_error"] == "unauthorized_source_in_answer"
     assert rec["reason"] == "unauthorized_source_in_answer"
     assert "Globex pays" not in sidecar.stdout_text()
@@ -355,10 +347,8 @@ def test_trace_of_a_foreign_lookup_ends_the_stream_before_the_answer(acme, sidec
                     operation="InvokeAgent")
     out = acme.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-9", inputText="prices?",
                             enableTrace=True)
-    with pytest.raises(botocore.exceptions.EventStreamError):
-        got = list(out["completion"])
-        pytest.fail(f"stream ended without an error: {got}")
-    assert sidecar.wait_audit(rid_of(out))["stream_error"] == "unauthorized_source_in_answer"
+    harness.events_until_stream_error(out["completion"])
+    assert sidecar.wait_audit(harness.request_id_of(out))["stream_error"] == "unauthorized_source_in_answer"
 
 
 def test_tenant_without_source_prefixes_is_not_post_filtered(sidecar, fake_aws, mint):

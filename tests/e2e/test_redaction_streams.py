@@ -200,11 +200,8 @@ def test_corrupt_upstream_frame_ends_the_stream_with_an_error_event(acme, sideca
             event("contentBlockStop", {"contentBlockIndex": 0})]
     fake_aws.script(lambda fake, rec: event_stream(msgs), operation="ConverseStream")
     resp = acme.converse_stream(**harness.converse_args())
-    seen = []
-    with pytest.raises(botocore.exceptions.EventStreamError) as err:
-        for e in resp["stream"]:
-            seen.append(e)
-    assert err.value.response["Error"]["Code"] == "serviceUnavailableException"
+    seen, err = harness.events_until_stream_error(resp["stream"])
+    assert err.response["Error"]["Code"] == "serviceUnavailableException"
     assert deltas_of(seen) == ["fine so far"]
     rec = sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
     assert rec["stream_error"] == "upstream_stream_corrupt"
@@ -231,11 +228,8 @@ def test_truncated_upstream_stream_ends_with_an_error_event(acme_agent, sidecar,
     msgs = [whole, event("chunk", {"bytes": base64.b64encode(b"x").decode()})[:20]]
     fake_aws.script(lambda fake, rec: event_stream(msgs), operation="InvokeAgent")
     out = acme_agent.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-2", inputText="hi")
-    got = []
-    with pytest.raises(botocore.exceptions.EventStreamError) as err:
-        for e in out["completion"]:
-            got.append(e)
-    assert err.value.response["Error"]["Code"] == "badGatewayException"
+    got, err = harness.events_until_stream_error(out["completion"])
+    assert err.response["Error"]["Code"] == "badGatewayException"
     assert b"".join(e["chunk"]["bytes"] for e in got if "chunk" in e) == b"partial "
     rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
     assert rec["stream_error"] == "upstream_stream_corrupt"
