@@ -16,6 +16,7 @@ import hmac
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -67,10 +68,40 @@ def tenantgate_bin() -> str:
 _BIN = os.path.abspath(os.environ.get("TENANTGATE_BIN") or REPO_ROOT / "target" / "debug" / "tenantgate")
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_HANDED_OUT: set[int] = set()
+_PORT_RNG = random.Random(os.getpid() ^ time.time_ns())
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that was free a moment ago, for a server a test
+    starts. Two rules keep it from being taken before the server binds it:
+    it is never one handed out before in this run (asking the kernel for
+    port 0 twice can give the same port back), and it is below the
+    kernel's ephemeral range, so no outgoing connection (boto3, the sidecar,
+    the fake AWS) is given it as its local port meanwhile."""
+    hi = min(_EPHEMERAL_LOW, 65536)
+    lo = max(1024, hi - 12000)
+    for _ in range(500):
+        port = _PORT_RNG.randrange(lo, hi)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port found in 127.0.0.1:{lo}-{hi - 1}")
 
 
 class ClosedPort:
