@@ -4,9 +4,11 @@
 //! Keyed by SHA-256 of the token bytes. A hit re-checks `exp`/`nbf` against
 //! the clock and the key-set generation it was verified under, so an expired
 //! token or a key removed from the JWKS never rides on the cache. Sharded
-//! mutexes keep contention low; each shard is bounded, and a full shard
-//! first drops expired entries, then is cleared if still mostly full, so an
-//! insert is O(1) amortised.
+//! mutexes keep contention low; each shard is bounded. A full shard first
+//! drops expired entries, then, if still over seven eighths full, the
+//! entries that expire soonest (they have the least use left) down to seven
+//! eighths: a full cache keeps 7/8 of its live tokens, and the selection
+//! (O(n) per eviction, one eviction per n/8 inserts) is O(1) amortised.
 
 use super::token::TimeBounds;
 use crate::error::ProxyError;
@@ -55,6 +57,28 @@ pub(crate) struct Entry {
     pub(crate) bounds: TimeBounds,
     /// Generation of the key set that verified the signature.
     pub(crate) generation: u64,
+}
+
+/// Removes the entries that expire soonest until `shard` holds `keep`.
+fn evict_soonest_expiring(shard: &mut Shard, keep: usize) {
+    let Some(excess) = shard.len().checked_sub(keep).filter(|n| *n > 0) else {
+        return;
+    };
+    let mut exps: Vec<i64> = shard.values().map(|e| e.bounds.exp).collect();
+    let (_, cut, _) = exps.select_nth_unstable(excess - 1);
+    let cut = *cut;
+    // Everything expiring before `cut` goes, then ties at `cut` until the
+    // count is reached (two passes so a tie never displaces an earlier one).
+    shard.retain(|_, e| e.bounds.exp >= cut);
+    let mut left = shard.len().saturating_sub(keep);
+    shard.retain(|_, e| {
+        if left > 0 && e.bounds.exp == cut {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
 }
 
 pub(crate) struct TokenCache {
@@ -108,9 +132,8 @@ impl TokenCache {
         let mut shard = self.shard(&key);
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             shard.retain(|_, e| !e.bounds.expired(now, leeway));
-            if shard.len() > self.per_shard * 3 / 4 {
-                shard.clear();
-            }
+            let keep = self.per_shard - self.per_shard.div_ceil(8);
+            evict_soonest_expiring(&mut shard, keep);
         }
         shard.insert(key, entry);
     }
@@ -183,5 +206,46 @@ mod tests {
             );
         }
         assert!(c.len() <= SHARDS * 4);
+    }
+
+    #[test]
+    fn full_cache_keeps_seven_eighths_and_evicts_soonest_expiring() {
+        // One shard's worth of keys (same first byte), so the shard fills.
+        let per_shard = 64;
+        let c = TokenCache::new(per_shard * SHARDS);
+        let in_shard0: Vec<TokenDigest> = (0..)
+            .map(digest)
+            .filter(|d| usize::from(d.0[0]) % SHARDS == 0)
+            .take(per_shard + 1)
+            .collect();
+        // exp = 1_000 + i: entry 0 expires soonest.
+        for (i, d) in in_shard0[..per_shard].iter().enumerate() {
+            c.insert(*d, entry(1_000 + i as i64, 1), 0, 0);
+        }
+        assert_eq!(c.len(), per_shard);
+        c.insert(in_shard0[per_shard], entry(5_000, 1), 0, 0);
+        // 64 - 8 kept, plus the new one; the 8 soonest-expiring went.
+        assert_eq!(c.len(), per_shard - per_shard / 8 + 1);
+        for (i, d) in in_shard0[..per_shard].iter().enumerate() {
+            let hit = c.get(d, 1, 0, 0).is_some();
+            assert_eq!(hit, i >= per_shard / 8, "entry {i}");
+        }
+        assert!(c.get(&in_shard0[per_shard], 1, 0, 0).is_some());
+    }
+
+    #[test]
+    fn eviction_with_tied_expiry_is_exact() {
+        let mut shard = Shard::default();
+        for i in 0..100u32 {
+            let exp = if i < 10 { 5 } else { 50 };
+            shard.insert(digest(i), entry(exp, 1));
+        }
+        evict_soonest_expiring(&mut shard, 70);
+        assert_eq!(shard.len(), 70);
+        assert!(shard.values().all(|e| e.bounds.exp == 50));
+        evict_soonest_expiring(&mut shard, 80);
+        assert_eq!(shard.len(), 70, "under the bound nothing goes");
+        evict_soonest_expiring(&mut shard, 0);
+        assert!(shard.is_empty());
     }
 }
