@@ -236,8 +236,8 @@ fn render_memory(o: &mut String, m: &MemoryResult) {
         "The increment is everything the sidecar keeps per tenant, not the STS session alone: \
          the cached session (rendered AssumeRole request as key, access key, secret, a {}-character \
          session token, expiry), the verified-token cache entry (principal and claims; that cache is \
-         bounded at 10,000 entries in 16 shards and clears a full shard, so it held {} of the {} tokens \
-         at the end), the rate-limit table entry (GCRA + token budget, one per tenant), the metrics' \
+         bounded at 10,000 entries in 16 shards and a full shard evicts down to 7/8, so by a replay of \
+         that policy it held {} of the {} tokens at the end), the rate-limit table entry (GCRA + token budget, one per tenant), the metrics' \
          tenant label series (first 1,000 tenants only; later ones share `_other`), and allocator \
          slack. Tokens minted in {:.1} s (at the start, on every core); requests sent in {:.1} s.{}",
         super::sts::TOKEN_LEN,
