@@ -17,8 +17,10 @@ pub fn handle<B>(state: &Arc<ServerState>, req: &Request<B>) -> Response<ProxyBo
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::from_accept(accept);
-            let creds = state.proxy.snapshot.load().creds.clone();
-            (StatusCode::OK, format.content_type(), crate::metrics::global().render(Some(&creds), format))
+            let snapshot = state.proxy.snapshot.load();
+            let metrics = crate::metrics::global();
+            metrics.set_verified_tokens_cached(snapshot.authn.cached_tokens());
+            (StatusCode::OK, format.content_type(), metrics.render(Some(&snapshot.creds), format))
         }
         _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".to_string()),
     };

@@ -294,6 +294,7 @@ pub struct Metrics {
     rl_backend_errors: Counter,
     rl_backend_transitions: Family<StateLabels, Counter>,
     rl_fallback: Family<ActionLabels, Counter>,
+    tokens_cached: Gauge,
     sts: Arc<Mutex<StsTotals>>,
 }
 
@@ -400,6 +401,12 @@ impl Metrics {
             "Requests decided by on_backend_error (local, deny, allow) because the shared backend did not answer",
             rl_fallback.clone(),
         );
+        let tokens_cached = Gauge::default();
+        registry.register(
+            "tenantgate_verified_tokens_cached",
+            "Verified JWTs held in the token cache (bounded at 10,000; 0 in static identity mode)",
+            tokens_cached.clone(),
+        );
         let sts = Arc::new(Mutex::new(StsTotals::default()));
         registry.register_collector(Box::new(StsCollector(sts.clone())));
         Metrics {
@@ -417,6 +424,7 @@ impl Metrics {
             rl_backend_errors,
             rl_backend_transitions,
             rl_fallback,
+            tokens_cached,
             sts,
         }
     }
@@ -485,6 +493,12 @@ impl Metrics {
     /// Counts one request decided by `on_backend_error` (`local`, `deny`, `allow`).
     pub fn rate_limit_fallback(&self, action: &'static str) {
         self.rl_fallback.get_or_create(&ActionLabels { action }).inc();
+    }
+
+    /// Sets `tenantgate_verified_tokens_cached` (read at scrape time from the
+    /// running authenticator).
+    pub fn set_verified_tokens_cached(&self, n: usize) {
+        self.tokens_cached.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Folds the STS counts of a provider about to be replaced (on reload),

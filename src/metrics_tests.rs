@@ -85,6 +85,7 @@ fn renders_every_spec_family_with_its_labels() {
         "# TYPE tenantgate_throttled_total counter",
         "# TYPE tenantgate_sts_requests_total counter",
         "# TYPE tenantgate_credentials_cached gauge",
+        "# TYPE tenantgate_verified_tokens_cached gauge",
         "# TYPE tenantgate_redactions_total counter",
         "# TYPE tenantgate_dropped_results_total counter",
         "# TYPE tenantgate_config_reloads_total counter",
@@ -110,6 +111,10 @@ fn renders_every_spec_family_with_its_labels() {
         assert_eq!(value(&text, &format!(r#"tenantgate_sts_requests_total{{result="{r}"}}"#)), 0.0);
     }
     assert_eq!(value(&text, "tenantgate_credentials_cached "), 0.0);
+    assert_eq!(value(&text, "tenantgate_verified_tokens_cached "), 0.0);
+    m.set_verified_tokens_cached(42);
+    let text = m.render(None, Format::Prometheus);
+    assert_eq!(value(&text, "tenantgate_verified_tokens_cached "), 42.0);
 }
 
 #[test]

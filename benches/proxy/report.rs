@@ -208,7 +208,7 @@ fn render_memory(o: &mut String, m: &MemoryResult) {
          | STS calls at the responder (distinct tenants, tenants assumed twice, refused) | {} ({}, {}, {}) |\n\
          | sidecar `/metrics`: tenantgate_credentials_cached | {} |\n\
          | sidecar `/metrics`: STS ok, non-2xx answers | {}, {} |\n\
-         | verified-token cache entries at the end (replayed bound, of {n} tokens) | {} |\n\
+         | sidecar `/metrics`: tenantgate_verified_tokens_cached (of {n} tokens) | {} |\n\
          | check | {} |\n",
         opt(m.per_tenant_bytes(), 0),
         opt(m.per_tenant_all_bytes(), 0),
@@ -222,7 +222,7 @@ fn render_memory(o: &mut String, m: &MemoryResult) {
         count(m.cached_metric),
         count(m.sts_ok_metric),
         count(m.non_2xx_metric),
-        m.token_cache_entries,
+        count(m.token_cache_entries),
         if m.verified() {
             format!("PASS: {} sessions fetched once each and cached", m.tenants)
         } else {
@@ -236,12 +236,12 @@ fn render_memory(o: &mut String, m: &MemoryResult) {
         "The increment is everything the sidecar keeps per tenant, not the STS session alone: \
          the cached session (rendered AssumeRole request as key, access key, secret, a {}-character \
          session token, expiry), the verified-token cache entry (principal and claims; that cache is \
-         bounded at 10,000 entries in 16 shards and a full shard evicts down to 7/8, so by a replay of \
-         that policy it held {} of the {} tokens at the end), the rate-limit table entry (GCRA + token budget, one per tenant), the metrics' \
+         bounded at 10,000 entries in 16 shards and a full shard evicts down to 7/8; it held {} of the \
+         {} tokens at the end), the rate-limit table entry (GCRA + token budget, one per tenant), the metrics' \
          tenant label series (first 1,000 tenants only; later ones share `_other`), and allocator \
          slack. Tokens minted in {:.1} s (at the start, on every core); requests sent in {:.1} s.{}",
         super::sts::TOKEN_LEN,
-        m.token_cache_entries,
+        count(m.token_cache_entries),
         m.tenants,
         m.mint_secs,
         m.send_secs,

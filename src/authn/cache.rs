@@ -146,9 +146,12 @@ impl TokenCache {
         }
     }
 
-    #[cfg(test)]
+    /// Entries held (live or not yet dropped); locks each shard in turn.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len())
+            .sum()
     }
 }
 

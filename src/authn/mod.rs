@@ -182,6 +182,15 @@ impl Authenticator {
         }
     }
 
+    /// Verified tokens held in the cache (0 in static mode), for
+    /// `tenantgate_verified_tokens_cached`.
+    pub fn cached_tokens(&self) -> usize {
+        match &self.inner {
+            Inner::Static(_) => 0,
+            Inner::Jwt(auth) => auth.cache.len(),
+        }
+    }
+
     /// Takes over the last good JWKS of the authenticator this one replaces
     /// (config reload) when both fetch the same `jwks_url`, so the new one is
     /// ready at once instead of answering 503 until its first fetch. The keys

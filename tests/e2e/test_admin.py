@@ -55,6 +55,28 @@ def test_metrics(sidecar, fake_aws, mint):
     assert any('decision="deny"' in line and 'status="403"' in line for line in lines), lines
 
 
+def _gauge(sc, name: str) -> float:
+    hits = [line for line in sc.admin("/metrics").body.decode().splitlines() if line.startswith(name + " ")]
+    assert len(hits) == 1, (name, hits)
+    return float(hits[0].rsplit(" ", 1)[1])
+
+
+def test_verified_tokens_cached_gauge(start_sidecar_fn, fake_aws, mint):
+    """SPEC §9 metrics: `tenantgate_verified_tokens_cached` counts distinct
+    verified tokens; a repeated token is a cache hit, a rejected token is
+    never cached."""
+    sc = start_sidecar_fn()
+    assert _gauge(sc, "tenantgate_verified_tokens_cached") == 0
+    tokens = [mint(user=u) for u in ("alice", "bob", "carol")]
+    for tok in tokens + tokens:
+        harness.make_client(sc.url, token=tok).converse(**converse_args())
+    assert _gauge(sc, "tenantgate_verified_tokens_cached") == 3
+    expired = mint(user="dave", exp=int(time.time()) - 3600)
+    r = sc.request("POST", f"/model/{harness.HAIKU}/converse", b'{"messages":[]}', token=expired)
+    assert r.status == 401, r
+    assert _gauge(sc, "tenantgate_verified_tokens_cached") == 3
+
+
 def test_unknown_admin_path(sidecar):
     """SPEC §9: the admin listener serves its three paths only."""
     assert sidecar.admin("/model/x/converse").status == 404
