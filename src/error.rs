@@ -28,6 +28,8 @@ pub enum ProxyError {
     MissingClaim(String),
     // 404
     UnknownOperation { method: String, path: String },
+    /// The request body did not arrive within `server.body_timeout_secs`.
+    BodyTimeout { secs: u64 },
     // 413
     BodyTooLarge { limit: u64 },
     // 429
@@ -49,7 +51,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
-            InvalidJson(_) | InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | InvalidParameter(_) | BodyTimeout { .. } => StatusCode::BAD_REQUEST,
             MissingToken | InvalidToken(_) => StatusCode::UNAUTHORIZED,
             UnknownTenant(_)
             | ModelNotAllowed { .. }
@@ -78,7 +80,9 @@ impl ProxyError {
     pub fn aws_type(&self) -> &'static str {
         use ProxyError::*;
         match self {
-            InvalidJson(_) | InvalidParameter(_) | BodyTooLarge { .. } => "ValidationException",
+            InvalidJson(_) | InvalidParameter(_) | BodyTimeout { .. } | BodyTooLarge { .. } => {
+                "ValidationException"
+            }
             MissingToken | InvalidToken(_) => "UnrecognizedClientException",
             UnknownTenant(_)
             | ModelNotAllowed { .. }
@@ -108,6 +112,7 @@ impl ProxyError {
         match self {
             InvalidJson(_) => "invalid_json",
             InvalidParameter(_) => "invalid_parameter",
+            BodyTimeout { .. } => "body_timeout",
             MissingToken => "missing_token",
             InvalidToken(_) => "invalid_token",
             UnknownTenant(_) => "unknown_tenant",
@@ -141,6 +146,7 @@ impl ProxyError {
         match self {
             InvalidJson(d) => format!("request body is not valid JSON: {d}"),
             InvalidParameter(d) => d.clone(),
+            BodyTimeout { secs } => format!("request body not received within {secs} s"),
             MissingToken => "missing identity token".into(),
             InvalidToken(_) => "identity token is not valid".into(),
             UnknownTenant(t) => format!("tenant \"{t}\" is not known"),

@@ -290,8 +290,13 @@ impl Proxy {
             route.ids[0] = rw.endpoint;
         }
 
-        // 6. Body, bounded.
-        let body = read_limited(body, cfg.server.max_body_bytes).await?;
+        // 6. Body, bounded in size and in time (a client that stalls or
+        //    drips its body would otherwise hold the task, and any
+        //    concurrency slot, forever).
+        let timeout = cfg.server.body_timeout;
+        let body = tokio::time::timeout(timeout, read_limited(body, cfg.server.max_body_bytes))
+            .await
+            .map_err(|_| ProxyError::BodyTimeout { secs: timeout.as_secs() })??;
         body_read.store(true, Ordering::Relaxed);
 
         // 7. Credentials of this tenant and no other (before the rewrite,

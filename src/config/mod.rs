@@ -63,6 +63,10 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     pub max_body_bytes: u64,
     pub header_timeout: Duration,
+    /// `server.body_timeout_secs`: the request body must be complete this
+    /// long after the headers, or 400 `body_timeout` (read per request, so
+    /// a reload applies it).
+    pub body_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Name of the env var holding the session MAC key (SPEC §5.2).
     pub session_key_env: String,

@@ -1,5 +1,6 @@
 """Request-level errors (SPEC §8) and the server's protective limits (SPEC
-§3 `max_body_bytes`, `header_timeout_secs`)."""
+§3 `max_body_bytes`, `header_timeout_secs`, and tenantgate's own
+`body_timeout_secs`)."""
 
 from __future__ import annotations
 
@@ -162,6 +163,75 @@ def test_header_timeout(sidecar, mode):
     assert closed, f"connection still open {elapsed:.1f}s after a partial request ({mode})"
     assert elapsed >= HEADER_TIMEOUT * 0.5, f"closed after {elapsed:.2f}s, before the header timeout"
     assert sidecar.admin("/healthz").status == 200
+
+
+BODY_TIMEOUT = 2
+
+
+def _over_limit_probe(sc, path: str, token: str) -> int:
+    """A chunked body over `max_body_bytes` (1000 here): past admission it
+    is 413 (never upstream); while the tenant's slot is taken it is 429."""
+    big = b"x" * 1001
+    req = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{sc.port}\r\nContent-Type: application/json\r\n"
+           f"Transfer-Encoding: chunked\r\nConnection: close\r\nx-tenant-token: {token}\r\n\r\n").encode()
+    req += f"{len(big):x}\r\n".encode() + big + b"\r\n0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", sc.port), timeout=10) as s:
+        s.sendall(req)
+        return _read_response(s).status
+
+
+@pytest.mark.parametrize("mode", ["stall", "drip"])
+def test_body_timeout(start_sidecar_fn, fake_aws, mint, mode):
+    """`server.body_timeout_secs` (SPEC §3 leaves it to tenantgate; §8 error
+    shape): the headers arrive, then the body stalls (or drips a byte every
+    0.25 s). After about the timeout the client gets 400 `body_timeout` and
+    the connection is closed. Nothing reaches upstream, the audit record
+    says why, and the tenant's one concurrency slot is free again."""
+    sc = start_sidecar_fn({"server": {"body_timeout_secs": BODY_TIMEOUT, "max_body_bytes": 1000},
+                           "tenant_defaults": {"rate_limit": {"max_concurrent": 1}}})
+    path = f"/model/{HAIKU}/converse"
+    body = json.dumps({"messages": [{"role": "user", "content": [{"text": "x" * 200}]}]}).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{sc.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nx-tenant-token: {mint()}\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", sc.port), timeout=10)
+    try:
+        t0 = time.monotonic()
+        sent = 10
+        sock.sendall(head + body[:sent])
+        # While that body is pending, it holds acme's only slot: probes
+        # (never sent upstream) get 413 until it is admitted, then 429.
+        statuses = []
+        while time.monotonic() < t0 + BODY_TIMEOUT * 0.5:
+            statuses.append(_over_limit_probe(sc, path, mint()))
+            if statuses[-1] == 429:
+                break
+        assert statuses and statuses[-1] == 429 and set(statuses) <= {413, 429}, statuses
+        while time.monotonic() < t0 + BODY_TIMEOUT + 6:
+            readable, _, _ = select.select([sock], [], [], 0.25)
+            if readable:
+                break
+            if mode == "drip" and sent < len(body) - 1:
+                sock.sendall(body[sent:sent + 1])
+                sent += 1
+        elapsed = time.monotonic() - t0
+        resp = _read_response(sock)
+        assert resp.status == 400, (resp.status, resp.body)
+        assert resp.getheader("x-tenantgate-reason") == "body_timeout"
+        assert resp.getheader("x-amzn-errortype", "").startswith("ValidationException")
+        assert json.loads(resp.body)["reason"] == "body_timeout"
+        sock.settimeout(3)
+        assert sock.recv(1) == b"", "connection left open after the body timeout"
+    finally:
+        sock.close()
+    assert sent < len(body), "the body was completed; the test proves nothing"
+    assert BODY_TIMEOUT * 0.9 <= elapsed < BODY_TIMEOUT + 4, f"answered after {elapsed:.2f}s"
+    harness.assert_nothing_upstream(fake_aws)
+    rec = sc.wait_audit(predicate=lambda r: r.get("reason") == "body_timeout")
+    assert (rec["status"], rec["decision"], rec["tenant"], rec["upstream_status"]) == (400, "deny", "acme", None), rec
+    # The slot came back: the next request of the tenant goes through.
+    ok = sc.request("POST", path, body, token=mint())
+    assert ok.status == 200, ok
+    assert sc.admin("/healthz").status == 200
 
 
 def test_errors_are_aws_shaped_for_the_sdk(sidecar, fake_aws, mint):

@@ -222,6 +222,17 @@ fn metrics_max_tenants_default_and_range() {
 }
 
 #[test]
+fn body_timeout_default_and_range() {
+    assert_eq!(ok(&doc("")).server.body_timeout.as_secs(), 30);
+    assert_eq!(ok(&format!("[server]\nbody_timeout_secs = 1\n{}", doc(""))).server.body_timeout.as_secs(), 1);
+    assert_eq!(ok(&format!("[server]\nbody_timeout_secs = 3600\n{}", doc(""))).server.body_timeout.as_secs(), 3600);
+    for bad in ["0", "3601", "-1"] {
+        let e = errs(&format!("[server]\nbody_timeout_secs = {bad}\n{}", doc("")));
+        find(&e, "server.body_timeout_secs", "between 1 and 3600");
+    }
+}
+
+#[test]
 fn known_keys_are_full_paths_from_the_parser_lists() {
     let keys = known_keys();
     for k in [
