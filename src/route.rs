@@ -199,9 +199,49 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         if id.is_empty() {
             return Err(unknown());
         }
+        check_id(op, i, &id)?;
         ids.push(id);
     }
     Ok(Route { op, ids })
+}
+
+/// Longest path identifier accepted (Bedrock ARNs stay far below it).
+const MAX_ID_LEN: usize = 2048;
+
+/// A decoded path identifier must be one AWS could accept: the characters
+/// of AWS's own patterns for these ids (letters, digits, `.`, `_`, `:`, `-`,
+/// and `/` inside model and guardrail ARNs) and no `.`, `..` or empty
+/// `/`-segment. Anything else (a space, a control character, `?`, `%`,
+/// `\`, a dot-segment) is a mistake or a trick, refused with 400 before any
+/// policy is consulted and before anything is sent. SageMaker endpoint
+/// names have their own, stricter check in `rewrite::sagemaker`.
+fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
+    use Operation::*;
+    let (what, slash) = match (op, index) {
+        (InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync, _) => return Ok(()),
+        (InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens, _) => {
+            ("model id", true)
+        }
+        (ApplyGuardrail, 1) => ("guardrail identifier", true),
+        (ApplyGuardrail, _) => ("guardrail version", false),
+        (Retrieve, _) => ("knowledge base id", false),
+        (InvokeAgent, 1) => ("agent id", false),
+        (InvokeAgent, 3) => ("agent alias id", false),
+        (InvokeAgent, _) => ("session id", false),
+        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank, _) => ("path id", false),
+    };
+    let chars_ok = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-') || (slash && b == b'/'));
+    let segments_ok = id.split('/').all(|seg| !matches!(seg, "" | "." | ".."));
+    if id.len() <= MAX_ID_LEN && chars_ok && segments_ok {
+        return Ok(());
+    }
+    let allowed = if slash { "letters, digits, '.', '_', ':', '-' and '/'" } else { "letters, digits, '.', '_', ':' and '-'" };
+    Err(ProxyError::InvalidParameter(format!(
+        "{what} {:?} is not valid: it may hold only {allowed} (no empty, '.' or '..' segments, at most {MAX_ID_LEN} characters)",
+        truncate(id, 200)
+    )))
 }
 
 /// Operations of these services that exist upstream but have no isolation
@@ -276,6 +316,55 @@ mod tests {
         // A client that did not encode `:` still gets the SDK encoding upstream.
         let r = post("/model/anthropic.claude-v2:1/invoke").unwrap();
         assert_eq!(r.upstream_path(), "/model/anthropic.claude-v2%3A1/invoke");
+    }
+
+    #[test]
+    fn path_ids_outside_the_aws_alphabet_are_400() {
+        let bad = [
+            "/model/anthropic.claude-3-haiku-x%2F..%2Famazon.nova-pro-v1%3A0/converse",
+            "/model/a%2F.%2Fb/invoke",
+            "/model/a%2F%2Fb/invoke",
+            "/model/%2Fa/invoke",
+            "/model/a%2F/invoke",
+            "/model/../converse",
+            "/model/anthropic.claude%20v2/invoke",
+            "/model/anthropic.claude%0Av2/invoke",
+            "/model/a%3Fb/invoke",
+            "/model/a%25b/invoke",
+            "/model/a%5Cb/invoke",
+            "/model/caf%C3%A9/invoke",
+            "/guardrail/g%2F..%2Fh/version/1/apply",
+            "/guardrail/g/version/1%2F2/apply",
+            "/knowledgebases/KB%2F1/retrieve",
+            "/knowledgebases/../retrieve",
+            "/agents/A%2FX/agentAliases/B/sessions/S/text",
+            "/agents/A/agentAliases/B%20C/sessions/S/text",
+            "/agents/A/agentAliases/B/sessions/S%2F..%2FT/text",
+            "/agents/A/agentAliases/B/sessions/./text",
+        ];
+        for p in bad {
+            match post(p) {
+                Err(ProxyError::InvalidParameter(m)) => assert!(m.contains("is not valid"), "{p}: {m}"),
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+        let long = format!("/model/{}/invoke", "a".repeat(MAX_ID_LEN + 1));
+        assert!(matches!(post(&long), Err(ProxyError::InvalidParameter(_))));
+        let good = [
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Ainference-profile%2Fus.anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Acustom-model%2Famazon.titan-text-express-v1%3A0%3A8k%2Fabcdefghijkl/invoke",
+            "/model/meta.llama3-8b-instruct-v1:0/invoke",
+            "/model/a..b/invoke",
+            "/guardrail/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aguardrail%2Fabc123/version/DRAFT/apply",
+            "/agents/AGENT00001/agentAliases/TSTALIASID/sessions/chat-42:x.y_z/text",
+        ];
+        for p in good {
+            assert!(post(p).is_ok(), "{p}");
+        }
+        let max = format!("/model/{}/invoke", "a".repeat(MAX_ID_LEN));
+        assert!(post(&max).is_ok());
+        // SageMaker endpoint names are checked by their own rules later.
+        assert!(post("/endpoints/e%20x/invocations").is_ok());
     }
 
     #[test]

@@ -112,18 +112,35 @@ def test_percent_encoded_ids_are_decoded_before_matching(sidecar, fake_aws, mint
 
 
 def test_encoded_slash_stays_inside_the_model_id(sidecar, fake_aws, mint):
-    """SPEC §5: an encoded `/` in a model id is part of the id: either the
-    id is denied, or it reaches AWS still encoded as one path segment (it
-    can never become a different path upstream)."""
-    raw_model = "anthropic.claude-3-haiku-x%2F..%2F..%2Fmodel%2Famazon.nova-pro-v1%3A0"
+    """SPEC §5: an encoded `/` in a model id is part of the id (ARNs need
+    it), and it reaches AWS still encoded as one path segment."""
+    raw_model = "arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Ainference-profile%2Fus.anthropic.claude-3-haiku-20240307-v1%3A0"
     resp = sidecar.request("POST", f"/model/{raw_model}/invoke", b"{}", token=mint())
-    if resp.status == 403:
-        harness.assert_tenantgate_error(resp, 403, "model_not_allowed")
-        harness.assert_nothing_upstream(fake_aws)
-        return
+    assert resp.status == 200, resp
     rec = harness.assert_one_valid_upstream(fake_aws, "InvokeModel")
     assert rec.raw_path == f"/model/{raw_model}/invoke"
-    assert rec.path_params["modelId"] == "anthropic.claude-3-haiku-x/../../model/amazon.nova-pro-v1:0"
+    assert rec.path_params["modelId"] == (
+        "arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0")
+
+
+@pytest.mark.parametrize("raw_model", [
+    # matches the `anthropic.claude-3-haiku-*` glob, but hides dot-segments
+    "anthropic.claude-3-haiku-x%2F..%2F..%2Fmodel%2Famazon.nova-pro-v1%3A0",
+    "anthropic.claude-3-haiku-x%2F.%2Fy",
+    "anthropic.claude-3-haiku-x%2F%2Fy",
+    "anthropic.claude-3-haiku-x%20y",
+    "anthropic.claude-3-haiku-x%0D%0Ay",
+    "anthropic.claude-3-haiku-x%3Fy",
+    "%2F",  # an id that is only a separator
+])
+def test_model_id_no_aws_id_could_be_is_400(sidecar, fake_aws, mint, raw_model):
+    """SPEC §5 and §8: a decoded model id with characters or path segments
+    no Bedrock id has (dot-segments, empty segments, spaces, control
+    characters, `?`) is refused as 400 `invalid_parameter` even when an
+    allowlist glob would match it, and nothing is sent."""
+    resp = sidecar.request("POST", f"/model/{raw_model}/invoke", b"{}", token=mint())
+    harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
+    harness.assert_nothing_upstream(fake_aws)
 
 
 def test_deny_message_names_model_and_tenant_only(acme, fake_aws):
