@@ -205,6 +205,12 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
     Ok(Route { op, ids })
 }
 
+/// True when a `/`-separated value has an empty, `.` or `..` segment: one
+/// that a path resolver could collapse or climb out of.
+pub(crate) fn has_dot_or_empty_segment(v: &str) -> bool {
+    v.split('/').any(|seg| matches!(seg, "" | "." | ".."))
+}
+
 /// Longest path identifier accepted (Bedrock ARNs stay far below it).
 const MAX_ID_LEN: usize = 2048;
 
@@ -233,8 +239,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
     let chars_ok = id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-') || (slash && b == b'/'));
-    let segments_ok = id.split('/').all(|seg| !matches!(seg, "" | "." | ".."));
-    if id.len() <= MAX_ID_LEN && chars_ok && segments_ok {
+    if id.len() <= MAX_ID_LEN && chars_ok && !has_dot_or_empty_segment(id) {
         return Ok(());
     }
     let allowed = if slash { "letters, digits, '.', '_', ':', '-' and '/'" } else { "letters, digits, '.', '_', ':' and '-'" };

@@ -215,11 +215,11 @@ fn rewrite_knowledge_bases(
     };
     // The attached knowledge bases the client did not configure: an entry
     // each, filtered below like the client's own.
-    let named: Vec<String> =
-        list.iter().filter_map(|e| e.get("knowledgeBaseId")?.as_str().map(String::from)).collect();
-    for kb in attached.iter().filter(|kb| !named.contains(kb)) {
-        list.push(serde_json::json!({ "knowledgeBaseId": kb }));
-        out.knowledge_bases_added.push(kb.clone());
+    for kb in attached {
+        if !list.iter().any(|e| e.get("knowledgeBaseId").and_then(Value::as_str) == Some(kb.as_str())) {
+            list.push(serde_json::json!({ "knowledgeBaseId": kb }));
+            out.knowledge_bases_added.push(kb.clone());
+        }
     }
     for (i, entry) in list.iter_mut().enumerate() {
         let path = format!("{PATH}[{i}]");

@@ -393,7 +393,7 @@ fn escapes_its_place(v: &str) -> bool {
     let b = v.as_bytes();
     v.contains('\\')
         || b.windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
-        || v.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || crate::route::has_dot_or_empty_segment(v)
 }
 
 fn target_model(

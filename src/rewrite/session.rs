@@ -39,8 +39,9 @@ const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
 const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
 const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
 
-/// Bytes of the RetrieveAndGenerate session MAC kept (128 bits).
-const RAG_TAG_BYTES: usize = 16;
+/// Bytes of a sealed session id's MAC kept (128 bits): RetrieveAndGenerate
+/// and SageMaker sessions.
+const SESSION_TAG_BYTES: usize = 16;
 /// Bytes of the agent session / memory MAC kept (160 bits).
 const AGENT_TAG_BYTES: usize = 20;
 /// Keys shorter than this are accepted but warned about.
@@ -150,13 +151,13 @@ impl SessionKeys {
     }
 
     fn seal(&self, label: &[u8], tenant: &str, user: &str, id: &str) -> String {
-        let tag = self.tag_hex(label, &[tenant, user, id], RAG_TAG_BYTES);
+        let tag = self.tag_hex(label, &[tenant, user, id], SESSION_TAG_BYTES);
         format!("{id}.{tag}")
     }
 
     fn open(&self, label: &[u8], tenant: &str, user: &str, client_id: &str) -> Option<String> {
         let (id, tag) = client_id.rsplit_once('.')?;
-        if id.is_empty() || tag.len() != RAG_TAG_BYTES * 2 {
+        if id.is_empty() || tag.len() != SESSION_TAG_BYTES * 2 {
             return None;
         }
         let tag = unhex(tag)?;
