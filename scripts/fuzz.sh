@@ -1,31 +1,60 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of the event-stream decoder and the redactor:
-#   bash scripts/fuzz.sh            # every target, 120 s each
-#   FUZZ_SECS=600 bash scripts/fuzz.sh stream_split
+# Bounded fuzzing of every parser an attacker reaches:
+#   bash scripts/fuzz.sh                         # every target, 120 s each
+#   FUZZ_SECS=600 bash scripts/fuzz.sh route_path request_validator
+#   FUZZ_JOBS=2 bash scripts/fuzz.sh             # two targets at a time
 # Installs cargo-fuzz when missing. Works on the stable toolchain: the
 # sanitizer is off (`-s none`; the code under test has no `unsafe`) and
-# RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its coverage flags. Crashes land in
-# fuzz/artifacts/<target>/ and make the script exit non-zero.
+# RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its coverage flags. Seeds in
+# fuzz/seeds/<target>/ are copied into the corpus first. Crashes land in
+# fuzz/artifacts/<target>/ and make the script exit non-zero. Each target's
+# last lines (runs, coverage) are kept in fuzz/artifacts/<target>.log.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 SECS="${FUZZ_SECS:-120}"
+JOBS="${FUZZ_JOBS:-1}"
+ALL=(request_validator route_path identity_token retrieval_filter stream_split eventstream_redact)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(stream_split eventstream_redact)
+[ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
-# Seeds: an identity id split across deltas, and a near miss.
-mkdir -p corpus/stream_split corpus/eventstream_redact
-printf '\003Your id is us-west-2:1234\3775678-abcd-1234-462b-1\37723456789abc ok' >corpus/stream_split/seed-split-id
-printf '\000Thus far\377us\377-west-2 is a region' >corpus/stream_split/seed-near-miss
+# Seeds for the stream targets: an identity id split across deltas, and a near miss.
+mkdir -p seeds/stream_split seeds/eventstream_redact
+printf '\003Your id is us-west-2:1234\3775678-abcd-1234-462b-1\37723456789abc ok' >seeds/stream_split/seed-split-id
+printf '\000Thus far\377us\377-west-2 is a region' >seeds/stream_split/seed-near-miss
 
+printf '\n==> building %s\n' "${targets[*]}"
 for t in "${targets[@]}"; do
-  printf '\n==> fuzzing %s for %s s\n' "$t" "$SECS"
-  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$t" -- -max_total_time="$SECS" -max_len=4096 -print_final_stats=1 2>&1 |
-    grep -E '^(Done|stat::number_of_executed_units|==|SUMMARY|.*panicked)|ERROR|crash-' || true
+  RUSTC_BOOTSTRAP=1 cargo fuzz build -s none "$t" >/dev/null
+done
+
+run() {
+  local t="$1"
+  mkdir -p "corpus/$t" "artifacts/$t"
+  [ -d "seeds/$t" ] && cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$t" -- -max_total_time="$SECS" -max_len=8192 -print_final_stats=1 \
+    >"artifacts/$t.full.log" 2>&1 || true
+  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|SUMMARY)|panicked|ERROR|crash-' \
+    "artifacts/$t.full.log" >"artifacts/$t.log" || true
+  printf '\n==> %s (%s s)\n' "$t" "$SECS"
+  cat "artifacts/$t.log"
+}
+
+running=0
+for t in "${targets[@]}"; do
+  run "$t" &
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+
+status=0
+for t in "${targets[@]}"; do
   if ls "artifacts/$t"/crash-* >/dev/null 2>&1; then
     echo "fuzz.sh: $t found a crash: $(ls artifacts/"$t"/crash-* | head -1)" >&2
-    exit 1
+    status=1
   fi
 done
-echo "fuzz.sh: no crashes"
+[ "$status" = 0 ] && echo "fuzz.sh: no crashes"
+exit "$status"

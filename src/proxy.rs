@@ -97,6 +97,7 @@ fn strip_request_header(name: &str) -> bool {
             | "host"
             | "content-length"
             | "expect"
+            | "accept-encoding"
             | "forwarded"
             | "via"
     ) || is_hop_by_hop(name)
@@ -325,6 +326,8 @@ impl Proxy {
                 h.append(name.clone(), value.clone());
             }
             h.insert(header::HOST, endpoint.host.clone());
+            // Answers must be inspectable: ask for them uncoded.
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
         let mut up = up
@@ -513,11 +516,39 @@ impl Proxy {
         let redactor = snap.redactor.clone();
         let buffer_to_redact = redactor.is_some() && !is_event_stream;
 
-        if (fwd.post.buffers() && parts.status.is_success()) || buffer_to_redact {
+        // An answer in a content coding is decoded before anything judges,
+        // redacts or counts it, or refused (security model: encodings).
+        let encodings: Vec<&str> =
+            parts.headers.get_all(header::CONTENT_ENCODING).iter().filter_map(|v| v.to_str().ok()).collect();
+        let coding = if parts.headers.get_all(header::CONTENT_ENCODING).iter().count() != encodings.len() {
+            None
+        } else {
+            crate::filter::encoding::coding_of(&encodings)
+        };
+        let coding = match coding {
+            Some(crate::filter::encoding::Coding::Identity) => None,
+            Some(c) if !is_event_stream => Some(c),
+            _ => {
+                return Err(ProxyError::UpstreamError(format!(
+                    "upstream answer in content coding {:?} cannot be inspected",
+                    encodings.join(",")
+                )))
+            }
+        };
+
+        if (fwd.post.buffers() && parts.status.is_success()) || buffer_to_redact || coding.is_some() {
             // The whole answer is needed before deciding what the client may
             // see: nothing is sent until it is judged.
             // (Or: a non-stream body to redact, which needs the whole JSON.)
             let raw = post::collect(body, cfg.aws.stream_idle_timeout, post::MAX_FILTERED_RESPONSE).await?;
+            let raw = match coding {
+                Some(c) => {
+                    let plain = crate::filter::encoding::decode(c, &raw, post::MAX_FILTERED_RESPONSE)?;
+                    parts.headers.remove(header::CONTENT_ENCODING);
+                    Bytes::from(plain)
+                }
+                None => raw,
+            };
             let mut tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
             tap.observe(&raw);
             let usage = tap.finish();

@@ -5,10 +5,12 @@
 //! - [`chunks`]: knowledge-base results and citations from outside the
 //!   tenant's `allowed_source_prefixes` (SPEC §5.2).
 //! - [`uri`]: the canonical prefix matching behind it.
+//! - [`encoding`]: answers in a content coding are decoded before inspection.
 //! - [`seal_rag_response_session`]: the RetrieveAndGenerate `sessionId`
 //!   handed to the client is bound to its tenant and user.
 
 pub mod chunks;
+pub mod encoding;
 pub mod eventstream;
 pub mod redact;
 pub mod uri;

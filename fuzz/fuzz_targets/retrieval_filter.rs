@@ -1,0 +1,63 @@
+//! Filter composition: arbitrary JSON bodies into the Retrieve rewrite (the
+//! client's filter, extra group filters, the tenant clause). Oracles:
+//! - no panic; refusals are 4xx;
+//! - whatever the body held, the filter sent is the tenant clause alone or
+//!   an `andAll` whose first member is the tenant clause, the extra filter
+//!   second, and no other `filter` member (in any case) left beside it, so a
+//!   client filter can only narrow.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use tenantgate::config::{Config, TenantPolicy};
+use tenantgate::principal::Principal;
+use tenantgate::rewrite::knowledge_base::rewrite_retrieve;
+
+const CONFIG: &str = r#"
+[aws]
+region = "us-east-1"
+[identity]
+mode = "static"
+tenant = "acme"
+[credentials]
+source = "static"
+[tenants.acme]
+models = ["amazon.rerank-*"]
+[tenants.acme.static_credentials]
+access_key_id_env = "A"
+secret_access_key_env = "B"
+[tenants.acme.knowledge_base]
+allowed = ["KB1"]
+filter_key = "tenant_id"
+extra_filters = [{ in = { key = "group", value = "{groups}" } }]
+"#;
+
+fn policy() -> &'static TenantPolicy {
+    static P: OnceLock<Config> = OnceLock::new();
+    let cfg = P.get_or_init(|| tenantgate::config::parse_str(CONFIG, std::path::Path::new(".")).expect("config"));
+    cfg.policy_for("acme").expect("acme")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(mut body) = serde_json::from_slice::<Value>(data) else { return };
+    let mut principal = Principal::static_tenant("acme");
+    principal.groups = vec!["eng".into(), "ops".into()];
+    if let Err(e) = rewrite_retrieve(&mut body, "KB1", &principal, policy()) {
+        assert!(e.status().is_client_error(), "{e:?}");
+        return;
+    }
+    let vsc = body
+        .pointer("/retrievalConfiguration/vectorSearchConfiguration")
+        .and_then(Value::as_object)
+        .expect("vectorSearchConfiguration present after the rewrite");
+    let tenant = json!({"equals": {"key": "tenant_id", "value": "acme"}});
+    let extra = json!({"in": {"key": "group", "value": ["eng", "ops"]}});
+    let filter = vsc.get("filter").expect("filter present");
+    let members = filter.get("andAll").and_then(Value::as_array).expect("andAll");
+    assert_eq!(members.first(), Some(&tenant), "{filter}");
+    assert_eq!(members.get(1), Some(&extra), "{filter}");
+    for k in vsc.keys() {
+        assert!(k == "filter" || !k.eq_ignore_ascii_case("filter"), "stray {k}");
+    }
+});
