@@ -261,6 +261,22 @@ impl Proxy {
             .policy_for(&principal.tenant)
             .ok_or_else(|| ProxyError::UnknownTenant(principal.tenant.clone()))?
             .clone();
+        // 4b. SageMaker compares endpoint names without case, so an unlisted
+        //     tenant `FOO` rendered into `{tenant}-clf` would reach unlisted
+        //     `foo`'s endpoint. Tenants admitted by `allow_unlisted` reach
+        //     SageMaker only with a lower-case id (listed ids never collide:
+        //     the configuration refuses ids that differ only in case, and a
+        //     case variant of a listed id is refused above).
+        if route.op.service() == crate::route::Service::SageMakerRuntime
+            && !cfg.is_listed(&principal.tenant)
+            && crate::config::fold_tenant_id(&principal.tenant) != principal.tenant
+        {
+            tracing::warn!(
+                tenant = %principal.tenant,
+                "unlisted tenant id is not lower case: refused for SageMaker, whose endpoint names ignore case"
+            );
+            return Err(ProxyError::UnknownTenant(principal.tenant.clone()));
+        }
 
         // 5. Authorisation of what the path names, before reading the body.
         authorize(&route, &principal, &policy)?;

@@ -293,3 +293,36 @@ fn agent_knowledge_bases_must_be_allowed_knowledge_bases() {
     let e = errs(&doc("[tenant_defaults.agents]\nknowledge_bases = [\"KB1\"]\n[tenants.acme.knowledge_base]\nallowed = [\"KB9\"]\n"));
     find(&e, "tenant_defaults.agents.knowledge_bases", "\"KB1\" is not in knowledge_base.allowed of tenant \"acme\"");
 }
+
+#[test]
+fn case_variants_of_listed_tenants_are_not_tenants() {
+    let c = ok(&doc("[tenant_defaults]\nallow_unlisted = true\nmodels = [\"amazon.*\"]\n[tenants.acme]\nmodels = [\"anthropic.*\"]\n[tenants.Globex]\n"));
+    assert!(std::sync::Arc::ptr_eq(c.policy_for("acme").expect("listed"), &c.tenants["acme"]));
+    assert!(std::sync::Arc::ptr_eq(c.policy_for("Globex").expect("listed"), &c.tenants["Globex"]));
+    for variant in ["ACME", "Acme", "acmE", "globex", "GLOBEX"] {
+        assert!(c.policy_for(variant).is_none(), "{variant} must be unknown, not unlisted");
+    }
+    // Strangers are still admitted by allow_unlisted, in any case.
+    assert!(c.policy_for("initech").is_some() && c.policy_for("INITECH").is_some());
+    assert!(c.is_listed("acme") && !c.is_listed("ACME") && !c.is_listed("initech"));
+}
+
+#[test]
+fn tenant_ids_must_differ_ignoring_case() {
+    let e = errs(&doc("[tenants.acme]\n[tenants.ACME]\n"));
+    find(&e, "tenants.ACME", "differ only in case");
+    let e = errs(&doc_with(
+        "mode = \"static\"\ntenant = \"ACME\"\n",
+        CREDENTIALS,
+        "[tenant_defaults]\nallow_unlisted = true\n[tenants.acme]\n",
+    ));
+    find(&e, "identity.tenant", "differs only in case from the listed tenant \"acme\"");
+}
+
+#[test]
+fn tenant_id_folding_is_unicode_lower_case() {
+    assert_eq!(crate::config::fold_tenant_id("ACME-1.x_Y"), "acme-1.x_y");
+    // Not only ASCII: the Kelvin sign folds to `k` (tenant ids are ASCII by
+    // their pattern, so this only matters if that pattern ever widens).
+    assert_eq!(crate::config::fold_tenant_id("\u{212A}"), "k");
+}
