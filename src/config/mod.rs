@@ -98,6 +98,10 @@ pub struct ServerConfig {
     /// (`server.metrics_max_tenants`, default 1000); later tenants are
     /// counted as `_other`. Read once, when the sidecar starts.
     pub metrics_max_tenants: usize,
+    /// Audit lines held for stdout (`server.audit_queue_lines`, default
+    /// 16,384); when full, lines are dropped and counted. Read once, when
+    /// the sidecar starts.
+    pub audit_queue_lines: usize,
 }
 
 #[derive(Debug, Clone)]
