@@ -310,7 +310,7 @@ fn case_variants_of_listed_tenants_are_not_tenants() {
 #[test]
 fn tenant_ids_must_differ_ignoring_case() {
     let e = errs(&doc("[tenants.acme]\n[tenants.ACME]\n"));
-    find(&e, "tenants.ACME", "differ only in case");
+    find(&e, "tenants.acme", "tenant ids \"ACME\" and \"acme\" differ only in case");
     let e = errs(&doc_with(
         "mode = \"static\"\ntenant = \"ACME\"\n",
         CREDENTIALS,
