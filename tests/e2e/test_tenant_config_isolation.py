@@ -5,11 +5,11 @@
   a tenant's own table replaces the defaults' whole, so no tenant signs with
   its own key and another identity's session token.
 - Tenant ids are case-sensitive, but AWS compares some names without case
-  (SageMaker endpoint names): a token whose tenant id equals a listed one
-  ignoring case, but not exactly, is 403 `unknown_tenant`, even with
-  `allow_unlisted`; an unlisted tenant whose id is not lower case cannot
-  reach SageMaker (its `{tenant}` could name another unlisted tenant's
-  endpoint).
+  (SageMaker endpoint names, IAM role names): a token whose tenant id equals
+  a listed one ignoring case, but not exactly, is 403 `unknown_tenant`, even
+  with `allow_unlisted`; an unlisted tenant whose id is not lower case cannot
+  reach SageMaker, nor any operation when `credentials.role_arn` uses
+  `{tenant}` (its id could name another unlisted tenant's endpoint or role).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import pytest
 
 import fake_sagemaker
 import harness
-from harness import HAIKU, converse_args
+import test_sts
+from fakests import base_keys, fake_sts  # noqa: F401 - fixtures
+from harness import converse_args
 
 SM = "sagemaker-runtime"
 SHARED_ENV = {"SHARED_AKID": "ASIASHARED" + secrets.token_hex(5).upper(),
@@ -129,3 +131,32 @@ def test_unlisted_upper_case_tenant_still_reaches_bedrock(sidecar, fake_aws, min
     br = client_for(sidecar, token=mint("FOO", "mallory"))
     br.converse(**converse_args())
     harness.assert_one_valid_upstream(fake_aws, "Converse", SHARED_ENV["SHARED_AKID"])
+
+
+def test_unlisted_upper_case_tenant_never_renders_a_role_arn(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
+    """SPEC §6 (IAM role names compare without case): with
+    `role_arn = ".../role/tenant-{tenant}"`, unlisted `FOO` would assume
+    `tenant-FOO`, the role of unlisted `foo`. It is 403 `unknown_tenant` with
+    no AssumeRole and nothing upstream; `foo` gets `tenant-foo`."""
+    sc = test_sts.start(start_sidecar_fn, fake_sts, base_keys)
+    resp = test_sts.converse(sc, mint("FOO", "mallory"), "FOO")
+    harness.assert_tenantgate_error(resp, 403, "unknown_tenant")
+    assert fake_sts.assume_role_calls("FOO") == [], fake_sts.describe()
+    assert not any(c.role_arn.endswith("tenant-FOO") for c in fake_sts.assume_role_calls()), fake_sts.describe()
+    harness.assert_nothing_upstream(fake_aws)
+
+    resp = test_sts.converse(sc, mint("foo", "frank"), "foo")
+    assert resp.status == 200, resp
+    assert any(c.role_arn.endswith("role/tenant-foo") for c in fake_sts.assume_role_calls()), fake_sts.describe()
+
+
+def test_pooled_role_serves_unlisted_upper_case_tenant(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
+    """A role ARN without `{tenant}` (one pooled role, tenants told apart by
+    the `TenantID` session tag, compared case-sensitively by IAM) renders
+    nothing case-insensitive: unlisted `FOO` is served."""
+    sc = test_sts.start(start_sidecar_fn, fake_sts, base_keys,
+                        credentials={"role_arn": "arn:aws:iam::111122223333:role/tenant-pool"})
+    resp = test_sts.converse(sc, mint("FOO", "mallory"), "FOO")
+    assert resp.status == 200, resp
+    calls = [c for c in fake_sts.assume_role_calls() if c.issued]
+    assert calls and all(c.role_arn.endswith("role/tenant-pool") for c in calls), fake_sts.describe()
