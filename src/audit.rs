@@ -3,13 +3,19 @@
 //! with the response body as an `AuditGuard`, so a client that disconnects
 //! mid-stream is still audited.
 //!
-//! Lines are handed to one writer thread through a bounded queue, so a slow
-//! stdout never stalls a request; if the queue is ever full the line is
-//! written synchronously instead of being dropped.
+//! Lines are handed to one writer thread through a bounded queue
+//! (`server.audit_queue_lines`, default 16,384 lines), so a slow stdout
+//! never stalls a request. When the queue is full (stdout is a pipe nobody
+//! reads, or a log shipper that fell far behind) the line is dropped, never
+//! waited for: the request completes as usual, the drop is counted in
+//! `tenantgate_audit_dropped_total` and logged on stderr (the first drop,
+//! then every 10,000th). Writing it synchronously instead would block the
+//! proxy's worker threads on the same full pipe.
 
 use serde::Serialize;
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
@@ -43,14 +49,19 @@ pub struct AuditRecord {
     pub rate_limit_fallback: Option<&'static str>,
 }
 
+/// Default of `server.audit_queue_lines`.
+pub const DEFAULT_QUEUE_LINES: usize = 16 * 1024;
+
 enum Sink {
-    Stdout(SyncSender<Vec<u8>>),
+    /// The bounded queue to the writer thread (stdout).
+    Queue(SyncSender<Vec<u8>>),
     /// In-memory sink for the demo and tests.
     Memory(Arc<Mutex<Vec<AuditRecord>>>),
 }
 
 pub struct Audit {
     sink: Sink,
+    dropped: AtomicU64,
 }
 
 fn writer_thread(rx: Receiver<Vec<u8>>) {
@@ -69,29 +80,46 @@ fn writer_thread(rx: Receiver<Vec<u8>>) {
 static STDOUT_AUDIT: OnceLock<Arc<Audit>> = OnceLock::new();
 
 impl Audit {
-    /// The process-wide stdout audit sink (one writer thread).
+    /// The process-wide stdout audit sink (one writer thread) with the
+    /// default queue.
     pub fn stdout() -> Arc<Audit> {
+        Self::stdout_with_queue(DEFAULT_QUEUE_LINES)
+    }
+
+    /// The process-wide stdout audit sink, its queue holding `lines` lines
+    /// (the first call in a process decides; `server.audit_queue_lines` is
+    /// read at start).
+    pub fn stdout_with_queue(lines: usize) -> Arc<Audit> {
         STDOUT_AUDIT
             .get_or_init(|| {
-                let (tx, rx) = sync_channel(16 * 1024);
+                let (tx, rx) = sync_channel(lines.max(1));
                 std::thread::Builder::new()
                     .name("tenantgate-audit".into())
                     .spawn(move || writer_thread(rx))
                     .expect("spawn audit writer thread");
-                Arc::new(Audit { sink: Sink::Stdout(tx) })
+                Arc::new(Audit::queue(tx))
             })
             .clone()
     }
 
+    fn queue(tx: SyncSender<Vec<u8>>) -> Audit {
+        Audit { sink: Sink::Queue(tx), dropped: AtomicU64::new(0) }
+    }
+
+    /// Lines this sink dropped because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     pub fn memory() -> (Arc<Audit>, Arc<Mutex<Vec<AuditRecord>>>) {
         let records = Arc::new(Mutex::new(Vec::new()));
-        (Arc::new(Audit { sink: Sink::Memory(records.clone()) }), records)
+        (Arc::new(Audit { sink: Sink::Memory(records.clone()), dropped: AtomicU64::new(0) }), records)
     }
 
     pub fn write(&self, rec: AuditRecord) {
         crate::metrics::global().observe(&rec);
         match &self.sink {
-            Sink::Stdout(tx) => {
+            Sink::Queue(tx) => {
                 let mut line = match serde_json::to_vec(&rec) {
                     Ok(l) => l,
                     Err(e) => {
@@ -100,12 +128,16 @@ impl Audit {
                     }
                 };
                 line.push(b'\n');
-                match tx.try_send(line) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(line)) | Err(TrySendError::Disconnected(line)) => {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&line);
-                        let _ = out.flush();
+                // Never wait: a full queue (or a writer that is gone) drops
+                // the line and counts it.
+                if tx.try_send(line).is_err() {
+                    crate::metrics::global().audit_dropped();
+                    let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == 1 || n % 10_000 == 0 {
+                        tracing::warn!(
+                            dropped_total = n,
+                            "audit queue full (stdout is not being read fast enough): audit lines dropped; see tenantgate_audit_dropped_total"
+                        );
                     }
                 }
             }
@@ -190,5 +222,37 @@ mod tests {
             assert!(v.get(k).is_some(), "missing {k}");
         }
         assert!(v["user"].is_null());
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts_without_waiting() {
+        // A queue of 2 whose reader never reads: the stand-in for stdout
+        // being a pipe nobody drains.
+        let (tx, rx) = sync_channel(2);
+        let audit = Audit::queue(tx);
+        let metric_before = metric_value();
+        let started = Instant::now();
+        for _ in 0..5 {
+            audit.write(AuditRecord { decision: "allow", ..Default::default() });
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "writing must never wait on the queue");
+        assert_eq!(audit.dropped(), 3);
+        assert!(metric_value() >= metric_before + 3.0, "tenantgate_audit_dropped_total must count the drops");
+        // The two that fitted are whole lines, in order.
+        let queued: Vec<Vec<u8>> = rx.try_iter().collect();
+        assert_eq!(queued.len(), 2);
+        assert!(queued.iter().all(|l| l.ends_with(b"\n") && serde_json::from_slice::<serde_json::Value>(l).is_ok()));
+        // A writer that is gone drops (and counts) too, rather than blocking.
+        drop(rx);
+        audit.write(AuditRecord { decision: "deny", ..Default::default() });
+        assert_eq!(audit.dropped(), 4);
+    }
+
+    fn metric_value() -> f64 {
+        let text = crate::metrics::global().render(None, crate::metrics::Format::Prometheus);
+        text.lines()
+            .find_map(|l| l.strip_prefix("tenantgate_audit_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("tenantgate_audit_dropped_total in /metrics")
     }
 }

@@ -287,6 +287,7 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     throttled: Family<ThrottleLabels, Counter>,
     redactions: Counter,
+    audit_dropped: Counter,
     dropped_results: Counter,
     reloads: Family<ResultLabels, Counter>,
     last_reload_ok: Gauge,
@@ -352,6 +353,12 @@ impl Metrics {
         );
         let redactions = Counter::default();
         registry.register("tenantgate_redactions", "Matches replaced in response bodies", redactions.clone());
+        let audit_dropped = Counter::default();
+        registry.register(
+            "tenantgate_audit_dropped",
+            "Audit lines dropped because the audit queue to stdout was full (stdout not read fast enough)",
+            audit_dropped.clone(),
+        );
         let dropped_results = Counter::default();
         registry.register(
             "tenantgate_dropped_results",
@@ -417,6 +424,7 @@ impl Metrics {
             tokens,
             throttled,
             redactions,
+            audit_dropped,
             dropped_results,
             reloads,
             last_reload_ok,
@@ -467,6 +475,12 @@ impl Metrics {
         if rec.dropped_results > 0 {
             self.dropped_results.inc_by(rec.dropped_results);
         }
+    }
+
+    /// Counts one audit line dropped because the queue to stdout was full
+    /// (`tenantgate_audit_dropped_total`).
+    pub fn audit_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     /// Counts one reload attempt (`tenantgate_config_reloads_total`).

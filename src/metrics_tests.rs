@@ -300,3 +300,16 @@ fn rate_limit_backend_families() {
     assert_eq!(value(&text, r#"tenantgate_rate_limit_fallback_total{action="deny"}"#), 1.0);
     assert_eq!(value(&text, r#"tenantgate_rate_limit_fallback_total{action="local"}"#), 0.0);
 }
+
+#[test]
+fn audit_drops_are_counted() {
+    let m = Metrics::new(10);
+    let text = m.render(None, Format::Prometheus);
+    assert_eq!(value(&text, "tenantgate_audit_dropped_total "), 0.0);
+    assert!(text.contains("# TYPE tenantgate_audit_dropped_total counter"), "{text}");
+    m.audit_dropped();
+    m.audit_dropped();
+    let text = m.render(None, Format::Prometheus);
+    assert_eq!(value(&text, "tenantgate_audit_dropped_total "), 2.0);
+    assert_prometheus_text(&text);
+}

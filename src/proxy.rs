@@ -262,6 +262,25 @@ impl Proxy {
             .policy_for(&principal.tenant)
             .ok_or_else(|| ProxyError::UnknownTenant(principal.tenant.clone()))?
             .clone();
+        // 4b. AWS compares some names without case: SageMaker endpoint names
+        //     and IAM role names. Rendered from an unlisted tenant `FOO`,
+        //     `{tenant}-clf` or `role/tenant-{tenant}` could name unlisted
+        //     `foo`'s endpoint or role. Tenants admitted by `allow_unlisted`
+        //     reach those only with a lower-case id (listed ids never collide:
+        //     the configuration refuses ids that differ only in case, and a
+        //     case variant of a listed id is refused above).
+        if !cfg.is_listed(&principal.tenant) && crate::config::fold_tenant_id(&principal.tenant) != principal.tenant {
+            let sagemaker = route.op.service() == crate::route::Service::SageMakerRuntime;
+            let role = matches!(&cfg.credentials, crate::config::CredentialsConfig::AssumeRole(ar) if ar.role_arn.uses_tenant());
+            if sagemaker || role {
+                tracing::warn!(
+                    tenant = %principal.tenant,
+                    "unlisted tenant id is not lower case: refused, it would be rendered into a {} that AWS compares without case",
+                    if sagemaker { "SageMaker endpoint name" } else { "role ARN (credentials.role_arn uses {tenant})" }
+                );
+                return Err(ProxyError::UnknownTenant(principal.tenant.clone()));
+            }
+        }
 
         // 5. Authorisation of what the path names, before reading the body.
         authorize(&route, &principal, &policy)?;

@@ -69,7 +69,7 @@ pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Resu
     let creds = match previous {
         Some(prev) if credentials_fingerprint(&prev.config) == credentials_fingerprint(&config) => prev.creds.clone(),
         _ => {
-            let creds = CredentialProvider::from_config(&config).await;
+            let creds = CredentialProvider::from_config(&config).await?;
             creds.start(&config);
             creds
         }
@@ -80,8 +80,8 @@ pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Resu
 }
 
 /// Everything the credential provider is built from: the `[credentials]`
-/// table, the region, the STS endpoint and, for static keys, which env vars
-/// each tenant names.
+/// table, the region, the STS endpoint, the extra trust roots of the STS
+/// client and, for static keys, which env vars each tenant names.
 fn credentials_fingerprint(cfg: &Config) -> String {
     let statics: Vec<_> = cfg
         .tenants
@@ -90,8 +90,8 @@ fn credentials_fingerprint(cfg: &Config) -> String {
         .chain(cfg.unlisted.iter().map(|p| ("", &p.static_credentials)))
         .collect();
     format!(
-        "{:?}|{}|{:?}|{:?}|{:?}",
-        cfg.credentials, cfg.aws.region, cfg.aws.endpoints.sts, cfg.aws.connect_timeout, statics
+        "{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+        cfg.credentials, cfg.aws.region, cfg.aws.endpoints.sts, cfg.aws.connect_timeout, cfg.aws.ca_file, statics
     )
 }
 
@@ -99,7 +99,8 @@ impl Sidecar {
     /// Binds both listeners (port 0 allowed), loads keys, spawns the serving
     /// tasks. Audit records go to stdout.
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Sidecar, String> {
-        Self::start_with_audit(config, config_path, Audit::stdout()).await
+        let audit = Audit::stdout_with_queue(config.server.audit_queue_lines);
+        Self::start_with_audit(config, config_path, audit).await
     }
 
     pub async fn start_with_audit(

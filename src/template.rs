@@ -100,6 +100,11 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::User | Part::Groups | Part::Claim(_)))
     }
 
+    /// True when the result contains the tenant id (`{tenant}`).
+    pub fn uses_tenant(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Tenant))
+    }
+
     /// True when the template is exactly `{groups}` or exactly one
     /// `{claims.NAME}`: the forms `render_value` can turn into a JSON list.
     pub fn is_single_list_placeholder(&self) -> bool {

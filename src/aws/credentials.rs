@@ -12,7 +12,7 @@
 //!   STS session per user.
 
 use super::cache::{CacheStats, CredCache};
-use super::sts::{sts_endpoint, AssumeRoleRequest, StsFetcher};
+use super::sts::{sts_endpoint, sts_http_client, AssumeRoleRequest, StsFetcher};
 use crate::config::{AssumeRoleConfig, Config, CredentialsConfig, StaticCredentialsEnv, TenantPolicy};
 use crate::error::ProxyError;
 use crate::principal::Principal;
@@ -95,8 +95,9 @@ fn per_user(cfg: &AssumeRoleConfig) -> bool {
 impl CredentialProvider {
     /// Reads every static key named in the config now (a missing variable is
     /// logged here and answered with 503 for that tenant's requests), or sets
-    /// up the STS client. Nothing here waits on STS.
-    pub async fn from_config(cfg: &Config) -> Arc<Self> {
+    /// up the STS client (an unusable `aws.ca_file` is an error). Nothing
+    /// here waits on STS.
+    pub async fn from_config(cfg: &Config) -> Result<Arc<Self>, String> {
         let source = match &cfg.credentials {
             CredentialsConfig::Static => {
                 let mut map = HashMap::new();
@@ -117,13 +118,15 @@ impl CredentialProvider {
             }
             CredentialsConfig::AssumeRole(ar) => {
                 let endpoint = sts_endpoint(cfg.aws.endpoints.sts.as_ref());
-                let fetcher = StsFetcher::new(&cfg.aws.region, endpoint, STS_TIMEOUT, cfg.aws.connect_timeout).await;
+                let http = sts_http_client(cfg.aws.ca_file.as_deref())?;
+                let fetcher =
+                    StsFetcher::new(&cfg.aws.region, endpoint, STS_TIMEOUT, cfg.aws.connect_timeout, http).await;
                 let refresh = Duration::from_secs(ar.refresh_before_secs);
                 let cache = CredCache::new(fetcher, MAX_CACHED_SESSIONS, refresh, STS_TIMEOUT);
                 Source::AssumeRole { cfg: Box::new(ar.clone()), cache }
             }
         };
-        Arc::new(CredentialProvider { source })
+        Ok(Arc::new(CredentialProvider { source }))
     }
 
     /// Start-up work in the background, best effort: say whether base

@@ -6,6 +6,7 @@
 use super::cache::{FetchFuture, Fetcher};
 use crate::error::error_chain;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
@@ -13,6 +14,9 @@ use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::Region;
 use aws_sdk_sts::types::Tag;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// One rendered AssumeRole request. Its `cache_key` covers every field, so
@@ -58,18 +62,51 @@ pub fn sts_endpoint(configured: Option<&http::Uri>) -> Option<String> {
         .or_else(|| std::env::var("AWS_ENDPOINT_URL_STS").ok().filter(|v| !v.is_empty()))
 }
 
+/// The HTTP client of every STS call (per-tenant AssumeRole and the base
+/// chain's web identity / container / instance metadata calls): the SDK's
+/// own rustls client, trusting the platform roots plus every certificate of
+/// `aws.ca_file`. The file is checked with the sidecar's TLS loader first,
+/// so a bad file is a start-up error here, never a panic inside the SDK.
+pub fn sts_http_client(ca_file: Option<&Path>) -> Result<Option<SharedHttpClient>, String> {
+    let Some(path) = ca_file else { return Ok(None) };
+    crate::tls::client_config(Some(path))?;
+    let pem = std::fs::read(path).map_err(|e| format!("aws.ca_file {}: {e}", path.display()))?;
+    let ctx = TlsContext::builder()
+        .with_trust_store(TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| format!("aws.ca_file {}: {e}", path.display()))?;
+    Ok(Some(
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(ctx)
+            .build_https(),
+    ))
+}
+
 pub struct StsFetcher {
     client: aws_sdk_sts::Client,
     base: SharedCredentialsProvider,
 }
 
 impl StsFetcher {
-    /// Builds the base credentials chain and the STS client. Nothing is
-    /// fetched here; readiness never waits on STS.
-    pub async fn new(region: &str, endpoint: Option<String>, timeout: Duration, connect: Duration) -> StsFetcher {
+    /// Builds the base credentials chain and the STS client, both over
+    /// `http` (see `sts_http_client`; None: the SDK's default client).
+    /// Nothing is fetched here; readiness never waits on STS.
+    pub async fn new(
+        region: &str,
+        endpoint: Option<String>,
+        timeout: Duration,
+        connect: Duration,
+        http: Option<SharedHttpClient>,
+    ) -> StsFetcher {
         let region = Region::new(region.to_string());
-        let base = DefaultCredentialsChain::builder().region(region.clone()).build().await;
-        let base = SharedCredentialsProvider::new(base);
+        let mut chain = DefaultCredentialsChain::builder().region(region.clone());
+        if let Some(http) = &http {
+            chain = chain.configure(
+                ProviderConfig::default().with_region(Some(region.clone())).with_http_client(http.clone()),
+            );
+        }
+        let base = SharedCredentialsProvider::new(chain.build().await);
         let mut b = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(region)
@@ -83,6 +120,9 @@ impl StsFetcher {
             );
         if let Some(ep) = endpoint {
             b = b.endpoint_url(ep);
+        }
+        if let Some(http) = http {
+            b = b.http_client(http);
         }
         StsFetcher { client: aws_sdk_sts::Client::from_conf(b.build()), base }
     }

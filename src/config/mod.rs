@@ -9,7 +9,7 @@ pub use parse::{is_valid_tenant_id, known_keys, load_file, parse_str};
 
 use crate::glob::Glob;
 use crate::template::{JsonTemplate, Template};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,13 +47,36 @@ pub struct Config {
     /// `[tenant_defaults]` alone: the policy of a tenant admitted by
     /// `allow_unlisted` (None when `allow_unlisted` is false).
     pub unlisted: Option<Arc<TenantPolicy>>,
+    /// `fold_tenant_id` of every listed tenant id (the configuration never
+    /// lists two ids that fold to the same string).
+    pub folded_tenants: HashSet<String>,
+}
+
+/// The case-folded form of a tenant id, used to tell apart ids that AWS
+/// might treat as one (SageMaker endpoint names, IAM names compare without
+/// case). Unicode lower-casing, so the rule does not rest on the ASCII-only
+/// tenant id pattern that is checked first anyway.
+pub fn fold_tenant_id(id: &str) -> String {
+    id.to_lowercase()
 }
 
 impl Config {
     /// The policy of a tenant: its own merged table, else the defaults when
-    /// `allow_unlisted`, else None (403 `unknown_tenant`).
+    /// `allow_unlisted`, else None (403 `unknown_tenant`). An id equal to a
+    /// listed one ignoring case, but not exactly, is None too: it is neither
+    /// that tenant nor a stranger that `allow_unlisted` may admit (it would
+    /// reach the listed tenant's case-insensitive AWS names).
     pub fn policy_for(&self, tenant: &str) -> Option<&Arc<TenantPolicy>> {
-        self.tenants.get(tenant).or(self.unlisted.as_ref())
+        match self.tenants.get(tenant) {
+            Some(p) => Some(p),
+            None if self.folded_tenants.contains(&fold_tenant_id(tenant)) => None,
+            None => self.unlisted.as_ref(),
+        }
+    }
+
+    /// Whether `tenant` has its own `[tenants.ID]` table (exact spelling).
+    pub fn is_listed(&self, tenant: &str) -> bool {
+        self.tenants.contains_key(tenant)
     }
 }
 
@@ -75,6 +98,10 @@ pub struct ServerConfig {
     /// (`server.metrics_max_tenants`, default 1000); later tenants are
     /// counted as `_other`. Read once, when the sidecar starts.
     pub metrics_max_tenants: usize,
+    /// Audit lines held for stdout (`server.audit_queue_lines`, default
+    /// 16,384); when full, lines are dropped and counted. Read once, when
+    /// the sidecar starts.
+    pub audit_queue_lines: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -128,6 +128,7 @@ pub fn parse_str(text: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>
             credentials,
             rate_limit,
             redaction,
+            folded_tenants: t.tenants.keys().map(|id| super::fold_tenant_id(id)).collect(),
             tenants: t.tenants,
             unlisted: t.unlisted,
         }),

@@ -278,9 +278,23 @@ impl Redactor {
 /// SageMaker payload): redacts what is safe to send and holds back the
 /// shortest tail that could still be the beginning of a match (see
 /// [`HOLD_BACK`] for the bound).
+///
+/// The last character already sent is kept as look-behind context, so
+/// assertions that look at the previous character (`\b`, `\B`, `(?m)^`)
+/// decide at a split exactly as they would on the whole text: `xSSN123`
+/// split after `x` is not a `\bSSN\d{3}` match.
 #[derive(Debug, Default)]
 pub struct HoldBack {
     held: Vec<u8>,
+    /// The original bytes of the last character before `held` (already
+    /// sent), at most 4.
+    before: Vec<u8>,
+}
+
+/// The start of the last UTF-8 character of `b` (at most 4 bytes back).
+fn last_char_start(b: &[u8]) -> usize {
+    let lo = b.len().saturating_sub(4);
+    (lo..b.len()).rev().find(|&i| (b[i] & 0xC0) != 0x80).unwrap_or(lo)
 }
 
 impl HoldBack {
@@ -292,40 +306,73 @@ impl HoldBack {
         self.held.is_empty()
     }
 
+    /// Context, held text and `data` in one buffer; returns it with the
+    /// offset where the text not yet sent starts.
+    fn take_buf(&mut self, data: &[u8]) -> (Vec<u8>, usize) {
+        let mut buf = std::mem::take(&mut self.before);
+        let ctx = buf.len();
+        buf.extend_from_slice(&self.held);
+        self.held.clear();
+        buf.extend_from_slice(data);
+        (buf, ctx)
+    }
+
     /// Appends `data` to the held text; returns the redacted part that is
     /// safe to send now, and the match count. What stays held is the
     /// shortest tail that could still begin a match: a complete match before
     /// it is replaced whole (even when it runs past where the hold would
     /// otherwise start), and text that cannot start a match is never held.
     pub fn push(&mut self, r: &Redactor, cache: &mut HoldCache, data: &[u8]) -> (Vec<u8>, u64) {
-        let mut buf = std::mem::take(&mut self.held);
-        buf.extend_from_slice(data);
-        let mut hold = r.hold_point(cache, &buf, 0);
+        let (mut buf, ctx) = self.take_buf(data);
+        let mut hold = r.hold_point(cache, &buf, ctx);
         let mut out = Vec::with_capacity(buf.len() + 16);
-        let mut last = 0;
+        let mut last = ctx;
         let mut n = 0;
-        for m in r.bytes_re.find_iter(&buf).filter(|m| !m.is_empty()) {
+        let mut at = ctx;
+        while at <= buf.len() {
+            let Some(m) = r.bytes_re.find_at(&buf, at) else { break };
+            if m.is_empty() {
+                at = m.end() + 1;
+                continue;
+            }
             if m.start() >= hold {
                 break;
             }
             out.extend_from_slice(&buf[last..m.start()]);
             out.extend_from_slice(r.replacement.as_bytes());
             last = m.end();
+            at = m.end();
             n += 1;
             if m.end() > hold {
                 hold = r.hold_point(cache, &buf, m.end());
             }
         }
-        out.extend_from_slice(&buf[last..hold]);
+        out.extend_from_slice(&buf[last.min(hold)..hold]);
         self.held = buf.split_off(hold);
+        let keep = last_char_start(&buf);
+        self.before = buf.split_off(keep);
         (out, n)
     }
 
     /// Everything held, redacted (end of the continuing text).
     pub fn flush(&mut self, r: &Redactor) -> (Vec<u8>, u64) {
-        let held = std::mem::take(&mut self.held);
-        let (out, n) = r.redact_bytes(&held);
-        (out.into_owned(), n)
+        let (buf, ctx) = self.take_buf(&[]);
+        let mut out = Vec::with_capacity(buf.len());
+        let (mut last, mut at, mut n) = (ctx, ctx, 0);
+        while at <= buf.len() {
+            let Some(m) = r.bytes_re.find_at(&buf, at) else { break };
+            if m.is_empty() {
+                at = m.end() + 1;
+                continue;
+            }
+            out.extend_from_slice(&buf[last..m.start()]);
+            out.extend_from_slice(r.replacement.as_bytes());
+            last = m.end();
+            at = m.end();
+            n += 1;
+        }
+        out.extend_from_slice(&buf[last..]);
+        (out, n)
     }
 }
 

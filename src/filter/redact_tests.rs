@@ -210,3 +210,52 @@ fn every_split_of_a_text_with_several_ids_redacts_like_the_whole_text() {
         }
     }
 }
+
+/// Ordinary regex syntax a platform engineer writes: case-insensitive
+/// patterns and groups, Unicode case folding, word boundaries, POSIX and
+/// Unicode classes.
+const ORDINARY: &[(&str, &str, &str)] = &[
+    // (pattern, text, redacted text)
+    (r"(?i)acct-[a-z0-9]{6}", "see ACCT-AB12CD and acct-ab12cd, Acct-x", "see [redacted] and [redacted], Acct-x"),
+    (r"(?i:secret)=\w+", "SeCrEt=abc_1 secret=x", "[redacted] [redacted]"),
+    (r"\bSSN\d{3}\b", "SSN123 xSSN123 SSN1234", "[redacted] xSSN123 SSN1234"),
+    (r"[[:upper:]]{2}-\d+", "ticket AB-12 ab-12", "ticket [redacted] ab-12"),
+    (r"\p{Lu}\p{Ll}+corp", "Ärgercorp and ärgercorp", "[redacted] and ärgercorp"),
+    (r"(?i)straße-\d", "STRAẞE-1 Straße-2 STRASSE-3", "[redacted] [redacted] STRASSE-3"),
+    (r"(?i)[α-ω]{3}-id", "ΑΒΓ-ID αβγ-id", "[redacted] [redacted]"),
+];
+
+#[test]
+fn ordinary_regex_syntax_redacts_whole_texts() {
+    for (pattern, text, want) in ORDINARY {
+        let r = redactor_for(&[pattern]);
+        assert!(r.prefixes.is_some(), "{pattern}: the stream hold-back has no lazy DFA");
+        assert_eq!(r.redact_str(text).0, *want, "{pattern}");
+        let (bytes, _) = r.redact_body(text.as_bytes(), Some("text/plain"));
+        assert_eq!(String::from_utf8(bytes.to_vec()).unwrap(), *want, "{pattern} (body)");
+    }
+}
+
+#[test]
+fn ordinary_regex_syntax_redacts_streams_split_anywhere() {
+    for (pattern, text, want) in ORDINARY {
+        let r = redactor_for(&[pattern]);
+        for split in (1..text.len()).filter(|i| text.is_char_boundary(*i)) {
+            let mut hb = HoldBack::default();
+            let mut c = r.hold_cache();
+            let mut got = hb.push(&r, &mut c, &text.as_bytes()[..split]).0;
+            got.extend(hb.push(&r, &mut c, &text.as_bytes()[split..]).0);
+            got.extend(hb.flush(&r).0);
+            assert_eq!(String::from_utf8(got).unwrap(), *want, "{pattern} split at {split}");
+        }
+    }
+}
+
+#[test]
+fn a_case_insensitive_prefix_is_held_back_in_any_case() {
+    let r = redactor_for(&[r"(?i)acct-[a-z0-9]{6}"]);
+    // "ACC" may begin "ACCT-...": held; "xyz" may not.
+    assert_eq!(pushes(&r, &["id ACC"]), vec![("id ".into(), 3)]);
+    assert_eq!(pushes(&r, &["id aCcT-A"]), vec![("id ".into(), 6)]);
+    assert_eq!(pushes(&r, &["xyz"]), vec![("xyz".into(), 0)]);
+}

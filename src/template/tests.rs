@@ -186,3 +186,10 @@ fn never_panics_on_odd_input() {
         }
     }
 }
+
+#[test]
+fn uses_tenant_only_for_the_tenant_placeholder() {
+    for (src, want) in [("role/t-{tenant}", true), ("{tenant}", true), ("role/{user}", false), ("role/x", false), ("{{tenant}}", false)] {
+        assert_eq!(Template::compile(src).expect("valid").uses_tenant(), want, "{src}");
+    }
+}

@@ -141,14 +141,15 @@ def _factory(fake_aws, jwks_path, sidecar_env, workdir):
     started = []
     counter = iter(range(1000))
 
-    def start(overrides=None, *, env=None, wait_ready=True, extra_toml="", name=None, config=None):
+    def start(overrides=None, *, env=None, wait_ready=True, extra_toml="", name=None, config=None,
+              stdout_unread=False):
         cfg = config or harness.base_config(fake_aws, jwks_path, harness.free_port(), harness.free_port())
         cfg = harness.deep_merge(cfg, overrides or {})
         e = dict(sidecar_env)
         e.update(env or {})
         sc = harness.Sidecar(workdir, cfg, e, name=name or f"sidecar{next(counter)}", extra_toml=extra_toml)
         started.append(sc)
-        sc.start(wait_ready=wait_ready)
+        sc.start(wait_ready=wait_ready, stdout_unread=stdout_unread)
         return sc
 
     return start, started

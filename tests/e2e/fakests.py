@@ -207,7 +207,9 @@ def _validate_assume_role(p: dict):
 
 
 class FakeSts:
-    def __init__(self, fake_aws=None):
+    def __init__(self, fake_aws=None, ssl_context=None):
+        """``ssl_context``: serve https with it (a server-side
+        ``ssl.SSLContext``) instead of plain http."""
         self.fake_aws = fake_aws
         self._lock = threading.Lock()
         self._base: dict[str, Credential] = {}
@@ -221,8 +223,12 @@ class FakeSts:
         self._counter = itertools.count(1)
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.sts = self
+        if ssl_context is not None:
+            # A failed handshake (a client that does not trust the
+            # certificate) surfaces as an OSError in accept and is dropped.
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ssl_context is not None else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-sts", daemon=True)
         self._thread.start()
 

@@ -352,7 +352,10 @@ class Sidecar:
         self.returncode: int | None = None
 
     # ---- lifecycle ---------------------------------------------------
-    def start(self, wait_ready: bool = True, timeout: float = 20.0):
+    def start(self, wait_ready: bool = True, timeout: float = 20.0, stdout_unread: bool = False):
+        """``stdout_unread``: stdout (the audit stream) is a pipe nobody
+        reads, like a log collector that stopped; ``stdout_text`` is then
+        empty."""
         binary = tenantgate_bin()
         if not os.path.exists(binary):
             raise SidecarFailed(f"tenantgate binary not found at {binary} (set TENANTGATE_BIN)")
@@ -360,7 +363,7 @@ class Sidecar:
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "run", "--config", str(self.config_path)],
-            stdout=self._out,
+            stdout=subprocess.PIPE if stdout_unread else self._out,
             stderr=self._err,
             stdin=subprocess.DEVNULL,
             env=self.env,
@@ -415,8 +418,9 @@ class Sidecar:
                 self.proc.kill()
                 self.proc.wait(5)
         self.returncode = self.proc.returncode
-        for f in (self._out, self._err):
-            f.close()
+        for f in (self._out, self._err, self.proc.stdout):
+            if f is not None:
+                f.close()
         return self.returncode
 
     @property

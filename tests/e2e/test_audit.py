@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from botocore.exceptions import ClientError
@@ -156,3 +157,43 @@ def test_no_secrets_in_output(sidecar, fake_aws, mint, known_secrets):
     texts = {"stdout": sidecar.stdout_text(), "stderr": sidecar.stderr_text()}
     assert texts["stderr"].strip(), "expected some debug diagnostics on stderr"
     assert not harness.find_leaks(texts, known_secrets())
+
+
+def _metric(sc, name: str) -> float:
+    hits = [line for line in sc.admin("/metrics").body.decode().splitlines() if line.startswith(name + " ")]
+    assert hits, f"{name} not in /metrics"
+    return float(hits[0].rsplit(" ", 1)[1])
+
+
+def test_unread_stdout_drops_audit_lines_counts_them_and_never_blocks(start_sidecar_fn, fake_aws, mint):
+    """SPEC §9 and README "Audit records": stdout is a pipe nobody reads.
+    The audit writer stalls once the pipe is full, the bounded queue
+    (`server.audit_queue_lines`, here 16) fills, and further lines are
+    dropped and counted in `tenantgate_audit_dropped_total`; requests keep
+    being answered at full speed meanwhile (the proxy never waits on audit)."""
+    sc = start_sidecar_fn({"server": {"audit_queue_lines": 16}}, stdout_unread=True)
+    assert _metric(sc, "tenantgate_audit_dropped_total") == 0
+
+    def denied(_):
+        return sc.request("POST", f"/model/{HAIKU}/converse", b"{}", timeout=5).status
+
+    # ~300 bytes per line: 1,500 lines are several times the 64 KiB pipe
+    # buffer plus the writer's 64 KiB buffer plus the queue.
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(denied, range(1500)))
+    assert statuses == [401] * 1500
+
+    client = harness.make_client(sc.url, token=mint("acme", "alice"))
+    out = client.converse(**converse_args())
+    assert out["output"]["message"]["content"][0]["text"] == fake_aws.reply_text
+    harness.assert_one_valid_upstream(fake_aws, "Converse")
+
+    dropped = _metric(sc, "tenantgate_audit_dropped_total")
+    assert dropped > 0, "a full audit queue must be visible in /metrics"
+    # Dropped lines are still counted in the request metrics (counted
+    # before the line is queued), and the drop is said on stderr.
+    text = sc.admin("/metrics").body.decode()
+    denied_total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("tenantgate_requests_total{") and 'status="401"' in line)
+    assert denied_total >= 1500, denied_total
+    assert "audit queue full" in sc.stderr_text()

@@ -282,3 +282,26 @@ def test_plain_event_exception_from_upstream_is_redacted(acme, fake_aws):
     assert err.value.response["Error"]["Code"] == "validationException"
     assert IDENTITY_ID not in str(err.value)
     assert "[redacted]" in err.value.response["Error"]["Message"]
+
+
+def test_case_insensitive_pattern_redacts_converse_and_converse_stream(start_sidecar_fn, mint, fake_aws):
+    """SPEC §3 `redaction.patterns` are ordinary regular expressions: a
+    `(?i)` pattern (with a Unicode class and `\\b`) starts, and redacts every
+    spelling of a match in a Converse answer and in ConverseStream deltas,
+    also when a match is split across deltas (the stream hold-back's
+    automaton is case-insensitive too)."""
+    sc = start_sidecar_fn({"redaction": {"patterns": [r"(?i)\bacct-[\p{L}\d]{6}\b"], "replacement": "[redacted]"}})
+    client = harness.make_client(sc.url, token=mint("acme", "alice"))
+
+    fake_aws.reply_text = "Accounts ACCT-AB12CD, acct-ab12cd and Acct-Äb12cd; not xacct-ab12cd."
+    out = client.converse(**harness.converse_args())
+    text = out["output"]["message"]["content"][0]["text"]
+    assert text == "Accounts [redacted], [redacted] and [redacted]; not xacct-ab12cd."
+    assert sc.wait_audit(harness.request_id_of(out))["redactions"] == 3
+
+    fake_aws.stream_parts = ["Your account is AC", "cT-Ab", "12Cd, and ", "acct-zz99yy."]
+    resp = client.converse_stream(**harness.converse_args())
+    events = list(resp["stream"])  # botocore checks every CRC
+    assert "".join(deltas_of(events)) == "Your account is [redacted], and [redacted]."
+    rid = resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"]
+    assert sc.wait_audit(rid)["redactions"] == 2

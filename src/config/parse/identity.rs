@@ -336,7 +336,14 @@ fn algorithms(t: &Tbl<'_>, ctx: &mut Ctx<'_>, symmetric: Option<bool>) -> Vec<Al
 /// In static mode the pod's tenant must be one that can be served.
 pub(crate) fn check_static_tenant_listed(identity: &Identity, tenants: &Tenants, ctx: &mut Ctx<'_>) {
     if let Some(id) = &identity.static_tenant {
-        if is_valid_tenant_id(&id.value) && !tenants.tenants.contains_key(&id.value) && tenants.unlisted.is_none() {
+        let fold = crate::config::fold_tenant_id(&id.value);
+        if let Some(listed) = tenants
+            .tenants
+            .keys()
+            .find(|k| *k != &id.value && crate::config::fold_tenant_id(k) == fold)
+        {
+            ctx.err_at(id, format!("tenant {:?} differs only in case from the listed tenant {listed:?}, so every request would be denied (tenant ids are case-sensitive)", id.value));
+        } else if is_valid_tenant_id(&id.value) && !tenants.tenants.contains_key(&id.value) && tenants.unlisted.is_none() {
             ctx.err_at(id, format!("tenant {:?} is not listed in [tenants] and tenant_defaults.allow_unlisted is false, so every request would be denied", id.value));
         }
     }

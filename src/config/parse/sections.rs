@@ -26,6 +26,9 @@ const HOUR: u64 = 3600;
 /// add a few dozen series).
 pub(crate) const MAX_METRICS_TENANTS: u64 = 100_000;
 
+/// Upper bound of `server.audit_queue_lines` (a line is ~0.5 KB: ~512 MB).
+pub(crate) const MAX_AUDIT_QUEUE_LINES: u64 = 1_048_576;
+
 /// Default `server.body_timeout_secs`: the whole request body must arrive
 /// within this long of the headers.
 pub(crate) const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
@@ -41,6 +44,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "tls_cert_file",
     "tls_key_file",
     "metrics_max_tenants",
+    "audit_queue_lines",
 ];
 pub(super) const AWS_KEYS: &[&str] =
     &["region", "connect_timeout_ms", "response_timeout_secs", "stream_idle_timeout_secs", "ca_file", "endpoints"];
@@ -81,6 +85,9 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
     let metrics_max_tenants = t
         .uint(ctx, "metrics_max_tenants", 1, MAX_METRICS_TENANTS)
         .map_or(crate::metrics::MAX_TENANT_LABELS, |l| l.value as usize);
+    let audit_queue_lines = t
+        .uint(ctx, "audit_queue_lines", 1, MAX_AUDIT_QUEUE_LINES)
+        .map_or(crate::audit::DEFAULT_QUEUE_LINES, |l| l.value as usize);
     let cert = t.string(ctx, "tls_cert_file");
     let key = t.string(ctx, "tls_key_file");
     let tls = match (&cert, &key) {
@@ -108,6 +115,7 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
         session_key_env,
         tls,
         metrics_max_tenants,
+        audit_queue_lines,
     }
 }
 

@@ -1,7 +1,15 @@
 //! Merging (SPEC §3): a tenant's value for a key replaces the default's;
-//! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
-//! `static_credentials`) merge key by key; lists and inline maps (`models`,
-//! `model_map`, `guardrail`, `session_attributes`, ...) are replaced whole.
+//! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`) merge
+//! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
+//! `session_attributes`, ...) are replaced whole.
+//!
+//! Tables that name one identity are never merged: a tenant's own replaces
+//! the default's whole, so a tenant can never end up with a mix of two
+//! identities (its own access key with the defaults' session token). Such
+//! tables: `static_credentials` (access key, secret, session token: one AWS
+//! identity) and `guardrail` (id and version of one guardrail). AssumeRole
+//! settings live in the global `[credentials]` table only, so there is
+//! nothing per tenant to merge there.
 //! Rules spanning several keys are checked on the merged result and reported
 //! where the deciding value was written.
 
@@ -115,9 +123,15 @@ fn static_credentials(
     d: &Partial,
     creds: StaticRequirement,
 ) -> Option<StaticCredentialsEnv> {
-    let akid = pick(t.map(|t| &t.creds.access_key_id_env), &d.creds.access_key_id_env);
-    let secret = pick(t.map(|t| &t.creds.secret_access_key_env), &d.creds.secret_access_key_env);
-    let token = pick(t.map(|t| &t.creds.session_token_env), &d.creds.session_token_env);
+    // One identity: the tenant's own table when it wrote one, else the
+    // defaults' table; never key by key.
+    let table = match t {
+        Some(t) if t.creds.present.is_some() => &t.creds,
+        _ => &d.creds,
+    };
+    let akid = table.access_key_id_env.as_ref();
+    let secret = table.secret_access_key_env.as_ref();
+    let token = table.session_token_env.as_ref();
     if creds == StaticRequirement::Required {
         let owner = t.unwrap_or(d);
         let key = join(&owner.origin, "static_credentials");

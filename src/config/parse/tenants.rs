@@ -125,11 +125,19 @@ pub(crate) fn tenants(root: &Tbl<'_>, ctx: &mut Ctx<'_>, creds: Option<&Credenti
         None => Some(Partial { origin: "tenant_defaults".into(), ..Partial::default() }),
     }?;
     let mut listed = Vec::new();
+    let mut folded: BTreeMap<String, String> = BTreeMap::new();
     if let Some(v) = root.get("tenants") {
         if let Some(t) = Tbl::open(ctx, "tenants".into(), v, None) {
             for (id, key_span, value) in t.entries() {
                 if !is_valid_tenant_id(id) {
                     let msg = format!("{id:?} is not a valid tenant id (^[A-Za-z0-9][A-Za-z0-9._-]{{0,63}}$)");
+                    ctx.err(&t.key(id), Some(&key_span), msg);
+                    continue;
+                }
+                // AWS compares some names without case (SageMaker endpoints,
+                // IAM roles): two tenants must never be one there.
+                if let Some(first) = folded.insert(crate::config::fold_tenant_id(id), id.to_string()) {
+                    let msg = format!("tenant ids {first:?} and {id:?} differ only in case; tenant ids must differ ignoring case");
                     ctx.err(&t.key(id), Some(&key_span), msg);
                     continue;
                 }

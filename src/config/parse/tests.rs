@@ -233,6 +233,16 @@ fn body_timeout_default_and_range() {
 }
 
 #[test]
+fn audit_queue_lines_default_and_range() {
+    assert_eq!(ok(&doc("")).server.audit_queue_lines, 16_384);
+    assert_eq!(ok(&format!("[server]\naudit_queue_lines = 1\n{}", doc(""))).server.audit_queue_lines, 1);
+    for bad in ["0", "1048577", "-1"] {
+        let e = errs(&format!("[server]\naudit_queue_lines = {bad}\n{}", doc("")));
+        find(&e, "server.audit_queue_lines", "between 1 and 1048576");
+    }
+}
+
+#[test]
 fn known_keys_are_full_paths_from_the_parser_lists() {
     let keys = known_keys();
     for k in [

@@ -227,16 +227,33 @@ extra_filters = [
 }
 
 #[test]
-fn static_credentials_in_defaults_apply_to_every_tenant() {
+fn static_credentials_replace_the_defaults_whole() {
+    // One identity per table: a tenant's own table never inherits a key
+    // (here the session token) from the defaults' table.
     let text = doc_with(
         IDENTITY,
         "source = \"static\"\n",
-        "[tenant_defaults.static_credentials]\nsession_token_env = \"TOKEN\"\n[tenants.acme.static_credentials]\naccess_key_id_env = \"A\"\nsecret_access_key_env = \"S\"\n",
+        "[tenant_defaults.static_credentials]\naccess_key_id_env = \"D_AKID\"\nsecret_access_key_env = \"D_SECRET\"\nsession_token_env = \"D_TOKEN\"\n[tenants.acme.static_credentials]\naccess_key_id_env = \"A\"\nsecret_access_key_env = \"S\"\n[tenants.globex]\n",
     );
     let c = ok(&text);
-    let s = c.tenants["acme"].static_credentials.as_ref().expect("merged");
+    let s = c.tenants["acme"].static_credentials.as_ref().expect("own table");
     assert_eq!((s.access_key_id_env.as_str(), s.secret_access_key_env.as_str()), ("A", "S"));
-    assert_eq!(s.session_token_env.as_deref(), Some("TOKEN"));
+    assert_eq!(s.session_token_env, None, "the defaults' session token must not leak into acme's identity");
+    // A tenant without a table of its own takes the defaults' table whole.
+    let g = c.tenants["globex"].static_credentials.as_ref().expect("defaults");
+    assert_eq!(
+        (g.access_key_id_env.as_str(), g.secret_access_key_env.as_str(), g.session_token_env.as_deref()),
+        ("D_AKID", "D_SECRET", Some("D_TOKEN"))
+    );
+    // A tenant's own table is complete on its own: the defaults' keys do not
+    // fill in what it leaves out.
+    let partial = doc_with(
+        IDENTITY,
+        "source = \"static\"\n",
+        "[tenant_defaults.static_credentials]\naccess_key_id_env = \"D_AKID\"\nsecret_access_key_env = \"D_SECRET\"\n[tenants.acme.static_credentials]\naccess_key_id_env = \"A\"\n",
+    );
+    let e = errs(&partial);
+    find(&e, "tenants.acme.static_credentials", "needs `secret_access_key_env` for tenant \"acme\"");
     let bad = doc_with(
         IDENTITY,
         "source = \"static\"\n",
@@ -245,6 +262,14 @@ fn static_credentials_in_defaults_apply_to_every_tenant() {
     let e = errs(&bad);
     find(&e, "tenants.acme.static_credentials.access_key_id_env", "environment variable name");
     find(&e, "tenants.acme.static_credentials.foo", "unknown key");
+}
+
+#[test]
+fn guardrail_is_never_completed_from_the_defaults() {
+    // `guardrail` names one guardrail: a tenant's table missing `version`
+    // is an error, not the defaults' version paired with another id.
+    let e = errs(&doc(&format!("{DEFAULTS}[tenants.acme]\nguardrail = {{ id = \"gr-acme\" }}\n")));
+    find(&e, "tenants.acme.guardrail.version", "");
 }
 
 #[test]
@@ -267,4 +292,37 @@ fn agent_knowledge_bases_must_be_allowed_knowledge_bases() {
     assert_eq!(c.tenants["acme"].agents.knowledge_bases, vec!["KB1".to_string()]);
     let e = errs(&doc("[tenant_defaults.agents]\nknowledge_bases = [\"KB1\"]\n[tenants.acme.knowledge_base]\nallowed = [\"KB9\"]\n"));
     find(&e, "tenant_defaults.agents.knowledge_bases", "\"KB1\" is not in knowledge_base.allowed of tenant \"acme\"");
+}
+
+#[test]
+fn case_variants_of_listed_tenants_are_not_tenants() {
+    let c = ok(&doc("[tenant_defaults]\nallow_unlisted = true\nmodels = [\"amazon.*\"]\n[tenants.acme]\nmodels = [\"anthropic.*\"]\n[tenants.Globex]\n"));
+    assert!(std::sync::Arc::ptr_eq(c.policy_for("acme").expect("listed"), &c.tenants["acme"]));
+    assert!(std::sync::Arc::ptr_eq(c.policy_for("Globex").expect("listed"), &c.tenants["Globex"]));
+    for variant in ["ACME", "Acme", "acmE", "globex", "GLOBEX"] {
+        assert!(c.policy_for(variant).is_none(), "{variant} must be unknown, not unlisted");
+    }
+    // Strangers are still admitted by allow_unlisted, in any case.
+    assert!(c.policy_for("initech").is_some() && c.policy_for("INITECH").is_some());
+    assert!(c.is_listed("acme") && !c.is_listed("ACME") && !c.is_listed("initech"));
+}
+
+#[test]
+fn tenant_ids_must_differ_ignoring_case() {
+    let e = errs(&doc("[tenants.acme]\n[tenants.ACME]\n"));
+    find(&e, "tenants.acme", "tenant ids \"ACME\" and \"acme\" differ only in case");
+    let e = errs(&doc_with(
+        "mode = \"static\"\ntenant = \"ACME\"\n",
+        CREDENTIALS,
+        "[tenant_defaults]\nallow_unlisted = true\n[tenants.acme]\n",
+    ));
+    find(&e, "identity.tenant", "differs only in case from the listed tenant \"acme\"");
+}
+
+#[test]
+fn tenant_id_folding_is_unicode_lower_case() {
+    assert_eq!(crate::config::fold_tenant_id("ACME-1.x_Y"), "acme-1.x_y");
+    // Not only ASCII: the Kelvin sign folds to `k` (tenant ids are ASCII by
+    // their pattern, so this only matters if that pattern ever widens).
+    assert_eq!(crate::config::fold_tenant_id("\u{212A}"), "k");
 }
