@@ -20,13 +20,13 @@
 //! the body is never parsed (it is model-specific) and goes byte for byte.
 
 use super::{body_object, child_object, missing_claim, parse_json_body};
-use crate::config::TenantPolicy;
+use crate::config::{Guardrail, StreamProcessingMode, TenantPolicy};
 use crate::error::ProxyError;
 use crate::principal::Principal;
 use crate::route::Operation;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Rewrite one Bedrock runtime model call. Returns the body to send (the
 /// original bytes when nothing in it had to change).
@@ -43,32 +43,116 @@ pub fn rewrite_model_call(
                 return Ok(body);
             }
             let mut v = parse_json_body(&body)?;
-            rewrite_converse(&mut v, principal, policy)?;
+            rewrite_converse(op, &mut v, principal, policy)?;
             serde_json::to_vec(&v)
                 .map(Bytes::from)
                 .map_err(|e| ProxyError::InvalidJson(e.to_string()))
         }
         Operation::InvokeModel | Operation::InvokeModelWithResponseStream => {
-            if let Some(g) = &policy.guardrail {
-                let id = HeaderValue::from_str(&g.id)
-                    .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
-                let ver = HeaderValue::from_str(&g.version)
-                    .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
-                headers.insert("x-amzn-bedrock-guardrailidentifier", id);
-                headers.insert("x-amzn-bedrock-guardrailversion", ver);
-            }
-            Ok(body)
+            let Some(g) = &policy.guardrail else { return Ok(body) };
+            let id = HeaderValue::from_str(&g.id)
+                .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
+            let ver = HeaderValue::from_str(&g.version)
+                .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
+            headers.insert("x-amzn-bedrock-guardrailidentifier", id);
+            headers.insert("x-amzn-bedrock-guardrailversion", ver);
+            rewrite_invoke_body(op, body, g)
         }
         _ => Ok(body),
     }
 }
 
-fn rewrite_converse(v: &mut Value, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
+/// The body member of InvokeModel(+stream) that configures the guardrail
+/// (`tagSuffix` for input tags, `streamProcessingMode`).
+const INVOKE_GUARDRAIL_CONFIG: &str = "amazon-bedrock-guardrailConfig";
+
+/// InvokeModel bodies are model-specific and forwarded byte for byte, except
+/// for the one member AWS reads for the guardrail itself, in a JSON object
+/// body: `amazon-bedrock-guardrailConfig.tagSuffix` (input tags, which
+/// narrow what is evaluated) is refused unless `allow_guard_content`; on the
+/// stream, `streamProcessingMode` is the tenant's (`SYNCHRONOUS` unless
+/// `async`). A body that is not a JSON object carries no such member and
+/// goes as sent.
+fn rewrite_invoke_body(op: Operation, body: Bytes, g: &Guardrail) -> Result<Bytes, ProxyError> {
+    let stream = op == Operation::InvokeModelWithResponseStream;
+    let async_mode = stream && g.stream_processing_mode == StreamProcessingMode::Async;
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else { return Ok(body) };
+    // Any case of the name: a lenient reader upstream must not find one the
+    // sidecar did not judge.
+    let keys: Vec<String> =
+        obj.keys().filter(|k| k.eq_ignore_ascii_case(INVOKE_GUARDRAIL_CONFIG)).cloned().collect();
+    if keys.is_empty() && !async_mode {
+        return Ok(body);
+    }
+    let mut cfg = Map::new();
+    for k in keys {
+        if k != INVOKE_GUARDRAIL_CONFIG {
+            return Err(ProxyError::InvalidParameter(format!("unknown body member {k:?}")));
+        }
+        match obj.remove(&k) {
+            Some(Value::Object(m)) => cfg = m,
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(ProxyError::InvalidParameter(format!("{k} must be an object"))),
+        }
+    }
+    for (k, val) in &cfg {
+        match k.as_str() {
+            "tagSuffix" if !g.allow_guard_content => {
+                return Err(ProxyError::InvalidParameter(format!(
+                    "{INVOKE_GUARDRAIL_CONFIG}.tagSuffix: input tags narrow what the tenant's guardrail evaluates \
+                     and are not allowed for this tenant (guardrail.allow_guard_content)"
+                )));
+            }
+            "tagSuffix" | "streamProcessingMode" if val.is_string() => {}
+            _ => return Err(ProxyError::InvalidParameter(format!("{INVOKE_GUARDRAIL_CONFIG}.{k} is not allowed"))),
+        }
+    }
+    if stream {
+        let mode = if async_mode { "ASYNCHRONOUS" } else { "SYNCHRONOUS" };
+        cfg.insert("streamProcessingMode".into(), Value::String(mode.into()));
+    } else {
+        cfg.remove("streamProcessingMode");
+    }
+    obj.insert(INVOKE_GUARDRAIL_CONFIG.into(), Value::Object(cfg));
+    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
+}
+
+/// Members of the client's Converse `guardrailConfig` it may keep: `trace`
+/// only changes what the answer reports about the evaluation, never what is
+/// evaluated. Identifier, version and (ConverseStream) stream processing
+/// mode are the tenant's; any other member is refused.
+const CLIENT_GUARDRAIL_MEMBERS: &[&str] = &["trace"];
+
+fn rewrite_converse(
+    op: Operation,
+    v: &mut Value,
+    principal: &Principal,
+    policy: &TenantPolicy,
+) -> Result<(), ProxyError> {
     let obj = body_object(v)?;
     if let Some(g) = &policy.guardrail {
+        if !g.allow_guard_content {
+            refuse_guard_content(obj)?;
+        }
         let gc = child_object(obj, "guardrailConfig", "guardrailConfig")?;
-        gc.insert("guardrailIdentifier".into(), Value::String(g.id.clone()));
-        gc.insert("guardrailVersion".into(), Value::String(g.version.clone()));
+        let mut forced = Map::new();
+        forced.insert("guardrailIdentifier".into(), Value::String(g.id.clone()));
+        forced.insert("guardrailVersion".into(), Value::String(g.version.clone()));
+        if op == Operation::ConverseStream {
+            forced.insert("streamProcessingMode".into(), Value::String(g.stream_processing_mode.as_str().into()));
+        }
+        for (k, val) in std::mem::take(gc) {
+            if forced.contains_key(&k) {
+                continue;
+            }
+            if !CLIENT_GUARDRAIL_MEMBERS.contains(&k.as_str()) {
+                return Err(ProxyError::InvalidParameter(format!(
+                    "guardrailConfig.{k} is not allowed: the guardrail is set by the sidecar"
+                )));
+            }
+            forced.insert(k, val);
+        }
+        *gc = forced;
     }
     if !policy.request_metadata.is_empty() {
         // Render everything first: a missing claim must leave nothing half-done.
@@ -84,10 +168,40 @@ fn rewrite_converse(v: &mut Value, principal: &Principal, policy: &TenantPolicy)
     Ok(())
 }
 
+/// `guardContent` blocks in `messages[].content[]` or `system[]` make the
+/// guardrail evaluate only them (the rest of the input is not checked), so
+/// under a forced guardrail they are refused unless the tenant allows them.
+/// The member name is matched in any case.
+fn refuse_guard_content(obj: &Map<String, Value>) -> Result<(), ProxyError> {
+    let is_guard = |block: &Value| {
+        block.as_object().is_some_and(|b| b.keys().any(|k| k.eq_ignore_ascii_case("guardContent")))
+    };
+    let refuse = |path: String| {
+        Err(ProxyError::InvalidParameter(format!(
+            "{path}.guardContent: guardContent blocks narrow what the tenant's guardrail evaluates \
+             and are not allowed for this tenant (guardrail.allow_guard_content)"
+        )))
+    };
+    if let Some(Value::Array(system)) = obj.get("system") {
+        if let Some(i) = system.iter().position(is_guard) {
+            return refuse(format!("system[{i}]"));
+        }
+    }
+    if let Some(Value::Array(messages)) = obj.get("messages") {
+        for (m, msg) in messages.iter().enumerate() {
+            if let Some(Value::Array(content)) = msg.get("content") {
+                if let Some(i) = content.iter().position(is_guard) {
+                    return refuse(format!("messages[{m}].content[{i}]"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Guardrail;
     use crate::template::Template;
     use serde_json::json;
 
@@ -98,7 +212,7 @@ mod tests {
         )
         .unwrap();
         let mut p = (**cfg.tenants.get("acme").unwrap()).clone();
-        p.guardrail = guardrail.then(|| Guardrail { id: "gr-acme".into(), version: "1".into() });
+        p.guardrail = guardrail.then(|| Guardrail::new("gr-acme", "1"));
         p.request_metadata = md.iter().map(|(k, t)| (k.to_string(), Template::compile(t).unwrap())).collect();
         p
     }
