@@ -284,4 +284,111 @@ mod tests {
         let e = converse(json!({"guardrailConfig": "x"}), &p).unwrap_err();
         assert_eq!(e.reason(), "invalid_parameter");
     }
+
+    fn with_guardrail(mode: StreamProcessingMode, allow: bool) -> TenantPolicy {
+        let mut p = policy(true, &[]);
+        let g = p.guardrail.as_mut().unwrap();
+        g.stream_processing_mode = mode;
+        g.allow_guard_content = allow;
+        p
+    }
+
+    fn rewrite(op: Operation, body: Value, p: &TenantPolicy) -> Result<Value, ProxyError> {
+        let out = rewrite_model_call(op, Bytes::from(body.to_string()), &mut HeaderMap::new(), &alice(), p)?;
+        Ok(serde_json::from_slice(&out).unwrap())
+    }
+
+    #[test]
+    fn converse_stream_mode_is_the_tenants_and_always_set() {
+        let client = json!({"guardrailConfig": {"guardrailIdentifier": "x", "guardrailVersion": "2", "streamProcessingMode": "async", "trace": "enabled_full"}});
+        let out = rewrite(Operation::ConverseStream, client.clone(), &policy(true, &[])).unwrap();
+        assert_eq!(
+            out["guardrailConfig"],
+            json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1", "streamProcessingMode": "sync", "trace": "enabled_full"})
+        );
+        let out = rewrite(Operation::ConverseStream, json!({}), &with_guardrail(StreamProcessingMode::Async, false)).unwrap();
+        assert_eq!(out["guardrailConfig"]["streamProcessingMode"], "async");
+        // Converse has no stream mode member: none is added.
+        let out = rewrite(Operation::Converse, json!({}), &policy(true, &[])).unwrap();
+        assert_eq!(out["guardrailConfig"], json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1"}));
+    }
+
+    #[test]
+    fn unknown_guardrail_config_members_are_refused() {
+        for body in [
+            json!({"guardrailConfig": {"guardrailidentifier": "gr-other"}}),
+            json!({"guardrailConfig": {"future": 1}}),
+            json!({"guardrailConfig": {"streamProcessingMode": "async"}}),
+        ] {
+            let e = rewrite(Operation::Converse, body.clone(), &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter", "{body}");
+        }
+    }
+
+    #[test]
+    fn guard_content_is_refused_unless_allowed() {
+        let bodies = [
+            json!({"messages": [{"role": "user", "content": [{"text": "a"}, {"guardContent": {"text": {"text": "b"}}}]}]}),
+            json!({"messages": [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"GuardContent": {}}]}]}),
+            json!({"system": [{"text": "s"}, {"guardContent": {"text": {"text": "b"}}}]}),
+        ];
+        for body in &bodies {
+            for op in [Operation::Converse, Operation::ConverseStream] {
+                let e = rewrite(op, body.clone(), &policy(true, &[])).unwrap_err();
+                assert_eq!(e.reason(), "invalid_parameter", "{body}");
+                let out = rewrite(op, body.clone(), &with_guardrail(StreamProcessingMode::Sync, true)).unwrap();
+                for k in ["messages", "system"] {
+                    assert_eq!(out.get(k), body.get(k), "{body}");
+                }
+            }
+            // Without a forced guardrail there is nothing to narrow.
+            rewrite(Operation::Converse, body.clone(), &policy(false, &[("t", "{tenant}")])).unwrap();
+        }
+        // Odd shapes are left to AWS, never a panic.
+        rewrite(Operation::Converse, json!({"messages": "x", "system": {"guardContent": 1}}), &policy(true, &[])).unwrap();
+        rewrite(Operation::Converse, json!({"messages": [1, {"content": "x"}, {"content": [null, 2]}]}), &policy(true, &[])).unwrap();
+    }
+
+    fn invoke(op: Operation, raw: &[u8], p: &TenantPolicy) -> Result<Bytes, ProxyError> {
+        rewrite_model_call(op, Bytes::copy_from_slice(raw), &mut HeaderMap::new(), &alice(), p)
+    }
+
+    #[test]
+    fn invoke_stream_mode_in_the_body_is_the_tenants() {
+        let stream = Operation::InvokeModelWithResponseStream;
+        let sent = br#"{"prompt":"x","amazon-bedrock-guardrailConfig":{"streamProcessingMode":"ASYNCHRONOUS"}}"#;
+        let out: Value = serde_json::from_slice(&invoke(stream, sent, &policy(true, &[])).unwrap()).unwrap();
+        assert_eq!(out, json!({"prompt": "x", "amazon-bedrock-guardrailConfig": {"streamProcessingMode": "SYNCHRONOUS"}}));
+        // An async tenant gets the member even when the client sent none.
+        let out = invoke(stream, br#"{"prompt":"x"}"#, &with_guardrail(StreamProcessingMode::Async, false)).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["amazon-bedrock-guardrailConfig"], json!({"streamProcessingMode": "ASYNCHRONOUS"}));
+        // A sync tenant's body without the member goes byte for byte.
+        let raw = br#"{ "prompt" : "x" }"#;
+        assert_eq!(invoke(stream, raw, &policy(true, &[])).unwrap(), Bytes::from_static(raw));
+        // A case variant of the member is refused, not forwarded.
+        let e = invoke(stream, br#"{"Amazon-Bedrock-GuardrailConfig":{}}"#, &policy(true, &[])).unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+        // InvokeModel: no stream mode is set; the client's one is dropped.
+        let out = invoke(Operation::InvokeModel, sent, &policy(true, &[])).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["amazon-bedrock-guardrailConfig"], json!({}));
+    }
+
+    #[test]
+    fn invoke_input_tags_are_refused_unless_allowed() {
+        let sent = br#"{"prompt":"x","amazon-bedrock-guardrailConfig":{"tagSuffix":"abc"}}"#;
+        for op in [Operation::InvokeModel, Operation::InvokeModelWithResponseStream] {
+            assert_eq!(invoke(op, sent, &policy(true, &[])).unwrap_err().reason(), "invalid_parameter");
+            let out = invoke(op, sent, &with_guardrail(StreamProcessingMode::Sync, true)).unwrap();
+            let out: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(out["amazon-bedrock-guardrailConfig"]["tagSuffix"], "abc");
+            let e = invoke(op, br#"{"amazon-bedrock-guardrailConfig":{"other":1}}"#, &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter");
+            let e = invoke(op, br#"{"amazon-bedrock-guardrailConfig":"x"}"#, &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter");
+        }
+        // Without a tenant guardrail the body is not looked at.
+        assert_eq!(invoke(Operation::InvokeModel, sent, &policy(false, &[])).unwrap(), Bytes::from_static(sent));
+    }
 }

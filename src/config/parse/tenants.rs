@@ -169,9 +169,16 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
     p.models = glob_list(t, ctx, "models", |_| None);
     p.model_map = t.string_map(ctx, "model_map").map(|m| {
         let mut map = BTreeMap::new();
+        // Keys name models in any spelling (an id or its foundation-model
+        // ARN): two keys for one model would make the mapping ambiguous.
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for (k, v) in m.value.iter() {
             if k.is_empty() || v.value.trim().is_empty() {
                 ctx.err_at(v, "model ids must not be empty");
+            }
+            let model = crate::rewrite::model_map::canonical(k);
+            if let Some(other) = seen.insert(model, k) {
+                ctx.err_at(v, format!("{k:?} and {other:?} name the same model"));
             }
             map.insert(k.clone(), v.value.clone());
         }
