@@ -76,6 +76,9 @@ const INVOKE_GUARDRAIL_CONFIG: &str = "amazon-bedrock-guardrailConfig";
 fn rewrite_invoke_body(op: Operation, body: Bytes, g: &Guardrail) -> Result<Bytes, ProxyError> {
     let stream = op == Operation::InvokeModelWithResponseStream;
     let async_mode = stream && g.stream_processing_mode == StreamProcessingMode::Async;
+    if !async_mode && !may_name_guardrail_config(&body) {
+        return Ok(body);
+    }
     let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else { return Ok(body) };
     // Any case of the name: a lenient reader upstream must not find one the
     // sidecar did not judge.
@@ -115,6 +118,16 @@ fn rewrite_invoke_body(op: Operation, body: Bytes, g: &Guardrail) -> Result<Byte
     }
     obj.insert(INVOKE_GUARDRAIL_CONFIG.into(), Value::Object(cfg));
     serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
+}
+
+/// False only when no JSON key in `body` can decode to any case of
+/// `amazon-bedrock-guardrailConfig`: the name does not appear (in any case)
+/// and there is no `\u` escape that could spell it. Spares parsing large
+/// model bodies that cannot carry the member.
+fn may_name_guardrail_config(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"guardrailconfig";
+    body.windows(2).any(|w| w == b"\\u")
+        || body.windows(NEEDLE.len()).any(|w| w.eq_ignore_ascii_case(NEEDLE))
 }
 
 /// Members of the client's Converse `guardrailConfig` it may keep: `trace`
@@ -369,6 +382,13 @@ mod tests {
         // A case variant of the member is refused, not forwarded.
         let e = invoke(stream, br#"{"Amazon-Bedrock-GuardrailConfig":{}}"#, &policy(true, &[])).unwrap_err();
         assert_eq!(e.reason(), "invalid_parameter");
+        // Spelled with escapes, it is still found.
+        let e = invoke(stream, br#"{"amazon-bedrock-\u0067uardrailConfig":{"tagSuffix":"x"}}"#, &policy(true, &[]))
+            .unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+        assert!(!may_name_guardrail_config(br#"{"prompt":"guardrail config","x":"\n"}"#));
+        assert!(may_name_guardrail_config(br#"{"x":"\u0041"}"#));
+        assert!(may_name_guardrail_config(b"{\"AMAZON-BEDROCK-GUARDRAILCONFIG\":1}"));
         // InvokeModel: no stream mode is set; the client's one is dropped.
         let out = invoke(Operation::InvokeModel, sent, &policy(true, &[])).unwrap();
         let out: Value = serde_json::from_slice(&out).unwrap();

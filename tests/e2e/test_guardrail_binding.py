@@ -250,3 +250,62 @@ def test_rag_unmapped_spelling_of_a_mapped_model_is_denied(acme_kb, fake_aws):
     config["knowledgeBaseConfiguration"]["modelArn"] = HAIKU_ARN + ":200k"
     harness.expect_client_error(acme_kb, lambda: rag_call(acme_kb, False, config), 403, "model_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
+
+
+# --------------------------------------------------------------------------
+# The binding covers every guardrail member AWS's models define
+# --------------------------------------------------------------------------
+
+# Every member whose name says guardrail, per routed operation, and how the
+# sidecar treats it (README "Guardrails: what each operation gets").
+GUARDRAIL_MEMBERS = {
+    ("bedrock-runtime", "Converse"): {"guardrailConfig": "forced"},
+    ("bedrock-runtime", "ConverseStream"): {"guardrailConfig": "forced"},
+    ("bedrock-runtime", "InvokeModel"): {"guardrailIdentifier": "forced", "guardrailVersion": "forced"},
+    ("bedrock-runtime", "InvokeModelWithResponseStream"): {"guardrailIdentifier": "forced", "guardrailVersion": "forced"},
+    ("bedrock-runtime", "CountTokens"): {},
+    ("bedrock-runtime", "ApplyGuardrail"): {"guardrailIdentifier": "own only", "guardrailVersion": "own only"},
+    ("bedrock-agent-runtime", "Retrieve"): {"guardrailConfiguration": "forced"},
+    ("bedrock-agent-runtime", "RetrieveAndGenerate"): {
+        "retrieveAndGenerateConfiguration.knowledgeBaseConfiguration.generationConfiguration.guardrailConfiguration": "forced",
+        "retrieveAndGenerateConfiguration.externalSourcesConfiguration.generationConfiguration.guardrailConfiguration": "forced",
+    },
+    ("bedrock-agent-runtime", "RetrieveAndGenerateStream"): {
+        "retrieveAndGenerateConfiguration.knowledgeBaseConfiguration.generationConfiguration.guardrailConfiguration": "forced",
+        "retrieveAndGenerateConfiguration.externalSourcesConfiguration.generationConfiguration.guardrailConfiguration": "forced",
+    },
+    ("bedrock-agent-runtime", "Rerank"): {},
+    # Only tunes how often the agent's own guardrail runs on a stream.
+    ("bedrock-agent-runtime", "InvokeAgent"): {"streamingConfigurations.applyGuardrailInterval": "agent's own"},
+}
+
+
+def guardrail_members(service: str, operation: str) -> set:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service)
+    found = set()
+
+    def walk(shape, path, seen):
+        for name, member in getattr(shape, "members", {}).items():
+            p = f"{path}.{name}" if path else name
+            if "guardrail" in name.lower():
+                found.add(p)
+                continue
+            target = member
+            while target.type_name in ("list", "map"):
+                target = target.member if target.type_name == "list" else target.value
+            if target.type_name == "structure" and target.name not in seen:
+                walk(target, p, seen | {target.name})
+
+    walk(model.operation_model(operation).input_shape, "", frozenset())
+    return found
+
+
+@pytest.mark.parametrize("service,operation", sorted(GUARDRAIL_MEMBERS))
+def test_every_guardrail_member_of_a_routed_operation_is_accounted_for(service, operation):
+    """SPEC §5.1: a guard for SDK upgrades, not a reproduction: every member
+    of a routed operation that AWS's model names `*guardrail*` is one the
+    sidecar binds (or one that has nothing to bind). A new one fails here
+    until it is bound and documented."""
+    assert guardrail_members(service, operation) == set(GUARDRAIL_MEMBERS[(service, operation)])
