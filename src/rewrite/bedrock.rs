@@ -15,9 +15,19 @@
 //!  "requestMetadata":{"tenant":"acme","feature":"chat","user":"alice"}}
 //! ```
 //!
+//! ConverseStream also gets `"streamProcessingMode"` = the tenant's
+//! `guardrail.stream_processing_mode` (default `"sync"`). The client keeps
+//! only `trace` in `guardrailConfig` (any other member is 400), and
+//! `guardContent` blocks in `messages[].content[]` / `system[]`, which would
+//! make AWS evaluate only those blocks, are 400 unless
+//! `guardrail.allow_guard_content`.
+//!
 //! InvokeModel and its stream: `X-Amzn-Bedrock-GuardrailIdentifier: gr-acme`
-//! and `X-Amzn-Bedrock-GuardrailVersion: 1` replace whatever the client sent;
-//! the body is never parsed (it is model-specific) and goes byte for byte.
+//! and `X-Amzn-Bedrock-GuardrailVersion: 1` replace whatever the client sent.
+//! The body is model-specific and goes byte for byte, unless it is a JSON
+//! object with `amazon-bedrock-guardrailConfig` (or the tenant streams
+//! asynchronously): then that member is bound like Converse's (see
+//! `rewrite_invoke_body`) and the body re-serialised.
 
 use super::{body_object, child_object, missing_claim, parse_json_body};
 use crate::config::{Guardrail, StreamProcessingMode, TenantPolicy};
