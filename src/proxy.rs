@@ -393,9 +393,12 @@ impl Proxy {
         };
         match route.op {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens => {
-                if let Some(mapped) = policy.model_map.get(&route.ids[0]) {
-                    route.ids[0] = mapped.clone();
-                    rec.upstream_resource = Some(mapped.clone());
+                // Every spelling of a mapped model is mapped or denied
+                // (`rewrite::model_map`).
+                let upstream = rewrite::model_map::upstream_model(policy, principal, &route.ids[0])?;
+                if upstream != route.ids[0] {
+                    rec.upstream_resource = Some(upstream.clone());
+                    route.ids[0] = upstream;
                 }
                 let body = rewrite::bedrock::rewrite_model_call(route.op, body, headers, principal, policy)?;
                 Ok((body, Post::Stream))

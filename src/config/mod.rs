@@ -255,6 +255,45 @@ pub struct TenantPolicy {
 pub struct Guardrail {
     pub id: String,
     pub version: String,
+    /// ConverseStream `guardrailConfig.streamProcessingMode`, always set
+    /// (the client's value replaced).
+    pub stream_processing_mode: StreamProcessingMode,
+    /// Whether Converse `guardContent` blocks (which narrow what the
+    /// guardrail evaluates) may be sent; refused when false.
+    pub allow_guard_content: bool,
+}
+
+impl Guardrail {
+    /// A guardrail with the defaults: synchronous stream processing, no
+    /// `guardContent`.
+    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Guardrail {
+        Guardrail {
+            id: id.into(),
+            version: version.into(),
+            stream_processing_mode: StreamProcessingMode::Sync,
+            allow_guard_content: false,
+        }
+    }
+}
+
+/// `guardrail.stream_processing_mode`: whether streamed text is evaluated
+/// before it reaches the client (`sync`, the default) or alongside
+/// (`async`: lower latency, but text may stream out before it is judged,
+/// and AWS does not mask sensitive information in this mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamProcessingMode {
+    Sync,
+    Async,
+}
+
+impl StreamProcessingMode {
+    /// The value of ConverseStream `guardrailConfig.streamProcessingMode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamProcessingMode::Sync => "sync",
+            StreamProcessingMode::Async => "async",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

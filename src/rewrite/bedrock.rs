@@ -15,18 +15,28 @@
 //!  "requestMetadata":{"tenant":"acme","feature":"chat","user":"alice"}}
 //! ```
 //!
+//! ConverseStream also gets `"streamProcessingMode"` = the tenant's
+//! `guardrail.stream_processing_mode` (default `"sync"`). The client keeps
+//! only `trace` in `guardrailConfig` (any other member is 400), and
+//! `guardContent` blocks in `messages[].content[]` / `system[]`, which would
+//! make AWS evaluate only those blocks, are 400 unless
+//! `guardrail.allow_guard_content`.
+//!
 //! InvokeModel and its stream: `X-Amzn-Bedrock-GuardrailIdentifier: gr-acme`
-//! and `X-Amzn-Bedrock-GuardrailVersion: 1` replace whatever the client sent;
-//! the body is never parsed (it is model-specific) and goes byte for byte.
+//! and `X-Amzn-Bedrock-GuardrailVersion: 1` replace whatever the client sent.
+//! The body is model-specific and goes byte for byte, unless it is a JSON
+//! object with `amazon-bedrock-guardrailConfig` (or the tenant streams
+//! asynchronously): then that member is bound like Converse's (see
+//! `rewrite_invoke_body`) and the body re-serialised.
 
 use super::{body_object, child_object, missing_claim, parse_json_body};
-use crate::config::TenantPolicy;
+use crate::config::{Guardrail, StreamProcessingMode, TenantPolicy};
 use crate::error::ProxyError;
 use crate::principal::Principal;
 use crate::route::Operation;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Rewrite one Bedrock runtime model call. Returns the body to send (the
 /// original bytes when nothing in it had to change).
@@ -43,32 +53,129 @@ pub fn rewrite_model_call(
                 return Ok(body);
             }
             let mut v = parse_json_body(&body)?;
-            rewrite_converse(&mut v, principal, policy)?;
+            rewrite_converse(op, &mut v, principal, policy)?;
             serde_json::to_vec(&v)
                 .map(Bytes::from)
                 .map_err(|e| ProxyError::InvalidJson(e.to_string()))
         }
         Operation::InvokeModel | Operation::InvokeModelWithResponseStream => {
-            if let Some(g) = &policy.guardrail {
-                let id = HeaderValue::from_str(&g.id)
-                    .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
-                let ver = HeaderValue::from_str(&g.version)
-                    .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
-                headers.insert("x-amzn-bedrock-guardrailidentifier", id);
-                headers.insert("x-amzn-bedrock-guardrailversion", ver);
-            }
-            Ok(body)
+            let Some(g) = &policy.guardrail else { return Ok(body) };
+            let id = HeaderValue::from_str(&g.id)
+                .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
+            let ver = HeaderValue::from_str(&g.version)
+                .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
+            headers.insert("x-amzn-bedrock-guardrailidentifier", id);
+            headers.insert("x-amzn-bedrock-guardrailversion", ver);
+            rewrite_invoke_body(op, body, g)
         }
         _ => Ok(body),
     }
 }
 
-fn rewrite_converse(v: &mut Value, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
+/// The body member of InvokeModel(+stream) that configures the guardrail
+/// (`tagSuffix` for input tags, `streamProcessingMode`).
+const INVOKE_GUARDRAIL_CONFIG: &str = "amazon-bedrock-guardrailConfig";
+
+/// InvokeModel bodies are model-specific and forwarded byte for byte, except
+/// for the one member AWS reads for the guardrail itself, in a JSON object
+/// body: `amazon-bedrock-guardrailConfig.tagSuffix` (input tags, which
+/// narrow what is evaluated) is refused unless `allow_guard_content`; on the
+/// stream, `streamProcessingMode` is the tenant's (`SYNCHRONOUS` unless
+/// `async`). A body that is not a JSON object carries no such member and
+/// goes as sent.
+fn rewrite_invoke_body(op: Operation, body: Bytes, g: &Guardrail) -> Result<Bytes, ProxyError> {
+    let stream = op == Operation::InvokeModelWithResponseStream;
+    let async_mode = stream && g.stream_processing_mode == StreamProcessingMode::Async;
+    if !async_mode && !may_name_guardrail_config(&body) {
+        return Ok(body);
+    }
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else { return Ok(body) };
+    // Any case of the name: a lenient reader upstream must not find one the
+    // sidecar did not judge.
+    let keys: Vec<String> =
+        obj.keys().filter(|k| k.eq_ignore_ascii_case(INVOKE_GUARDRAIL_CONFIG)).cloned().collect();
+    if keys.is_empty() && !async_mode {
+        return Ok(body);
+    }
+    let mut cfg = Map::new();
+    for k in keys {
+        if k != INVOKE_GUARDRAIL_CONFIG {
+            return Err(ProxyError::InvalidParameter(format!("unknown body member {k:?}")));
+        }
+        match obj.remove(&k) {
+            Some(Value::Object(m)) => cfg = m,
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(ProxyError::InvalidParameter(format!("{k} must be an object"))),
+        }
+    }
+    for (k, val) in &cfg {
+        match k.as_str() {
+            "tagSuffix" if !g.allow_guard_content => {
+                return Err(ProxyError::InvalidParameter(format!(
+                    "{INVOKE_GUARDRAIL_CONFIG}.tagSuffix: input tags narrow what the tenant's guardrail evaluates \
+                     and are not allowed for this tenant (guardrail.allow_guard_content)"
+                )));
+            }
+            "tagSuffix" | "streamProcessingMode" if val.is_string() => {}
+            _ => return Err(ProxyError::InvalidParameter(format!("{INVOKE_GUARDRAIL_CONFIG}.{k} is not allowed"))),
+        }
+    }
+    if stream {
+        let mode = if async_mode { "ASYNCHRONOUS" } else { "SYNCHRONOUS" };
+        cfg.insert("streamProcessingMode".into(), Value::String(mode.into()));
+    } else {
+        cfg.remove("streamProcessingMode");
+    }
+    obj.insert(INVOKE_GUARDRAIL_CONFIG.into(), Value::Object(cfg));
+    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
+}
+
+/// False only when no JSON key in `body` can decode to any case of
+/// `amazon-bedrock-guardrailConfig`: the name does not appear (in any case)
+/// and there is no `\u` escape that could spell it. Spares parsing large
+/// model bodies that cannot carry the member.
+fn may_name_guardrail_config(body: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"guardrailconfig";
+    body.windows(2).any(|w| w == b"\\u")
+        || body.windows(NEEDLE.len()).any(|w| w.eq_ignore_ascii_case(NEEDLE))
+}
+
+/// Members of the client's Converse `guardrailConfig` it may keep: `trace`
+/// only changes what the answer reports about the evaluation, never what is
+/// evaluated. Identifier, version and (ConverseStream) stream processing
+/// mode are the tenant's; any other member is refused.
+const CLIENT_GUARDRAIL_MEMBERS: &[&str] = &["trace"];
+
+fn rewrite_converse(
+    op: Operation,
+    v: &mut Value,
+    principal: &Principal,
+    policy: &TenantPolicy,
+) -> Result<(), ProxyError> {
     let obj = body_object(v)?;
     if let Some(g) = &policy.guardrail {
+        if !g.allow_guard_content {
+            refuse_guard_content(obj)?;
+        }
         let gc = child_object(obj, "guardrailConfig", "guardrailConfig")?;
-        gc.insert("guardrailIdentifier".into(), Value::String(g.id.clone()));
-        gc.insert("guardrailVersion".into(), Value::String(g.version.clone()));
+        let mut forced = Map::new();
+        forced.insert("guardrailIdentifier".into(), Value::String(g.id.clone()));
+        forced.insert("guardrailVersion".into(), Value::String(g.version.clone()));
+        if op == Operation::ConverseStream {
+            forced.insert("streamProcessingMode".into(), Value::String(g.stream_processing_mode.as_str().into()));
+        }
+        for (k, val) in std::mem::take(gc) {
+            if forced.contains_key(&k) {
+                continue;
+            }
+            if !CLIENT_GUARDRAIL_MEMBERS.contains(&k.as_str()) {
+                return Err(ProxyError::InvalidParameter(format!(
+                    "guardrailConfig.{k} is not allowed: the guardrail is set by the sidecar"
+                )));
+            }
+            forced.insert(k, val);
+        }
+        *gc = forced;
     }
     if !policy.request_metadata.is_empty() {
         // Render everything first: a missing claim must leave nothing half-done.
@@ -84,10 +191,40 @@ fn rewrite_converse(v: &mut Value, principal: &Principal, policy: &TenantPolicy)
     Ok(())
 }
 
+/// `guardContent` blocks in `messages[].content[]` or `system[]` make the
+/// guardrail evaluate only them (the rest of the input is not checked), so
+/// under a forced guardrail they are refused unless the tenant allows them.
+/// The member name is matched in any case.
+fn refuse_guard_content(obj: &Map<String, Value>) -> Result<(), ProxyError> {
+    let is_guard = |block: &Value| {
+        block.as_object().is_some_and(|b| b.keys().any(|k| k.eq_ignore_ascii_case("guardContent")))
+    };
+    let refuse = |path: String| {
+        Err(ProxyError::InvalidParameter(format!(
+            "{path}.guardContent: guardContent blocks narrow what the tenant's guardrail evaluates \
+             and are not allowed for this tenant (guardrail.allow_guard_content)"
+        )))
+    };
+    if let Some(Value::Array(system)) = obj.get("system") {
+        if let Some(i) = system.iter().position(is_guard) {
+            return refuse(format!("system[{i}]"));
+        }
+    }
+    if let Some(Value::Array(messages)) = obj.get("messages") {
+        for (m, msg) in messages.iter().enumerate() {
+            if let Some(Value::Array(content)) = msg.get("content") {
+                if let Some(i) = content.iter().position(is_guard) {
+                    return refuse(format!("messages[{m}].content[{i}]"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Guardrail;
     use crate::template::Template;
     use serde_json::json;
 
@@ -98,7 +235,7 @@ mod tests {
         )
         .unwrap();
         let mut p = (**cfg.tenants.get("acme").unwrap()).clone();
-        p.guardrail = guardrail.then(|| Guardrail { id: "gr-acme".into(), version: "1".into() });
+        p.guardrail = guardrail.then(|| Guardrail::new("gr-acme", "1"));
         p.request_metadata = md.iter().map(|(k, t)| (k.to_string(), Template::compile(t).unwrap())).collect();
         p
     }
@@ -169,5 +306,119 @@ mod tests {
         assert_eq!(e.reason(), "invalid_json");
         let e = converse(json!({"guardrailConfig": "x"}), &p).unwrap_err();
         assert_eq!(e.reason(), "invalid_parameter");
+    }
+
+    fn with_guardrail(mode: StreamProcessingMode, allow: bool) -> TenantPolicy {
+        let mut p = policy(true, &[]);
+        let g = p.guardrail.as_mut().unwrap();
+        g.stream_processing_mode = mode;
+        g.allow_guard_content = allow;
+        p
+    }
+
+    fn rewrite(op: Operation, body: Value, p: &TenantPolicy) -> Result<Value, ProxyError> {
+        let out = rewrite_model_call(op, Bytes::from(body.to_string()), &mut HeaderMap::new(), &alice(), p)?;
+        Ok(serde_json::from_slice(&out).unwrap())
+    }
+
+    #[test]
+    fn converse_stream_mode_is_the_tenants_and_always_set() {
+        let client = json!({"guardrailConfig": {"guardrailIdentifier": "x", "guardrailVersion": "2", "streamProcessingMode": "async", "trace": "enabled_full"}});
+        let out = rewrite(Operation::ConverseStream, client.clone(), &policy(true, &[])).unwrap();
+        assert_eq!(
+            out["guardrailConfig"],
+            json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1", "streamProcessingMode": "sync", "trace": "enabled_full"})
+        );
+        let out = rewrite(Operation::ConverseStream, json!({}), &with_guardrail(StreamProcessingMode::Async, false)).unwrap();
+        assert_eq!(out["guardrailConfig"]["streamProcessingMode"], "async");
+        // Converse has no stream mode member: none is added.
+        let out = rewrite(Operation::Converse, json!({}), &policy(true, &[])).unwrap();
+        assert_eq!(out["guardrailConfig"], json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1"}));
+    }
+
+    #[test]
+    fn unknown_guardrail_config_members_are_refused() {
+        for body in [
+            json!({"guardrailConfig": {"guardrailidentifier": "gr-other"}}),
+            json!({"guardrailConfig": {"future": 1}}),
+            json!({"guardrailConfig": {"streamProcessingMode": "async"}}),
+        ] {
+            let e = rewrite(Operation::Converse, body.clone(), &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter", "{body}");
+        }
+    }
+
+    #[test]
+    fn guard_content_is_refused_unless_allowed() {
+        let bodies = [
+            json!({"messages": [{"role": "user", "content": [{"text": "a"}, {"guardContent": {"text": {"text": "b"}}}]}]}),
+            json!({"messages": [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"GuardContent": {}}]}]}),
+            json!({"system": [{"text": "s"}, {"guardContent": {"text": {"text": "b"}}}]}),
+        ];
+        for body in &bodies {
+            for op in [Operation::Converse, Operation::ConverseStream] {
+                let e = rewrite(op, body.clone(), &policy(true, &[])).unwrap_err();
+                assert_eq!(e.reason(), "invalid_parameter", "{body}");
+                let out = rewrite(op, body.clone(), &with_guardrail(StreamProcessingMode::Sync, true)).unwrap();
+                for k in ["messages", "system"] {
+                    assert_eq!(out.get(k), body.get(k), "{body}");
+                }
+            }
+            // Without a forced guardrail there is nothing to narrow.
+            rewrite(Operation::Converse, body.clone(), &policy(false, &[("t", "{tenant}")])).unwrap();
+        }
+        // Odd shapes are left to AWS, never a panic.
+        rewrite(Operation::Converse, json!({"messages": "x", "system": {"guardContent": 1}}), &policy(true, &[])).unwrap();
+        rewrite(Operation::Converse, json!({"messages": [1, {"content": "x"}, {"content": [null, 2]}]}), &policy(true, &[])).unwrap();
+    }
+
+    fn invoke(op: Operation, raw: &[u8], p: &TenantPolicy) -> Result<Bytes, ProxyError> {
+        rewrite_model_call(op, Bytes::copy_from_slice(raw), &mut HeaderMap::new(), &alice(), p)
+    }
+
+    #[test]
+    fn invoke_stream_mode_in_the_body_is_the_tenants() {
+        let stream = Operation::InvokeModelWithResponseStream;
+        let sent = br#"{"prompt":"x","amazon-bedrock-guardrailConfig":{"streamProcessingMode":"ASYNCHRONOUS"}}"#;
+        let out: Value = serde_json::from_slice(&invoke(stream, sent, &policy(true, &[])).unwrap()).unwrap();
+        assert_eq!(out, json!({"prompt": "x", "amazon-bedrock-guardrailConfig": {"streamProcessingMode": "SYNCHRONOUS"}}));
+        // An async tenant gets the member even when the client sent none.
+        let out = invoke(stream, br#"{"prompt":"x"}"#, &with_guardrail(StreamProcessingMode::Async, false)).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["amazon-bedrock-guardrailConfig"], json!({"streamProcessingMode": "ASYNCHRONOUS"}));
+        // A sync tenant's body without the member goes byte for byte.
+        let raw = br#"{ "prompt" : "x" }"#;
+        assert_eq!(invoke(stream, raw, &policy(true, &[])).unwrap(), Bytes::from_static(raw));
+        // A case variant of the member is refused, not forwarded.
+        let e = invoke(stream, br#"{"Amazon-Bedrock-GuardrailConfig":{}}"#, &policy(true, &[])).unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+        // Spelled with escapes, it is still found.
+        let e = invoke(stream, br#"{"amazon-bedrock-\u0067uardrailConfig":{"tagSuffix":"x"}}"#, &policy(true, &[]))
+            .unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+        assert!(!may_name_guardrail_config(br#"{"prompt":"guardrail config","x":"\n"}"#));
+        assert!(may_name_guardrail_config(br#"{"x":"\u0041"}"#));
+        assert!(may_name_guardrail_config(b"{\"AMAZON-BEDROCK-GUARDRAILCONFIG\":1}"));
+        // InvokeModel: no stream mode is set; the client's one is dropped.
+        let out = invoke(Operation::InvokeModel, sent, &policy(true, &[])).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["amazon-bedrock-guardrailConfig"], json!({}));
+    }
+
+    #[test]
+    fn invoke_input_tags_are_refused_unless_allowed() {
+        let sent = br#"{"prompt":"x","amazon-bedrock-guardrailConfig":{"tagSuffix":"abc"}}"#;
+        for op in [Operation::InvokeModel, Operation::InvokeModelWithResponseStream] {
+            assert_eq!(invoke(op, sent, &policy(true, &[])).unwrap_err().reason(), "invalid_parameter");
+            let out = invoke(op, sent, &with_guardrail(StreamProcessingMode::Sync, true)).unwrap();
+            let out: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(out["amazon-bedrock-guardrailConfig"]["tagSuffix"], "abc");
+            let e = invoke(op, br#"{"amazon-bedrock-guardrailConfig":{"other":1}}"#, &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter");
+            let e = invoke(op, br#"{"amazon-bedrock-guardrailConfig":"x"}"#, &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter");
+        }
+        // Without a tenant guardrail the body is not looked at.
+        assert_eq!(invoke(Operation::InvokeModel, sent, &policy(false, &[])).unwrap(), Bytes::from_static(sent));
     }
 }

@@ -20,6 +20,12 @@
 //!   no S3 source is allowed). `BYTE_CONTENT` sources are allowed: the client
 //!   sends the document itself, so they reach no one else's data. Any other
 //!   source type is `location_not_allowed`;
+//! - `model_map` applies to every model ARN in the body
+//!   (`model_map::upstream_model`: mapped, or 403 for an uncovered spelling
+//!   of a mapped model);
+//! - the tenant's guardrail replaces the client's in Retrieve
+//!   `guardrailConfiguration` and in
+//!   `{knowledgeBase,externalSources}Configuration.generationConfiguration.guardrailConfiguration`;
 //! - a client `sessionId` must be one tenantgate sealed for this tenant and
 //!   user (403 `cross_tenant`) and is replaced by Bedrock's id.
 //!
@@ -28,7 +34,7 @@
 
 use super::retrieval_filter::forced_filter;
 use super::session::SessionKeys;
-use super::{body_object, check_model, child_object, opt_object, opt_str, render_source_prefixes};
+use super::{bind_model, body_object, child_object, opt_object, opt_str, render_source_prefixes};
 use crate::config::TenantPolicy;
 use crate::error::ProxyError;
 use crate::filter::chunks::SourceFilter;
@@ -95,6 +101,7 @@ pub fn rewrite_retrieve(
     kb_allowed(policy, principal, kb_id)?;
     let mut note = RewriteNote { knowledge_base_id: Some(kb_id.to_string()), ..RewriteNote::default() };
     rewrite_retrieval_configuration(obj, "", principal, policy, &mut note)?;
+    force_guardrail(obj, policy);
     Ok(note)
 }
 
@@ -138,21 +145,16 @@ fn check_vector_search_models(
         }
         let bpath = format!("{rpath}.bedrockRerankingConfiguration");
         let mpath = format!("{bpath}.modelConfiguration");
-        let mut model = None;
-        if let Some(b) = opt_object(rr, "bedrockRerankingConfiguration", &bpath)? {
-            if let Some(m) = opt_object(b, "modelConfiguration", &mpath)? {
-                model = opt_str(m, "modelArn", &format!("{mpath}.modelArn"))?.map(str::to_string);
-            }
-        }
-        let model = model.ok_or_else(|| ProxyError::InvalidParameter(format!("{mpath}.modelArn is required")))?;
-        note.models.push(check_model(policy, principal, &model)?);
+        let m = opt_object(rr, "bedrockRerankingConfiguration", &bpath)?
+            .map(|b| opt_object(b, "modelConfiguration", &mpath))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| ProxyError::InvalidParameter(format!("{mpath}.modelArn is required")))?;
+        note.models.push(bind_model(m, "modelArn", &format!("{mpath}.modelArn"), principal, policy)?);
     }
     let ipath = format!("{path}.implicitFilterConfiguration");
     if let Some(imp) = opt_object(vsc, "implicitFilterConfiguration", &ipath)? {
-        let model = opt_str(imp, "modelArn", &format!("{ipath}.modelArn"))?
-            .ok_or_else(|| ProxyError::InvalidParameter(format!("{ipath}.modelArn is required")))?
-            .to_string();
-        note.models.push(check_model(policy, principal, &model)?);
+        note.models.push(bind_model(imp, "modelArn", &format!("{ipath}.modelArn"), principal, policy)?);
     }
     Ok(())
 }
@@ -212,10 +214,12 @@ pub fn rewrite_retrieve_and_generate(
         let kpath = format!("{CFG}.knowledgeBaseConfiguration");
         if let Some(kb) = opt_object(cfg, "knowledgeBaseConfiguration", &kpath)? {
             rewrite_kb_configuration(kb, &kpath, principal, policy, &mut note)?;
+            force_generation_guardrail(kb, &kpath, policy)?;
         }
         let epath = format!("{CFG}.externalSourcesConfiguration");
         if let Some(ext) = opt_object(cfg, "externalSourcesConfiguration", &epath)? {
             check_external_sources(ext, &epath, principal, policy, &mut note)?;
+            force_generation_guardrail(ext, &epath, policy)?;
         }
     }
     if let Some(client_id) = opt_str(obj, "sessionId", "sessionId")? {
@@ -224,6 +228,38 @@ pub fn rewrite_retrieve_and_generate(
         note.session_unsealed = true;
     }
     Ok(note)
+}
+
+/// The tenant's guardrail as a bedrock-agent-runtime `GuardrailConfiguration`
+/// (`{guardrailId, guardrailVersion}`, its only members), replacing the
+/// client's whole; nothing when the tenant has no guardrail.
+fn force_guardrail(parent: &mut Map<String, Value>, policy: &TenantPolicy) {
+    const KEY: &str = "guardrailConfiguration";
+    let Some(g) = &policy.guardrail else { return };
+    // Drop any case variant so that no reader upstream finds another one.
+    parent.retain(|k, _| !k.eq_ignore_ascii_case(KEY));
+    let mut gc = Map::new();
+    gc.insert("guardrailId".into(), Value::String(g.id.clone()));
+    gc.insert("guardrailVersion".into(), Value::String(g.version.clone()));
+    parent.insert(KEY.into(), Value::Object(gc));
+}
+
+/// RetrieveAndGenerate(Stream): the model that writes the answer gets the
+/// tenant's guardrail in `generationConfiguration.guardrailConfiguration`
+/// (created when absent). `orchestrationConfiguration` (query decomposition)
+/// has no guardrail member in AWS's model; the guardrail on generation
+/// still judges the input and the answer.
+fn force_generation_guardrail(
+    cfg: &mut Map<String, Value>,
+    path: &str,
+    policy: &TenantPolicy,
+) -> Result<(), ProxyError> {
+    if policy.guardrail.is_none() {
+        return Ok(());
+    }
+    let generation = child_object(cfg, "generationConfiguration", &format!("{path}.generationConfiguration"))?;
+    force_guardrail(generation, policy);
+    Ok(())
 }
 
 fn rewrite_kb_configuration(
@@ -238,24 +274,18 @@ fn rewrite_kb_configuration(
         .to_string();
     kb_allowed(policy, principal, &kb_id)?;
     note.knowledge_base_id = Some(kb_id);
-    let model = opt_str(kb, "modelArn", &format!("{path}.modelArn"))?
-        .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.modelArn is required")))?
-        .to_string();
-    note.models.push(check_model(policy, principal, &model)?);
+    note.models.push(bind_model(kb, "modelArn", &format!("{path}.modelArn"), principal, policy)?);
     rewrite_retrieval_configuration(kb, path, principal, policy, note)
 }
 
 fn check_external_sources(
-    ext: &Map<String, Value>,
+    ext: &mut Map<String, Value>,
     path: &str,
     principal: &Principal,
     policy: &TenantPolicy,
     note: &mut RewriteNote,
 ) -> Result<(), ProxyError> {
-    let model = opt_str(ext, "modelArn", &format!("{path}.modelArn"))?
-        .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.modelArn is required")))?
-        .to_string();
-    note.models.push(check_model(policy, principal, &model)?);
+    note.models.push(bind_model(ext, "modelArn", &format!("{path}.modelArn"), principal, policy)?);
     let sources = match ext.get("sources") {
         Some(Value::Array(s)) if !s.is_empty() => s,
         _ => return Err(ProxyError::InvalidParameter(format!("{path}.sources must be a non-empty array"))),

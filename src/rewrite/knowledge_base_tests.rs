@@ -386,3 +386,67 @@ fn no_session_id_means_a_new_session() {
     assert!(!note.session_unsealed);
     assert!(body.get("sessionId").is_none());
 }
+
+// ---- guardrail and model_map ----
+
+const PROFILE: &str = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/acme-haiku";
+
+fn guarded_mapped() -> TenantPolicy {
+    let mut p = policy_without_extras();
+    p.guardrail = Some(crate::config::Guardrail::new("gr-acme", "1"));
+    p.model_map = [(HAIKU.to_string(), PROFILE.to_string())].into_iter().collect();
+    p
+}
+
+fn acme_guardrail() -> Value {
+    json!({"guardrailId": "gr-acme", "guardrailVersion": "1"})
+}
+
+#[test]
+fn rag_generation_gets_the_tenant_guardrail_and_the_mapped_model() {
+    let ext = json!({"modelArn": format!("arn:aws:bedrock:eu-west-1::foundation-model/{HAIKU}"),
+                     "sources": [{"sourceType": "S3", "s3Location": {"uri": "s3://docs/public/a.md"}}],
+                     "generationConfiguration": {"guardrailConfiguration": {"guardrailId": "gr-globex", "guardrailVersion": "9"},
+                                                 "inferenceConfig": {"textInferenceConfig": {"maxTokens": 5}}}});
+    let mut body = json!({"input": {"text": "q"}, "retrieveAndGenerateConfiguration": {"type": "EXTERNAL_SOURCES", "externalSourcesConfiguration": ext}});
+    let note = rewrite_retrieve_and_generate(&mut body, &alice(), &guarded_mapped(), &keys()).unwrap();
+    let e = &body["retrieveAndGenerateConfiguration"]["externalSourcesConfiguration"];
+    assert_eq!(e["modelArn"], PROFILE);
+    assert_eq!(e["generationConfiguration"]["guardrailConfiguration"], acme_guardrail());
+    assert_eq!(e["generationConfiguration"]["inferenceConfig"]["textInferenceConfig"]["maxTokens"], 5);
+    assert_eq!(note.models, vec![format!("arn:aws:bedrock:eu-west-1::foundation-model/{HAIKU}")], "the requested id");
+
+    let mut body = rag_kb(json!({"generationConfiguration": {"GuardrailConfiguration": {"guardrailId": "x"}}}));
+    rewrite_retrieve_and_generate(&mut body, &alice(), &guarded_mapped(), &keys()).unwrap();
+    let kb = &body["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"];
+    assert_eq!(kb["modelArn"], PROFILE);
+    assert_eq!(kb["generationConfiguration"], json!({"guardrailConfiguration": acme_guardrail()}), "case variant dropped");
+}
+
+#[test]
+fn rag_without_a_tenant_guardrail_leaves_generation_alone() {
+    let mut body = rag_kb(json!({}));
+    rewrite_retrieve_and_generate(&mut body, &alice(), &policy(), &keys()).unwrap();
+    assert!(body["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"].get("generationConfiguration").is_none());
+    let mut body = rag_kb(json!({"generationConfiguration": 3}));
+    let e = rewrite_retrieve_and_generate(&mut body, &alice(), &guarded_mapped(), &keys()).unwrap_err();
+    assert_eq!(e.reason(), "invalid_parameter");
+}
+
+#[test]
+fn rag_uncovered_spelling_of_a_mapped_model_is_denied() {
+    let mut body = rag_kb(json!({}));
+    body["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"]["modelArn"] = json!(format!("{HAIKU}:200k"));
+    let e = rewrite_retrieve_and_generate(&mut body, &alice(), &guarded_mapped(), &keys()).unwrap_err();
+    assert_eq!(e.reason(), "model_not_allowed");
+}
+
+#[test]
+fn retrieve_gets_the_tenant_guardrail() {
+    let mut body = json!({"retrievalQuery": {"text": "q"}, "guardrailConfiguration": {"guardrailId": "g", "guardrailVersion": "2"}});
+    rewrite_retrieve(&mut body, "KBPOOLED01", &alice(), &guarded_mapped()).unwrap();
+    assert_eq!(body["guardrailConfiguration"], acme_guardrail());
+    let mut body = json!({"retrievalQuery": {"text": "q"}});
+    rewrite_retrieve(&mut body, "KBPOOLED01", &alice(), &guarded_mapped()).unwrap();
+    assert_eq!(body["guardrailConfiguration"], acme_guardrail());
+}

@@ -21,6 +21,7 @@
 pub mod agent;
 pub mod bedrock;
 pub mod knowledge_base;
+pub mod model_map;
 pub mod retrieval_filter;
 pub mod sagemaker;
 pub mod session;
@@ -108,13 +109,33 @@ pub(crate) fn opt_str<'a>(map: &'a Map<String, Value>, key: &str, path: &str) ->
 }
 
 /// Checks one model id found in a request body against the tenant's `models`
-/// globs (SPEC §5.1, via `proxy::model_allowed`). Returns the id checked.
+/// globs (SPEC §5.1, via `proxy::model_allowed`), then resolves it through
+/// `model_map` (`model_map::upstream_model`). Returns the model to forward.
 pub(crate) fn check_model(policy: &TenantPolicy, principal: &Principal, model: &str) -> Result<String, ProxyError> {
-    if crate::proxy::model_allowed(policy, model) {
-        Ok(model.to_string())
-    } else {
-        Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() })
+    if !crate::proxy::model_allowed(policy, model) {
+        return Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() });
     }
+    model_map::upstream_model(policy, principal, model)
+}
+
+/// The model id string at `map[key]` (required; `path` names it in errors),
+/// checked and resolved by `check_model` and replaced in place by the model
+/// to forward. Returns the id the client asked for.
+pub(crate) fn bind_model(
+    map: &mut Map<String, Value>,
+    key: &str,
+    path: &str,
+    principal: &Principal,
+    policy: &TenantPolicy,
+) -> Result<String, ProxyError> {
+    let requested = opt_str(map, key, path)?
+        .ok_or_else(|| ProxyError::InvalidParameter(format!("{path} is required")))?
+        .to_string();
+    let upstream = check_model(policy, principal, &requested)?;
+    if upstream != requested {
+        map.insert(key.to_string(), Value::String(upstream));
+    }
+    Ok(requested)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::filters;
 use super::is_valid_tenant_id;
 use super::reader::{env_name, Ctx, Loc, Tbl};
 use super::tenant_merge::{merge, StaticRequirement};
-use crate::config::{CredentialsConfig, Guardrail, TenantPolicy};
+use crate::config::{CredentialsConfig, Guardrail, StreamProcessingMode, TenantPolicy};
 use crate::glob::Glob;
 use crate::template::{JsonTemplate, Template};
 use std::collections::BTreeMap;
@@ -28,7 +28,9 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "sagemaker",
     "static_credentials",
 ];
-pub(super) const GUARDRAIL_KEYS: &[&str] = &["id", "version"];
+pub(super) const GUARDRAIL_KEYS: &[&str] = &["id", "version", "stream_processing_mode", "allow_guard_content"];
+/// Keys of `GUARDRAIL_KEYS` every guardrail table must set.
+const GUARDRAIL_REQUIRED: &[&str] = &["id", "version"];
 pub(super) const RATE_KEYS: &[&str] =
     &["requests_per_second", "burst", "max_concurrent", "tokens_per_minute", "user_requests_per_second", "user_burst"];
 pub(super) const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes"];
@@ -175,9 +177,16 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
     p.models = glob_list(t, ctx, "models", |_| None);
     p.model_map = t.string_map(ctx, "model_map").map(|m| {
         let mut map = BTreeMap::new();
+        // Keys name models in any spelling (an id or its foundation-model
+        // ARN): two keys for one model would make the mapping ambiguous.
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for (k, v) in m.value.iter() {
             if k.is_empty() || v.value.trim().is_empty() {
                 ctx.err_at(v, "model ids must not be empty");
+            }
+            let model = crate::rewrite::model_map::canonical(k);
+            if let Some(other) = seen.insert(model, k) {
+                ctx.err_at(v, format!("{k:?} and {other:?} name the same model"));
             }
             map.insert(k.clone(), v.value.clone());
         }
@@ -249,13 +258,30 @@ fn guardrail(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Option<Loc<Guardrail>> {
     let g = t.sub(ctx, "guardrail", GUARDRAIL_KEYS)?;
     let id = g.text(ctx, "id");
     let version = g.text(ctx, "version");
-    for k in GUARDRAIL_KEYS {
+    for k in GUARDRAIL_REQUIRED {
         if !g.has(k) {
             g.missing(ctx, k);
         }
     }
+    let mode = match g.string(ctx, "stream_processing_mode") {
+        None => Some(StreamProcessingMode::Sync),
+        Some(m) => match m.value.as_str() {
+            "sync" => Some(StreamProcessingMode::Sync),
+            "async" => Some(StreamProcessingMode::Async),
+            _ => {
+                ctx.err_at(&m, "must be \"sync\" or \"async\"");
+                None
+            }
+        },
+    };
+    let allow_guard_content = g.boolean(ctx, "allow_guard_content").is_some_and(|b| b.value);
     let span = g.span.clone().unwrap_or_default();
-    Some(Loc { value: Guardrail { id: id?.value, version: version?.value }, key: g.path, span })
+    let value = Guardrail {
+        stream_processing_mode: mode?,
+        allow_guard_content,
+        ..Guardrail::new(id?.value, version?.value)
+    };
+    Some(Loc { value, key: g.path, span })
 }
 
 /// A list of globs; `extra` may reject a syntactically valid pattern.

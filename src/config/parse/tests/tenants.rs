@@ -147,6 +147,28 @@ fn guardrail_needs_id_and_version() {
 }
 
 #[test]
+fn guardrail_stream_mode_and_guard_content() {
+    let c = ok(&doc("[tenants.acme]\nguardrail = { id = \"gr\", version = \"1\" }\n[tenants.globex]\nguardrail = { id = \"gr\", version = \"1\", stream_processing_mode = \"async\", allow_guard_content = true }\n"));
+    let acme = c.tenants["acme"].guardrail.clone().unwrap();
+    assert_eq!(acme.stream_processing_mode, crate::config::StreamProcessingMode::Sync, "default");
+    assert!(!acme.allow_guard_content, "default");
+    let globex = c.tenants["globex"].guardrail.clone().unwrap();
+    assert_eq!(globex.stream_processing_mode.as_str(), "async");
+    assert!(globex.allow_guard_content);
+    let e = errs(&doc("[tenants.acme]\nguardrail = { id = \"gr\", version = \"1\", stream_processing_mode = \"ASYNC\", allow_guard_content = \"yes\" }\n[tenants.globex]\nguardrail = { stream_processing_mode = \"sync\" }\n"));
+    find(&e, "tenants.acme.guardrail.stream_processing_mode", "\"sync\" or \"async\"");
+    find(&e, "tenants.acme.guardrail.allow_guard_content", "boolean");
+    find(&e, "tenants.globex.guardrail.id", "missing required key");
+}
+
+#[test]
+fn model_map_keys_naming_one_model_twice_are_refused() {
+    let e = errs(&doc("[tenants.acme]\nmodel_map = { \"m.x-v1:0\" = \"a\", \"arn:aws:bedrock:us-east-1::foundation-model/m.x-v1:0\" = \"b\" }\n"));
+    find(&e, "tenants.acme.model_map.\"m.x-v1:0\"", "name the same model");
+    ok(&doc("[tenants.acme]\nmodel_map = { \"m.x-v1:0\" = \"a\", \"us.m.x-v1:0\" = \"us.m.x-v1:0\" }\n"));
+}
+
+#[test]
 fn location_prefixes_must_be_uris_and_end_in_slash_after_a_placeholder() {
     let e = errs(&doc("[tenants.acme.knowledge_base]\nallowed_source_prefixes = [\"s3://docs/{tenant}\", \"docs/\", \"\"]\n[tenants.acme.sagemaker]\nallowed_input_prefixes = [\"s3://in/{tenant}-x\"]\n"));
     find(&e, "tenants.acme.knowledge_base.allowed_source_prefixes[0]", "must end with `/`");
