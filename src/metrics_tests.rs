@@ -300,3 +300,21 @@ fn rate_limit_backend_families() {
     assert_eq!(value(&text, r#"tenantgate_rate_limit_fallback_total{action="deny"}"#), 1.0);
     assert_eq!(value(&text, r#"tenantgate_rate_limit_fallback_total{action="local"}"#), 0.0);
 }
+
+#[test]
+fn client_write_timeouts_by_response_kind() {
+    let m = Metrics::new(10);
+    let text = m.render(None, Format::Prometheus);
+    for response in ["streamed", "buffered"] {
+        let s = format!(r#"tenantgate_client_write_timeouts_total{{response="{response}"}}"#);
+        assert_eq!(value(&text, &s), 0.0, "exists before any timeout");
+    }
+    m.client_write_timeout(true);
+    m.client_write_timeout(true);
+    m.client_write_timeout(false);
+    let text = m.render(None, Format::Prometheus);
+    assert_prometheus_text(&text);
+    assert!(text.contains("# TYPE tenantgate_client_write_timeouts_total counter"), "{text}");
+    assert_eq!(value(&text, r#"tenantgate_client_write_timeouts_total{response="streamed"}"#), 2.0);
+    assert_eq!(value(&text, r#"tenantgate_client_write_timeouts_total{response="buffered"}"#), 1.0);
+}
