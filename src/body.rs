@@ -389,5 +389,27 @@ mod tests {
         assert_eq!(r[0].stream_error, Some("upstream_idle_timeout"));
         drop(tx);
     }
-}
 
+    #[tokio::test]
+    async fn a_body_dropped_for_a_stalled_client_says_so() {
+        let (audit, recs) = Audit::memory();
+        let conn = ClientConn::new(Duration::from_secs(2));
+        for stalled in [false, true] {
+            let rec = AuditRecord { decision: "allow", ..Default::default() };
+            let guard = AuditGuard::new(audit.clone(), rec, std::time::Instant::now());
+            let (tx2, rx2) = mpsc::channel(4);
+            let mut body = UpstreamBody::new(ChanBody(rx2), Duration::from_secs(2), guard, UsageTap::off())
+                .with_client(Some(conn.clone()));
+            tx2.send(Bytes::from_static(b"first")).await.unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+            if stalled {
+                conn.mark_stalled();
+            }
+            drop(body);
+        }
+        let r = recs.lock().unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].stream_error, Some("client_disconnected"));
+        assert_eq!(r[1].stream_error, Some(CLIENT_STALLED));
+    }
+}

@@ -99,6 +99,12 @@ impl ClientConn {
         self.stalled.load(Ordering::Acquire)
     }
 
+    /// Test support: as if the watchdog had given up on the client.
+    #[cfg(test)]
+    pub(crate) fn mark_stalled(&self) {
+        self.stalled.store(true, Ordering::Release);
+    }
+
     #[inline]
     fn wrote(&self) {
         if self.pending_since.load(Ordering::Relaxed) != 0 {
