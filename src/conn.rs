@@ -15,7 +15,8 @@
 //! reset.
 //!
 //! Progress is a write the kernel accepts: bytes the client's reads (its TCP
-//! acknowledgements) made room for. A write that waited for the whole
+//! acknowledgements) made room for in the connection's fixed send buffer
+//! (`CLIENT_SEND_BUFFER`). A write that waited for the whole
 //! timeout is retried once directly against the kernel before the
 //! connection is given up (see `WatchedTcp::probe`), so a slow reader that
 //! keeps reading is never taken for a stalled one.
@@ -34,6 +35,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// `SO_SNDBUF` of the proxy listener, inherited by every accepted client
+/// connection (the kernel doubles it for its bookkeeping, so about 1 MiB).
+/// Fixed rather than autotuned: an autotuned buffer grows after it filled,
+/// so the kernel would take more bytes from a client that reads nothing and
+/// the probe below would mistake that for progress. It also bounds the
+/// kernel memory a client that stops reading holds. Ample for loopback and
+/// in-cluster round trips (1 MiB per millisecond is 8 Gbit/s).
+pub const CLIENT_SEND_BUFFER: u32 = 512 * 1024;
 
 /// What was being written when a connection was closed for not reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

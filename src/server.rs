@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -133,9 +133,7 @@ impl Sidecar {
             shutting_down: AtomicBool::new(false),
         });
 
-        let proxy_l = TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("server.listen {listen}: {e}"))?;
+        let proxy_l = bind_proxy_listener(listen).map_err(|e| format!("server.listen {listen}: {e}"))?;
         let admin_l = TcpListener::bind(admin_listen)
             .await
             .map_err(|e| format!("server.admin_listen {admin_listen}: {e}"))?;
@@ -233,6 +231,17 @@ impl Sidecar {
             let _ = tokio::time::timeout(Duration::from_secs(1), g.shutdown()).await;
         }
     }
+}
+
+/// The proxy listener, as `TcpListener::bind` makes it (address reuse,
+/// backlog 1024), with the fixed send buffer its connections inherit
+/// (`conn::CLIENT_SEND_BUFFER`).
+fn bind_proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    sock.set_send_buffer_size(crate::conn::CLIENT_SEND_BUFFER)?;
+    sock.bind(addr)?;
+    sock.listen(1024)
 }
 
 /// Serves one proxy connection until it ends, or until a response write has

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import socket
+import ssl
 import threading
 import time
 
@@ -25,8 +26,12 @@ import pytest
 import harness
 from fakeaws import event, event_stream
 from harness import HAIKU, converse_args
+from test_tls_listener import self_signed
 
 TIMEOUT = 2  # the timeout under test (seconds)
+# A write waits for the timeout; when the client's kernel took a last few
+# bytes meanwhile (the head it read freed its buffer), one more timeout.
+CUT_WITHIN = 2 * TIMEOUT + 2
 LONG = 30  # the other timeout, which must not be the one that fires
 EVENT_TEXT = "x" * 16000
 BURST_EVENTS = 800  # ~13 MB of event stream at once: more than the socket buffers on the way
@@ -66,18 +71,19 @@ class LongStream:
         return event_stream(self.messages())
 
 
-def _connect(sc, rcvbuf: int = 4096) -> socket.socket:
+def _connect(sc, rcvbuf: int = 4096, tls: ssl.SSLContext | None = None) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(10)
     s.connect(("127.0.0.1", sc.port))
-    return s
+    return tls.wrap_socket(s, server_hostname="127.0.0.1") if tls else s
 
 
-def _send_and_read_head(sc, path: str, body: bytes, token: str) -> tuple[socket.socket, int, dict]:
+def _send_and_read_head(sc, path: str, body: bytes, token: str,
+                        tls: ssl.SSLContext | None = None) -> tuple[socket.socket, int, dict]:
     """Send a request on a small-buffered socket and read only the
     response head: (socket, status, lower-case headers)."""
-    s = _connect(sc)
+    s = _connect(sc, tls=tls)
     s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{sc.port}\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\nx-tenant-token: {token}\r\n\r\n").encode() + body)
     buf = b""
@@ -155,7 +161,7 @@ def test_stalled_streams_end_and_free_the_tenant(start_sidecar_fn, fake_aws, min
 
         # Within about the timeout both streams end with their own reason.
         recs = {}
-        deadline = t0 + TIMEOUT + 6
+        deadline = t0 + CUT_WITHIN
         while len(recs) < 2 and time.monotonic() < deadline:
             for r in sc.audit():
                 if r.get("request_id") in ids:
@@ -192,6 +198,37 @@ def test_stalled_streams_end_and_free_the_tenant(start_sidecar_fn, fake_aws, min
         for s in socks:
             s.close()
     assert all(r.signature_valid for r in fake_aws.recorded()), fake_aws.describe()
+
+
+def test_stalled_stream_over_tls(start_sidecar_fn, fake_aws, mint, tmp_path):
+    """The same on the TLS listener (SPEC §3 `tls_cert_file`): the write
+    that waits is the TLS record under the stream; the stalled stream ends
+    `client_stalled` and the tenant's one slot is free again."""
+    cert, key = self_signed(tmp_path)
+    sc = start_sidecar_fn({
+        "server": {"tls_cert_file": str(cert), "tls_key_file": str(key)},
+        "aws": {"stream_idle_timeout_secs": TIMEOUT},
+        "tenant_defaults": {"rate_limit": {"max_concurrent": 1}},
+    }, name="tls")
+    ctx = ssl.create_default_context(cafile=str(cert))
+    stream = LongStream()
+    fake_aws.script(stream, operation="ConverseStream")
+    s, status, headers = _send_and_read_head(sc, f"/model/{HAIKU}/converse-stream", CONVERSE_BODY, mint(), tls=ctx)
+    t0 = time.monotonic()
+    rid = headers["x-tenantgate-request-id"]
+    try:
+        assert status == 200, headers
+        bob = harness.make_client(sc.url.replace("http://", "https://"), token=mint("acme", "bob"), verify=str(cert))
+        harness.expect_client_error(bob, lambda: bob.converse(**converse_args()), 429, "concurrency_limited")
+        rec = sc.wait_audit(rid, timeout=CUT_WITHIN)
+        elapsed = time.monotonic() - t0
+        assert rec["stream_error"] == "client_stalled", rec
+        assert elapsed >= TIMEOUT * 0.9, f"cut off after {elapsed:.2f}s, before the timeout"
+        assert _metric(sc, STREAMED) == 1.0
+        assert bob.converse(**converse_args())["output"]["message"]["content"][0]["text"]
+    finally:
+        stream.stop.set()
+        s.close()
 
 
 def test_slow_reader_is_not_cut_off(start_sidecar_fn, fake_aws, mint):
@@ -252,7 +289,7 @@ def test_whole_answer_never_read(start_sidecar_fn, fake_aws, mint, kind):
         # The server resets the connection: the client's socket shows it
         # without reading anything.
         err = 0
-        while not err and time.monotonic() < t0 + TIMEOUT + 6:
+        while not err and time.monotonic() < t0 + CUT_WITHIN:
             time.sleep(0.05)
             err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         elapsed = time.monotonic() - t0
