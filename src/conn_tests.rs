@@ -1,7 +1,7 @@
 use super::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpSocket;
 use tokio::time::timeout;
 
 const SECS_2: Duration = Duration::from_secs(2);
@@ -59,8 +59,10 @@ async fn no_waiting_write_no_stall() {
     assert!(!c.is_stalled());
 }
 
+/// A client socket with a small receive buffer, and its server side accepted
+/// from a listener made as the proxy listener is.
 async fn pair(client_rcvbuf: u32) -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = crate::server::bind_proxy_listener("127.0.0.1:0".parse().unwrap()).unwrap();
     let sock = TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(client_rcvbuf).unwrap();
     let client = sock.connect(l.local_addr().unwrap()).await.unwrap();
@@ -81,7 +83,8 @@ async fn a_client_that_reads_nothing_is_reset_after_the_timeout() {
         s = conn.stalled() => s,
     };
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+    // One timeout, or two when the client's kernel still took a few bytes.
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_millis(900), "{waited:?}");
     assert_eq!(stall.timeout, Duration::from_millis(300));
     drop(io);
     // What reached the client is still readable, then the connection is reset.

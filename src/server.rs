@@ -236,7 +236,7 @@ impl Sidecar {
 /// The proxy listener, as `TcpListener::bind` makes it (address reuse,
 /// backlog 1024), with the fixed send buffer its connections inherit
 /// (`conn::CLIENT_SEND_BUFFER`).
-fn bind_proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind_proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     sock.set_reuseaddr(true)?;
     sock.set_send_buffer_size(crate::conn::CLIENT_SEND_BUFFER)?;
