@@ -2,6 +2,7 @@
 //! that enforces the upstream idle timeout and carries the audit guard.
 
 use crate::audit::AuditGuard;
+use crate::conn::ClientConn;
 use crate::filter::eventstream::StreamRedactor;
 use crate::ratelimit::Permit;
 use crate::usage::UsageTap;
@@ -12,6 +13,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -48,6 +50,10 @@ where
     Ok(buf.freeze())
 }
 
+/// `stream_error` of a response cut off because the client stopped reading
+/// it (no write progress for the timeout in force, see `conn`).
+pub const CLIENT_STALLED: &str = "client_stalled";
+
 #[derive(Debug)]
 pub struct StreamError(pub &'static str);
 
@@ -76,6 +82,9 @@ pub struct UpstreamBody<B> {
     /// they arrive; on any decode error the stream ends with an error and
     /// nothing unredacted is forwarded.
     redactor: Option<StreamRedactor>,
+    /// The client connection, when watched: a body dropped because the
+    /// client stopped reading is audited as `client_stalled`.
+    client: Option<Arc<ClientConn>>,
     done: bool,
     empty_at_start: bool,
 }
@@ -88,6 +97,7 @@ impl<B: Body> UpstreamBody<B> {
             tap,
             permit: None,
             redactor: None,
+            client: None,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -105,6 +115,11 @@ impl<B> UpstreamBody<B> {
 
     pub fn with_redactor(mut self, redactor: Option<StreamRedactor>) -> Self {
         self.redactor = redactor;
+        self
+    }
+
+    pub fn with_client(mut self, client: Option<Arc<ClientConn>>) -> Self {
+        self.client = client;
         self
     }
 
@@ -306,6 +321,14 @@ impl<B> Drop for UpstreamBody<B> {
         // complete response, not a client that went away.
         if !self.done && self.empty_at_start {
             self.complete();
+        } else if !self.done && self.client.as_ref().is_some_and(|c| c.is_stalled()) {
+            // Dropped by the watchdog: the client stopped reading. (The
+            // guard marks any other early drop `client_disconnected`.)
+            tracing::debug!("response body dropped: the client stopped reading");
+            self.count_redactions();
+            if let Some(r) = self.guard.record_mut() {
+                r.stream_error = Some(CLIENT_STALLED);
+            }
         }
     }
 }
@@ -366,5 +389,27 @@ mod tests {
         assert_eq!(r[0].stream_error, Some("upstream_idle_timeout"));
         drop(tx);
     }
-}
 
+    #[tokio::test]
+    async fn a_body_dropped_for_a_stalled_client_says_so() {
+        let (audit, recs) = Audit::memory();
+        let conn = ClientConn::new(Duration::from_secs(2));
+        for stalled in [false, true] {
+            let rec = AuditRecord { decision: "allow", ..Default::default() };
+            let guard = AuditGuard::new(audit.clone(), rec, std::time::Instant::now());
+            let (tx2, rx2) = mpsc::channel(4);
+            let mut body = UpstreamBody::new(ChanBody(rx2), Duration::from_secs(2), guard, UsageTap::off())
+                .with_client(Some(conn.clone()));
+            tx2.send(Bytes::from_static(b"first")).await.unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+            if stalled {
+                conn.mark_stalled();
+            }
+            drop(body);
+        }
+        let r = recs.lock().unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].stream_error, Some("client_disconnected"));
+        assert_eq!(r[1].stream_error, Some(CLIENT_STALLED));
+    }
+}

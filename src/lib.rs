@@ -14,6 +14,7 @@ pub mod tls;
 pub mod audit;
 pub mod aws;
 pub mod body;
+pub mod conn;
 pub mod route;
 pub mod upstream;
 pub mod admin;

@@ -90,6 +90,11 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    response: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -296,6 +301,7 @@ pub struct Metrics {
     rl_backend_transitions: Family<StateLabels, Counter>,
     rl_fallback: Family<ActionLabels, Counter>,
     tokens_cached: Gauge,
+    client_write_timeouts: Family<ResponseLabels, Counter>,
     sts: Arc<Mutex<StsTotals>>,
 }
 
@@ -414,6 +420,16 @@ impl Metrics {
             "Verified JWTs held in the token cache (bounded at 10,000; 0 in static identity mode)",
             tokens_cached.clone(),
         );
+        let client_write_timeouts = Family::<ResponseLabels, Counter>::default();
+        for response in ["streamed", "buffered"] {
+            let _ = client_write_timeouts.get_or_create(&ResponseLabels { response });
+        }
+        registry.register(
+            "tenantgate_client_write_timeouts",
+            "Client connections closed because a response write made no progress for the timeout \
+             (the client stopped reading), by response kind (streamed, buffered)",
+            client_write_timeouts.clone(),
+        );
         let sts = Arc::new(Mutex::new(StsTotals::default()));
         registry.register_collector(Box::new(StsCollector(sts.clone())));
         Metrics {
@@ -433,6 +449,7 @@ impl Metrics {
             rl_backend_transitions,
             rl_fallback,
             tokens_cached,
+            client_write_timeouts,
             sts,
         }
     }
@@ -507,6 +524,15 @@ impl Metrics {
     /// Counts one request decided by `on_backend_error` (`local`, `deny`, `allow`).
     pub fn rate_limit_fallback(&self, action: &'static str) {
         self.rl_fallback.get_or_create(&ActionLabels { action }).inc();
+    }
+
+    /// Counts one client connection closed because a response write made
+    /// no progress (`streamed`: a body forwarded as it arrives, whose audit
+    /// line says `client_stalled`; else a response held whole, already
+    /// audited).
+    pub fn client_write_timeout(&self, streamed: bool) {
+        let response = if streamed { "streamed" } else { "buffered" };
+        self.client_write_timeouts.get_or_create(&ResponseLabels { response }).inc();
     }
 
     /// Sets `tenantgate_verified_tokens_cached` (read at scrape time from the

@@ -313,3 +313,21 @@ fn audit_drops_are_counted() {
     assert_eq!(value(&text, "tenantgate_audit_dropped_total "), 2.0);
     assert_prometheus_text(&text);
 }
+
+#[test]
+fn client_write_timeouts_by_response_kind() {
+    let m = Metrics::new(10);
+    let text = m.render(None, Format::Prometheus);
+    for response in ["streamed", "buffered"] {
+        let s = format!(r#"tenantgate_client_write_timeouts_total{{response="{response}"}}"#);
+        assert_eq!(value(&text, &s), 0.0, "exists before any timeout");
+    }
+    m.client_write_timeout(true);
+    m.client_write_timeout(true);
+    m.client_write_timeout(false);
+    let text = m.render(None, Format::Prometheus);
+    assert_prometheus_text(&text);
+    assert!(text.contains("# TYPE tenantgate_client_write_timeouts_total counter"), "{text}");
+    assert_eq!(value(&text, r#"tenantgate_client_write_timeouts_total{response="streamed"}"#), 2.0);
+    assert_eq!(value(&text, r#"tenantgate_client_write_timeouts_total{response="buffered"}"#), 1.0);
+}

@@ -18,6 +18,7 @@ use crate::body::{read_limited, ProxyBody, UpstreamBody};
 use crate::filter::chunks::SourceFilter;
 use crate::filter::eventstream::StreamRedactor;
 use crate::config::{Config, TenantPolicy};
+use crate::conn::ClientConn;
 use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
@@ -70,8 +71,12 @@ impl RequestIds {
         let _ = getrandom::fill(&mut b);
         RequestIds { prefix: u64::from_le_bytes(b) >> 16, next: AtomicU64::new(1) }
     }
-    fn next(&self) -> String {
+    /// The next request's sequence number (never 0) and id.
+    fn next(&self) -> (u64, String) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        (n, self.format(n))
+    }
+    fn format(&self, n: u64) -> String {
         format!("{:012x}-{:08x}", self.prefix, n)
     }
 }
@@ -174,14 +179,36 @@ impl Proxy {
         self.snapshot.load().authn.is_ready()
     }
 
+    /// The request id of request number `seq` (see `ClientConn`); "-" for 0.
+    pub fn request_id_of(&self, seq: u64) -> String {
+        if seq == 0 {
+            return "-".into();
+        }
+        self.request_ids.format(seq)
+    }
+
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
+        self.handle_on(req, None).await
+    }
+
+    /// `handle` for a request that arrived on a client connection whose
+    /// writes are watched (`conn`): the response sets the write timeout in
+    /// force, and a streamed body learns whether the client stalled.
+    pub async fn handle_on<B>(&self, req: Request<B>, conn: Option<&Arc<ClientConn>>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let started = Instant::now();
-        let request_id = self.request_ids.next();
+        let (seq, request_id) = self.request_ids.next();
         let snap = self.snapshot.load_full();
+        if let Some(c) = conn {
+            c.begin_request(seq, snap.config.server.client_write_timeout);
+        }
         let mut rec = AuditRecord {
             ts: now_rfc3339(),
             request_id: request_id.clone(),
@@ -193,7 +220,7 @@ impl Proxy {
         let unread_body = !req.body().is_end_stream();
         let body_read = std::sync::atomic::AtomicBool::new(false);
         let result = match self.pipeline(&snap, req, &mut rec, &body_read).await {
-            Ok(fwd) => self.respond(&snap, fwd, &mut rec, started, &request_id).await,
+            Ok(fwd) => self.respond(&snap, fwd, &mut rec, started, &request_id, conn).await,
             Err(e) => Err(e),
         };
         match result {
@@ -468,6 +495,7 @@ impl Proxy {
         rec: &mut AuditRecord,
         started: Instant,
         request_id: &str,
+        conn: Option<&Arc<ClientConn>>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let cfg = &snap.config;
         let (mut parts, body) = fwd.response.into_parts();
@@ -636,9 +664,13 @@ impl Proxy {
         if stream_redactor.is_some() {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
+        if let Some(c) = conn {
+            c.streaming(cfg.aws.stream_idle_timeout);
+        }
         let body = UpstreamBody::new(body, cfg.aws.stream_idle_timeout, guard, tap)
             .with_permit(fwd.permit)
-            .with_redactor(stream_redactor);
+            .with_redactor(stream_redactor)
+            .with_client(conn.cloned());
         Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 }

@@ -5,6 +5,7 @@ use crate::audit::Audit;
 use crate::aws::credentials::CredentialProvider;
 use crate::authn::Authenticator;
 use crate::config::Config;
+use crate::conn::{ClientConn, WatchedTcp};
 use crate::proxy::{Proxy, Snapshot};
 use crate::upstream::{build_client, Endpoints};
 use hyper::server::conn::http1;
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -133,9 +134,7 @@ impl Sidecar {
             shutting_down: AtomicBool::new(false),
         });
 
-        let proxy_l = TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("server.listen {listen}: {e}"))?;
+        let proxy_l = bind_proxy_listener(listen).map_err(|e| format!("server.listen {listen}: {e}"))?;
         let admin_l = TcpListener::bind(admin_listen)
             .await
             .map_err(|e| format!("server.admin_listen {admin_listen}: {e}"))?;
@@ -152,17 +151,22 @@ impl Sidecar {
             let tls = tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                // Read per connection: a reload applies to new connections
+                // (and each request sets its own, see `Proxy::handle_on`).
+                let conn = ClientConn::new(p.snapshot.load().config.server.client_write_timeout);
+                let stream = WatchedTcp::new(stream, conn.clone());
+                let svc_conn = conn.clone();
+                let svc_proxy = p.clone();
                 let svc = service_fn(move |req| {
-                    let p = p.clone();
-                    async move { Ok::<_, Infallible>(p.handle(req).await) }
+                    let p = svc_proxy.clone();
+                    let conn = svc_conn.clone();
+                    async move { Ok::<_, Infallible>(p.handle_on(req, Some(&conn)).await) }
                 });
                 let builder = http_builder(header_timeout);
                 match tls {
                     None => {
-                        let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
-                        if let Err(e) = conn.await {
-                            tracing::debug!("proxy connection ended: {e}");
-                        }
+                        let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                        serve_watched(served, &conn, &p).await;
                     }
                     Some(acceptor) => {
                         let accepted = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
@@ -171,10 +175,8 @@ impl Sidecar {
                             Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
                             Err(_) => return tracing::debug!("TLS handshake timed out"),
                         };
-                        let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
-                        if let Err(e) = conn.await {
-                            tracing::debug!("proxy connection ended: {e}");
-                        }
+                        let served = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
+                        serve_watched(served, &conn, &p).await;
                     }
                 }
             });
@@ -228,6 +230,46 @@ impl Sidecar {
         let _ = self.admin_shutdown_tx.send(true);
         if let Ok(g) = self.admin_task.await {
             let _ = tokio::time::timeout(Duration::from_secs(1), g.shutdown()).await;
+        }
+    }
+}
+
+/// The proxy listener, as `TcpListener::bind` makes it (address reuse,
+/// backlog 1024), with the fixed send buffer its connections inherit
+/// (`conn::CLIENT_SEND_BUFFER`).
+pub(crate) fn bind_proxy_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    sock.set_send_buffer_size(crate::conn::CLIENT_SEND_BUFFER)?;
+    sock.bind(addr)?;
+    sock.listen(1024)
+}
+
+/// Serves one proxy connection until it ends, or until a response write has
+/// waited on the client for longer than the timeout in force; then the
+/// connection is dropped, which drops the response body (its slot is
+/// released and its audit line says `client_stalled`) and resets the socket.
+async fn serve_watched<F, E>(served: F, conn: &ClientConn, proxy: &Proxy)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::select! {
+        biased;
+        r = served => {
+            if let Err(e) = r {
+                tracing::debug!("proxy connection ended: {e}");
+            }
+        }
+        stall = conn.stalled() => {
+            let request_id = proxy.request_id_of(stall.request);
+            crate::metrics::global().client_write_timeout(stall.streamed);
+            tracing::warn!(
+                request_id,
+                streamed = stall.streamed,
+                "client read nothing of the response for {:?}; connection closed",
+                stall.timeout
+            );
         }
     }
 }

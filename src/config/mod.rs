@@ -90,6 +90,10 @@ pub struct ServerConfig {
     /// long after the headers, or 400 `body_timeout` (read per request, so
     /// a reload applies it).
     pub body_timeout: Duration,
+    /// `server.client_write_timeout_secs`: a response the sidecar holds whole
+    /// (errors, filtered or redacted answers) whose write to the client makes
+    /// no progress this long closes the connection (read per request).
+    pub client_write_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Name of the env var holding the session MAC key (SPEC §5.2).
     pub session_key_env: String,

@@ -33,12 +33,17 @@ pub(crate) const MAX_AUDIT_QUEUE_LINES: u64 = 1_048_576;
 /// within this long of the headers.
 pub(crate) const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 
+/// Default `server.client_write_timeout_secs`: longest a write of a whole
+/// (non-streamed) response to the client may make no progress.
+pub(crate) const DEFAULT_CLIENT_WRITE_TIMEOUT_SECS: u64 = 30;
+
 pub(super) const SERVER_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
     "max_body_bytes",
     "header_timeout_secs",
     "body_timeout_secs",
+    "client_write_timeout_secs",
     "shutdown_grace_secs",
     "session_key_env",
     "tls_cert_file",
@@ -79,6 +84,9 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
     let max_body_bytes = t.uint(ctx, "max_body_bytes", 1, u64::MAX).map_or(DEFAULT_MAX_BODY_BYTES, |l| l.value);
     let header_timeout = t.uint(ctx, "header_timeout_secs", 1, HOUR).map_or(10, |l| l.value);
     let body_timeout = t.uint(ctx, "body_timeout_secs", 1, HOUR).map_or(DEFAULT_BODY_TIMEOUT_SECS, |l| l.value);
+    let client_write_timeout = t
+        .uint(ctx, "client_write_timeout_secs", 1, HOUR)
+        .map_or(DEFAULT_CLIENT_WRITE_TIMEOUT_SECS, |l| l.value);
     let grace = t.uint(ctx, "shutdown_grace_secs", 0, HOUR).map_or(30, |l| l.value);
     let session_key_env =
         env_name(&t, ctx, "session_key_env").map_or_else(|| DEFAULT_SESSION_KEY_ENV.to_string(), |l| l.value);
@@ -111,6 +119,7 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
         max_body_bytes,
         header_timeout: Duration::from_secs(header_timeout),
         body_timeout: Duration::from_secs(body_timeout),
+        client_write_timeout: Duration::from_secs(client_write_timeout),
         shutdown_grace: Duration::from_secs(grace),
         session_key_env,
         tls,

@@ -243,6 +243,21 @@ fn audit_queue_lines_default_and_range() {
 }
 
 #[test]
+fn client_write_timeout_default_and_range() {
+    assert_eq!(ok(&doc("")).server.client_write_timeout.as_secs(), 30);
+    for good in [1, 3600] {
+        let c = ok(&format!("[server]\nclient_write_timeout_secs = {good}\n{}", doc("")));
+        assert_eq!(c.server.client_write_timeout.as_secs(), good);
+    }
+    for bad in ["0", "3601", "-1"] {
+        let e = errs(&format!("[server]\nclient_write_timeout_secs = {bad}\n{}", doc("")));
+        find(&e, "server.client_write_timeout_secs", "between 1 and 3600");
+    }
+    let e = errs(&format!("[server]\nclient_write_timeout_secs = \"30\"\n{}", doc("")));
+    find(&e, "server.client_write_timeout_secs", "expected an integer");
+}
+
+#[test]
 fn known_keys_are_full_paths_from_the_parser_lists() {
     let keys = known_keys();
     for k in [
