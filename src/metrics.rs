@@ -295,6 +295,7 @@ pub struct Metrics {
     rl_backend_transitions: Family<StateLabels, Counter>,
     rl_fallback: Family<ActionLabels, Counter>,
     tokens_cached: Gauge,
+    buffered_bytes: Gauge,
     sts: Arc<Mutex<StsTotals>>,
 }
 
@@ -347,7 +348,7 @@ impl Metrics {
         let throttled = Family::<ThrottleLabels, Counter>::default();
         registry.register(
             "tenantgate_throttled",
-            "Requests refused with 429 by tenant and reason",
+            "Requests refused with 429 (and 503 overloaded) by tenant and reason",
             throttled.clone(),
         );
         let redactions = Counter::default();
@@ -407,6 +408,12 @@ impl Metrics {
             "Verified JWTs held in the token cache (bounded at 10,000; 0 in static identity mode)",
             tokens_cached.clone(),
         );
+        let buffered_bytes = Gauge::default();
+        registry.register(
+            "tenantgate_buffered_bytes",
+            "Request and response bytes held in memory now, charged to the buffer budget (server.max_buffered_bytes)",
+            buffered_bytes.clone(),
+        );
         let sts = Arc::new(Mutex::new(StsTotals::default()));
         registry.register_collector(Box::new(StsCollector(sts.clone())));
         Metrics {
@@ -425,6 +432,7 @@ impl Metrics {
             rl_backend_transitions,
             rl_fallback,
             tokens_cached,
+            buffered_bytes,
             sts,
         }
     }
@@ -501,6 +509,12 @@ impl Metrics {
         self.tokens_cached.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Sets `tenantgate_buffered_bytes` (read at scrape time from the
+    /// proxy's buffer budget).
+    pub fn set_buffered_bytes(&self, n: u64) {
+        self.buffered_bytes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// Folds the STS counts of a provider about to be replaced (on reload),
     /// so none it made since the last scrape are lost; it stays tracked while
     /// in-flight requests still hold it.
@@ -529,6 +543,8 @@ fn throttle_reason(reason: &str) -> Option<&'static str> {
         "rate_limited" => Some("rate_limited"),
         "concurrency_limited" => Some("concurrency_limited"),
         "token_budget_exhausted" => Some("token_budget_exhausted"),
+        "memory_limited" => Some("memory_limited"),
+        "overloaded" => Some("overloaded"),
         _ => None,
     }
 }

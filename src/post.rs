@@ -6,6 +6,8 @@
 //! the generated text may already contain another tenant's data. Everything
 //! else streams through untouched.
 
+use crate::budget::json_scan::{scan, JsonLimits};
+use crate::budget::{BufferLimits, Reservation};
 use crate::error::ProxyError;
 use crate::filter::chunks::{citation_event_payload_is_clean, filter_retrieve_response, rag_answer_is_clean};
 use crate::principal::Principal;
@@ -43,13 +45,22 @@ impl Post {
     }
 }
 
-/// Collect a body, bounded in size and in silence between frames.
-pub async fn collect<B>(mut body: B, idle: Duration, max: usize) -> Result<Bytes, ProxyError>
+/// Collect a body, bounded in size and in silence between frames, charging
+/// its buffer to `mem` before it grows (SPEC §3 `max_buffered_bytes`).
+pub async fn collect<B>(
+    mut body: B,
+    idle: Duration,
+    max: usize,
+    mem: &mut Reservation,
+    limits: &BufferLimits,
+) -> Result<Bytes, ProxyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut buf = BytesMut::new();
+    let declared = body.size_hint().exact().filter(|&n| n <= max as u64).unwrap_or(0);
+    mem.grow_to(declared, limits)?;
+    let mut buf = BytesMut::with_capacity(declared as usize);
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
@@ -62,11 +73,33 @@ where
                             "upstream response larger than {max} bytes cannot be filtered"
                         )));
                     }
+                    let need = buf.len() + data.len();
+                    if need > buf.capacity() {
+                        let cap = need.max(buf.capacity() * 2).max(16 * 1024).min(max);
+                        mem.grow_to(cap as u64, limits)?;
+                        buf.reserve(cap - buf.len());
+                    }
                     buf.extend_from_slice(&data);
                 }
             }
         }
     }
+}
+
+/// Before `apply` (and any redaction) works on a collected answer: the
+/// tree a Retrieve or RetrieveAndGenerate answer is parsed into (estimated
+/// from a counting scan) and the rewritten copy, charged to `mem`.
+pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
+    let tree = match post {
+        Post::Retrieve { .. } | Post::Rag { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+            Ok(shape) => shape.tree_bytes(raw.len()),
+            // Not JSON: `apply` refuses it without building a tree.
+            Err(_) => 0,
+        },
+        _ => 0,
+    };
+    mem.grow(tree.saturating_add(raw.len() as u64), limits)?;
+    Ok(())
 }
 
 /// The filtered body and the number of dropped results.

@@ -233,6 +233,48 @@ fn body_timeout_default_and_range() {
 }
 
 #[test]
+fn json_caps_default_and_range() {
+    let c = ok(&doc(""));
+    assert_eq!((c.server.max_json_nodes, c.server.max_json_depth), (100_000, 64));
+    let c = ok(&format!("[server]\nmax_json_nodes = 1\nmax_json_depth = 128\n{}", doc("")));
+    assert_eq!((c.server.max_json_nodes, c.server.max_json_depth), (1, 128));
+    for bad in ["0", "100000001", "-1"] {
+        let e = errs(&format!("[server]\nmax_json_nodes = {bad}\n{}", doc("")));
+        find(&e, "server.max_json_nodes", "between 1 and 100000000");
+    }
+    for bad in ["0", "129"] {
+        let e = errs(&format!("[server]\nmax_json_depth = {bad}\n{}", doc("")));
+        find(&e, "server.max_json_depth", "between 1 and 128");
+    }
+}
+
+#[test]
+fn buffer_budget_defaults_and_checks() {
+    let c = ok(&doc(""));
+    assert_eq!((c.server.max_buffered_bytes, c.server.max_buffered_bytes_per_tenant), (32 << 20, 16 << 20));
+    // The share defaults to half of whatever total is set.
+    let c = ok(&format!("[server]\nmax_buffered_bytes = 67108864\n{}", doc("")));
+    assert_eq!(c.server.max_buffered_bytes_per_tenant, 32 << 20);
+    let c = ok(&format!("[server]\nmax_buffered_bytes = 67108864\nmax_buffered_bytes_per_tenant = 67108864\n{}", doc("")));
+    assert_eq!(c.server.max_buffered_bytes_per_tenant, 64 << 20);
+    let e = errs(&format!("[server]\nmax_buffered_bytes_per_tenant = 40000000\n{}", doc("")));
+    find(&e, "server.max_buffered_bytes_per_tenant", "more than max_buffered_bytes");
+    for bad in ["0", "-1"] {
+        let e = errs(&format!("[server]\nmax_buffered_bytes = {bad}\n{}", doc("")));
+        find(&e, "server.max_buffered_bytes", "between 1 and");
+    }
+    // A share below max_body_bytes could never admit a body that size.
+    let e = errs(&format!("[server]\nmax_buffered_bytes = 8388608\n{}", doc("")));
+    find(&e, "server.max_buffered_bytes", "below max_body_bytes");
+    let e = errs(&format!("[server]\nmax_body_bytes = 20000000\n{}", doc("")));
+    find(&e, "server.max_body_bytes", "below max_body_bytes");
+    let e = errs(&format!("[server]\nmax_body_bytes = 2000\nmax_buffered_bytes_per_tenant = 1000\n{}", doc("")));
+    find(&e, "server.max_buffered_bytes_per_tenant", "below max_body_bytes");
+    let c = ok(&format!("[server]\nmax_body_bytes = 1000\nmax_buffered_bytes = 2000\n{}", doc("")));
+    assert_eq!(c.server.buffer_limits(), crate::budget::BufferLimits { total: 2000, per_tenant: 1000 });
+}
+
+#[test]
 fn known_keys_are_full_paths_from_the_parser_lists() {
     let keys = known_keys();
     for k in [
