@@ -167,6 +167,7 @@ fn check_rag_stream(body: &[u8], prefixes: &[String]) -> Result<(), ProxyError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::Budget;
     use aws_smithy_eventstream::frame::write_message_to;
     use aws_smithy_types::event_stream::{Header, Message};
 
@@ -209,5 +210,31 @@ mod tests {
         let n = bad.len();
         bad[n - 1] ^= 0xff;
         assert_eq!(check_rag_stream(&bad, &p).unwrap_err().reason(), "upstream_error");
+    }
+
+    #[tokio::test]
+    async fn a_buffered_answer_and_its_tree_are_charged() {
+        use http_body_util::Full;
+        let budget = Budget::new();
+        let roomy = BufferLimits { total: 1 << 20, per_tenant: 1 << 20 };
+        let answer = serde_json::json!({"retrievalResults": (0..100).map(|i| serde_json::json!({"i": i})).collect::<Vec<_>>()});
+        let raw = Bytes::from(answer.to_string());
+        let mut mem = budget.reservation("t");
+        let got = collect(Full::new(raw.clone()), Duration::from_secs(5), MAX_FILTERED_RESPONSE, &mut mem, &roomy).await.unwrap();
+        assert_eq!((got.len() as u64, mem.bytes()), (raw.len() as u64, raw.len() as u64));
+        let post = Post::Retrieve { prefixes: vec![] };
+        charge(&post, &got, &mut mem, &roomy).unwrap();
+        let shape = scan(&got, &JsonLimits::UNLIMITED).unwrap();
+        assert_eq!(mem.bytes(), 2 * raw.len() as u64 + shape.tree_bytes(raw.len()));
+        // The same answer for a tenant whose share is smaller: 429.
+        let small = BufferLimits { total: 1 << 20, per_tenant: raw.len() as u64 * 2 };
+        let mut other = budget.reservation("u");
+        let got = collect(Full::new(raw.clone()), Duration::from_secs(5), MAX_FILTERED_RESPONSE, &mut other, &small).await.unwrap();
+        assert_eq!(charge(&post, &got, &mut other, &small).unwrap_err().reason(), "memory_limited");
+        let tiny = BufferLimits { total: 1 << 20, per_tenant: 10 };
+        let e = collect(Full::new(raw), Duration::from_secs(5), MAX_FILTERED_RESPONSE, &mut budget.reservation("v"), &tiny).await;
+        assert_eq!(e.unwrap_err().reason(), "memory_limited");
+        drop((mem, other));
+        assert_eq!(budget.held(), 0);
     }
 }
