@@ -26,6 +26,10 @@ MIB = 1024 * 1024
 BODY_BYTES = 10 * MIB
 PEAK_RSS_LIMIT = 64 * MIB
 
+# The allocator setting of the shipped image (docker/Dockerfile): freed
+# large buffers go back to the OS instead of staying resident per arena.
+SIDECAR_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
 SIDECAR_OVERRIDES = {
     # The body limit is not what refuses these bodies.
     "server": {"max_body_bytes": 11 * MIB},
@@ -50,6 +54,13 @@ def _many_keys(prefix: bytes, suffix: bytes) -> bytes:
     # "k0000000":0 is 12 bytes with its comma.
     n = (BODY_BYTES - len(prefix) - len(suffix)) // 13
     return prefix + b",".join(b'"k%07d":0' % i for i in range(n)) + suffix
+
+
+def test_the_image_sets_the_allocator_setting_measured_here():
+    """What the memory test measures is what the image runs with."""
+    dockerfile = (harness.REPO_ROOT / "docker" / "Dockerfile").read_text()
+    for k, v in SIDECAR_ENV.items():
+        assert f"ENV {k}={v}" in dockerfile, dockerfile
 
 
 def hostile_bodies() -> dict:
@@ -113,7 +124,8 @@ def test_eight_worst_case_bodies_keep_peak_rss_low_and_other_tenants_served(side
     """SPEC §3/§8: eight concurrent 10 MiB bodies of the worst shapes from
     one tenant are all refused (400 `invalid_parameter` for the parsed
     structure cap, 429 `memory_limited` for the tenant's buffer share, 503
-    `overloaded` for the process budget) with nothing upstream, the
+    `overloaded` for the process budget), then each shape alone is 400
+    naming `max_json_nodes`, with nothing upstream; the
     sidecar's peak RSS stays under 64 MiB, and another tenant's Converse and
     Retrieve calls made meanwhile all succeed."""
     bodies = hostile_bodies()
@@ -168,6 +180,9 @@ def test_eight_worst_case_bodies_keep_peak_rss_low_and_other_tenants_served(side
         t.start()
     for t in attackers:
         t.join(180)
+    # Then each shape alone (the tenant's share free again): each is refused
+    # by the structure cap, never parsed into a tree.
+    alone = {name: _send(sidecar.port, path, token, body, False) for name, (path, body) in bodies.items()}
     attack_done.set()
     victim.join(60)
     sampler.join(5)
@@ -189,6 +204,9 @@ def test_eight_worst_case_bodies_keep_peak_rss_low_and_other_tenants_served(side
         if resp.status in (429, 503):
             assert resp.headers.get("retry-after") == "1", resp
     print("hostile requests:", seen)
+    for name, resp in alone.items():
+        harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
+        assert "max_json_nodes" in resp.json()["message"], (name, resp)
     upstream = fake_aws.recorded()
     assert all(r.access_key_id == creds["globex"].akid for r in upstream), fake_aws.describe()
     assert not globex_errors, globex_errors
