@@ -20,6 +20,7 @@ pub fn handle<B>(state: &Arc<ServerState>, req: &Request<B>) -> Response<ProxyBo
             let snapshot = state.proxy.snapshot.load();
             let metrics = crate::metrics::global();
             metrics.set_verified_tokens_cached(snapshot.authn.cached_tokens());
+            metrics.set_buffered_bytes(state.proxy.budget.held());
             (StatusCode::OK, format.content_type(), metrics.render(Some(&snapshot.creds), format))
         }
         _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".to_string()),

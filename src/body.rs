@@ -3,6 +3,7 @@
 
 use crate::audit::AuditGuard;
 use crate::conn::ClientConn;
+use crate::budget::{BufferLimits, Reservation};
 use crate::filter::eventstream::StreamRedactor;
 use crate::ratelimit::Permit;
 use crate::usage::UsageTap;
@@ -29,7 +30,12 @@ pub fn full(b: impl Into<Bytes>) -> ProxyBody {
 /// Read a request body of at most `limit` bytes. A declared length over the
 /// limit is refused before reading anything; a chunked body is refused as
 /// soon as it crosses the limit (SPEC §3 `max_body_bytes`).
-pub async fn read_limited<B>(mut body: B, limit: u64) -> Result<Bytes, ProxyError>
+///
+/// The buffer is charged to `mem` before it is allocated (SPEC §3
+/// `max_buffered_bytes`): a declared length whole and up front, else each
+/// growth of the buffer as chunks arrive. A charge the budget refuses ends
+/// the read (429 `memory_limited` / 503 `overloaded`).
+pub async fn read_limited<B>(mut body: B, limit: u64, mem: &mut Reservation, limits: &BufferLimits) -> Result<Bytes, ProxyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -37,12 +43,22 @@ where
     if body.size_hint().lower() > limit {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let mut buf = BytesMut::with_capacity(body.size_hint().lower().min(64 * 1024) as usize);
+    let declared = body.size_hint().exact();
+    let first = declared.unwrap_or(0).min(limit);
+    mem.grow_to(first, limits)?;
+    let mut buf = BytesMut::with_capacity(first as usize);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ProxyError::InvalidParameter(format!("reading request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() as u64 + data.len() as u64 > limit {
+            let need = buf.len() as u64 + data.len() as u64;
+            if need > limit {
                 return Err(ProxyError::BodyTooLarge { limit });
+            }
+            if need > buf.capacity() as u64 {
+                // Grow by doubling (from 16 KiB), charged before allocating.
+                let cap = need.max(buf.capacity() as u64 * 2).max(16 * 1024).min(limit);
+                mem.grow_to(cap, limits)?;
+                buf.reserve(cap as usize - buf.len());
             }
             buf.extend_from_slice(&data);
         }
@@ -352,12 +368,24 @@ mod tests {
         }
     }
 
+    const ROOMY: BufferLimits = BufferLimits { total: 1 << 30, per_tenant: 1 << 30 };
+
+    async fn read<B>(body: B, limit: u64) -> Result<Bytes, ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let budget = crate::budget::Budget::new();
+        let mut mem = budget.reservation("t");
+        read_limited(body, limit, &mut mem, &ROOMY).await
+    }
+
     #[tokio::test]
     async fn over_limit_declared_length_is_refused_without_reading() {
         let body = Full::new(Bytes::from(vec![0u8; 100]));
-        let e = read_limited(body, 10).await.unwrap_err();
+        let e = read(body, 10).await.unwrap_err();
         assert_eq!(e.reason(), "body_too_large");
-        let ok = read_limited(Full::new(Bytes::from_static(b"abc")), 3).await.unwrap();
+        let ok = read(Full::new(Bytes::from_static(b"abc")), 3).await.unwrap();
         assert_eq!(&ok[..], b"abc");
     }
 
@@ -367,8 +395,53 @@ mod tests {
         tx.send(Bytes::from_static(b"aaaa")).await.unwrap();
         tx.send(Bytes::from_static(b"bbbb")).await.unwrap();
         drop(tx);
-        let e = read_limited(ChanBody(rx), 6).await.unwrap_err();
+        let e = read(ChanBody(rx), 6).await.unwrap_err();
         assert_eq!(e.reason(), "body_too_large");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_charged_before_reading() {
+        let budget = crate::budget::Budget::new();
+        let share = BufferLimits { total: 1000, per_tenant: 100 };
+        let mut other = budget.reservation("t");
+        other.grow(50, &share).unwrap();
+        // 60 declared bytes do not fit what is left of the tenant's share.
+        let mut mem = budget.reservation("t");
+        let e = read_limited(Full::new(Bytes::from(vec![b' '; 60])), 1000, &mut mem, &share).await.unwrap_err();
+        assert_eq!((e.reason(), e.status().as_u16()), ("memory_limited", 429));
+        assert_eq!(mem.bytes(), 0);
+        // 40 do; they stay charged while the reservation lives.
+        let ok = read_limited(Full::new(Bytes::from(vec![b' '; 40])), 1000, &mut mem, &share).await.unwrap();
+        assert_eq!((ok.len(), mem.bytes(), budget.held()), (40, 40, 90));
+        drop(mem);
+        assert_eq!(budget.held(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_charged_as_it_grows() {
+        let budget = crate::budget::Budget::new();
+        let limits = BufferLimits { total: 1 << 20, per_tenant: 40 * 1024 };
+        let (tx, rx) = mpsc::channel(8);
+        for _ in 0..4 {
+            tx.send(Bytes::from(vec![b'x'; 8 * 1024])).await.unwrap();
+        }
+        drop(tx);
+        let mut mem = budget.reservation("t");
+        let ok = read_limited(ChanBody(rx), 1 << 20, &mut mem, &limits).await.unwrap();
+        assert_eq!(ok.len(), 32 * 1024);
+        assert_eq!(mem.bytes(), 32 * 1024, "16 KiB, then doubled once");
+        // Past the share mid-body: refused, what was held is still charged
+        // until the reservation goes.
+        let (tx, rx) = mpsc::channel(8);
+        for _ in 0..8 {
+            tx.send(Bytes::from(vec![b'x'; 8 * 1024])).await.unwrap();
+        }
+        drop(tx);
+        let mut mem2 = budget.reservation("u");
+        let e = read_limited(ChanBody(rx), 1 << 20, &mut mem2, &limits).await.unwrap_err();
+        assert_eq!(e.reason(), "memory_limited");
+        drop((mem, mem2));
+        assert_eq!(budget.held(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -36,6 +36,9 @@ pub enum ProxyError {
     RateLimited { retry_after: Duration },
     ConcurrencyLimited,
     TokenBudgetExhausted { retry_after: Duration },
+    /// The tenant's requests hold their share of the buffer budget
+    /// (`server.max_buffered_bytes_per_tenant`).
+    MemoryLimited,
     // 502
     UpstreamError(String),
     UnauthorizedSourceInAnswer,
@@ -43,6 +46,8 @@ pub enum ProxyError {
     CredentialsUnavailable(String),
     JwksUnavailable,
     RateLimitUnavailable,
+    /// The process's buffer budget (`server.max_buffered_bytes`) is taken.
+    Overloaded,
     // 504
     UpstreamTimeout,
 }
@@ -65,11 +70,11 @@ impl ProxyError {
             | MissingClaim(_) => StatusCode::FORBIDDEN,
             UnknownOperation { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimited { .. } | ConcurrencyLimited | TokenBudgetExhausted { .. } => {
+            RateLimited { .. } | ConcurrencyLimited | TokenBudgetExhausted { .. } | MemoryLimited => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             UpstreamError(_) | UnauthorizedSourceInAnswer => StatusCode::BAD_GATEWAY,
-            CredentialsUnavailable(_) | JwksUnavailable | RateLimitUnavailable => {
+            CredentialsUnavailable(_) | JwksUnavailable | RateLimitUnavailable | Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -95,7 +100,7 @@ impl ProxyError {
             | GuardrailNotAllowed { .. }
             | MissingClaim(_) => "AccessDeniedException",
             UnknownOperation { .. } => "UnknownOperationException",
-            RateLimited { .. } | ConcurrencyLimited | TokenBudgetExhausted { .. } => {
+            RateLimited { .. } | ConcurrencyLimited | TokenBudgetExhausted { .. } | MemoryLimited => {
                 "ThrottlingException"
             }
             UpstreamError(_)
@@ -103,6 +108,7 @@ impl ProxyError {
             | CredentialsUnavailable(_)
             | JwksUnavailable
             | RateLimitUnavailable
+            | Overloaded
             | UpstreamTimeout => "ServiceUnavailableException",
         }
     }
@@ -130,11 +136,13 @@ impl ProxyError {
             RateLimited { .. } => "rate_limited",
             ConcurrencyLimited => "concurrency_limited",
             TokenBudgetExhausted { .. } => "token_budget_exhausted",
+            MemoryLimited => "memory_limited",
             UpstreamError(_) => "upstream_error",
             UnauthorizedSourceInAnswer => "unauthorized_source_in_answer",
             CredentialsUnavailable(_) => "credentials_unavailable",
             JwksUnavailable => "jwks_unavailable",
             RateLimitUnavailable => "rate_limit_unavailable",
+            Overloaded => "overloaded",
             UpstreamTimeout => "upstream_timeout",
         }
     }
@@ -174,6 +182,7 @@ impl ProxyError {
             RateLimited { .. } => "rate limit exceeded".into(),
             ConcurrencyLimited => "too many requests in flight".into(),
             TokenBudgetExhausted { .. } => "token budget exhausted".into(),
+            MemoryLimited => "the tenant's requests in flight hold their share of the sidecar's buffer memory".into(),
             UpstreamError(_) => "upstream request failed".into(),
             UnauthorizedSourceInAnswer => {
                 "answer cites a source outside the tenant's allowed locations".into()
@@ -181,6 +190,7 @@ impl ProxyError {
             CredentialsUnavailable(_) => "credentials for this tenant are unavailable".into(),
             JwksUnavailable => "token signing keys are unavailable".into(),
             RateLimitUnavailable => "rate limit backend unavailable".into(),
+            Overloaded => "the sidecar's buffer memory is in use".into(),
             UpstreamTimeout => "upstream did not answer in time".into(),
         }
     }
@@ -198,7 +208,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             RateLimited { retry_after } | TokenBudgetExhausted { retry_after } => Some(*retry_after),
-            ConcurrencyLimited => Some(Duration::from_secs(1)),
+            ConcurrencyLimited | MemoryLimited | Overloaded => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

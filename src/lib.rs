@@ -27,3 +27,4 @@ pub mod filter;
 pub mod usage;
 pub mod ratelimit;
 pub mod post;
+pub mod budget;

@@ -302,6 +302,7 @@ pub struct Metrics {
     rl_fallback: Family<ActionLabels, Counter>,
     tokens_cached: Gauge,
     client_write_timeouts: Family<ResponseLabels, Counter>,
+    buffered_bytes: Gauge,
     sts: Arc<Mutex<StsTotals>>,
 }
 
@@ -354,7 +355,7 @@ impl Metrics {
         let throttled = Family::<ThrottleLabels, Counter>::default();
         registry.register(
             "tenantgate_throttled",
-            "Requests refused with 429 by tenant and reason",
+            "Requests refused with 429 (and 503 overloaded) by tenant and reason",
             throttled.clone(),
         );
         let redactions = Counter::default();
@@ -430,6 +431,12 @@ impl Metrics {
              (the client stopped reading), by response kind (streamed, buffered)",
             client_write_timeouts.clone(),
         );
+        let buffered_bytes = Gauge::default();
+        registry.register(
+            "tenantgate_buffered_bytes",
+            "Request and response bytes held in memory now, charged to the buffer budget (server.max_buffered_bytes)",
+            buffered_bytes.clone(),
+        );
         let sts = Arc::new(Mutex::new(StsTotals::default()));
         registry.register_collector(Box::new(StsCollector(sts.clone())));
         Metrics {
@@ -450,6 +457,7 @@ impl Metrics {
             rl_fallback,
             tokens_cached,
             client_write_timeouts,
+            buffered_bytes,
             sts,
         }
     }
@@ -541,6 +549,12 @@ impl Metrics {
         self.tokens_cached.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// Sets `tenantgate_buffered_bytes` (read at scrape time from the
+    /// proxy's buffer budget).
+    pub fn set_buffered_bytes(&self, n: u64) {
+        self.buffered_bytes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// Folds the STS counts of a provider about to be replaced (on reload),
     /// so none it made since the last scrape are lost; it stays tracked while
     /// in-flight requests still hold it.
@@ -569,6 +583,8 @@ fn throttle_reason(reason: &str) -> Option<&'static str> {
         "rate_limited" => Some("rate_limited"),
         "concurrency_limited" => Some("concurrency_limited"),
         "token_budget_exhausted" => Some("token_budget_exhausted"),
+        "memory_limited" => Some("memory_limited"),
+        "overloaded" => Some("overloaded"),
         _ => None,
     }
 }

@@ -72,6 +72,13 @@ fn renders_every_spec_family_with_its_labels() {
     let mut throttled = rec(Some("globex"), Some("InvokeModel"), "deny", 429);
     throttled.reason = Some("token_budget_exhausted");
     m.observe(&throttled);
+    let mut memory = rec(Some("acme"), Some("Retrieve"), "deny", 429);
+    memory.reason = Some("memory_limited");
+    m.observe(&memory);
+    let mut overloaded = rec(Some("acme"), Some("Converse"), "deny", 503);
+    overloaded.reason = Some("overloaded");
+    m.observe(&overloaded);
+    m.set_buffered_bytes(4096);
     m.config_reload(true);
     m.config_reload(false);
     m.config_reload(false);
@@ -89,6 +96,7 @@ fn renders_every_spec_family_with_its_labels() {
         "# TYPE tenantgate_redactions_total counter",
         "# TYPE tenantgate_dropped_results_total counter",
         "# TYPE tenantgate_config_reloads_total counter",
+        "# TYPE tenantgate_buffered_bytes gauge",
     ] {
         assert!(text.contains(family), "missing {family}\n{text}");
     }
@@ -96,11 +104,14 @@ fn renders_every_spec_family_with_its_labels() {
     assert_eq!(value(&text, r#"tenantgate_requests_total{tenant="acme",operation="Converse",decision="allow",status="200"}"#), 2.0);
     assert_eq!(value(&text, r#"tenantgate_requests_total{tenant="acme",operation="Converse",decision="deny",status="403"}"#), 1.0);
     assert_eq!(value(&text, r#"tenantgate_requests_total{tenant="-",operation="unknown",decision="deny",status="404"}"#), 1.0);
-    assert_eq!(samples(&text, req).len(), 4);
+    assert_eq!(samples(&text, req).len(), 6);
     assert_eq!(value(&text, r#"tenantgate_tokens_total{tenant="acme",direction="input"}"#), 22.0);
     assert_eq!(value(&text, r#"tenantgate_tokens_total{tenant="acme",direction="output"}"#), 14.0);
     assert_eq!(value(&text, r#"tenantgate_throttled_total{tenant="globex",reason="token_budget_exhausted"}"#), 1.0);
-    assert_eq!(samples(&text, "tenantgate_throttled_total").len(), 1, "only 429 reasons count");
+    assert_eq!(value(&text, r#"tenantgate_throttled_total{tenant="acme",reason="memory_limited"}"#), 1.0);
+    assert_eq!(value(&text, r#"tenantgate_throttled_total{tenant="acme",reason="overloaded"}"#), 1.0);
+    assert_eq!(samples(&text, "tenantgate_throttled_total").len(), 3, "only load refusals count");
+    assert_eq!(value(&text, "tenantgate_buffered_bytes "), 4096.0);
     assert_eq!(value(&text, "tenantgate_redactions_total "), 4.0);
     assert_eq!(value(&text, "tenantgate_dropped_results_total "), 6.0);
     assert_eq!(value(&text, r#"tenantgate_config_reloads_total{result="ok"}"#), 1.0);

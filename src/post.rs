@@ -6,6 +6,8 @@
 //! the generated text may already contain another tenant's data. Everything
 //! else streams through untouched.
 
+use crate::budget::json_scan::{scan, JsonLimits};
+use crate::budget::{BufferLimits, Reservation};
 use crate::error::ProxyError;
 use crate::filter::chunks::{citation_event_payload_is_clean, filter_retrieve_response, rag_answer_is_clean};
 use crate::principal::Principal;
@@ -43,13 +45,22 @@ impl Post {
     }
 }
 
-/// Collect a body, bounded in size and in silence between frames.
-pub async fn collect<B>(mut body: B, idle: Duration, max: usize) -> Result<Bytes, ProxyError>
+/// Collect a body, bounded in size and in silence between frames, charging
+/// its buffer to `mem` before it grows (SPEC §3 `max_buffered_bytes`).
+pub async fn collect<B>(
+    mut body: B,
+    idle: Duration,
+    max: usize,
+    mem: &mut Reservation,
+    limits: &BufferLimits,
+) -> Result<Bytes, ProxyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut buf = BytesMut::new();
+    let declared = body.size_hint().exact().filter(|&n| n <= max as u64).unwrap_or(0);
+    mem.grow_to(declared, limits)?;
+    let mut buf = BytesMut::with_capacity(declared as usize);
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
@@ -62,11 +73,33 @@ where
                             "upstream response larger than {max} bytes cannot be filtered"
                         )));
                     }
+                    let need = buf.len() + data.len();
+                    if need > buf.capacity() {
+                        let cap = need.max(buf.capacity() * 2).max(16 * 1024).min(max);
+                        mem.grow_to(cap as u64, limits)?;
+                        buf.reserve(cap - buf.len());
+                    }
                     buf.extend_from_slice(&data);
                 }
             }
         }
     }
+}
+
+/// Before `apply` (and any redaction) works on a collected answer: the
+/// tree a Retrieve or RetrieveAndGenerate answer is parsed into (estimated
+/// from a counting scan) and the rewritten copy, charged to `mem`.
+pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
+    let tree = match post {
+        Post::Retrieve { .. } | Post::Rag { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+            Ok(shape) => shape.tree_bytes(raw.len()),
+            // Not JSON: `apply` refuses it without building a tree.
+            Err(_) => 0,
+        },
+        _ => 0,
+    };
+    mem.grow(tree.saturating_add(raw.len() as u64), limits)?;
+    Ok(())
 }
 
 /// The filtered body and the number of dropped results.
@@ -134,6 +167,7 @@ fn check_rag_stream(body: &[u8], prefixes: &[String]) -> Result<(), ProxyError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::Budget;
     use aws_smithy_eventstream::frame::write_message_to;
     use aws_smithy_types::event_stream::{Header, Message};
 
@@ -176,5 +210,31 @@ mod tests {
         let n = bad.len();
         bad[n - 1] ^= 0xff;
         assert_eq!(check_rag_stream(&bad, &p).unwrap_err().reason(), "upstream_error");
+    }
+
+    #[tokio::test]
+    async fn a_buffered_answer_and_its_tree_are_charged() {
+        use http_body_util::Full;
+        let budget = Budget::new();
+        let roomy = BufferLimits { total: 1 << 20, per_tenant: 1 << 20 };
+        let answer = serde_json::json!({"retrievalResults": (0..100).map(|i| serde_json::json!({"i": i})).collect::<Vec<_>>()});
+        let raw = Bytes::from(answer.to_string());
+        let mut mem = budget.reservation("t");
+        let got = collect(Full::new(raw.clone()), Duration::from_secs(5), MAX_FILTERED_RESPONSE, &mut mem, &roomy).await.unwrap();
+        assert_eq!((got.len() as u64, mem.bytes()), (raw.len() as u64, raw.len() as u64));
+        let post = Post::Retrieve { prefixes: vec![] };
+        charge(&post, &got, &mut mem, &roomy).unwrap();
+        let shape = scan(&got, &JsonLimits::UNLIMITED).unwrap();
+        assert_eq!(mem.bytes(), 2 * raw.len() as u64 + shape.tree_bytes(raw.len()));
+        // The same answer for a tenant whose share is smaller: 429.
+        let small = BufferLimits { total: 1 << 20, per_tenant: raw.len() as u64 * 2 };
+        let mut other = budget.reservation("u");
+        let got = collect(Full::new(raw.clone()), Duration::from_secs(5), MAX_FILTERED_RESPONSE, &mut other, &small).await.unwrap();
+        assert_eq!(charge(&post, &got, &mut other, &small).unwrap_err().reason(), "memory_limited");
+        let tiny = BufferLimits { total: 1 << 20, per_tenant: 10 };
+        let e = collect(Full::new(raw), Duration::from_secs(5), MAX_FILTERED_RESPONSE, &mut budget.reservation("v"), &tiny).await;
+        assert_eq!(e.unwrap_err().reason(), "memory_limited");
+        drop((mem, other));
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -57,6 +57,9 @@ pub struct Proxy {
     /// Per-tenant request, concurrency and token limits; one per process,
     /// so state survives config reloads.
     pub limiter: Arc<RateLimiter>,
+    /// Bytes buffered for requests and answers, per tenant and in all; one
+    /// per process, so what is held survives config reloads.
+    pub budget: Arc<crate::budget::Budget>,
     request_ids: RequestIds,
 }
 
@@ -168,6 +171,7 @@ impl Proxy {
         Arc::new(Proxy {
             session_keys,
             limiter: RateLimiter::new(),
+            budget: crate::budget::Budget::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             client,
             audit,
@@ -339,12 +343,18 @@ impl Proxy {
 
         // 6. Body, bounded in size and in time (a client that stalls or
         //    drips its body would otherwise hold the task, and any
-        //    concurrency slot, forever).
+        //    concurrency slot, forever), and charged to the tenant's share
+        //    of the buffer budget as it is read; held until this returns.
         let timeout = cfg.server.body_timeout;
-        let body = tokio::time::timeout(timeout, read_limited(body, cfg.server.max_body_bytes))
+        let (limits, mut mem) = (cfg.server.buffer_limits(), self.budget.reservation(&principal.tenant));
+        let read = read_limited(body, cfg.server.max_body_bytes, &mut mem, &limits);
+        let body = tokio::time::timeout(timeout, read)
             .await
             .map_err(|_| ProxyError::BodyTimeout { secs: timeout.as_secs() })??;
         body_read.store(true, Ordering::Relaxed);
+        // 6b. A JSON body's structure is bounded, and its tree charged,
+        //     before any tree is built.
+        crate::budget::charge_json_body(route.op, &body, &cfg.server, &mut mem)?;
 
         // 7. Credentials of this tenant and no other (before the rewrite,
         //    which may inject them into agent session attributes).
@@ -354,6 +364,7 @@ impl Proxy {
         //    judged the id the app asked for), forced guardrail and request
         //    metadata, knowledge-base filters, agent session attributes.
         let (body, post) = self.rewrite(&mut route, &mut parts.headers, body, &principal, &policy, &creds, rec)?;
+        mem.shrink_to(body.len() as u64);
 
         // 9. Build and sign the upstream request over the exact bytes sent.
         let endpoint = snap.endpoints.for_service(route.op.service());
@@ -590,15 +601,19 @@ impl Proxy {
             // The whole answer is needed before deciding what the client may
             // see: nothing is sent until it is judged.
             // (Or: a non-stream body to redact, which needs the whole JSON.)
-            let raw = post::collect(body, cfg.aws.stream_idle_timeout, post::MAX_FILTERED_RESPONSE).await?;
+            let limits = cfg.server.buffer_limits();
+            let mut mem = self.budget.reservation(&fwd.principal.tenant);
+            let raw = post::collect(body, cfg.aws.stream_idle_timeout, post::MAX_FILTERED_RESPONSE, &mut mem, &limits).await?;
             let raw = match coding {
                 Some(c) => {
+                    // The decoded copy is charged with the tree (below) on top of the compressed bytes.
                     let plain = crate::filter::encoding::decode(c, &raw, post::MAX_FILTERED_RESPONSE)?;
                     parts.headers.remove(header::CONTENT_ENCODING);
                     Bytes::from(plain)
                 }
                 None => raw,
             };
+            post::charge(&fwd.post, &raw, &mut mem, &limits)?;
             let mut tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
             tap.observe(&raw);
             let usage = tap.finish();

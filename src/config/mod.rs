@@ -106,6 +106,27 @@ pub struct ServerConfig {
     /// 16,384); when full, lines are dropped and counted. Read once, when
     /// the sidecar starts.
     pub audit_queue_lines: usize,
+    /// `server.max_json_nodes` / `server.max_json_depth`: the most values
+    /// and the deepest nesting of a request body the sidecar parses,
+    /// checked before any tree is built (400 `invalid_parameter`).
+    pub max_json_nodes: u64,
+    pub max_json_depth: u32,
+    /// `server.max_buffered_bytes`: request and response bytes all
+    /// requests may hold in memory at once (503 `overloaded` past it).
+    pub max_buffered_bytes: u64,
+    /// `server.max_buffered_bytes_per_tenant`: one tenant's share of it
+    /// (default half; 429 `memory_limited` past it).
+    pub max_buffered_bytes_per_tenant: u64,
+}
+
+impl ServerConfig {
+    pub fn json_limits(&self) -> crate::budget::json_scan::JsonLimits {
+        crate::budget::json_scan::JsonLimits { max_nodes: self.max_json_nodes, max_depth: self.max_json_depth }
+    }
+
+    pub fn buffer_limits(&self) -> crate::budget::BufferLimits {
+        crate::budget::BufferLimits { total: self.max_buffered_bytes, per_tenant: self.max_buffered_bytes_per_tenant }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,15 @@ use std::time::Duration;
 pub(crate) const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 pub(crate) const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
 pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Defaults of the JSON structure caps (`server.max_json_nodes`,
+/// `server.max_json_depth`) and of the buffer budget
+/// (`server.max_buffered_bytes`; a tenant's share defaults to half).
+pub(crate) const DEFAULT_MAX_JSON_NODES: u64 = 100_000;
+pub(crate) const DEFAULT_MAX_JSON_DEPTH: u64 = 64;
+pub(crate) const DEFAULT_MAX_BUFFERED_BYTES: u64 = 32 * 1024 * 1024;
+/// serde_json's own nesting limit: deeper bodies never parse.
+pub(crate) const MAX_JSON_DEPTH: u64 = 128;
+pub(crate) const MAX_JSON_NODES: u64 = 100_000_000;
 pub(crate) const DEFAULT_SESSION_KEY_ENV: &str = "TENANTGATE_SESSION_KEY";
 /// The Cognito identity id pattern of SPEC §3 (`REGION:UUID`).
 pub(crate) const COGNITO_IDENTITY_ID: &str =
@@ -50,6 +59,10 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "tls_key_file",
     "metrics_max_tenants",
     "audit_queue_lines",
+    "max_json_nodes",
+    "max_json_depth",
+    "max_buffered_bytes",
+    "max_buffered_bytes_per_tenant",
 ];
 pub(super) const AWS_KEYS: &[&str] =
     &["region", "connect_timeout_ms", "response_timeout_secs", "stream_idle_timeout_secs", "ca_file", "endpoints"];
@@ -82,6 +95,34 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
         );
     }
     let max_body_bytes = t.uint(ctx, "max_body_bytes", 1, u64::MAX).map_or(DEFAULT_MAX_BODY_BYTES, |l| l.value);
+    let max_json_nodes =
+        t.uint(ctx, "max_json_nodes", 1, MAX_JSON_NODES).map_or(DEFAULT_MAX_JSON_NODES, |l| l.value);
+    let max_json_depth =
+        t.uint(ctx, "max_json_depth", 1, MAX_JSON_DEPTH).map_or(DEFAULT_MAX_JSON_DEPTH, |l| l.value) as u32;
+    let total = t.uint(ctx, "max_buffered_bytes", 1, u64::MAX);
+    let max_buffered_bytes = total.as_ref().map_or(DEFAULT_MAX_BUFFERED_BYTES, |l| l.value);
+    let share = t.uint(ctx, "max_buffered_bytes_per_tenant", 1, u64::MAX);
+    let max_buffered_bytes_per_tenant = share.as_ref().map_or(max_buffered_bytes / 2, |l| l.value);
+    if max_buffered_bytes_per_tenant > max_buffered_bytes {
+        let msg = format!("{max_buffered_bytes_per_tenant} is more than max_buffered_bytes ({max_buffered_bytes})");
+        match (&share, &total) {
+            (Some(l), _) => ctx.err_at(l, msg),
+            (None, Some(l)) => ctx.err_at(l, msg),
+            (None, None) => {}
+        }
+    }
+    if max_buffered_bytes_per_tenant < max_body_bytes {
+        // A body of max_body_bytes could never be read: one of the two is a mistake.
+        let msg = format!(
+            "a tenant's share of the buffer budget ({max_buffered_bytes_per_tenant}) is below max_body_bytes \
+             ({max_body_bytes}): raise max_buffered_bytes(_per_tenant) or lower max_body_bytes"
+        );
+        match (&share, &total) {
+            (Some(l), _) => ctx.err_at(l, msg),
+            (None, Some(l)) => ctx.err_at(l, msg),
+            (None, None) => ctx.err(&t.key("max_body_bytes"), t.get("max_body_bytes").map(|v| v.span()).as_ref(), msg),
+        }
+    }
     let header_timeout = t.uint(ctx, "header_timeout_secs", 1, HOUR).map_or(10, |l| l.value);
     let body_timeout = t.uint(ctx, "body_timeout_secs", 1, HOUR).map_or(DEFAULT_BODY_TIMEOUT_SECS, |l| l.value);
     let client_write_timeout = t
@@ -125,6 +166,10 @@ pub(crate) fn server(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> ServerConfig {
         tls,
         metrics_max_tenants,
         audit_queue_lines,
+        max_json_nodes,
+        max_json_depth,
+        max_buffered_bytes,
+        max_buffered_bytes_per_tenant,
     }
 }
 

@@ -243,6 +243,22 @@ fn audit_queue_lines_default_and_range() {
 }
 
 #[test]
+fn json_caps_default_and_range() {
+    let c = ok(&doc(""));
+    assert_eq!((c.server.max_json_nodes, c.server.max_json_depth), (100_000, 64));
+    let c = ok(&format!("[server]\nmax_json_nodes = 1\nmax_json_depth = 128\n{}", doc("")));
+    assert_eq!((c.server.max_json_nodes, c.server.max_json_depth), (1, 128));
+    for bad in ["0", "100000001", "-1"] {
+        let e = errs(&format!("[server]\nmax_json_nodes = {bad}\n{}", doc("")));
+        find(&e, "server.max_json_nodes", "between 1 and 100000000");
+    }
+    for bad in ["0", "129"] {
+        let e = errs(&format!("[server]\nmax_json_depth = {bad}\n{}", doc("")));
+        find(&e, "server.max_json_depth", "between 1 and 128");
+    }
+}
+
+#[test]
 fn client_write_timeout_default_and_range() {
     assert_eq!(ok(&doc("")).server.client_write_timeout.as_secs(), 30);
     for good in [1, 3600] {
@@ -255,6 +271,32 @@ fn client_write_timeout_default_and_range() {
     }
     let e = errs(&format!("[server]\nclient_write_timeout_secs = \"30\"\n{}", doc("")));
     find(&e, "server.client_write_timeout_secs", "expected an integer");
+}
+
+#[test]
+fn buffer_budget_defaults_and_checks() {
+    let c = ok(&doc(""));
+    assert_eq!((c.server.max_buffered_bytes, c.server.max_buffered_bytes_per_tenant), (32 << 20, 16 << 20));
+    // The share defaults to half of whatever total is set.
+    let c = ok(&format!("[server]\nmax_buffered_bytes = 67108864\n{}", doc("")));
+    assert_eq!(c.server.max_buffered_bytes_per_tenant, 32 << 20);
+    let c = ok(&format!("[server]\nmax_buffered_bytes = 67108864\nmax_buffered_bytes_per_tenant = 67108864\n{}", doc("")));
+    assert_eq!(c.server.max_buffered_bytes_per_tenant, 64 << 20);
+    let e = errs(&format!("[server]\nmax_buffered_bytes_per_tenant = 40000000\n{}", doc("")));
+    find(&e, "server.max_buffered_bytes_per_tenant", "more than max_buffered_bytes");
+    for bad in ["0", "-1"] {
+        let e = errs(&format!("[server]\nmax_buffered_bytes = {bad}\n{}", doc("")));
+        find(&e, "server.max_buffered_bytes", "at least 1");
+    }
+    // A share below max_body_bytes could never admit a body that size.
+    let e = errs(&format!("[server]\nmax_buffered_bytes = 8388608\n{}", doc("")));
+    find(&e, "server.max_buffered_bytes", "below max_body_bytes");
+    let e = errs(&format!("[server]\nmax_body_bytes = 20000000\n{}", doc("")));
+    find(&e, "server.max_body_bytes", "below max_body_bytes");
+    let e = errs(&format!("[server]\nmax_body_bytes = 2000\nmax_buffered_bytes_per_tenant = 1000\n{}", doc("")));
+    find(&e, "server.max_buffered_bytes_per_tenant", "below max_body_bytes");
+    let c = ok(&format!("[server]\nmax_body_bytes = 1000\nmax_buffered_bytes = 2000\n{}", doc("")));
+    assert_eq!(c.server.buffer_limits(), crate::budget::BufferLimits { total: 2000, per_tenant: 1000 });
 }
 
 #[test]
