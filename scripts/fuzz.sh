@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of the event-stream decoder and the redactor:
+# Bounded fuzzing of the event-stream decoder, the redactor and the request validator:
 #   bash scripts/fuzz.sh            # every target, 120 s each
 #   FUZZ_SECS=600 bash scripts/fuzz.sh stream_split
 # Installs cargo-fuzz when missing. Works on the stable toolchain: the
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 SECS="${FUZZ_SECS:-120}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(stream_split eventstream_redact)
+[ ${#targets[@]} -gt 0 ] || targets=(stream_split eventstream_redact request_validator)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
@@ -18,6 +18,11 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 mkdir -p corpus/stream_split corpus/eventstream_redact
 printf '\003Your id is us-west-2:1234\3775678-abcd-1234-462b-1\37723456789abc ok' >corpus/stream_split/seed-split-id
 printf '\000Thus far\377us\377-west-2 is a region' >corpus/stream_split/seed-near-miss
+# Checked-in seeds (fuzz/seeds/<target>/), e.g. the bodies boto3 sends.
+for d in seeds/*/; do
+  t="$(basename "$d")"
+  mkdir -p "corpus/$t" && cp -n "$d"* "corpus/$t/" 2>/dev/null || true
+done
 
 for t in "${targets[@]}"; do
   printf '\n==> fuzzing %s for %s s\n' "$t" "$SECS"

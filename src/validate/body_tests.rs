@@ -305,3 +305,66 @@ fn validate_value_checks_rewritten_bodies() {
     assert_eq!(validate_value(Retrieve, &json!({"x": 1})).unwrap_err().reason(), "invalid_parameter");
     assert_eq!(validate_value(Retrieve, &json!([])).unwrap_err().reason(), "invalid_json");
 }
+
+/// `cargo test --release --lib validate_cost -- --ignored --nocapture`:
+/// parse + validate of a typical Converse (~1 KB, a few messages) and
+/// Retrieve body, against the plain `serde_json::from_slice` the pipeline
+/// did before. The difference is the cost of validation.
+#[test]
+#[ignore]
+fn validate_cost() {
+    let converse = json!({
+        "messages": [
+            {"role": "user", "content": [{"text": "Hello, I ordered a blue kettle last week (order 7) and it has not arrived yet. Can you check?"}]},
+            {"role": "assistant", "content": [{"text": "Of course. Let me look up order 7 for you."},
+                {"toolUse": {"toolUseId": "tooluse_1", "name": "lookup_order", "input": {"order": 7}}}]},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_1", "content": [{"json": {"status": "shipped", "carrier": "DHL"}}]}}]},
+            {"role": "assistant", "content": [{"text": "Your kettle shipped with DHL on Monday; it should arrive within two days."}]},
+            {"role": "user", "content": [{"text": "Great, and can I still change the delivery address to my office?"}]}
+        ],
+        "system": [{"text": "You are the support assistant of ACME. Be brief and friendly; never reveal internal notes."}],
+        "inferenceConfig": {"maxTokens": 512, "temperature": 0.3, "topP": 0.9},
+        "toolConfig": {"tools": [{"toolSpec": {"name": "lookup_order", "description": "Look up an order by number",
+            "inputSchema": {"json": {"type": "object", "properties": {"order": {"type": "integer"}}, "required": ["order"]}}}}]},
+        "requestMetadata": {"feature": "support-chat"}
+    })
+    .to_string();
+    let retrieve = json!({
+        "retrievalQuery": {"text": "What is the refund policy for damaged items?"},
+        "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 5, "overrideSearchType": "HYBRID",
+            "filter": {"andAll": [{"equals": {"key": "year", "value": 2024}}, {"in": {"key": "category", "value": ["refunds", "shipping"]}}]}}}
+    })
+    .to_string();
+    for (op, body) in [(Converse, converse), (Retrieve, retrieve)] {
+        let bytes = Bytes::from(body);
+        validate_body(op, &bytes, JsonLimits::default()).unwrap();
+        let rounds = 200_000u32;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(serde_json::from_slice::<Value>(std::hint::black_box(&bytes)).unwrap());
+        }
+        let plain = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(parse_json(std::hint::black_box(&bytes), JsonLimits::default()).unwrap());
+        }
+        let strict = t.elapsed() / rounds;
+        let parsed = parse_json(&bytes, JsonLimits::default()).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            validate_value(op, std::hint::black_box(&parsed)).unwrap();
+        }
+        let check = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(validate_body(op, std::hint::black_box(&bytes), JsonLimits::default()).unwrap());
+        }
+        let total = t.elapsed() / rounds;
+        println!(
+            "{op:?} ({} bytes): serde_json::from_slice {plain:?}; strict parse {strict:?}; shape check {check:?}; \
+             validate_body {total:?}; on top of from_slice {:?}",
+            bytes.len(),
+            total.saturating_sub(plain)
+        );
+    }
+}
