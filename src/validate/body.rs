@@ -19,9 +19,9 @@ impl Fail {
         Box::new(Fail { kind, rev_path: Vec::new(), message })
     }
 
-    pub(crate) fn into_error(mut self: Box<Self>) -> ValidationError {
-        self.rev_path.reverse();
-        let Fail { kind, rev_path, message } = *self;
+    pub(crate) fn into_error(fail: Box<Fail>) -> ValidationError {
+        let Fail { kind, mut rev_path, message } = *fail;
+        rev_path.reverse();
         ValidationError::new(kind, rev_path, message)
     }
 }
@@ -113,6 +113,7 @@ pub(crate) fn check(m: &Models, id: ShapeId, v: &Value) -> Result<(), Box<Fail>>
         (Kind::Integral { min, max }, Value::Number(n)) => match n.as_i64() {
             Some(i) if (*min..=*max).contains(&i) => Ok(()),
             Some(_) => Err(Fail::new(ValidationErrorKind::WrongType, format!("out of range for {} ({min}..={max})", shape.name))),
+            None if n.is_u64() => Err(Fail::new(ValidationErrorKind::WrongType, format!("out of range for {} ({min}..={max})", shape.name))),
             None => Err(Fail::new(ValidationErrorKind::WrongType, format!("expected an integer ({}), found {n}", shape.name))),
         },
         (Kind::Blob, Value::String(s)) if is_base64(s.as_bytes()) => Ok(()),
