@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod run;
 pub mod server;
 pub mod rewrite;
+pub mod validate;
 pub mod filter;
 pub mod usage;
 pub mod ratelimit;

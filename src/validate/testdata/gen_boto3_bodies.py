@@ -1,0 +1,133 @@
+"""Regenerates boto3_bodies.json: the request bodies boto3 serialises for the
+calls the end-to-end tests make (tests/e2e), richer variants included. Run
+with the test venv: .venv/bin/python src/validate/testdata/gen_boto3_bodies.py
+"""
+import http.server, json, os, threading
+
+import boto3, botocore.config
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+HAIKU_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"
+KB = "KBACME0001"
+seen = []
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        seen.append((self.path, body.decode()))
+        self.send_response(400)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-amzn-ErrorType", "ValidationException")
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *a):
+        pass
+
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+kw = dict(endpoint_url=f"http://127.0.0.1:{srv.server_address[1]}", region_name="us-east-1",
+          aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x",
+          config=botocore.config.Config(retries={"max_attempts": 1}))
+br = boto3.client("bedrock-runtime", **kw)
+ag = boto3.client("bedrock-agent-runtime", **kw)
+
+msgs = [{"role": "user", "content": [{"text": "Hi there"}]}]
+rich = [
+    {"role": "user", "content": [{"text": "What is in this picture? Answer briefly."},
+                                 {"image": {"format": "png", "source": {"bytes": b"\x89PNG\r\n\x1a\nfake"}}}]},
+    {"role": "assistant", "content": [{"text": "A cat sitting on a refund form."},
+                                      {"toolUse": {"toolUseId": "t1", "name": "lookup", "input": {"order": 7}}}]},
+    {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"json": {"status": "shipped"}}]}},
+                                 {"text": "And where is my order number 7 now, please?"}]},
+]
+converse_rich = dict(
+    modelId=HAIKU, messages=rich, system=[{"text": "You are a helpful support agent for ACME."}],
+    inferenceConfig={"maxTokens": 512, "temperature": 0.5, "topP": 0.9, "stopSequences": ["\n\nHuman:"]},
+    toolConfig={"tools": [{"toolSpec": {"name": "lookup", "description": "Look up an order",
+                                        "inputSchema": {"json": {"type": "object", "properties": {"order": {"type": "integer"}}}}}}],
+                "toolChoice": {"auto": {}}},
+    guardrailConfig={"guardrailIdentifier": "gr-acme", "guardrailVersion": "1", "trace": "enabled"},
+    additionalModelRequestFields={"top_k": 200}, requestMetadata={"feature": "chat"},
+)
+kbc = [{"knowledgeBaseId": KB, "retrievalConfiguration": {"vectorSearchConfiguration": {
+    "numberOfResults": 3, "filter": {"equals": {"key": "year", "value": 2024}}}}}]
+calls = {
+    "Converse": [lambda: br.converse(modelId=HAIKU, messages=msgs), lambda: br.converse(**converse_rich)],
+    "ConverseStream": [lambda: br.converse_stream(modelId=HAIKU, messages=msgs),
+                       lambda: br.converse_stream(**{**converse_rich, "guardrailConfig": {
+                           "guardrailIdentifier": "gr-acme", "guardrailVersion": "1", "streamProcessingMode": "sync"}})],
+    "CountTokens": [lambda: br.count_tokens(modelId=HAIKU, input={"converse": {"messages": msgs}}),
+                    lambda: br.count_tokens(modelId=HAIKU, input={"invokeModel": {"body": b'{"prompt":"hi"}'}})],
+    "ApplyGuardrail": [lambda: br.apply_guardrail(guardrailIdentifier="gr-acme", guardrailVersion="1", source="INPUT",
+                                                  content=[{"text": {"text": "hello", "qualifiers": ["query"]}}])],
+    "Retrieve": [
+        lambda: ag.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "pricing"}),
+        lambda: ag.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "pricing"}, retrievalConfiguration={
+            "vectorSearchConfiguration": {"numberOfResults": 7, "overrideSearchType": "HYBRID",
+                                          "filter": {"andAll": [{"equals": {"key": "year", "value": 2024}},
+                                                                {"in": {"key": "tag", "value": ["a", "b"]}}]}}}),
+        lambda: ag.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"}, retrievalConfiguration={
+            "vectorSearchConfiguration": {"rerankingConfiguration": {
+                "type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {
+                    "modelConfiguration": {"modelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0"},
+                    "numberOfRerankedResults": 3}}}}, nextToken="abc"),
+    ],
+    "RetrieveAndGenerate": [
+        lambda: ag.retrieve_and_generate(input={"text": "q"}, retrieveAndGenerateConfiguration={
+            "type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": KB, "modelArn": HAIKU_ARN}}),
+        lambda: ag.retrieve_and_generate(input={"text": "q"}, sessionId="sess-1", retrieveAndGenerateConfiguration={
+            "type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+                "knowledgeBaseId": KB, "modelArn": HAIKU_ARN,
+                "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 5,
+                                                                         "filter": {"equals": {"key": "year", "value": 2024}}}},
+                "generationConfiguration": {"inferenceConfig": {"textInferenceConfig": {"maxTokens": 300, "temperature": 0.2}},
+                                            "additionalModelRequestFields": {"top_k": 5}}}},
+            sessionConfiguration={"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/k"}),
+        lambda: ag.retrieve_and_generate(input={"text": "q"}, retrieveAndGenerateConfiguration={
+            "type": "EXTERNAL_SOURCES", "externalSourcesConfiguration": {"modelArn": HAIKU_ARN, "sources": [
+                {"sourceType": "S3", "s3Location": {"uri": "s3://acme-docs/a.pdf"}}]}}),
+    ],
+    "RetrieveAndGenerateStream": [
+        lambda: ag.retrieve_and_generate_stream(input={"text": "q"}, retrieveAndGenerateConfiguration={
+            "type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {"knowledgeBaseId": KB, "modelArn": HAIKU_ARN}})],
+    "InvokeAgent": [
+        lambda: ag.invoke_agent(agentId="AGENTACME1", agentAliasId="ALIAS00001", sessionId="sess-1", inputText="hi"),
+        lambda: ag.invoke_agent(agentId="AGENTACME1", agentAliasId="ALIAS00001", sessionId="sess-1",
+                                inputText="refund order 7", enableTrace=True, endSession=False, sessionState={
+                                    "sessionAttributes": {"locale": "de", "cart": "7"},
+                                    "promptSessionAttributes": {"tone": "formal"}, "invocationId": "inv-1",
+                                    "knowledgeBaseConfigurations": kbc,
+                                    "files": [{"name": "a.csv", "useCase": "CODE_INTERPRETER", "source": {
+                                        "sourceType": "S3", "s3Location": {"uri": "s3://acme/a.csv"}}},
+                                              {"name": "b.txt", "useCase": "CHAT", "source": {
+                                                  "sourceType": "BYTE_CONTENT", "byteContent": {
+                                                      "mediaType": "text/plain", "data": b"hello"}}}]}),
+    ],
+    "Rerank": [lambda: ag.rerank(
+        queries=[{"type": "TEXT", "textQuery": {"text": "refund policy"}}],
+        sources=[{"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": "refunds: 5 days"}}},
+                 {"type": "INLINE", "inlineDocumentSource": {"type": "JSON", "jsonDocument": {"title": "shipping"}}}],
+        rerankingConfiguration={"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {
+            "modelConfiguration": {"modelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0"},
+            "numberOfResults": 2}})],
+}
+out = []
+for op, fns in calls.items():
+    for fn in fns:
+        seen.clear()
+        try:
+            fn()
+        except Exception:
+            pass
+        assert len(seen) == 1, (op, seen)
+        out.append({"operation": op, "path": seen[0][0], "body": seen[0][1]})
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "boto3_bodies.json"), "w") as f:
+    json.dump(out, f, indent=1)
+    f.write("\n")
+print(len(out), "bodies")
