@@ -23,6 +23,7 @@ use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
 use crate::post::{self, Post};
+use crate::validate;
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::rewrite::session::SessionKeys;
 use crate::rewrite::{self, parse_json_body};
@@ -137,6 +138,12 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// `server.max_json_nodes` / `server.max_json_depth` for the validator's parse.
+fn json_limits(server: &crate::config::ServerConfig) -> validate::JsonLimits {
+    let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    validate::JsonLimits { max_nodes: clamp(server.max_json_nodes), max_depth: clamp(u64::from(server.max_json_depth)) }
 }
 
 /// SPEC §5.1: a model id matches the tenant's globs; a foundation-model ARN
@@ -313,6 +320,16 @@ impl Proxy {
             }
         }
 
+        // 4c. Headers and query string against the operation's AWS model
+        //     (`validate`): `Connection`-listed names are removed first and
+        //     may not name a header the sidecar manages, `_` names, encoded
+        //     bodies and undefined x-amz-*/x-amzn-* headers or query
+        //     parameters are refused, anything else unknown is dropped. What
+        //     is left is all of the client's headers the rewrites and the
+        //     forwarding ever see.
+        validate::query(route.op, req.uri().query())?;
+        let client_headers = validate::request_headers(route.op, req.headers(), &cfg.identity.header)?;
+
         // 5. Authorisation of what the path names, before reading the body.
         authorize(&route, &principal, &policy)?;
 
@@ -323,6 +340,7 @@ impl Proxy {
         rec.rate_limit_fallback = admission.fallback;
         let permit = admission.result?;
         let (mut parts, body) = req.into_parts();
+        parts.headers = client_headers;
         if route.op.service() == crate::route::Service::SageMakerRuntime {
             // SageMaker routing lives in the path and headers only (bodies
             // are opaque): decide it before reading the body or fetching
@@ -355,6 +373,11 @@ impl Proxy {
         // 6b. A JSON body's structure is bounded, and its tree charged,
         //     before any tree is built.
         crate::budget::charge_json_body(route.op, &body, &cfg.server, &mut mem)?;
+        // 6c. The body against the operation's input shape (exact-case
+        //     members, types, unions, no duplicate keys): parsed once, here,
+        //     and the tree handed to the rewrite. Payload operations are
+        //     opaque (`None`).
+        let json = validate::validate_body(route.op, &body, json_limits(&cfg.server))?;
 
         // 7. Credentials of this tenant and no other (before the rewrite,
         //    which may inject them into agent session attributes).
@@ -363,7 +386,7 @@ impl Proxy {
         // 8. Rewrite for this tenant: model map (after the allowlist, which
         //    judged the id the app asked for), forced guardrail and request
         //    metadata, knowledge-base filters, agent session attributes.
-        let (body, post) = self.rewrite(&mut route, &mut parts.headers, body, &principal, &policy, &creds, rec)?;
+        let (body, post) = self.rewrite(&mut route, &mut parts.headers, body, json, &principal, &policy, &creds, rec)?;
         mem.shrink_to(body.len() as u64);
 
         // 9. Build and sign the upstream request over the exact bytes sent.
@@ -372,12 +395,13 @@ impl Proxy {
             .uri(&route.upstream_path(), parts.uri.query())
             .map_err(|e| ProxyError::InvalidParameter(format!("request URI: {e}")))?;
         let mut up = Request::builder().method(parts.method.clone()).uri(uri);
-        let listed = connection_listed(&parts.headers);
         let identity_header = &cfg.identity.header;
         if let Some(h) = up.headers_mut() {
+            // `parts.headers` is what `validate::request_headers` kept plus
+            // what the rewrites set: `Connection` was applied to the
+            // client's headers before any rewrite, never after.
             for (name, value) in parts.headers.iter() {
-                let n = name.as_str();
-                if name == identity_header || strip_request_header(n) || listed.iter().any(|l| l == n) {
+                if name == identity_header || strip_request_header(name.as_str()) {
                     continue;
                 }
                 h.append(name.clone(), value.clone());
@@ -420,12 +444,17 @@ impl Proxy {
         route: &mut Route,
         headers: &mut HeaderMap,
         body: Bytes,
+        mut json: Option<serde_json::Value>,
         principal: &Principal,
         policy: &TenantPolicy,
         creds: &crate::aws::credentials::TenantCredentials,
         rec: &mut AuditRecord,
     ) -> Result<(Bytes, Post), ProxyError> {
         use Operation::*;
+        // The validated tree of a JSON-body operation (`validate_body`);
+        // parsed here only if there is none (never, for a routed operation
+        // with a JSON body).
+        let tree = |json: Option<serde_json::Value>, body: &[u8]| json.map_or_else(|| parse_json_body(body), Ok);
         let to_bytes = |v: &serde_json::Value| {
             serde_json::to_vec(v).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
         };
@@ -438,18 +467,18 @@ impl Proxy {
                     rec.upstream_resource = Some(upstream.clone());
                     route.ids[0] = upstream;
                 }
-                let body = rewrite::bedrock::rewrite_model_call(route.op, body, headers, principal, policy)?;
+                let body = rewrite::bedrock::rewrite_model_call(route.op, body, json.take(), headers, principal, policy)?;
                 Ok((body, Post::Stream))
             }
             ApplyGuardrail => Ok((body, Post::Stream)),
             Retrieve => {
-                let mut v = parse_json_body(&body)?;
+                let mut v = tree(json.take(), &body)?;
                 rewrite::knowledge_base::rewrite_retrieve(&mut v, &route.ids[0], principal, policy)?;
                 let prefixes = rewrite::render_source_prefixes(policy, principal)?;
                 Ok((to_bytes(&v)?, Post::Retrieve { prefixes }))
             }
             RetrieveAndGenerate | RetrieveAndGenerateStream => {
-                let mut v = parse_json_body(&body)?;
+                let mut v = tree(json.take(), &body)?;
                 let note = rewrite::knowledge_base::rewrite_retrieve_and_generate(
                     &mut v,
                     principal,
@@ -468,7 +497,7 @@ impl Proxy {
                 Ok((to_bytes(&v)?, post))
             }
             InvokeAgent => {
-                let mut v = parse_json_body(&body)?;
+                let mut v = tree(json.take(), &body)?;
                 let client_session_id = route.ids[2].clone();
                 let client_memory_id = v.get("memoryId").and_then(|m| m.as_str()).map(String::from);
                 let inject = policy.agents.inject_scoped_credentials.then_some(creds);
@@ -490,7 +519,7 @@ impl Proxy {
                 // Forward what was judged: re-serialising collapses duplicate
                 // keys, so upstream cannot read a model other than the one
                 // checked.
-                let v = parse_json_body(&body)?;
+                let v = tree(json.take(), &body)?;
                 check_rerank_models(&v, principal, policy)?;
                 Ok((to_bytes(&v)?, Post::Stream))
             }

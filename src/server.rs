@@ -109,6 +109,9 @@ impl Sidecar {
         config_path: Option<PathBuf>,
         audit: Arc<Audit>,
     ) -> Result<Sidecar, String> {
+        // Every request is checked against the embedded AWS models: if they
+        // do not load, refuse to start rather than refuse every request.
+        crate::validate::check_models().map_err(|e| format!("embedded AWS service models: {e}"))?;
         let listen = config.server.listen;
         let admin_listen = config.server.admin_listen;
         let header_timeout = config.server.header_timeout;

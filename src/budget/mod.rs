@@ -116,16 +116,13 @@ impl Budget {
     }
 }
 
-/// Operations whose request body the sidecar parses as JSON (to rewrite or
-/// judge it). Converse's is scanned and charged even when nothing in it is
-/// rewritten: its document members (`additionalModelRequestFields`) are
-/// bounded like the rest.
+/// Operations whose request body the sidecar parses as JSON: every one
+/// whose AWS model gives it a JSON body (the request validator parses and
+/// checks them all, document members such as Converse's
+/// `additionalModelRequestFields` included); payload operations
+/// (InvokeModel, SageMaker) are opaque.
 pub fn parses_request_json(op: Operation) -> bool {
-    use Operation::*;
-    matches!(
-        op,
-        Converse | ConverseStream | Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank
-    )
+    crate::validate::has_json_body(op)
 }
 
 /// Before a request body is parsed: its structure within

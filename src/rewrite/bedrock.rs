@@ -43,6 +43,7 @@ use serde_json::{Map, Value};
 pub fn rewrite_model_call(
     op: Operation,
     body: Bytes,
+    json: Option<Value>,
     headers: &mut HeaderMap,
     principal: &Principal,
     policy: &TenantPolicy,
@@ -52,7 +53,8 @@ pub fn rewrite_model_call(
             if policy.guardrail.is_none() && policy.request_metadata.is_empty() {
                 return Ok(body);
             }
-            let mut v = parse_json_body(&body)?;
+            // The validated tree when the pipeline has one.
+            let mut v = json.map_or_else(|| parse_json_body(&body), Ok)?;
             rewrite_converse(op, &mut v, principal, policy)?;
             serde_json::to_vec(&v)
                 .map(Bytes::from)
@@ -247,7 +249,7 @@ mod tests {
     }
 
     fn converse(body: Value, p: &TenantPolicy) -> Result<Value, ProxyError> {
-        let out = rewrite_model_call(Operation::Converse, Bytes::from(body.to_string()), &mut HeaderMap::new(), &alice(), p)?;
+        let out = rewrite_model_call(Operation::Converse, Bytes::from(body.to_string()), None, &mut HeaderMap::new(), &alice(), p)?;
         Ok(serde_json::from_slice(&out).unwrap())
     }
 
@@ -282,7 +284,7 @@ mod tests {
     fn without_rewrites_the_body_is_forwarded_byte_for_byte() {
         let p = policy(false, &[]);
         let raw = Bytes::from_static(b"{ \"messages\" : [] ,\"x\":1}");
-        let out = rewrite_model_call(Operation::Converse, raw.clone(), &mut HeaderMap::new(), &alice(), &p).unwrap();
+        let out = rewrite_model_call(Operation::Converse, raw.clone(), None, &mut HeaderMap::new(), &alice(), &p).unwrap();
         assert_eq!(out, raw);
     }
 
@@ -292,7 +294,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-amzn-bedrock-guardrailidentifier", HeaderValue::from_static("gr-other"));
         let raw = Bytes::from_static(b"not json at all");
-        let out = rewrite_model_call(Operation::InvokeModel, raw.clone(), &mut h, &alice(), &p).unwrap();
+        let out = rewrite_model_call(Operation::InvokeModel, raw.clone(), None, &mut h, &alice(), &p).unwrap();
         assert_eq!(out, raw);
         assert_eq!(h["x-amzn-bedrock-guardrailidentifier"], "gr-acme");
         assert_eq!(h["x-amzn-bedrock-guardrailversion"], "1");
@@ -302,7 +304,7 @@ mod tests {
     #[test]
     fn malformed_converse_body_is_400_when_it_must_be_rewritten() {
         let p = policy(true, &[]);
-        let e = rewrite_model_call(Operation::Converse, Bytes::from_static(b"{"), &mut HeaderMap::new(), &alice(), &p).unwrap_err();
+        let e = rewrite_model_call(Operation::Converse, Bytes::from_static(b"{"), None, &mut HeaderMap::new(), &alice(), &p).unwrap_err();
         assert_eq!(e.reason(), "invalid_json");
         let e = converse(json!({"guardrailConfig": "x"}), &p).unwrap_err();
         assert_eq!(e.reason(), "invalid_parameter");
@@ -317,7 +319,7 @@ mod tests {
     }
 
     fn rewrite(op: Operation, body: Value, p: &TenantPolicy) -> Result<Value, ProxyError> {
-        let out = rewrite_model_call(op, Bytes::from(body.to_string()), &mut HeaderMap::new(), &alice(), p)?;
+        let out = rewrite_model_call(op, Bytes::from(body.to_string()), None, &mut HeaderMap::new(), &alice(), p)?;
         Ok(serde_json::from_slice(&out).unwrap())
     }
 
@@ -373,7 +375,7 @@ mod tests {
     }
 
     fn invoke(op: Operation, raw: &[u8], p: &TenantPolicy) -> Result<Bytes, ProxyError> {
-        rewrite_model_call(op, Bytes::copy_from_slice(raw), &mut HeaderMap::new(), &alice(), p)
+        rewrite_model_call(op, Bytes::copy_from_slice(raw), None, &mut HeaderMap::new(), &alice(), p)
     }
 
     #[test]

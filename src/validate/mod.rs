@@ -219,6 +219,13 @@ fn models_unavailable(e: &str) -> ProxyError {
     ProxyError::InvalidParameter(format!("the embedded AWS service models failed to load: {e}"))
 }
 
+/// Whether `op`'s request body is a JSON object the sidecar parses (as
+/// opposed to an opaque payload). `false` if the models failed to load (the
+/// request is then refused by [`validate_body`]).
+pub fn has_json_body(op: Operation) -> bool {
+    operation_model(op).is_ok_and(|om| matches!(om.body, model::BodyKind::Json(_)))
+}
+
 /// Validates the body of a request for `op`: `Ok(None)` for an opaque
 /// payload operation (the body is not parsed), `Ok(Some(object))` for a JSON
 /// body that conforms to the operation's input shape (an empty body is

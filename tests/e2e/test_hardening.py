@@ -135,7 +135,7 @@ def test_sagemaker_header_variants_through_boto3(sidecar, fake_aws, token):
         sidecar.url, "sagemaker-runtime", token, extra_headers={"x-amz-sagemaker-target-model": "globex.tar.gz"}
     )
     err = harness.expect_client_error(
-        client, lambda c: c.invoke_endpoint(EndpointName="classifier", Body=b"{}"), 400, "invalid_parameter"
+        client, lambda: client.invoke_endpoint(EndpointName="classifier", Body=b"{}"), 400, "invalid_parameter"
     )
     assert "x-amz-sagemaker-target-model" in err.response["Error"]["Message"]
     harness.assert_nothing_upstream(fake_aws)

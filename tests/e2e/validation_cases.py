@@ -125,16 +125,17 @@ BODY_CASES = [
     Case("Converse", CONVERSE, JSON,
          b'{"messages":[{"role":"user","content":[{"text":"hi"}]}]} {"x":1}',
          "trailing characters", "invalid_json"),
-    # Memory attack (10 MiB): refused at the node cap, nothing built beyond it.
+    # Memory attack (10 MiB): refused by the counting pre-scan at the node cap,
+# before any tree is built.
     Case("Retrieve", RETRIEVE, JSON,
          b'{"x":[' + b"[]," * 3_495_000 + b"[]]}",
-         "x[99998]: the body has more than 100000 JSON values"),
+         "request body has more than 100000 JSON values (server.max_json_nodes)"),
     Case("Converse", CONVERSE, JSON,
          b'{"messages":[],"additionalModelRequestFields":{"x":[' + b"[]," * 3_495_000 + b"[]]}}",
-         "additionalModelRequestFields.x[99996]: the body has more than 100000 JSON values"),
+         "request body has more than 100000 JSON values (server.max_json_nodes)"),
     Case("Converse", CONVERSE, JSON,
          b'{"messages":[],"additionalModelRequestFields":' + b"[" * 100 + b"]" * 100 + b"}",
-         "the body nests deeper than 64 levels"),
+         "deeper than 64 (server.max_json_depth)"),
 ]
 
 # Headers (rules in README: "_" refused, Connection cannot name a managed
