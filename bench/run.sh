@@ -3,7 +3,7 @@
 # STS AssumeRole with a warm session cache) vs direct vs nginx, rate limits
 # on (local, and shared in Redis), then the sidecar's memory with 10,000
 # cached tenants, then streamed ConverseStream with response redaction on vs
-# off (time to first byte, CPU per MB).
+# off (time to first byte, CPU per MB), then the request validator's cost.
 #   bash bench/run.sh            # ~2 min after the release build
 #   bash bench/run.sh --quick    # ~40 s: 3 s phases, 2,000 tenants
 # Environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
@@ -59,6 +59,8 @@ done
 
 # Builds the release binary (the bench profile inherits release) and runs
 # benches/proxy.rs, then benches/stream.rs (ConverseStream with redaction on
-# vs off); each bench starts and stops the sidecars and nginx itself.
+# vs off), then benches/validate.rs (request validation per request, in
+# process); each bench starts and stops the sidecars and nginx itself.
 cargo bench --bench proxy
 cargo bench --bench stream
+cargo bench --bench validate

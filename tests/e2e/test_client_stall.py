@@ -274,7 +274,10 @@ def test_whole_answer_never_read(start_sidecar_fn, fake_aws, mint, kind):
     `aws.stream_idle_timeout_secs` it is cut off and audited
     `client_stalled`."""
     if kind == "buffered":
-        overrides = {"server": {"client_write_timeout_secs": TIMEOUT}, "aws": {"stream_idle_timeout_secs": LONG}}
+        # The 8 MB answer and its redacted copy are charged to the buffer
+        # budget: give the tenant room for both (README "Memory").
+        overrides = {"server": {"client_write_timeout_secs": TIMEOUT, "max_buffered_bytes": 64 << 20},
+                     "aws": {"stream_idle_timeout_secs": LONG}}
     else:
         overrides = {"server": {"client_write_timeout_secs": LONG}, "aws": {"stream_idle_timeout_secs": TIMEOUT},
                      "redaction": {"patterns": []}}
