@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of every parser an attacker reaches:
+# Bounded fuzzing of every parser an attacker reaches (request validator, JSON
+# pre-scan, routes, identity tokens, filter composition, event streams):
 #   bash scripts/fuzz.sh                         # every target, 120 s each
 #   FUZZ_SECS=600 bash scripts/fuzz.sh route_path request_validator
 #   FUZZ_JOBS=2 bash scripts/fuzz.sh             # two targets at a time
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
 SECS="${FUZZ_SECS:-120}"
 JOBS="${FUZZ_JOBS:-1}"
-ALL=(request_validator route_path identity_token retrieval_filter stream_split eventstream_redact)
+ALL=(request_validator json_scan route_path identity_token retrieval_filter stream_split eventstream_redact)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
 

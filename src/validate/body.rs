@@ -19,6 +19,9 @@ impl Fail {
         Box::new(Fail { kind, rev_path: Vec::new(), message })
     }
 
+    /// Takes the box `check` fails with (kept boxed so its `Result` stays
+    /// one word on the hot path), for `map_err`.
+    #[allow(clippy::boxed_local)]
     pub(crate) fn into_error(fail: Box<Fail>) -> ValidationError {
         let Fail { kind, mut rev_path, message } = *fail;
         rev_path.reverse();
