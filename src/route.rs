@@ -216,7 +216,7 @@ const MAX_ID_LEN: usize = 2048;
 
 /// A decoded path identifier must be one AWS could accept: the characters
 /// of AWS's own patterns for these ids (letters, digits, `.`, `_`, `:`, `-`,
-/// and `/` inside model and guardrail ARNs) and no `.`, `..` or empty
+/// and `/` only inside model and guardrail ARNs) and no `.`, `..` or empty
 /// `/`-segment. Anything else (a space, a control character, `?`, `%`,
 /// `\`, a dot-segment) is a mistake or a trick, refused with 400 before any
 /// policy is consulted and before anything is sent. SageMaker endpoint
@@ -236,13 +236,20 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeAgent, _) => ("session id", false),
         (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank, _) => ("path id", false),
     };
+    // `/` only inside an ARN: AWS's plain model ids, inference-profile ids
+    // and guardrail ids never hold one.
+    let slash = slash && id.starts_with("arn:");
     let chars_ok = id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-') || (slash && b == b'/'));
     if id.len() <= MAX_ID_LEN && chars_ok && !has_dot_or_empty_segment(id) {
         return Ok(());
     }
-    let allowed = if slash { "letters, digits, '.', '_', ':', '-' and '/'" } else { "letters, digits, '.', '_', ':' and '-'" };
+    let allowed = if slash {
+        "letters, digits, '.', '_', ':', '-' and '/'"
+    } else {
+        "letters, digits, '.', '_', ':' and '-' ('/' only inside an ARN)"
+    };
     Err(ProxyError::InvalidParameter(format!(
         "{what} {:?} is not valid: it may hold only {allowed} (no empty, '.' or '..' segments, at most {MAX_ID_LEN} characters)",
         truncate(id, 200)
@@ -328,6 +335,10 @@ mod tests {
         let bad = [
             "/model/anthropic.claude-3-haiku-x%2F..%2Famazon.nova-pro-v1%3A0/converse",
             "/model/a%2F.%2Fb/invoke",
+            "/model/a%2Fb/invoke",
+            "/model/xu2F..%2Fy/invoke",
+            "/model/anthropic.claude-3-haiku%2Farn%3Aaws/converse",
+            "/guardrail/gr-1%2Fx/version/1/apply",
             "/model/a%2F%2Fb/invoke",
             "/model/%2Fa/invoke",
             "/model/a%2F/invoke",

@@ -1,6 +1,9 @@
-//! Filter composition: arbitrary JSON bodies into the Retrieve rewrite (the
-//! client's filter, extra group filters, the tenant clause). Oracles:
+//! Filter composition: arbitrary bodies through what the pipeline does for
+//! Retrieve: the request validator (`validate::validate_body`), then the
+//! rewrite (the client's filter, extra group filters, the tenant clause) on
+//! the validated tree. Oracles:
 //! - no panic; refusals are 4xx;
+//! - the rewritten body still conforms to the AWS model of Retrieve;
 //! - whatever the body held, the filter sent is the tenant clause alone or
 //!   an `andAll` whose first member is the tenant clause, the extra filter
 //!   second, and no other `filter` member (in any case) left beside it, so a
@@ -13,6 +16,8 @@ use std::sync::OnceLock;
 use tenantgate::config::{Config, TenantPolicy};
 use tenantgate::principal::Principal;
 use tenantgate::rewrite::knowledge_base::rewrite_retrieve;
+use tenantgate::route::Operation;
+use tenantgate::validate;
 
 const CONFIG: &str = r#"
 [aws]
@@ -40,13 +45,21 @@ fn policy() -> &'static TenantPolicy {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut body) = serde_json::from_slice::<Value>(data) else { return };
+    let raw = bytes::Bytes::copy_from_slice(data);
+    let mut body = match validate::validate_body(Operation::Retrieve, &raw, validate::JsonLimits::default()) {
+        Ok(v) => v.expect("Retrieve has a JSON body"),
+        Err(e) => {
+            assert!(e.status().is_client_error(), "{e:?}");
+            return;
+        }
+    };
     let mut principal = Principal::static_tenant("acme");
     principal.groups = vec!["eng".into(), "ops".into()];
     if let Err(e) = rewrite_retrieve(&mut body, "KB1", &principal, policy()) {
         assert!(e.status().is_client_error(), "{e:?}");
         return;
     }
+    validate::validate_value(Operation::Retrieve, &body).expect("the rewritten body conforms to the model");
     let vsc = body
         .pointer("/retrievalConfiguration/vectorSearchConfiguration")
         .and_then(Value::as_object)

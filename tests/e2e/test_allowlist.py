@@ -132,6 +132,9 @@ def test_encoded_slash_stays_inside_the_model_id(sidecar, fake_aws, mint):
     "anthropic.claude-3-haiku-x%0D%0Ay",
     "anthropic.claude-3-haiku-x%3Fy",
     "%2F",  # an id that is only a separator
+    # `/` in an id that is not an ARN (found by fuzzing route classification)
+    "anthropic.claude-3-haiku-x%2Fy",
+    "anthropic.claude-3-haiku-xu2F..%2Fy",
 ])
 def test_model_id_no_aws_id_could_be_is_400(sidecar, fake_aws, mint, raw_model):
     """SPEC §5 and §8: a decoded model id with characters or path segments
