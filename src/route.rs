@@ -220,11 +220,14 @@ const MAX_ID_LEN: usize = 2048;
 /// `/`-segment. Anything else (a space, a control character, `?`, `%`,
 /// `\`, a dot-segment) is a mistake or a trick, refused with 400 before any
 /// policy is consulted and before anything is sent. SageMaker endpoint
-/// names have their own, stricter check in `rewrite::sagemaker`.
+/// names get this check too, and AWS's stricter pattern in
+/// `rewrite::sagemaker`.
 fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
     use Operation::*;
     let (what, slash) = match (op, index) {
-        (InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync, _) => return Ok(()),
+        // The rewrite checks AWS's stricter endpoint-name pattern; this one
+        // already keeps `/` and dot segments out of every routed id.
+        (InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync, _) => ("endpoint name", false),
         (InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens, _) => {
             ("model id", true)
         }
@@ -357,6 +360,8 @@ mod tests {
             "/agents/A/agentAliases/B%20C/sessions/S/text",
             "/agents/A/agentAliases/B/sessions/S%2F..%2FT/text",
             "/agents/A/agentAliases/B/sessions/./text",
+            "/endpoints/a%2Fb/invocations",
+            "/endpoints/..%2Fx/invocations-response-stream",
         ];
         for p in bad {
             match post(p) {
@@ -379,8 +384,10 @@ mod tests {
         }
         let max = format!("/model/{}/invoke", "a".repeat(MAX_ID_LEN));
         assert!(post(&max).is_ok());
-        // SageMaker endpoint names are checked by their own rules later.
-        assert!(post("/endpoints/e%20x/invocations").is_ok());
+        // SageMaker endpoint names: the same alphabet here (AWS's stricter
+        // pattern is checked by the rewrite).
+        assert!(post("/endpoints/e%20x/invocations").is_err());
+        assert!(post("/endpoints/acme-classifier/invocations").is_ok());
     }
 
     #[test]
