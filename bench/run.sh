@@ -8,7 +8,8 @@
 #   bash bench/run.sh --quick    # ~40 s: 3 s phases, 2,000 tenants
 # Environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
 # BENCH_TENANTS (10000; 0 skips the memory phase), BENCH_TENANT_CONNS (16),
-# BENCH_QUICK=1 (same as --quick), BENCH_STRICT=1 (exit 1 when a budget or a
+# BENCH_QUICK=1 (same as --quick), BENCH_BIN (another sidecar binary to measure,
+# e.g. an earlier release), BENCH_STRICT=1 (exit 1 when a budget or a
 # check fails), BENCH_QUIET_WAIT (30), NGINX_BIN, SKIP_NGINX_INSTALL=1,
 # REDIS_SERVER_BIN, SKIP_REDIS_INSTALL=1.
 # Results: printed, and written to bench/results/latest.md.

@@ -376,7 +376,10 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
     .await
     .map_err(|e| format!("simulator: {e}"))?;
     let proxy_core = s.cores.map(|c| c.1);
-    let bin = Path::new(env!("CARGO_BIN_EXE_tenantgate"));
+    // BENCH_BIN: another build of the sidecar to measure on the same run
+    // set-up (e.g. an earlier release, to compare versions).
+    let bin_override = std::env::var_os("BENCH_BIN");
+    let bin = bin_override.as_deref().map_or(Path::new(env!("CARGO_BIN_EXE_tenantgate")), Path::new);
     // One directory per sidecar: each watches its config file for changes.
     let (sdir, adir, mdir) = (
         TempDir::new("static")?,
