@@ -98,6 +98,9 @@ pub struct UpstreamBody<B> {
     /// they arrive; on any decode error the stream ends with an error and
     /// nothing unredacted is forwarded.
     redactor: Option<StreamRedactor>,
+    /// Redactions counted before the body (in response headers), added to
+    /// what the stream redactor counts.
+    redactions_before: u64,
     /// The client connection, when watched: a body dropped because the
     /// client stopped reading is audited as `client_stalled`.
     client: Option<Arc<ClientConn>>,
@@ -113,6 +116,7 @@ impl<B: Body> UpstreamBody<B> {
             tap,
             permit: None,
             redactor: None,
+            redactions_before: 0,
             client: None,
             inner,
             idle,
@@ -131,6 +135,7 @@ impl<B> UpstreamBody<B> {
 
     pub fn with_redactor(mut self, redactor: Option<StreamRedactor>) -> Self {
         self.redactor = redactor;
+        self.redactions_before = self.guard.record_mut().map_or(0, |r| r.redactions);
         self
     }
 
@@ -141,8 +146,9 @@ impl<B> UpstreamBody<B> {
 
     fn count_redactions(&mut self) {
         if let Some(n) = self.redactor.as_ref().map(|r| r.redactions()) {
+            let before = self.redactions_before;
             if let Some(rec) = self.guard.record_mut() {
-                rec.redactions = n;
+                rec.redactions = before + n;
             }
         }
     }

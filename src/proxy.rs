@@ -140,6 +140,29 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Redacts every header value in place; returns the number of matches. A
+/// value that is no longer a valid header value after redaction (only if
+/// the replacement itself is not) is removed.
+fn redact_headers(r: &crate::filter::redact::Redactor, headers: &mut HeaderMap) -> u64 {
+    let mut total = 0;
+    let mut invalid: Vec<HeaderName> = Vec::new();
+    for (name, value) in headers.iter_mut() {
+        let (red, n) = r.redact_bytes(value.as_bytes());
+        if n == 0 {
+            continue;
+        }
+        total += n;
+        match HeaderValue::from_bytes(&red) {
+            Ok(v) => *value = v,
+            Err(_) => invalid.push(name.clone()),
+        }
+    }
+    for name in invalid {
+        headers.remove(&name);
+    }
+    total
+}
+
 /// `server.max_json_nodes` / `server.max_json_depth` for the validator's parse.
 fn json_limits(server: &crate::config::ServerConfig) -> validate::JsonLimits {
     let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
@@ -560,6 +583,13 @@ impl Proxy {
                 parts.headers.remove(&name);
             }
         }
+        // Every header upstream sent that reaches the app is redacted like a
+        // body (SageMaker custom attributes, the invoked variant, error
+        // messages); a value that would not be a valid header once redacted
+        // is dropped. The sidecar's own headers, set below, carry no
+        // identity ids.
+        let header_redactions = snap.redactor.as_deref().map_or(0, |r| redact_headers(r, &mut parts.headers));
+        rec.redactions = header_redactions;
         if let Ok(v) = HeaderValue::from_str(request_id) {
             parts.headers.insert("x-tenantgate-request-id", v);
         }
@@ -662,7 +692,7 @@ impl Proxy {
                     // frame by frame like any stream, just all at once.
                     let mut s = StreamRedactor::new(fwd.op, r.clone());
                     let red = s.push(&out).and_then(|a| Ok((a, s.finish()?)));
-                    rec.redactions = s.redactions();
+                    rec.redactions = header_redactions + s.redactions();
                     match red {
                         Ok((a, b)) => [a, b].concat().into(),
                         Err(e) => {
@@ -674,7 +704,7 @@ impl Proxy {
                 Some(r) => {
                     let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
                     let (red, n) = r.redact_body(&out, ct);
-                    rec.redactions = n;
+                    rec.redactions = header_redactions + n;
                     red
                 }
                 None => out,
@@ -763,6 +793,27 @@ fn authorize(route: &Route, principal: &Principal, policy: &TenantPolicy) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_headers_are_redacted_and_counted() {
+        let cfg = crate::config::RedactionConfig {
+            patterns: vec!["id-[0-9]+".into()],
+            combined: Some(regex::Regex::new("(?:id-[0-9]+)").unwrap()),
+            replacement: "[redacted]".into(),
+            strip_response_headers: vec![],
+        };
+        let r = crate::filter::redact::Redactor::new(&cfg).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-amzn-errormessage", HeaderValue::from_static("user id-1 and id-22"));
+        h.append("x-multi", HeaderValue::from_static("id-3"));
+        h.append("x-multi", HeaderValue::from_static("clean"));
+        h.insert("x-plain", HeaderValue::from_static("nothing here"));
+        assert_eq!(redact_headers(&r, &mut h), 3);
+        assert_eq!(h["x-amzn-errormessage"], "user [redacted] and [redacted]");
+        let multi: Vec<_> = h.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["[redacted]", "clean"]);
+        assert_eq!(h["x-plain"], "nothing here");
+    }
     use crate::glob::Glob;
 
     fn policy(models: &[&str]) -> TenantPolicy {
