@@ -57,6 +57,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+/// Media types of files whose bytes are text the app will read.
+fn is_text_media_type(t: &str) -> bool {
+    let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    t.starts_with("text/")
+        || t.ends_with("+json")
+        || t.ends_with("+xml")
+        || matches!(
+            t.as_str(),
+            "application/json" | "application/xml" | "application/csv" | "application/yaml" | "application/x-yaml"
+                | "application/x-ndjson" | "application/javascript"
+        )
+}
+
 /// Largest event-stream frame accepted from upstream.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
@@ -331,6 +344,10 @@ impl Redact {
             (true, Kind::Rag, "output") => self.converse_delta(msg, raw, out),
             (true, Kind::Model, "chunk") => self.model_chunk(msg, raw, out),
             (true, Kind::Agent, "chunk") => self.agent_chunk(msg, raw, out),
+            (true, Kind::Agent, "files") => {
+                self.flush_all(out)?;
+                self.agent_files(msg, raw, out)
+            }
             (true, Kind::SageMaker, "PayloadPart") => self.payload_part(msg, raw, out),
             _ => {
                 self.flush_all(out)?;
@@ -358,6 +375,47 @@ impl Redact {
             &Message::new_from_parts(msg.headers().to_vec(), payload),
             out,
         )
+    }
+
+    /// InvokeAgent `files` (`{"files": [{"name", "type", "bytes": base64}]}`):
+    /// a file whose media type is text the app will read (`text/*`, JSON,
+    /// XML, CSV, YAML) is decoded, redacted as UTF-8 text and re-encoded;
+    /// then every JSON string of the event is redacted as in `generic`.
+    /// Binary media types, and text files that are not UTF-8, pass as they
+    /// are (a documented limit).
+    fn agent_files(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let Ok(mut v) = serde_json::from_slice::<Value>(msg.payload()) else {
+            return self.generic(msg, raw, out);
+        };
+        let r = self.redactor.clone();
+        let mut n = 0;
+        if let Some(files) = v.get_mut("files").and_then(Value::as_array_mut) {
+            for f in files.iter_mut().filter_map(Value::as_object_mut) {
+                let textual = f.get("type").and_then(Value::as_str).is_some_and(is_text_media_type);
+                let Some(text) = f
+                    .get("bytes")
+                    .and_then(Value::as_str)
+                    .filter(|_| textual)
+                    .and_then(|b| B64.decode(b).ok())
+                    .and_then(|b| String::from_utf8(b).ok())
+                else {
+                    continue;
+                };
+                let (red, k) = r.redact_str(&text);
+                if k > 0 {
+                    n += k;
+                    f.insert("bytes".into(), Value::String(B64.encode(red.as_bytes())));
+                }
+            }
+        }
+        n += r.redact_value(&mut v);
+        self.redactions += n;
+        if n == 0 {
+            out.extend_from_slice(raw);
+            return Ok(());
+        }
+        let payload = serde_json::to_vec(&v).map_err(|e| StreamError::Encode(e.to_string()))?;
+        write(&Message::new_from_parts(msg.headers().to_vec(), Bytes::from(payload)), out)
     }
 
     fn converse_delta(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {

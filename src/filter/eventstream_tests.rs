@@ -679,3 +679,14 @@ fn flushed_remainder_event_has_the_other_fields_redacted_too() {
     }
     assert_eq!(n, 1, "the repeated field is not a new match");
 }
+
+#[test]
+fn text_media_types_of_agent_files() {
+    for t in ["text/csv", "text/plain; charset=utf-8", "application/json", "application/ld+json", "application/xml",
+        "TEXT/HTML", "application/x-yaml"] {
+        assert!(is_text_media_type(t), "{t}");
+    }
+    for t in ["image/png", "application/pdf", "application/octet-stream", "application/zip", ""] {
+        assert!(!is_text_media_type(t), "{t}");
+    }
+}

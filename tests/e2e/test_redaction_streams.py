@@ -17,7 +17,7 @@ import pytest
 
 import fake_sagemaker
 import harness
-from fakeaws import Body, encode_event_message, event, event_stream, kb_result, retrieve_reply
+from fakeaws import Body, agent_reply, encode_event_message, event, event_stream, kb_result, retrieve_reply
 from harness import HAIKU, HAIKU_ARN
 
 IDENTITY_ID = "us-west-2:12345678-abcd-1234-462b-123456789abc"
@@ -305,3 +305,32 @@ def test_case_insensitive_pattern_redacts_converse_and_converse_stream(start_sid
     assert "".join(deltas_of(events)) == "Your account is [redacted], and [redacted]."
     rid = resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"]
     assert sc.wait_audit(rid)["redactions"] == 2
+
+
+def _files_event(files) -> bytes:
+    return event("files", {"files": [
+        {"name": n, "type": t, "bytes": base64.b64encode(b).decode()} for n, t, b in files
+    ]})
+
+
+def test_id_in_agent_text_files_is_redacted_binary_passes(acme_agent, sidecar, fake_aws):
+    """InvokeAgent `files` events (code interpreter output): a file of a text
+    media type is decoded, redacted and re-encoded; a binary one passes as it
+    is (README "Redaction": a documented limit)."""
+    png = b"\x89PNG\r\n\x1a\n" + OTHER_ID.encode() + b"\x00\xff"
+    fake_aws.script(
+        agent_reply(parts=("done",), before=[_files_event([
+            ("report.csv", "text/csv", f"user,{OTHER_ID}\n".encode()),
+            ("data.json", "application/json", json.dumps({"id": OTHER_ID}).encode()),
+            ("chart.png", "image/png", png),
+        ])]),
+        operation="InvokeAgent",
+    )
+    out = acme_agent.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-1", inputText="export")
+    files = [f for e in out["completion"] if "files" in e for f in e["files"]["files"]]
+    by_name = {f["name"]: f["bytes"] for f in files}
+    assert by_name["report.csv"] == b"user,[redacted]\n"
+    assert json.loads(by_name["data.json"]) == {"id": "[redacted]"}
+    assert by_name["chart.png"] == png
+    rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
+    assert rec["redactions"] == 2, rec
