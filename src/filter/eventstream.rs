@@ -57,6 +57,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+/// A model stream chunk that only says it is alive: an object whose only
+/// member is a string `type` (Anthropic's `{"type": "ping"}`).
+fn is_keepalive_chunk(inner: &Value) -> bool {
+    inner.as_object().is_some_and(|o| o.len() == 1 && o.get("type").is_some_and(Value::is_string))
+}
+
 /// Media types of files whose bytes are text the app will read.
 fn is_text_media_type(t: &str) -> bool {
     let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -344,6 +350,9 @@ impl Redact {
             (true, Kind::Rag, "output") => self.converse_delta(msg, raw, out),
             (true, Kind::Model, "chunk") => self.model_chunk(msg, raw, out),
             (true, Kind::Agent, "chunk") => self.agent_chunk(msg, raw, out),
+            // A trace between chunks does not end the answer text: held
+            // text waits for the next chunk (the trace is redacted on its own).
+            (true, Kind::Agent, "trace") => self.generic(msg, raw, out),
             (true, Kind::Agent, "files") => {
                 self.flush_all(out)?;
                 self.agent_files(msg, raw, out)
@@ -486,11 +495,14 @@ impl Redact {
         let mut changed = false;
         let mut pointers = Vec::new();
         text_pointers(&inner, "", MODEL_TEXT_KEYS, &mut pointers);
-        // Held paths this chunk does not continue end here.
+        // Held paths this chunk does not continue end here, unless the
+        // chunk is a keep-alive (`{"type": "ping"}`): it carries no text and
+        // ends no block, so held text waits for the next chunk of its path.
+        let keepalive = is_keepalive_chunk(&inner);
         let ended: Vec<String> = self
             .texts
             .keys()
-            .filter(|k| !pointers.contains(k))
+            .filter(|k| !keepalive && !pointers.contains(k))
             .cloned()
             .collect();
         for k in ended {

@@ -690,3 +690,11 @@ fn text_media_types_of_agent_files() {
         assert!(!is_text_media_type(t), "{t}");
     }
 }
+
+#[test]
+fn keepalive_chunks_are_only_a_type() {
+    assert!(is_keepalive_chunk(&json!({"type": "ping"})));
+    for v in [json!({"type": "content_block_stop", "index": 0}), json!({"type": 1}), json!({}), json!("ping")] {
+        assert!(!is_keepalive_chunk(&v), "{v}");
+    }
+}

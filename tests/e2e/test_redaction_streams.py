@@ -17,7 +17,7 @@ import pytest
 
 import fake_sagemaker
 import harness
-from fakeaws import Body, agent_reply, encode_event_message, event, event_stream, kb_result, retrieve_reply
+from fakeaws import Body, agent_chunk_event, agent_reply, chunk_event, encode_event_message, event, event_stream, kb_result, retrieve_reply
 from harness import HAIKU, HAIKU_ARN
 
 IDENTITY_ID = "us-west-2:12345678-abcd-1234-462b-123456789abc"
@@ -334,3 +334,49 @@ def test_id_in_agent_text_files_is_redacted_binary_passes(acme_agent, sidecar, f
     assert by_name["chart.png"] == png
     rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
     assert rec["redactions"] == 2, rec
+
+
+def test_id_split_around_a_ping_chunk_is_redacted(acme, sidecar, fake_aws):
+    """Anthropic-style InvokeModelWithResponseStream: a `{"type":"ping"}`
+    chunk between two text deltas of one id does not end the held text."""
+    def delta(text):
+        return chunk_event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+    msgs = [
+        chunk_event({"type": "message_start", "message": {"role": "assistant"}}),
+        delta(f"id {IDENTITY_ID[:20]}"),
+        chunk_event({"type": "ping"}),
+        delta(f"{IDENTITY_ID[20:]} end"),
+        chunk_event({"type": "content_block_stop", "index": 0}),
+        chunk_event({"type": "message_stop", "amazon-bedrock-invocationMetrics": {"outputTokenCount": 3}}),
+    ]
+    fake_aws.script(lambda fake, rec: event_stream(msgs), operation="InvokeModelWithResponseStream")
+    resp = acme.invoke_model_with_response_stream(modelId=HAIKU, body=b"{}")
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in resp["body"]]
+    text = "".join(c["delta"]["text"] for c in chunks if c.get("type") == "content_block_delta")
+    assert text == "id [redacted] end"
+    kinds = [c["type"] for c in chunks]
+    assert kinds.index("ping") < kinds.index("content_block_stop"), kinds
+    assert kinds[-2:] == ["content_block_stop", "message_stop"], kinds
+    rec = sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
+    assert rec["redactions"] == 1, rec
+
+
+def test_id_split_around_an_agent_trace_is_redacted(acme_agent, sidecar, fake_aws):
+    """InvokeAgent: a `trace` event between two chunks of one id does not
+    end the held text."""
+    trace = event("trace", {"agentId": AGENT, "agentAliasId": ALIAS, "sessionId": "s",
+                            "trace": {"orchestrationTrace": {"rationale": {"text": "thinking"}}}})
+    fake_aws.script(
+        lambda fake, rec: event_stream([
+            agent_chunk_event(f"The caller is {OTHER_ID[:12]}"), trace, agent_chunk_event(f"{OTHER_ID[12:]}."),
+        ], extra_headers=[("x-amz-bedrock-agent-session-id", rec.path_params.get("sessionId", ""))]),
+        operation="InvokeAgent",
+    )
+    out = acme_agent.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-1", inputText="who am I?",
+                                  enableTrace=True)
+    events = list(out["completion"])
+    text = b"".join(e["chunk"]["bytes"] for e in events if "chunk" in e)
+    assert text == b"The caller is [redacted]."
+    assert any("trace" in e for e in events)
+    rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
+    assert rec["redactions"] == 1, rec
