@@ -221,11 +221,11 @@ fn id_split_across_invoke_agent_chunks_is_caught() {
         .flat_map(|(_, p)| B64.decode(json_of(p)["bytes"].as_str().unwrap()).unwrap())
         .collect();
     assert_eq!(text, b"agent says [redacted]");
-    assert_eq!(events.last().unwrap().0, "trace");
-    assert_eq!(
-        json_of(&events.last().unwrap().1)["trace"]["x"],
-        "[redacted]"
-    );
+    // A trace does not end held chunk text (it may go out before the
+    // held tail); it is redacted on its own.
+    let traces: Vec<_> = events.iter().filter(|(e, _)| e == "trace").collect();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(json_of(&traces[0].1)["trace"]["x"], "[redacted]");
 }
 
 fn payload_part(b: &[u8]) -> Vec<u8> {
