@@ -23,7 +23,8 @@ use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
 use crate::post::{self, Post};
-use crate::validate;
+use crate::rewrite::model_map::foundation_model_id;
+use crate::validate::{self, is_hop_by_hop};
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::rewrite::session::SessionKeys;
 use crate::rewrite::{self, parse_json_body};
@@ -95,37 +96,11 @@ struct Forwarded {
 }
 
 /// Request headers never forwarded (SPEC §4.2): the client's own signature
-/// and identity, hop-by-hop headers, proxy headers and `host`.
+/// and identity, hop-by-hop headers, proxy headers and `host`. The same
+/// rule `validate::request_headers` applies to the client's headers, checked
+/// again on what goes upstream after the rewrites.
 fn strip_request_header(name: &str) -> bool {
-    matches!(
-        name,
-        "authorization"
-            | "x-amz-date"
-            | "x-amz-security-token"
-            | "x-amz-content-sha256"
-            | "host"
-            | "content-length"
-            | "expect"
-            | "accept-encoding"
-            | "forwarded"
-            | "via"
-    ) || is_hop_by_hop(name)
-        || name.starts_with("x-forwarded-")
-}
-
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    validate::is_stripped(name) || is_hop_by_hop(name)
 }
 
 /// Header names listed in `Connection` are hop-by-hop too.
@@ -177,22 +152,6 @@ pub fn model_allowed(policy: &TenantPolicy, model: &str) -> bool {
         .models
         .iter()
         .any(|g| g.matches(model) || bare.is_some_and(|b| g.matches(b)))
-}
-
-fn foundation_model_id(model: &str) -> Option<&str> {
-    let rest = model.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(5, ':');
-    let _partition = parts.next()?;
-    if parts.next()? != "bedrock" {
-        return None;
-    }
-    let _region = parts.next()?;
-    let account = parts.next()?;
-    let resource = parts.next()?;
-    if !account.is_empty() {
-        return None;
-    }
-    resource.strip_prefix("foundation-model/")
 }
 
 impl Proxy {

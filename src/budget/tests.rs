@@ -115,7 +115,7 @@ fn concurrent_charges_never_pass_the_limits() {
 /// three growths, the drop). Run with `cargo test --release --lib
 /// budget_cost -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "micro-benchmark; run in release"]
 fn budget_cost() {
     let b = Budget::new();
     let limits = BufferLimits { total: 64 << 20, per_tenant: 32 << 20 };

@@ -25,7 +25,7 @@ pub const FORWARDED_ALLOWLIST: [&str; 7] = [
 ];
 
 /// Standard hop-by-hop headers (RFC 9110 7.6.1, plus the legacy ones).
-fn is_hop_by_hop(name: &str) -> bool {
+pub fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"
@@ -41,7 +41,7 @@ fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// What the sidecar replaces (signature, host, length) or never forwards.
-fn is_stripped(name: &str) -> bool {
+pub fn is_stripped(name: &str) -> bool {
     matches!(
         name,
         "authorization"

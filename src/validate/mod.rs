@@ -81,7 +81,7 @@ mod headers;
 mod json;
 pub mod model;
 
-pub use headers::{query, request_headers, FORWARDED_ALLOWLIST};
+pub use headers::{is_hop_by_hop, is_stripped, query, request_headers, FORWARDED_ALLOWLIST};
 pub use json::{parse_json, JsonLimits};
 pub use model::{model_operation, OperationModel, BOTOCORE_VERSION, ROUTED_OPERATIONS};
 

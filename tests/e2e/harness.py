@@ -125,6 +125,28 @@ class ClosedPort:
 DELETE = object()  # an override value that removes the key
 
 
+def assume_role_overrides(sts_url: str | None = None) -> dict:
+    """Overrides for `credentials.source = "assume_role"` with the role,
+    session name and TenantID tag the STS tests expect, the tenants' static
+    keys removed; with ``sts_url``, STS at that endpoint
+    (`aws.endpoints.sts`)."""
+    o = {
+        "aws": {},
+        "credentials": {
+            "source": "assume_role",
+            "role_arn": "arn:aws:iam::111122223333:role/tenant-{tenant}",
+            "session_name": "tenantgate-{tenant}",
+            "session_tags": {"TenantID": "{tenant}"},
+            "duration_secs": 900,
+            "refresh_before_secs": 60,
+        },
+        "tenants": {"acme": {"static_credentials": DELETE}, "globex": {"static_credentials": DELETE}},
+    }
+    if sts_url is not None:
+        o["aws"]["endpoints"] = {"sts": sts_url}
+    return o
+
+
 def deep_merge(base: dict, overrides: dict) -> dict:
     """``overrides`` merged into a copy of ``base``: dicts recurse, anything
     else (lists too) replaces, ``DELETE`` removes the key."""

@@ -12,7 +12,6 @@ import pytest
 
 import harness
 from fakests import fake_sts  # noqa: F401 - fixture
-from harness import DELETE
 from test_sts import assert_no_secrets, converse
 
 SIDECAR_ROLE = "arn:aws:iam::111122223333:role/tenantgate-sidecar"
@@ -25,20 +24,7 @@ WEB_IDENTITY_TOKEN = (
 
 
 def _overrides(fake_sts, sts_in_config: bool):
-    o = {
-        "credentials": {
-            "source": "assume_role",
-            "role_arn": "arn:aws:iam::111122223333:role/tenant-{tenant}",
-            "session_name": "tenantgate-{tenant}",
-            "session_tags": {"TenantID": "{tenant}"},
-            "duration_secs": 900,
-            "refresh_before_secs": 60,
-        },
-        "tenants": {"acme": {"static_credentials": DELETE}, "globex": {"static_credentials": DELETE}},
-    }
-    if sts_in_config:
-        o["aws"] = {"endpoints": {"sts": fake_sts.url}}
-    return o
+    return harness.assume_role_overrides(fake_sts.url if sts_in_config else None)
 
 
 @pytest.mark.parametrize("where", ["env", "config"])

@@ -23,7 +23,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import harness
 from fakests import FakeSts, BaseKeys, random_secret
-from harness import DELETE
 from test_sts import converse
 from test_sts_irsa import SIDECAR_ROLE, WEB_IDENTITY_TOKEN
 
@@ -94,20 +93,7 @@ def tls_base_keys(tls_sts):
 
 
 def overrides(sts, ca_path=None, sts_in_config=True):
-    o = {
-        "aws": {},
-        "credentials": {
-            "source": "assume_role",
-            "role_arn": "arn:aws:iam::111122223333:role/tenant-{tenant}",
-            "session_name": "tenantgate-{tenant}",
-            "session_tags": {"TenantID": "{tenant}"},
-            "duration_secs": 900,
-            "refresh_before_secs": 60,
-        },
-        "tenants": {"acme": {"static_credentials": DELETE}, "globex": {"static_credentials": DELETE}},
-    }
-    if sts_in_config:
-        o["aws"]["endpoints"] = {"sts": sts.url}
+    o = harness.assume_role_overrides(sts.url if sts_in_config else None)
     if ca_path is not None:
         o["aws"]["ca_file"] = str(ca_path)
     return o
