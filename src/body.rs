@@ -190,6 +190,10 @@ impl<B> UpstreamBody<B> {
                 let what = "unauthorized_source_in_answer";
                 (what, "the answer cites a source outside the tenant's allowed prefixes; the stream has been ended", Some(what))
             }
+            Es::HoldLimit => {
+                tracing::warn!("stream redaction bound reached: {e}");
+                ("redaction_hold_exceeded", "a possible redaction match stayed undecided past the hold-back bound; the stream has been ended", None)
+            }
             _ => {
                 tracing::warn!("upstream event stream cannot be redacted: {e}");
                 ("upstream_stream_corrupt", "the upstream event stream was malformed and has been ended", None)

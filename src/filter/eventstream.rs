@@ -1,41 +1,47 @@
-//! Redaction of AWS event-stream response bodies (SPEC §7), as a decoder
-//! (ARCHITECTURE convention 10): bytes are buffered until a whole frame has
-//! arrived (CRCs checked by `MessageFrameDecoder`), frames larger than
-//! [`MAX_FRAME`] are an error, and every frame sent on is re-encoded with
-//! valid CRCs by `write_message_to`. Nothing is ever done with a partial
-//! frame, and nothing is forwarded once an error was returned (the caller
-//! ends the client stream with an error).
+//! Redaction of AWS event-stream response bodies (SPEC §7), as a decoder:
+//! bytes are buffered until a whole frame has arrived (CRCs checked), frames
+//! larger than [`MAX_FRAME`] are an error, and a frame that changes is
+//! re-encoded with valid CRCs by `write_message_to`. Nothing is ever done
+//! with a partial frame, and nothing is forwarded once an error was returned
+//! (the caller ends the client stream with an error).
 //!
-//! Text that continues across events is redacted with a hold-back
-//! ([`HoldBack`], bound [`super::redact::HOLD_BACK`]): each event carries
-//! its text minus the shortest tail that could still begin a match (usually
-//! nothing, or a letter or two), the held tail is prepended to the next event
-//! of the same text, and what is still held when the text ends is flushed as
-//! one extra event of the same shape before the event that ends it. The
-//! client sees the same event types in the same order, with at most one
-//! extra delta/chunk per text. A frame in which nothing changes is forwarded
-//! as the exact bytes upstream sent.
+//! Text that continues across events is tracked as one [`LiveText`] per
+//! text (a JSON path, a content block, a choice), and frames are never cut
+//! or added. A frame goes out, as the exact bytes upstream sent, as soon as
+//! none of its texts ends in something that could still begin a match. A
+//! frame whose text ends in a possible beginning (in ordinary text nothing,
+//! or the last letter or two) waits, with every frame after it, until the
+//! next event of that text decides it. When a match does run across frames,
+//! the replacement goes into the frame where it starts and the rest of the
+//! match is removed from the frames after it; only those frames are
+//! re-encoded. The client sees the same events in the same order.
 //!
-//! - ConverseStream `contentBlockDelta`: strings under `delta` named `text`
-//!   or `input` (text, reasoning text, tool-use input JSON), keyed by
-//!   `contentBlockIndex` and JSON path; flushed before any other event
-//!   (`contentBlockStop`, `messageStop`, ...).
-//! - RetrieveAndGenerateStream `output` (`{"text": ..}`): the text, across
-//!   events; flushed before `citation` or any other event.
-//! - InvokeModelWithResponseStream `chunk` (`{"bytes": base64(json)}`):
-//!   strings named like model output text ([`MODEL_TEXT_KEYS`]) keyed by
-//!   JSON path; a held path is flushed before the first chunk without it, or
-//!   folded into the final chunk (the one carrying
-//!   `amazon-bedrock-invocationMetrics`). Other string fields are redacted
-//!   chunk by chunk (holding back `type: "content_block_delta"` would break
-//!   the client's protocol).
-//! - InvokeAgent `chunk` (`{"bytes": base64(text)}`): the text, across chunks.
+//! What a continuing text is, per operation:
+//! - ConverseStream `contentBlockDelta`: every string of the event (text,
+//!   reasoning text and signature, tool-use input, ...), keyed by
+//!   `contentBlockIndex` and JSON path; a `contentBlockStop` ends its
+//!   block's texts, any other event ends all.
+//! - RetrieveAndGenerateStream `output` text; `citation` events in between
+//!   do not end it.
+//! - InvokeModelWithResponseStream `chunk` (`{"bytes": base64(json)}`): every
+//!   string field of the decoded chunk except the provider's protocol fields
+//!   ([`PROTOCOL_KEYS`]), keyed by JSON path, an object's numeric `index` /
+//!   `contentBlockIndex` (content blocks, choices) being part of the key. A
+//!   text ends at the first chunk that carries neither it nor the same path
+//!   for another block or choice, unless that chunk is a keep-alive
+//!   (`{"type": "ping"}`); all end at the final chunk
+//!   (`amazon-bedrock-invocationMetrics`). Chunks whose inner bytes are not
+//!   JSON are one text.
+//! - InvokeAgent `chunk` bytes; `trace` events in between do not end them.
 //! - InvokeEndpointWithResponseStream `PayloadPart` (raw bytes): as bytes
-//!   with the `regex::bytes` twin of the pattern, so a UTF-8 sequence split
-//!   across parts is matched once both halves arrived and binary passes
-//!   unchanged unless it happens to contain a match.
+//!   with the `regex::bytes` twin of the pattern.
 //! - Any other event or exception: JSON string literals redacted (raw bytes
-//!   redacted when the payload is not JSON); all held texts are flushed first.
+//!   when the payload is not JSON).
+//!
+//! Bounds: a would-be match that keeps growing past [`MAX_HOLD`] bytes, or
+//! more than [`MAX_QUEUED`] bytes of frames waiting behind an undecided
+//! text, end the stream with an error ([`StreamError::HoldLimit`]); nothing
+//! held is sent.
 //!
 //! InvokeAgent streams of a tenant with `allowed_source_prefixes` are also
 //! judged frame by frame, with or without redaction: an event whose
@@ -45,7 +51,7 @@
 //! answer citing a foreign source (SPEC §5.2).
 
 use super::chunks::SourceFilter;
-use super::redact::{HoldBack, HoldCache, Redactor};
+use super::redact::{HoldCache, LiveText, Redactor, MAX_HOLD};
 use crate::route::Operation;
 use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
@@ -53,7 +59,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -82,21 +88,29 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Prelude (12) + message CRC (4).
 const MIN_FRAME: usize = 16;
 
-/// InvokeModelWithResponseStream chunk fields treated as continuing text
-/// (Anthropic `delta.text`/`partial_json`/`thinking`, Claude v2 `completion`,
-/// Titan `outputText`, Llama `generation`, Cohere/Mistral `text`, ...).
-pub const MODEL_TEXT_KEYS: &[&str] = &[
-    "text",
-    "completion",
-    "outputText",
-    "generation",
-    "generated_text",
-    "partial_json",
-    "thinking",
-    "content",
+/// String fields of model stream chunks that the provider sets to carry the
+/// stream's protocol (event and block types, roles, ids, model names, stop
+/// reasons, Bedrock's `p` padding): a model does not write them. They are
+/// redacted within each event but not tracked across events, so a
+/// `"type": "content_block_delta"` ending in a letter that could begin a
+/// match never makes a frame wait.
+pub const PROTOCOL_KEYS: &[&str] = &[
+    "type",
+    "role",
+    "id",
+    "model",
+    "object",
+    "stop_reason",
+    "finish_reason",
+    "stopReason",
+    "stop_sequence",
+    "event_type",
+    "system_fingerprint",
+    "p",
 ];
 
-const CONVERSE_TEXT_KEYS: &[&str] = &["text", "input"];
+/// Most bytes of frames waiting behind an undecided text.
+pub const MAX_QUEUED: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamError {
@@ -110,6 +124,9 @@ pub enum StreamError {
     /// An InvokeAgent event names a knowledge-base source outside the
     /// tenant's allowed prefixes: the answer may hold another tenant's data.
     ForeignSource,
+    /// A would-be match kept growing past [`MAX_HOLD`] bytes, or more than
+    /// [`MAX_QUEUED`] bytes of frames waited behind an undecided text.
+    HoldLimit,
     /// An earlier call failed; the stream must not continue.
     Failed,
 }
@@ -128,6 +145,10 @@ impl fmt::Display for StreamError {
             StreamError::ForeignSource => {
                 f.write_str("an agent event cites a source outside the tenant's allowed prefixes")
             }
+            StreamError::HoldLimit => write!(
+                f,
+                "a possible redaction match stayed undecided past {MAX_HOLD} bytes of text or {MAX_QUEUED} bytes of events"
+            ),
             StreamError::Failed => f.write_str("event stream already failed"),
         }
     }
@@ -145,31 +166,6 @@ enum Kind {
     Other,
 }
 
-/// How to build the extra event that carries a flushed remainder from the
-/// last frame of the text.
-#[derive(Debug)]
-enum Shape {
-    /// JSON payload with the text at `pointer`.
-    Json { pointer: String },
-    /// Model chunk: outer `{"bytes": base64(inner)}`, text at `pointer` in
-    /// `inner`.
-    ModelChunk { pointer: String },
-    /// Agent chunk: outer `{"bytes": ..}`, the text is the bytes.
-    AgentChunk,
-    /// The payload is the text.
-    Raw,
-}
-
-#[derive(Debug)]
-struct Text {
-    hb: HoldBack,
-    /// The last frame that carried this text, as upstream sent it (a cheap
-    /// reference-counted copy): decoded again only when a remainder is
-    /// flushed, so holding costs nothing per event.
-    frame: Bytes,
-    shape: Shape,
-}
-
 /// Frames an upstream event stream and passes each whole frame through the
 /// redaction (when patterns are configured) and, for InvokeAgent, the
 /// source check (when the tenant has `allowed_source_prefixes`).
@@ -185,9 +181,64 @@ pub struct StreamRedactor {
 struct Redact {
     kind: Kind,
     redactor: Arc<Redactor>,
-    texts: BTreeMap<String, Text>,
     cache: HoldCache,
     redactions: u64,
+    /// Frames not yet sent, in upstream order; `queue[0]` has sequence
+    /// number `first_seq`.
+    queue: VecDeque<Pending>,
+    first_seq: u64,
+    queued_bytes: usize,
+    /// Continuing texts by key (those that hold nothing keep their
+    /// look-behind context).
+    live: BTreeMap<String, Live>,
+}
+
+/// A frame waiting to be sent.
+struct Pending {
+    /// The frame as upstream sent it (or as already re-encoded).
+    raw: Bytes,
+    /// How to re-encode it when a match changed one of its texts or a field
+    /// that is not tracked was redacted; None for frames final as `raw`.
+    rebuild: Option<Rebuild>,
+    /// Segments of continuing texts that still hold this frame.
+    refs: usize,
+}
+
+struct Rebuild {
+    headers: Vec<Header>,
+    body: Body,
+    /// The tracked texts of the frame, as upstream sent them.
+    leaves: Vec<Leaf>,
+    /// A field that is not tracked was redacted in `body`.
+    dirty: bool,
+}
+
+enum Body {
+    /// The payload is leaf 0.
+    Raw,
+    /// JSON payload; leaves at their pointers.
+    Json(Value),
+    /// `{"bytes": base64(inner), ...}` with `bytes` removed from `outer`:
+    /// the inner JSON with leaves at their pointers, or (None) leaf 0 is the
+    /// inner bytes.
+    Chunk { outer: Value, inner: Option<Value> },
+}
+
+struct Leaf {
+    pointer: String,
+    text: Vec<u8>,
+    /// Byte ranges of `text` to replace, in order: by the replacement
+    /// (true: a match starts here) or by nothing (the rest of a match that
+    /// started in an earlier frame).
+    edits: Vec<(usize, usize, bool)>,
+}
+
+/// One continuing text and the frames its undecided tail lies in.
+#[derive(Default)]
+struct Live {
+    text: LiveText,
+    /// (absolute start, length, frame sequence number, leaf index), in order.
+    segs: VecDeque<(u64, usize, u64, usize)>,
 }
 
 impl StreamRedactor {
@@ -221,8 +272,11 @@ impl StreamRedactor {
                 kind,
                 cache: redactor.hold_cache(),
                 redactor,
-                texts: BTreeMap::new(),
                 redactions: 0,
+                queue: VecDeque::new(),
+                first_seq: 0,
+                queued_bytes: 0,
+                live: BTreeMap::new(),
             }),
             sources,
             buf: BytesMut::new(),
@@ -235,10 +289,15 @@ impl StreamRedactor {
         self.redact.as_ref().map_or(0, |r| r.redactions)
     }
 
-    /// Bytes currently held back across all continuing texts (for tests and
-    /// metrics; bounded by `HOLD_BACK + 3` per text).
+    /// Bytes of text currently undecided across all continuing texts (each
+    /// bounded by [`MAX_HOLD`]).
     pub fn held_bytes(&self) -> usize {
-        self.redact.as_ref().map_or(0, |r| r.texts.values().map(|t| t.hb.held_len()).sum())
+        self.redact.as_ref().map_or(0, |r| r.live.values().map(|t| t.text.held_len()).sum())
+    }
+
+    /// Frames waiting behind an undecided text.
+    pub fn queued_frames(&self) -> usize {
+        self.redact.as_ref().map_or(0, |r| r.queue.len())
     }
 
     /// The event that ends a stream this redactor cannot continue (a bad
@@ -286,7 +345,7 @@ impl StreamRedactor {
         }
         let mut out = Vec::new();
         let r = match &mut self.redact {
-            Some(red) => red.flush_all(&mut out),
+            Some(red) => red.end_all(&mut out),
             None => Ok(()),
         };
         self.failed = r.is_err();
@@ -346,27 +405,51 @@ impl Redact {
         let is_event = header_str(&msg, ":message-type").is_none_or(|t| t == "event");
         let et = header_str(&msg, ":event-type").unwrap_or("").to_string();
         match (is_event, self.kind, et.as_str()) {
-            (true, Kind::Converse, "contentBlockDelta") => self.converse_delta(msg, raw, out),
-            (true, Kind::Rag, "output") => self.converse_delta(msg, raw, out),
+            (true, Kind::Converse, "contentBlockDelta") | (true, Kind::Rag, "output") => self.json_event(msg, raw, out),
+            (true, Kind::Converse, "contentBlockStop") => {
+                // Ends the texts of its block only.
+                if let Some(i) = serde_json::from_slice::<Value>(msg.payload()).ok().as_ref().and_then(block_index) {
+                    let prefix = format!("#{i}/");
+                    let keys: Vec<String> = self.live.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+                    for k in keys {
+                        self.end(&k);
+                    }
+                } else {
+                    self.end_all_quiet();
+                }
+                self.release(out)?;
+                let f = self.generic(&msg, raw)?;
+                self.push_final(f, out)
+            }
+            // Citations between output events, traces between agent chunks:
+            // redacted on their own, the text goes on after them.
+            (true, Kind::Rag, _) | (true, Kind::Agent, "trace") => {
+                let f = self.generic(&msg, raw)?;
+                self.push_final(f, out)
+            }
             (true, Kind::Model, "chunk") => self.model_chunk(msg, raw, out),
             (true, Kind::Agent, "chunk") => self.agent_chunk(msg, raw, out),
-            // A trace between chunks does not end the answer text: held
-            // text waits for the next chunk (the trace is redacted on its own).
-            (true, Kind::Agent, "trace") => self.generic(msg, raw, out),
             (true, Kind::Agent, "files") => {
-                self.flush_all(out)?;
-                self.agent_files(msg, raw, out)
+                self.end_all(out)?;
+                let f = self.agent_files(&msg, raw)?;
+                self.push_final(f, out)
             }
-            (true, Kind::SageMaker, "PayloadPart") => self.payload_part(msg, raw, out),
+            (true, Kind::SageMaker, "PayloadPart") => {
+                let leaf = Leaf { pointer: String::new(), text: msg.payload().to_vec(), edits: Vec::new() };
+                let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Raw, leaves: vec![leaf], dirty: false };
+                self.enqueue(raw.clone(), rb, vec!["payload".into()], out)
+            }
             _ => {
-                self.flush_all(out)?;
-                self.generic(msg, raw, out)
+                self.end_all(out)?;
+                let f = self.generic(&msg, raw)?;
+                self.push_final(f, out)
             }
         }
     }
 
-    /// JSON string literals redacted, or the raw payload when it is not JSON.
-    fn generic(&mut self, msg: Message, raw: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    /// The frame with its JSON string literals redacted (the raw payload
+    /// when it is not JSON); `raw` itself when nothing matched.
+    fn generic(&mut self, msg: &Message, raw: &Bytes) -> Result<Bytes, StreamError> {
         let r = &self.redactor;
         let (payload, n) = match r.redact_json_bytes(msg.payload()) {
             Some(x) => x,
@@ -377,13 +460,11 @@ impl Redact {
         };
         self.redactions += n;
         if n == 0 {
-            out.extend_from_slice(raw);
-            return Ok(());
+            return Ok(raw.clone());
         }
-        write(
-            &Message::new_from_parts(msg.headers().to_vec(), payload),
-            out,
-        )
+        let mut out = Vec::new();
+        write(&Message::new_from_parts(msg.headers().to_vec(), payload), &mut out)?;
+        Ok(Bytes::from(out))
     }
 
     /// InvokeAgent `files` (`{"files": [{"name", "type", "bytes": base64}]}`):
@@ -392,9 +473,9 @@ impl Redact {
     /// then every JSON string of the event is redacted as in `generic`.
     /// Binary media types, and text files that are not UTF-8, pass as they
     /// are (a documented limit).
-    fn agent_files(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn agent_files(&mut self, msg: &Message, raw: &Bytes) -> Result<Bytes, StreamError> {
         let Ok(mut v) = serde_json::from_slice::<Value>(msg.payload()) else {
-            return self.generic(msg, raw, out);
+            return self.generic(msg, raw);
         };
         let r = self.redactor.clone();
         let mut n = 0;
@@ -420,258 +501,290 @@ impl Redact {
         n += r.redact_value(&mut v);
         self.redactions += n;
         if n == 0 {
-            out.extend_from_slice(raw);
-            return Ok(());
+            return Ok(raw.clone());
         }
-        let payload = serde_json::to_vec(&v).map_err(|e| StreamError::Encode(e.to_string()))?;
-        write(&Message::new_from_parts(msg.headers().to_vec(), Bytes::from(payload)), out)
+        let mut out = Vec::new();
+        write_json(msg.headers(), &v, &mut out)?;
+        Ok(Bytes::from(out))
     }
 
-    fn converse_delta(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    /// ConverseStream deltas and RetrieveAndGenerateStream output: every
+    /// string but the protocol fields is a continuing text.
+    fn json_event(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let Ok(mut v) = serde_json::from_slice::<Value>(msg.payload()) else {
-            self.flush_all(out)?;
-            return self.generic(msg, raw, out);
+            self.end_all(out)?;
+            let f = self.generic(&msg, raw)?;
+            return self.push_final(f, out);
         };
-        let mut changed = false;
-        let idx = v
-            .get("contentBlockIndex")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let mut pointers = Vec::new();
-        if self.kind == Kind::Rag {
-            // RetrieveAndGenerateStream `output`: {"text": "..."}.
-            if v.get("text").is_some_and(Value::is_string) {
-                pointers.push("/text".to_string());
-            }
-        } else if let Some(d) = v.get("delta") {
-            text_pointers(d, "/delta", CONVERSE_TEXT_KEYS, &mut pointers);
-        }
-        for p in &pointers {
-            let Some(Value::String(slot)) = ptr_mut(&mut v, p) else { continue };
-            let text = std::mem::take(slot);
-            let key = format!("{idx:020}{p}");
-            let mut hb = self.texts.remove(&key).map(|t| t.hb).unwrap_or_default();
-            let (emit, n) = hb.push(&self.redactor, &mut self.cache, text.as_bytes());
-            self.redactions += n;
-            if !hb.is_empty() {
-                // Held: prepended to the next delta of this text, or
-                // flushed as an event shaped like this one.
-                self.texts.insert(key, Text { hb, frame: raw.clone(), shape: Shape::Json { pointer: p.clone() } });
-            }
-            let text = if emit == text.as_bytes() {
-                text
-            } else {
-                changed = true;
-                utf8(emit)
-            };
-            set_str(&mut v, p, text);
-        }
-        let n = redact_except(&self.redactor, &mut v, &pointers);
+        let tracked = leaves_of(&v, PROTOCOL_KEYS);
+        let n = redact_except(&self.redactor, &mut v, &tracked);
         self.redactions += n;
-        if !changed && n == 0 {
-            out.extend_from_slice(raw);
-            return Ok(());
-        }
-        write_json(msg.headers(), &v, out)
+        let (leaves, keys) = split_leaves(tracked);
+        let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Json(v), leaves, dirty: n > 0 };
+        self.enqueue(raw.clone(), rb, keys, out)
     }
 
-    fn model_chunk(&mut self, msg: Message, raw_frame: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn model_chunk(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
-        let raw = outer
+        let bytes = outer
             .as_ref()
             .and_then(|o| o.get("bytes")?.as_str())
             .and_then(|b| B64.decode(b).ok());
-        let (Some(mut outer), Some(raw)) = (outer, raw) else {
-            self.flush_all(out)?;
-            return self.generic(msg, raw_frame, out);
+        let (Some(mut outer), Some(bytes)) = (outer, bytes) else {
+            self.end_all(out)?;
+            let f = self.generic(&msg, raw)?;
+            return self.push_final(f, out);
         };
-        let Ok(mut inner) = serde_json::from_slice::<Value>(&raw) else {
-            // Not JSON inside: redact it as text, chunk by chunk.
-            self.flush_all(out)?;
-            let (b, n) = self.redactor.redact_bytes(&raw);
-            self.redactions += n;
-            return self.write_chunk(msg.headers(), outer, &b, n > 0, raw_frame, out);
+        if let Some(o) = outer.as_object_mut() {
+            o.remove("bytes");
+        }
+        let n_outer = self.redactor.redact_value(&mut outer);
+        let headers = msg.headers().to_vec();
+        let Ok(mut inner) = serde_json::from_slice::<Value>(&bytes) else {
+            // Text inside: one continuing text across such chunks.
+            let keys: Vec<String> = self.live.keys().filter(|k| *k != "#bytes").cloned().collect();
+            for k in keys {
+                self.end(&k);
+            }
+            self.redactions += n_outer;
+            let leaf = Leaf { pointer: String::new(), text: bytes, edits: Vec::new() };
+            let rb = Rebuild { headers, body: Body::Chunk { outer, inner: None }, leaves: vec![leaf], dirty: n_outer > 0 };
+            return self.enqueue(raw.clone(), rb, vec!["#bytes".into()], out);
         };
-        let mut changed = false;
-        let mut pointers = Vec::new();
-        text_pointers(&inner, "", MODEL_TEXT_KEYS, &mut pointers);
-        // Held paths this chunk does not continue end here, unless the
-        // chunk is a keep-alive (`{"type": "ping"}`): it carries no text and
-        // ends no block, so held text waits for the next chunk of its path.
-        let keepalive = is_keepalive_chunk(&inner);
-        let ended: Vec<String> = self
-            .texts
-            .keys()
-            .filter(|k| !keepalive && !pointers.contains(k))
-            .cloned()
-            .collect();
-        for k in ended {
-            self.flush_one(&k, out)?;
+        let tracked = leaves_of(&inner, PROTOCOL_KEYS);
+        // Texts this chunk does not continue end here, unless the chunk
+        // continues the same path for another block or choice, or is a
+        // keep-alive (`{"type": "ping"}`): it carries no text and ends no
+        // block.
+        if !is_keepalive_chunk(&inner) {
+            let shapes: Vec<String> = tracked.iter().map(|(_, k, _)| shape_of(k)).collect();
+            let ended: Vec<String> = self
+                .live
+                .keys()
+                .filter(|k| !tracked.iter().any(|(_, t, _)| t == *k) && !shapes.contains(&shape_of(k)))
+                .cloned()
+                .collect();
+            for k in ended {
+                self.end(&k);
+            }
         }
         let last = inner.get("amazon-bedrock-invocationMetrics").is_some();
-        for p in &pointers {
-            let Some(Value::String(slot)) = ptr_mut(&mut inner, p) else { continue };
-            let text = std::mem::take(slot);
-            let t = self.texts.entry(p.clone()).or_insert_with(|| Text {
-                hb: HoldBack::default(),
-                frame: Bytes::new(),
-                shape: Shape::Raw,
-            });
-            let (mut emit, n) = t.hb.push(&self.redactor, &mut self.cache, text.as_bytes());
-            self.redactions += n;
-            if last || t.hb.is_empty() {
-                let (rest, n) = t.hb.flush(&self.redactor);
-                self.redactions += n;
-                emit.extend_from_slice(&rest);
-                self.texts.remove(p);
-            } else {
-                t.frame = raw_frame.clone();
-                t.shape = Shape::ModelChunk { pointer: p.clone() };
-            }
-            let text = if emit == text.as_bytes() {
-                text
-            } else {
-                changed = true;
-                utf8(emit)
-            };
-            set_str(&mut inner, p, text);
-        }
-        let n = redact_except(&self.redactor, &mut inner, &pointers);
+        let n = redact_except(&self.redactor, &mut inner, &tracked) + n_outer;
         self.redactions += n;
-        changed |= n > 0;
-        let inner = serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
-        self.write_chunk(msg.headers(), outer.take(), &inner, changed, raw_frame, out)
+        let (leaves, keys) = split_leaves(tracked);
+        let rb = Rebuild { headers, body: Body::Chunk { outer, inner: Some(inner) }, leaves, dirty: n > 0 };
+        self.enqueue(raw.clone(), rb, keys, out)?;
+        if last {
+            self.end_all(out)?;
+        }
+        Ok(())
     }
 
-    fn agent_chunk(&mut self, msg: Message, raw_frame: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    fn agent_chunk(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
-        let raw = outer
+        let bytes = outer
             .as_ref()
             .and_then(|o| o.get("bytes")?.as_str())
             .and_then(|b| B64.decode(b).ok());
-        let (Some(outer), Some(raw)) = (outer, raw) else {
-            self.flush_all(out)?;
-            return self.generic(msg, raw_frame, out);
+        let (Some(mut outer), Some(bytes)) = (outer, bytes) else {
+            self.end_all(out)?;
+            let f = self.generic(&msg, raw)?;
+            return self.push_final(f, out);
         };
-        let t = self.texts.entry(String::new()).or_insert_with(|| Text {
-            hb: HoldBack::default(),
-            frame: Bytes::new(),
-            shape: Shape::Raw,
-        });
-        let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, &raw);
-        self.redactions += n;
-        if t.hb.is_empty() {
-            self.texts.remove("");
-        } else {
-            t.frame = raw_frame.clone();
-            t.shape = Shape::AgentChunk;
-        }
-        let changed = emit != raw;
-        self.write_chunk(msg.headers(), outer, &emit, changed, raw_frame, out)
-    }
-
-    fn payload_part(&mut self, msg: Message, raw_frame: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
-        let t = self.texts.entry(String::new()).or_insert_with(|| Text {
-            hb: HoldBack::default(),
-            frame: Bytes::new(),
-            shape: Shape::Raw,
-        });
-        let (emit, n) = t.hb.push(&self.redactor, &mut self.cache, msg.payload());
-        self.redactions += n;
-        if t.hb.is_empty() {
-            self.texts.remove("");
-        } else {
-            t.frame = raw_frame.clone();
-            t.shape = Shape::Raw;
-        }
-        if emit == msg.payload()[..] {
-            out.extend_from_slice(raw_frame);
-            return Ok(());
-        }
-        write(&Message::new_from_parts(msg.headers().to_vec(), emit), out)
-    }
-
-    /// `{"bytes": base64(payload), ...}` with the other outer fields
-    /// redacted; `raw_frame` as it is when neither the payload (`changed`)
-    /// nor an outer field changed.
-    fn write_chunk(
-        &mut self,
-        headers: &[Header],
-        mut outer: Value,
-        payload: &[u8],
-        changed: bool,
-        raw_frame: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), StreamError> {
         if let Some(o) = outer.as_object_mut() {
             o.remove("bytes");
         }
         let n = self.redactor.redact_value(&mut outer);
         self.redactions += n;
-        if !changed && n == 0 && !raw_frame.is_empty() {
-            out.extend_from_slice(raw_frame);
-            return Ok(());
-        }
-        if let Some(o) = outer.as_object_mut() {
-            o.insert("bytes".into(), Value::String(B64.encode(payload)));
-        }
-        write_json(headers, &outer, out)
+        let leaf = Leaf { pointer: String::new(), text: bytes, edits: Vec::new() };
+        let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Chunk { outer, inner: None }, leaves: vec![leaf], dirty: n > 0 };
+        self.enqueue(raw.clone(), rb, vec!["chunk".into()], out)
     }
 
-    fn flush_all(&mut self, out: &mut Vec<u8>) -> Result<(), StreamError> {
-        let keys: Vec<String> = self.texts.keys().cloned().collect();
-        for k in keys {
-            self.flush_one(&k, out)?;
+    /// Queues a frame whose leaf `i` continues text `keys[i]`, then sends
+    /// every frame that is decided.
+    fn enqueue(&mut self, raw: Bytes, rb: Rebuild, keys: Vec<String>, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        if keys.is_empty() && self.queue.is_empty() {
+            return self.write_pending(Pending { raw, rebuild: Some(rb), refs: 0 }, out);
+        }
+        let seq = self.first_seq + self.queue.len() as u64;
+        self.queued_bytes += raw.len();
+        self.queue.push_back(Pending { raw, rebuild: Some(rb), refs: 0 });
+        let mut res = Ok(());
+        for (li, key) in keys.into_iter().enumerate() {
+            if let Err(e) = self.track(seq, li, key) {
+                res = Err(e);
+            }
+        }
+        res?;
+        self.release(out)?;
+        if self.queued_bytes > MAX_QUEUED {
+            return Err(StreamError::HoldLimit);
         }
         Ok(())
     }
 
-    /// The held remainder of one text as an extra event of its shape.
-    fn flush_one(&mut self, key: &str, out: &mut Vec<u8>) -> Result<(), StreamError> {
-        let Some(mut t) = self.texts.remove(key) else {
-            return Ok(());
-        };
-        let (rest, n) = t.hb.flush(&self.redactor);
-        self.redactions += n;
-        if rest.is_empty() {
+    /// A frame that is final as it is: sent now, or queued behind the
+    /// frames still waiting (order is kept).
+    fn push_final(&mut self, f: Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        if self.queue.is_empty() {
+            out.extend_from_slice(&f);
             return Ok(());
         }
-        // The last frame of the text, decoded again: its headers, and its
-        // payload as the template of the extra event. Fields other than the
-        // text are redacted again (they were in the frame itself; the repeat
-        // is not counted as a new match).
-        let msg = read_message_from(&mut t.frame.clone()).map_err(|e| StreamError::Decode(e.to_string()))?;
-        let headers = msg.headers().to_vec();
-        let json = |b: &[u8]| serde_json::from_slice::<Value>(b).map_err(|e| StreamError::Decode(e.to_string()));
-        match t.shape {
-            Shape::Raw => write(&Message::new_from_parts(headers, rest), out),
-            Shape::Json { pointer } => {
-                let mut payload = json(msg.payload())?;
-                blank_texts(&mut payload, CONVERSE_TEXT_KEYS);
-                set_str(&mut payload, &pointer, utf8(rest));
-                redact_except(&self.redactor, &mut payload, std::slice::from_ref(&pointer));
-                write_json(&headers, &payload, out)
+        self.queued_bytes += f.len();
+        self.queue.push_back(Pending { raw: f, rebuild: None, refs: 0 });
+        if self.queued_bytes > MAX_QUEUED {
+            return Err(StreamError::HoldLimit);
+        }
+        Ok(())
+    }
+
+    /// Appends leaf `li` of frame `seq` to the text `key`.
+    fn track(&mut self, seq: u64, li: usize, key: String) -> Result<(), StreamError> {
+        let idx = (seq - self.first_seq) as usize;
+        if self.live.len() >= MAX_TEXTS && !self.live.contains_key(&key) {
+            // Texts that hold nothing keep only look-behind context; drop
+            // them rather than grow without bound on a stream of ever new
+            // paths.
+            self.live.retain(|_, l| !l.segs.is_empty());
+        }
+        self.queue[idx].refs += 1;
+        let Some(rb) = &self.queue[idx].rebuild else { return Ok(()) };
+        let text = &rb.leaves[li].text;
+        let live = self.live.entry(key).or_default();
+        live.segs.push_back((live.text.end(), text.len(), seq, li));
+        let mut found = Vec::new();
+        let res = live.text.push(&self.redactor, &mut self.cache, text, &mut found);
+        self.redactions += found.len() as u64;
+        apply_matches(live, &mut self.queue, self.first_seq, &found);
+        let hs = live.text.held_start();
+        while let Some(&(st, len, s, _)) = live.segs.front() {
+            if st + len as u64 > hs {
+                break;
             }
-            Shape::ModelChunk { pointer } => {
-                let outer = json(msg.payload())?;
-                let bytes = outer.get("bytes").and_then(Value::as_str).and_then(|b| B64.decode(b).ok());
-                let mut inner = json(&bytes.unwrap_or_default())?;
-                blank_texts(&mut inner, MODEL_TEXT_KEYS);
-                set_str(&mut inner, &pointer, utf8(rest));
-                redact_except(&self.redactor, &mut inner, std::slice::from_ref(&pointer));
-                let inner =
-                    serde_json::to_vec(&inner).map_err(|e| StreamError::Encode(e.to_string()))?;
-                self.write_chunk(&headers, outer, &inner, true, &[], out)
+            live.segs.pop_front();
+            self.queue[(s - self.first_seq) as usize].refs -= 1;
+        }
+        res.map_err(|_| StreamError::HoldLimit)
+    }
+
+    /// The end of text `key`: matches in what it still holds are applied
+    /// and its frames are no longer held by it.
+    fn end(&mut self, key: &str) {
+        let Some(mut live) = self.live.remove(key) else { return };
+        let mut found = Vec::new();
+        live.text.finish(&self.redactor, &mut found);
+        self.redactions += found.len() as u64;
+        apply_matches(&live, &mut self.queue, self.first_seq, &found);
+        for (_, _, s, _) in live.segs {
+            self.queue[(s - self.first_seq) as usize].refs -= 1;
+        }
+    }
+
+    fn end_all_quiet(&mut self) {
+        let keys: Vec<String> = self.live.keys().cloned().collect();
+        for k in keys {
+            self.end(&k);
+        }
+    }
+
+    fn end_all(&mut self, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        self.end_all_quiet();
+        self.release(out)
+    }
+
+    /// Sends the frames at the head of the queue that no text holds.
+    fn release(&mut self, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        while self.queue.front().is_some_and(|p| p.refs == 0) {
+            let Some(p) = self.queue.pop_front() else { break };
+            self.first_seq += 1;
+            self.queued_bytes -= p.raw.len();
+            self.write_pending(p, out)?;
+        }
+        Ok(())
+    }
+
+    /// A decided frame: upstream's bytes when nothing in it changed, else
+    /// re-encoded with its texts edited.
+    fn write_pending(&self, p: Pending, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let Some(rb) = p.rebuild else {
+            out.extend_from_slice(&p.raw);
+            return Ok(());
+        };
+        if !rb.dirty && rb.leaves.iter().all(|l| l.edits.is_empty()) {
+            out.extend_from_slice(&p.raw);
+            return Ok(());
+        }
+        let rep = self.redactor.replacement().as_bytes();
+        let set = |v: &mut Value, leaves: &[Leaf]| {
+            for l in leaves.iter().filter(|l| !l.edits.is_empty()) {
+                set_str(v, &l.pointer, utf8(apply_edits(&l.text, &l.edits, rep)));
             }
-            Shape::AgentChunk => {
-                let mut outer = json(msg.payload())?;
+        };
+        match rb.body {
+            Body::Raw => {
+                let payload = apply_edits(&rb.leaves[0].text, &rb.leaves[0].edits, rep);
+                write(&Message::new_from_parts(rb.headers, payload), out)
+            }
+            Body::Json(mut v) => {
+                set(&mut v, &rb.leaves);
+                write_json(&rb.headers, &v, out)
+            }
+            Body::Chunk { mut outer, inner } => {
+                let bytes = match inner {
+                    Some(mut v) => {
+                        set(&mut v, &rb.leaves);
+                        serde_json::to_vec(&v).map_err(|e| StreamError::Encode(e.to_string()))?
+                    }
+                    None => apply_edits(&rb.leaves[0].text, &rb.leaves[0].edits, rep),
+                };
                 if let Some(o) = outer.as_object_mut() {
-                    o.remove("attribution");
+                    o.insert("bytes".into(), Value::String(B64.encode(bytes)));
                 }
-                self.write_chunk(&headers, outer, &rest, true, &[], out)
+                write_json(&rb.headers, &outer, out)
             }
         }
     }
+}
+
+/// Most continuing texts of one stream kept for their look-behind context.
+const MAX_TEXTS: usize = 1024;
+
+/// Records each match (absolute range in `live`'s text) as edits of the
+/// leaves it lies in: the replacement where it starts, removal after.
+fn apply_matches(live: &Live, queue: &mut VecDeque<Pending>, first_seq: u64, found: &[(u64, u64)]) {
+    for &(s, e) in found {
+        for &(st, len, seq, li) in &live.segs {
+            let (a, b) = (s.max(st), e.min(st + len as u64));
+            if a >= b {
+                continue;
+            }
+            if let Some(rb) = &mut queue[(seq - first_seq) as usize].rebuild {
+                rb.leaves[li].edits.push(((a - st) as usize, (b - st) as usize, a == s));
+            }
+        }
+    }
+}
+
+fn apply_edits(text: &[u8], edits: &[(usize, usize, bool)], rep: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + rep.len());
+    let mut last = 0;
+    for &(a, b, put) in edits {
+        out.extend_from_slice(&text[last..a]);
+        if put {
+            out.extend_from_slice(rep);
+        }
+        last = b;
+    }
+    out.extend_from_slice(&text[last..]);
+    out
+}
+
+fn split_leaves(tracked: Vec<(String, String, Vec<u8>)>) -> (Vec<Leaf>, Vec<String>) {
+    tracked
+        .into_iter()
+        .map(|(pointer, key, text)| (Leaf { pointer, text, edits: Vec::new() }, key))
+        .unzip()
 }
 
 /// InvokeAgent source check (SPEC §5.2 applied to agents): every
@@ -745,26 +858,92 @@ fn ptr_mut<'a>(v: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
     Some(cur)
 }
 
-/// JSON pointers of string leaves whose key is one of `keys`.
-fn text_pointers(v: &Value, base: &str, keys: &[&str], out: &mut Vec<String>) {
+/// Every non-empty string leaf of `v` to track as a continuing text, as
+/// (JSON pointer, key, text), skipping strings named in `skip`. The key is
+/// the pointer with each object that has a numeric `index` or
+/// `contentBlockIndex` marked `#n`, and an array element that has one named
+/// by it instead of its position, so parallel content blocks and choices are
+/// separate texts wherever they sit in their array.
+fn tracked_leaves(v: &Value, skip: &[&str], ptr: &mut String, key: &mut String, out: &mut Vec<(String, String, Vec<u8>)>) {
+    use std::fmt::Write as _;
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                let p = format!("{base}/{}", escape_token(k));
-                if x.is_string() && keys.contains(&k.as_str()) {
-                    out.push(p);
-                } else {
-                    text_pointers(x, &p, keys, out);
+                if x.is_string() && skip.contains(&k.as_str()) {
+                    continue;
                 }
+                let (pl, kl) = (ptr.len(), key.len());
+                let tok = escape_token(k);
+                ptr.push('/');
+                ptr.push_str(&tok);
+                key.push('/');
+                key.push_str(&tok);
+                match x {
+                    Value::String(s) if !s.is_empty() => out.push((ptr.clone(), key.clone(), s.as_bytes().to_vec())),
+                    Value::String(_) => {}
+                    x => {
+                        if let Some(i) = block_index(x) {
+                            let _ = write!(key, "#{i}");
+                        }
+                        tracked_leaves(x, skip, ptr, key, out);
+                    }
+                }
+                ptr.truncate(pl);
+                key.truncate(kl);
             }
         }
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                text_pointers(x, &format!("{base}/{i}"), keys, out);
+                let (pl, kl) = (ptr.len(), key.len());
+                let _ = write!(ptr, "/{i}");
+                match block_index(x) {
+                    Some(n) => {
+                        let _ = write!(key, "/#{n}");
+                    }
+                    None => {
+                        let _ = write!(key, "/{i}");
+                    }
+                }
+                match x {
+                    Value::String(s) if !s.is_empty() => out.push((ptr.clone(), key.clone(), s.as_bytes().to_vec())),
+                    x => tracked_leaves(x, skip, ptr, key, out),
+                }
+                ptr.truncate(pl);
+                key.truncate(kl);
             }
         }
         _ => {}
     }
+}
+
+/// The numeric `index` / `contentBlockIndex` of an object.
+fn block_index(v: &Value) -> Option<u64> {
+    let m = v.as_object()?;
+    m.get("index").or_else(|| m.get("contentBlockIndex")).and_then(Value::as_u64)
+}
+
+/// The tracked leaves of a whole payload; its own block index, if any,
+/// leads the key.
+fn leaves_of(v: &Value, skip: &[&str]) -> Vec<(String, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut key = block_index(v).map(|i| format!("#{i}")).unwrap_or_default();
+    tracked_leaves(v, skip, &mut String::new(), &mut key, &mut out);
+    out
+}
+
+/// A key with its block indices taken out: the same path in any block or
+/// choice.
+fn shape_of(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        if in_index && c.is_ascii_digit() {
+            continue;
+        }
+        in_index = c == '#';
+        out.push(c);
+    }
+    out
 }
 
 fn set_str(v: &mut Value, pointer: &str, s: String) {
@@ -773,24 +952,18 @@ fn set_str(v: &mut Value, pointer: &str, s: String) {
     }
 }
 
-/// Empties every text field (a flush event carries only the remainder).
-fn blank_texts(v: &mut Value, keys: &[&str]) {
-    let mut ps = Vec::new();
-    text_pointers(v, "", keys, &mut ps);
-    for p in ps {
-        set_str(v, &p, String::new());
+/// Redacts every string except the tracked texts (redacted across events).
+fn redact_except(r: &Redactor, v: &mut Value, tracked: &[(String, String, Vec<u8>)]) -> u64 {
+    if tracked.is_empty() {
+        return r.redact_value(v);
     }
-}
-
-/// Redacts every string except the held texts at `pointers` (already done).
-fn redact_except(r: &Redactor, v: &mut Value, pointers: &[String]) -> u64 {
-    let saved: Vec<(String, Value)> = pointers
+    let saved: Vec<(&str, Value)> = tracked
         .iter()
-        .filter_map(|p| Some((p.clone(), ptr_mut(v, p)?.take())))
+        .filter_map(|(p, _, _)| Some((p.as_str(), ptr_mut(v, p)?.take())))
         .collect();
     let n = r.redact_value(v);
     for (p, x) in saved {
-        if let Some(slot) = ptr_mut(v, &p) {
+        if let Some(slot) = ptr_mut(v, p) {
             *slot = x;
         }
     }

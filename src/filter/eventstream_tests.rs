@@ -1,6 +1,5 @@
 use super::*;
 use crate::filter::redact::tests::{redactor, ID};
-use crate::filter::redact::HOLD_BACK;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use serde_json::json;
 
@@ -179,7 +178,7 @@ fn id_split_across_invoke_model_stream_chunks_at_the_same_json_path_is_caught() 
 }
 
 #[test]
-fn titan_text_held_back_is_folded_into_the_final_chunk() {
+fn titan_text_split_into_the_final_chunk_is_caught() {
     let (a, b) = ID.split_at(30);
     let mut input = model_chunk(&json!({"outputText": format!("x {a}"), "index": 0}));
     input.extend(model_chunk(
@@ -310,7 +309,7 @@ fn oversized_frame_is_an_error_before_it_is_buffered() {
 }
 
 #[test]
-fn hold_back_is_bounded_over_a_megabyte_of_deltas_without_matches() {
+fn a_megabyte_of_deltas_without_matches_passes_frame_for_frame_holding_nothing() {
     let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
     let piece = "us-east-1:abc déjà vu ".repeat(20);
     let f = frame(
@@ -319,22 +318,11 @@ fn hold_back_is_bounded_over_a_megabyte_of_deltas_without_matches() {
             .to_string()
             .as_bytes(),
     );
-    let mut text_out = 0;
     for _ in 0..(1_000_000 / piece.len()) {
-        let out = s.push(&f).unwrap();
-        for (_, p) in decode_all(&out) {
-            text_out += json_of(&p)["delta"]["text"].as_str().unwrap().len();
-        }
-        assert!(s.held_bytes() <= HOLD_BACK + 3);
+        assert_eq!(&s.push(&f).unwrap()[..], &f[..]);
+        assert_eq!((s.held_bytes(), s.queued_frames()), (0, 0));
     }
-    let total = (1_000_000 / piece.len()) * piece.len();
-    assert!(total - text_out <= HOLD_BACK + 3);
-    let out = s.finish().unwrap();
-    let rest: usize = decode_all(&out)
-        .iter()
-        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().len())
-        .sum();
-    assert_eq!(text_out + rest, total);
+    assert!(s.finish().unwrap().is_empty());
     assert_eq!(s.redactions(), 0);
 }
 
@@ -448,32 +436,29 @@ fn split_frames(mut b: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Only the tail that could begin a match waits for the next delta; the
-/// number and kinds of events stay the same (the held part is flushed as
-/// one extra delta only if the block ends while something is held).
+/// A delta whose text ends in what could begin a match waits for the next
+/// delta of its block, which decides it; events are never cut or added, and
+/// frames without a match go out as upstream sent them.
 #[test]
-fn a_possible_match_start_is_held_until_the_next_delta_decides_it() {
+fn a_possible_match_start_holds_its_frame_until_the_next_delta_decides_it() {
     let input = converse_stream(&["Thus", " far, us", "-west-2 is a region"]);
-    let (events, n) = run(Operation::ConverseStream, &input, 1);
-    assert_eq!(n, 0);
-    let deltas: Vec<String> = events
-        .iter()
-        .filter(|(e, _)| e == "contentBlockDelta")
-        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(deltas, ["Th", "us far, ", "us-west-2 is a region"]);
-    let types: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
-    assert_eq!(types, ["messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockDelta", "contentBlockStop", "messageStop"]);
-    // Held at the block's end: flushed as one more delta before the stop.
+    let frames = split_frames(&input);
+    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    assert_eq!(&s.push(&frames[0]).unwrap()[..], &frames[0][..], "messageStart goes at once");
+    // "Thus" ends in "us", which could begin "us-west-2:...": it waits.
+    assert!(s.push(&frames[1]).unwrap().is_empty());
+    assert_eq!(s.queued_frames(), 1);
+    // " far, us" decides "Thus" (sent as it was) and waits itself.
+    assert_eq!(&s.push(&frames[2]).unwrap()[..], &frames[1][..]);
+    // "-west-2 is a region" decides it: no id follows.
+    assert_eq!(&s.push(&frames[3]).unwrap()[..], &[&frames[2][..], &frames[3][..]].concat()[..]);
+    let rest: Vec<u8> = frames[4..].iter().flat_map(|f| s.push(f).unwrap()).collect();
+    assert_eq!(rest, frames[4..].concat());
+    assert!(s.finish().unwrap().is_empty());
+    assert_eq!(s.redactions(), 0);
+    // Held at the block's end: the stop decides it, nothing is added.
     let input = converse_stream(&["ends with us"]);
-    let (events, _) = run(Operation::ConverseStream, &input, input.len());
-    let deltas: Vec<String> = events
-        .iter()
-        .filter(|(e, _)| e == "contentBlockDelta")
-        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(deltas, ["ends with ", "us"]);
-    assert_eq!(events[events.len() - 2].0, "contentBlockStop");
+    assert_eq!(push_all(Operation::ConverseStream, redactor(), &input, 1), input);
 }
 
 /// SPEC §7 / [redaction]: a pattern that never matches (nor begins to)
@@ -522,23 +507,28 @@ fn error_frame_is_a_valid_exception_message() {
 }
 
 /// SPEC §7: RetrieveAndGenerateStream `output` text continues across events
-/// like Converse deltas; the citation event after it flushes what is held.
+/// like Converse deltas, also across a citation between them; events are
+/// neither cut nor added and keep their order.
 #[test]
 fn id_split_across_rag_stream_output_events_is_caught() {
     let (a, b) = ID.split_at(4);
     let mut input = frame("output", json!({"text": format!("see {a}")}).to_string().as_bytes());
     input.extend(frame("output", json!({"text": format!("{b} and us")}).to_string().as_bytes()));
     input.extend(frame("citation", br#"{"citation":{"retrievedReferences":[]}}"#));
+    let (c, d) = ID.split_at(30);
+    input.extend(frame("output", json!({"text": format!(" {c}")}).to_string().as_bytes()));
+    input.extend(frame("citation", br#"{"citation":{"retrievedReferences":[]}}"#));
+    input.extend(frame("output", json!({"text": d}).to_string().as_bytes()));
     let (events, n) = run(Operation::RetrieveAndGenerateStream, &input, 3);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     let texts: Vec<String> = events
         .iter()
         .filter(|(e, _)| e == "output")
         .map(|(_, p)| json_of(p)["text"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(texts.concat(), "see [redacted] and us");
-    assert_eq!(texts.last().unwrap(), "us");
-    assert_eq!(events.last().unwrap().0, "citation");
+    assert_eq!(texts.concat(), "see [redacted] and us [redacted]");
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["output", "output", "citation", "output", "citation", "output"]);
 }
 
 // ---- InvokeAgent source check (SPEC §5.2 applied to agent answers) ----
@@ -662,22 +652,19 @@ fn redact_cost_per_delta() {
 }
 
 #[test]
-fn flushed_remainder_event_has_the_other_fields_redacted_too() {
-    // The held "u" (could begin "us-...") is flushed at block end as an extra
-    // delta shaped like the last one; that one's other fields held an id.
+fn a_held_frame_has_its_other_fields_redacted_too() {
+    // "u" could begin "us-...": the frame waits for the stop; its padding
+    // field held an id.
     let held = json!({"contentBlockIndex": 0, "delta": {"text": "owner u"}, "p": format!("pad {ID}")});
     let mut input = frame("contentBlockDelta", held.to_string().as_bytes());
     input.extend(frame("contentBlockStop", br#"{"contentBlockIndex":0}"#));
     let (events, n) = run(Operation::ConverseStream, &input, 7);
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
-    assert_eq!(names, ["contentBlockDelta", "contentBlockDelta", "contentBlockStop"]);
-    let (first, flushed) = (json_of(&events[0].1), json_of(&events[1].1));
-    assert_eq!(first["delta"]["text"], "owner ");
-    assert_eq!(flushed["delta"]["text"], "u");
-    for e in [&first, &flushed] {
-        assert_eq!(e["p"], "pad [redacted]", "{e}");
-    }
-    assert_eq!(n, 1, "the repeated field is not a new match");
+    assert_eq!(names, ["contentBlockDelta", "contentBlockStop"]);
+    let first = json_of(&events[0].1);
+    assert_eq!(first["delta"]["text"], "owner u");
+    assert_eq!(first["p"], "pad [redacted]");
+    assert_eq!(n, 1);
 }
 
 #[test]
@@ -697,4 +684,156 @@ fn keepalive_chunks_are_only_a_type() {
     for v in [json!({"type": "content_block_stop", "index": 0}), json!({"type": 1}), json!({}), json!("ping")] {
         assert!(!is_keepalive_chunk(&v), "{v}");
     }
+}
+
+/// The text of every chunk at one inner JSON pointer, concatenated.
+fn model_text(events: &[(String, Bytes)], pointer: &str) -> String {
+    events.iter().filter_map(|(_, p)| inner_of(p).pointer(pointer)?.as_str().map(String::from)).collect()
+}
+
+#[test]
+fn id_split_in_model_chunk_fields_outside_any_fixed_list_is_caught() {
+    // Nova-style tool input and OpenAI-style reasoning content.
+    let (a, b) = ID.split_at(17);
+    let nova = |t: &str| json!({"contentBlockDelta": {"delta": {"toolUse": {"input": t}}, "contentBlockIndex": 0}});
+    let oai = |t: &str| json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"reasoning_content": t}, "finish_reason": null}]});
+    for (mk, pointer) in [
+        (&nova as &dyn Fn(&str) -> Value, "/contentBlockDelta/delta/toolUse/input"),
+        (&oai, "/choices/0/delta/reasoning_content"),
+    ] {
+        let mut input = model_chunk(&mk(&format!("{{\"user\":\"{a}")));
+        input.extend(model_chunk(&mk(&format!("{b}\"}}"))));
+        input.extend(model_chunk(&json!({"amazon-bedrock-invocationMetrics": {"outputTokenCount": 2}})));
+        for step in [1, 9, input.len()] {
+            let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, step);
+            assert_eq!(n, 1, "{pointer}");
+            assert_eq!(model_text(&events, pointer), "{\"user\":\"[redacted]\"}", "{pointer}");
+            assert_eq!(events.len(), 3);
+        }
+    }
+}
+
+#[test]
+fn held_text_survives_keepalives_and_other_blocks_or_choices_in_between() {
+    let (a, b) = ID.split_at(12);
+    // Anthropic: a ping between the two halves.
+    let delta = |i: u64, t: &str| json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}});
+    let mut input = model_chunk(&delta(0, &format!("id {a}")));
+    input.extend(model_chunk(&json!({"type": "ping"})));
+    input.extend(model_chunk(&delta(0, &format!("{b}.")))); 
+    input.extend(model_chunk(&json!({"type": "content_block_stop", "index": 0})));
+    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 5);
+    assert_eq!(n, 1);
+    assert_eq!(model_text(&events, "/delta/text"), "id [redacted].");
+    let types: Vec<String> = events.iter().map(|(_, p)| inner_of(p)["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(types, ["content_block_delta", "ping", "content_block_delta", "content_block_stop"]);
+    // OpenAI-style parallel choices: choice 1 streams between choice 0's halves.
+    let choice = |i: u64, t: &str| json!({"object": "chat.completion.chunk", "choices": [{"index": i, "delta": {"content": t}}]});
+    let mut input = model_chunk(&choice(0, &format!("a {a}")));
+    input.extend(model_chunk(&choice(1, "other choice text ")));
+    input.extend(model_chunk(&choice(1, &format!("and {a}"))));
+    input.extend(model_chunk(&choice(0, &format!("{b} z"))));
+    input.extend(model_chunk(&choice(1, &format!("{b}!"))));
+    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 7);
+    assert_eq!(n, 2);
+    let of = |i: u64| -> String {
+        events
+            .iter()
+            .map(|(_, p)| inner_of(p))
+            .filter(|v| v["choices"][0]["index"] == i)
+            .map(|v| v["choices"][0]["delta"]["content"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of(0), "a [redacted] z");
+    assert_eq!(of(1), "other choice text and [redacted]!");
+    // Converse: interleaved blocks keep their own texts.
+    let cd = |i: u64, t: &str| frame("contentBlockDelta", json!({"contentBlockIndex": i, "delta": {"text": t}}).to_string().as_bytes());
+    let input = [cd(0, &format!("x {a}")), cd(1, "tool "), cd(0, b), cd(1, "done")].concat();
+    let (events, n) = run(Operation::ConverseStream, &input, 3);
+    assert_eq!(n, 1);
+    let text0: String = events
+        .iter()
+        .map(|(_, p)| json_of(p))
+        .filter(|v| v["contentBlockIndex"] == 0)
+        .map(|v| v["delta"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text0, "x [redacted]");
+}
+
+#[test]
+fn a_match_of_700_bytes_split_over_many_deltas_is_caught() {
+    let long = format!("us-{}-1:12345678-abcd-1234-462b-123456789abc", "q".repeat(700));
+    let text = format!("see {long} end");
+    let pieces: Vec<String> = text.as_bytes().chunks(10).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    let input = converse_stream(&refs);
+    let (events, n) = run(Operation::ConverseStream, &input, 64);
+    assert_eq!(n, 1);
+    let got: String = events
+        .iter()
+        .filter(|(e, _)| e == "contentBlockDelta")
+        .map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, "see [redacted] end");
+    // Same number of deltas: the ones inside the match are emptied.
+    assert_eq!(events.iter().filter(|(e, _)| e == "contentBlockDelta").count(), pieces.len());
+}
+
+#[test]
+fn a_would_be_match_that_never_ends_stops_the_stream_at_the_bound() {
+    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let d = |t: &str| frame("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": t}}).to_string().as_bytes());
+    assert_eq!(s.push(&d("ok ")).unwrap().len(), d("ok ").len());
+    assert!(s.push(&d("us-")).unwrap().is_empty());
+    let letters = "z".repeat(1000);
+    let mut err = None;
+    for _ in 0..20 {
+        match s.push(&d(&letters)) {
+            Ok(out) => assert!(out.is_empty(), "a live would-be match was sent"),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(err, Some(StreamError::HoldLimit));
+    assert_eq!(s.push(b"").unwrap_err(), StreamError::Failed);
+}
+
+#[test]
+fn frames_behind_an_undecided_text_keep_their_order_and_are_bounded() {
+    // An agent chunk ending in "us" waits; traces after it wait behind it.
+    let mut s = StreamRedactor::new(Operation::InvokeAgent, redactor());
+    assert!(s.push(&agent_chunk(b"thus")).unwrap().is_empty());
+    let trace = frame("trace", br#"{"trace":{"x":"y"}}"#);
+    assert!(s.push(&trace).unwrap().is_empty());
+    assert_eq!(s.queued_frames(), 2);
+    let out = s.push(&agent_chunk(b" far")).unwrap();
+    let names: Vec<String> = decode_all(&out).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(names, ["chunk", "trace", "chunk"]);
+    // More than MAX_QUEUED bytes of traces behind an undecided chunk: the
+    // stream ends rather than growing.
+    let mut s = StreamRedactor::new(Operation::InvokeAgent, redactor());
+    assert!(s.push(&agent_chunk(b"thus")).unwrap().is_empty());
+    let big = frame("trace", format!(r#"{{"trace":{{"x":"{}"}}}}"#, "y".repeat(64 * 1024)).as_bytes());
+    let mut err = None;
+    for _ in 0..(MAX_QUEUED / (64 * 1024) + 2) {
+        if let Err(e) = s.push(&big) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(err, Some(StreamError::HoldLimit));
+}
+
+#[test]
+fn keys_name_blocks_and_choices_by_their_index() {
+    let v = json!({"choices": [{"index": 3, "delta": {"content": "a", "role": "assistant"}}], "object": "x"});
+    let l = leaves_of(&v, PROTOCOL_KEYS);
+    assert_eq!(l.len(), 1);
+    assert_eq!((l[0].0.as_str(), l[0].1.as_str()), ("/choices/0/delta/content", "/choices/#3/delta/content"));
+    assert_eq!(shape_of("#12/delta/text"), "#/delta/text");
+    assert_eq!(shape_of("/choices/#3/delta/content"), "/choices/#/delta/content");
+    let v = json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{"}});
+    assert_eq!(leaves_of(&v, PROTOCOL_KEYS)[0].1, "#2/delta/partial_json");
 }

@@ -14,47 +14,48 @@
 //!   an identity-id pattern by accident is not a realistic risk.
 //! - Empty matches are ignored (a pattern that can match "" would otherwise
 //!   insert the replacement between every byte).
-//! - Hold-back for text split across stream events: see [`HOLD_BACK`].
+//! - Hold-back for text split across stream events: see [`MAX_HOLD`] and [`LiveText`].
 
 use crate::config::RedactionConfig;
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Most bytes of a continuing text ever held back, whatever the pattern.
+/// Most bytes of a continuing text ever held back while they could still be
+/// the beginning of a match.
 ///
 /// The hold-back of a text is the shortest tail that could still begin a
-/// match ([`HoldBack::push`]): positions are tried with an anchored lazy DFA
+/// match ([`LiveText::push`]): positions are tried with an anchored lazy DFA
 /// of the combined pattern, and a position whose run has not died by the end
-/// of the text so far is a possible match start. A tail can only be live if
-/// it is shorter than the pattern's longest possible match, so a pattern with
-/// a bounded match length (`maximum_len` of its syntax tree) never holds more
-/// than that length minus one. The default identity-id pattern contains
-/// `[a-z]+`, which makes its length unbounded, so the cap applies: a would-be
-/// match whose first `HOLD_BACK` bytes arrived without completing is sent on
-/// (real identity ids are about 45-60 bytes). At most `HOLD_BACK + 3` bytes
-/// are held per text (the cut never splits a UTF-8 sequence).
-pub const HOLD_BACK: usize = 512;
+/// of the text so far is a possible match start. There is no cut-off below
+/// which a would-be match is sent on: a match of any length split across
+/// events is caught. What is bounded is how long a would-be match may keep
+/// growing without completing or dying: past `MAX_HOLD` bytes the text is
+/// refused ([`HoldExceeded`]) and the stream ends with an error, never with
+/// the held bytes. Real identity ids are 45-60 bytes; with the default
+/// pattern only `xx-` followed by 16 KiB of lowercase letters and no space
+/// reaches the bound.
+pub const MAX_HOLD: usize = 16 * 1024;
+
+/// A would-be match kept growing past [`MAX_HOLD`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldExceeded;
 
 /// Deciding "could a match still begin at this position?" for the hold-back.
 struct Prefixes {
     dfa: regex_automata::hybrid::dfa::DFA,
-    /// Longest tail held back: `min(maximum match length - 1, HOLD_BACK)`.
-    max_hold: usize,
 }
 
 impl Prefixes {
     fn new(pattern: &str) -> Option<Prefixes> {
         use regex_automata::hybrid::dfa::DFA;
-        let max_len = regex_automata::util::syntax::parse(pattern).ok()?.properties().maximum_len();
         let dfa = DFA::builder()
             // `\b` is Unicode-aware: the DFA gives up ("quits") on non-ASCII
             // bytes next to one, which the caller treats as "could match".
             .configure(DFA::config().unicode_word_boundary(true))
             .build(pattern)
             .ok()?;
-        let max_hold = max_len.map_or(HOLD_BACK, |m| m.saturating_sub(1).min(HOLD_BACK));
-        Some(Prefixes { dfa, max_hold })
+        Some(Prefixes { dfa })
     }
 
     /// True unless every match starting at `at` is ruled out by the bytes of
@@ -80,11 +81,11 @@ impl Prefixes {
 
 impl std::fmt::Debug for Prefixes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Prefixes {{ max_hold: {} }}", self.max_hold)
+        f.write_str("Prefixes")
     }
 }
 
-/// Per-stream scratch for [`HoldBack::push`]: the lazy DFA's state cache,
+/// Per-stream scratch for [`LiveText::push`]: the lazy DFA's state cache,
 /// made on first use (a stream whose events carry no text never pays for it).
 pub struct HoldCache(Option<regex_automata::hybrid::dfa::Cache>);
 
@@ -98,8 +99,9 @@ impl std::fmt::Debug for HoldCache {
 pub struct Redactor {
     re: regex::Regex,
     bytes_re: regex::bytes::Regex,
-    /// None only if the DFA cannot be built for the pattern; the hold-back
-    /// then keeps the last `HOLD_BACK` bytes of every text.
+    /// None only if the DFA cannot be built for the pattern (configuration
+    /// refuses such patterns, see [`check_stream_pattern`]); the hold-back
+    /// would then keep every text whole up to [`MAX_HOLD`].
     prefixes: Option<Prefixes>,
     replacement: String,
 }
@@ -112,7 +114,7 @@ impl Redactor {
         let bytes_re = regex::bytes::Regex::new(re.as_str()).ok()?;
         let prefixes = Prefixes::new(re.as_str());
         if prefixes.is_none() {
-            tracing::warn!("redaction: no automaton for the patterns; streams hold back the last {HOLD_BACK} bytes of every text");
+            tracing::warn!("redaction: no automaton for the patterns; streams hold back every text up to {MAX_HOLD} bytes");
         }
         Some(Arc::new(Redactor {
             re,
@@ -122,29 +124,22 @@ impl Redactor {
         }))
     }
 
-    /// Scratch space for [`HoldBack::push`]; one per stream.
+    /// Scratch space for [`LiveText::push`]; one per stream.
     pub fn hold_cache(&self) -> HoldCache {
         HoldCache(None)
     }
 
-    /// The most bytes one continuing text can hold back (see [`HOLD_BACK`]).
-    pub fn max_hold(&self) -> usize {
-        self.prefixes.as_ref().map_or(HOLD_BACK, |p| p.max_hold)
-    }
-
-    /// The first position in `buf[from..]`, no earlier than `max_hold` bytes
-    /// before its end, where a match could still begin; `buf.len()` when
-    /// there is none. Moved back onto a UTF-8 boundary.
+    /// The first position in `buf[from..]` where a match could still begin;
+    /// `buf.len()` when there is none. Moved back onto a UTF-8 boundary.
     fn hold_point(&self, cache: &mut HoldCache, buf: &[u8], from: usize) -> usize {
-        let lo = from.max(buf.len().saturating_sub(self.max_hold()));
         let mut at = match &self.prefixes {
             Some(p) => {
                 let c = cache.0.get_or_insert_with(|| p.dfa.create_cache());
-                (lo..buf.len()).find(|&i| p.could_begin(c, buf, i)).unwrap_or(buf.len())
+                (from..buf.len()).find(|&i| p.could_begin(c, buf, i)).unwrap_or(buf.len())
             }
-            None => lo,
+            None => from,
         };
-        while at > from && at < buf.len() && (buf[at] & 0xC0) == 0x80 && buf.len() - at < self.max_hold() + 3 {
+        while at > from && at < buf.len() && (buf[at] & 0xC0) == 0x80 {
             at -= 1;
         }
         at
@@ -274,21 +269,32 @@ impl Redactor {
     }
 }
 
+/// The pattern can drive the stream hold-back: its lazy DFA builds.
+/// Configuration refuses a pattern for which it does not (a stream could
+/// then only be held whole).
+pub fn check_stream_pattern(pattern: &str) -> Result<(), String> {
+    Prefixes::new(pattern).map(|_| ()).ok_or_else(|| "the pattern is too large for the stream automaton".to_string())
+}
+
 /// One continuing text (a content block's deltas, an agent's chunk bytes, a
-/// SageMaker payload): redacts what is safe to send and holds back the
-/// shortest tail that could still be the beginning of a match (see
-/// [`HOLD_BACK`] for the bound).
+/// SageMaker payload, a string field at one JSON path of a model's chunks),
+/// seen as one long byte string whose positions are absolute offsets from
+/// its start. It finds the matches that are final and keeps the shortest
+/// tail that could still begin a match ([`MAX_HOLD`] for the bound); the
+/// caller decides what to do with the text before [`LiveText::held_start`]
+/// (it can no longer change).
 ///
-/// The last character already sent is kept as look-behind context, so
-/// assertions that look at the previous character (`\b`, `\B`, `(?m)^`)
+/// The last character before the held tail is kept as look-behind context,
+/// so assertions that look at the previous character (`\b`, `\B`, `(?m)^`)
 /// decide at a split exactly as they would on the whole text: `xSSN123`
 /// split after `x` is not a `\bSSN\d{3}` match.
 #[derive(Debug, Default)]
-pub struct HoldBack {
+pub struct LiveText {
     held: Vec<u8>,
-    /// The original bytes of the last character before `held` (already
-    /// sent), at most 4.
+    /// The original bytes of the last character before `held`, at most 4.
     before: Vec<u8>,
+    /// Absolute offset of `held[0]`.
+    start: u64,
 }
 
 /// The start of the last UTF-8 character of `b` (at most 4 bytes back).
@@ -297,37 +303,40 @@ fn last_char_start(b: &[u8]) -> usize {
     (lo..b.len()).rev().find(|&i| (b[i] & 0xC0) != 0x80).unwrap_or(lo)
 }
 
-impl HoldBack {
+impl LiveText {
     pub fn held_len(&self) -> usize {
         self.held.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+    /// Everything before this absolute offset is final.
+    pub fn held_start(&self) -> u64 {
+        self.start
+    }
+
+    /// Absolute offset just past the text pushed so far.
+    pub fn end(&self) -> u64 {
+        self.start + self.held.len() as u64
     }
 
     /// Context, held text and `data` in one buffer; returns it with the
-    /// offset where the text not yet sent starts.
-    fn take_buf(&mut self, data: &[u8]) -> (Vec<u8>, usize) {
+    /// offset where the held text starts and the absolute offset of
+    /// `buf[0]`.
+    fn take_buf(&mut self, data: &[u8]) -> (Vec<u8>, usize, u64) {
         let mut buf = std::mem::take(&mut self.before);
         let ctx = buf.len();
         buf.extend_from_slice(&self.held);
         self.held.clear();
         buf.extend_from_slice(data);
-        (buf, ctx)
+        (buf, ctx, self.start - ctx as u64)
     }
 
-    /// Appends `data` to the held text; returns the redacted part that is
-    /// safe to send now, and the match count. What stays held is the
-    /// shortest tail that could still begin a match: a complete match before
-    /// it is replaced whole (even when it runs past where the hold would
-    /// otherwise start), and text that cannot start a match is never held.
-    pub fn push(&mut self, r: &Redactor, cache: &mut HoldCache, data: &[u8]) -> (Vec<u8>, u64) {
-        let (mut buf, ctx) = self.take_buf(data);
+    /// Appends `data`; adds the final matches to `found` (absolute ranges,
+    /// in order). A complete match before the new hold point is final even
+    /// when it runs past where the hold would otherwise start; text that
+    /// cannot start a match is never held.
+    pub fn push(&mut self, r: &Redactor, cache: &mut HoldCache, data: &[u8], found: &mut Vec<(u64, u64)>) -> Result<(), HoldExceeded> {
+        let (mut buf, ctx, base) = self.take_buf(data);
         let mut hold = r.hold_point(cache, &buf, ctx);
-        let mut out = Vec::with_capacity(buf.len() + 16);
-        let mut last = ctx;
-        let mut n = 0;
         let mut at = ctx;
         while at <= buf.len() {
             let Some(m) = r.bytes_re.find_at(&buf, at) else { break };
@@ -338,41 +347,90 @@ impl HoldBack {
             if m.start() >= hold {
                 break;
             }
-            out.extend_from_slice(&buf[last..m.start()]);
-            out.extend_from_slice(r.replacement.as_bytes());
-            last = m.end();
+            found.push((base + m.start() as u64, base + m.end() as u64));
             at = m.end();
-            n += 1;
             if m.end() > hold {
                 hold = r.hold_point(cache, &buf, m.end());
             }
         }
-        out.extend_from_slice(&buf[last.min(hold)..hold]);
-        self.held = buf.split_off(hold);
+        let held = buf.split_off(hold);
+        let too_long = held.len() > MAX_HOLD;
+        self.held = held;
+        self.start = base + hold as u64;
         let keep = last_char_start(&buf);
         self.before = buf.split_off(keep);
-        (out, n)
+        if too_long {
+            return Err(HoldExceeded);
+        }
+        Ok(())
     }
 
-    /// Everything held, redacted (end of the continuing text).
-    pub fn flush(&mut self, r: &Redactor) -> (Vec<u8>, u64) {
-        let (buf, ctx) = self.take_buf(&[]);
-        let mut out = Vec::with_capacity(buf.len());
-        let (mut last, mut at, mut n) = (ctx, ctx, 0);
+    /// End of the text: the matches in what is still held.
+    pub fn finish(&mut self, r: &Redactor, found: &mut Vec<(u64, u64)>) {
+        let (buf, ctx, base) = self.take_buf(&[]);
+        let mut at = ctx;
         while at <= buf.len() {
             let Some(m) = r.bytes_re.find_at(&buf, at) else { break };
             if m.is_empty() {
                 at = m.end() + 1;
                 continue;
             }
-            out.extend_from_slice(&buf[last..m.start()]);
-            out.extend_from_slice(r.replacement.as_bytes());
-            last = m.end();
+            found.push((base + m.start() as u64, base + m.end() as u64));
             at = m.end();
-            n += 1;
         }
-        out.extend_from_slice(&buf[last..]);
-        (out, n)
+        self.start = base + buf.len() as u64;
+        self.before.clear();
+    }
+}
+
+/// A [`LiveText`] that emits its text: each push returns the redacted part
+/// that is final, and [`HoldBack::flush`] the rest. For texts whose pieces
+/// can be cut freely (and for tests and fuzzing of the hold-back itself).
+#[derive(Debug, Default)]
+pub struct HoldBack {
+    live: LiveText,
+}
+
+impl HoldBack {
+    pub fn held_len(&self) -> usize {
+        self.live.held_len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.held_len() == 0
+    }
+
+    fn emit(&self, r: &Redactor, text: &[u8], base: u64, upto: u64, found: &[(u64, u64)]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + 16);
+        let mut last = 0usize;
+        for &(s, e) in found {
+            out.extend_from_slice(&text[last..(s - base) as usize]);
+            out.extend_from_slice(r.replacement.as_bytes());
+            last = (e - base) as usize;
+        }
+        out.extend_from_slice(&text[last.min((upto - base) as usize)..(upto - base) as usize]);
+        out
+    }
+
+    /// Appends `data`; returns the redacted text that is final now and the
+    /// match count.
+    pub fn push(&mut self, r: &Redactor, cache: &mut HoldCache, data: &[u8]) -> Result<(Vec<u8>, u64), HoldExceeded> {
+        let base = self.live.held_start();
+        let mut text = self.live.held.clone();
+        text.extend_from_slice(data);
+        let mut found = Vec::new();
+        let res = self.live.push(r, cache, data, &mut found);
+        let out = self.emit(r, &text, base, self.live.held_start(), &found);
+        res.map(|()| (out, found.len() as u64))
+    }
+
+    /// Everything held, redacted (end of the continuing text).
+    pub fn flush(&mut self, r: &Redactor) -> (Vec<u8>, u64) {
+        let base = self.live.held_start();
+        let text = self.live.held.clone();
+        let mut found = Vec::new();
+        self.live.finish(r, &mut found);
+        (self.emit(r, &text, base, self.live.held_start(), &found), found.len() as u64)
     }
 }
 

@@ -109,8 +109,8 @@ fn hold_back_catches_an_id_split_anywhere_and_concatenation_equals_redacted_text
     for split in 1..text.len() {
         let mut hb = HoldBack::default();
         let mut c = r.hold_cache();
-        let (mut got, mut n) = hb.push(&r, &mut c, &text.as_bytes()[..split]);
-        let (b, k) = hb.push(&r, &mut c, &text.as_bytes()[split..]);
+        let (mut got, mut n) = hb.push(&r, &mut c, &text.as_bytes()[..split]).unwrap();
+        let (b, k) = hb.push(&r, &mut c, &text.as_bytes()[split..]).unwrap();
         got.extend(b);
         n += k;
         let (b, k) = hb.flush(&r);
@@ -129,10 +129,10 @@ fn hold_back_is_bounded_for_a_long_text_without_matches() {
     let mut sent = 0;
     let piece = "us-west-2:12345678 é long text without any complete id ".repeat(10);
     while sent < 1_000_000 {
-        let (out, n) = hb.push(&r, &mut c, piece.as_bytes());
+        let (out, n) = hb.push(&r, &mut c, piece.as_bytes()).unwrap();
         assert_eq!(n, 0);
         sent += out.len();
-        assert!(hb.held_len() <= HOLD_BACK + 3, "held {}", hb.held_len());
+        assert!(hb.held_len() <= 64, "held {}", hb.held_len());
         assert!(std::str::from_utf8(&out).is_ok());
     }
 }
@@ -145,7 +145,7 @@ fn pushes(r: &Redactor, parts: &[&str]) -> Vec<(String, usize)> {
     parts
         .iter()
         .map(|p| {
-            let (out, _) = hb.push(r, &mut c, p.as_bytes());
+            let (out, _) = hb.push(r, &mut c, p.as_bytes()).unwrap();
             (String::from_utf8(out).unwrap(), hb.held_len())
         })
         .collect()
@@ -168,24 +168,49 @@ fn only_the_shortest_tail_that_could_begin_a_match_is_held() {
 fn a_bounded_pattern_never_holds_more_than_its_longest_match_minus_one() {
     // The longest match of `secret-[0-9]{4}` is 11 bytes.
     let r = redactor_for(&["secret-[0-9]{4}"]);
-    assert_eq!(r.max_hold(), 10);
     let out = pushes(&r, &["a secret-12", "3", "4 and secret-"]);
     assert_eq!(out, vec![("a ".into(), 9), ("".into(), 10), ("[redacted] and ".into(), 7)]);
-    // The default identity-id pattern is unbounded (`[a-z]+`): the cap applies.
-    assert_eq!(redactor().max_hold(), HOLD_BACK);
 }
 
 #[test]
-fn a_would_be_match_longer_than_the_cap_is_sent_on() {
+fn a_match_longer_than_any_fixed_window_split_across_pushes_is_caught() {
+    // `[a-z]+` makes the default pattern unbounded: a 700-byte "region"
+    // split into 10-byte pieces is still one match.
+    let r = redactor();
+    let id = format!("us-{}-1:12345678-abcd-1234-462b-123456789abc", "x".repeat(700));
+    let text = format!("see {id} end");
+    let mut hb = HoldBack::default();
+    let mut c = r.hold_cache();
+    let mut got = Vec::new();
+    let mut n = 0;
+    for piece in text.as_bytes().chunks(10) {
+        let (b, k) = hb.push(&r, &mut c, piece).unwrap();
+        got.extend(b);
+        n += k;
+    }
+    let (b, k) = hb.flush(&r);
+    got.extend(b);
+    assert_eq!(String::from_utf8(got).unwrap(), "see [redacted] end");
+    assert_eq!(n + k, 1);
+}
+
+#[test]
+fn a_would_be_match_growing_past_the_bound_is_refused_not_sent() {
     let r = redactor();
     let mut hb = HoldBack::default();
     let mut c = r.hold_cache();
-    let (out, _) = hb.push(&r, &mut c, b"us-");
-    assert!(out.is_empty());
-    // 2 KB of `[a-z]` keeps the region part of the pattern alive forever.
-    let (out, _) = hb.push(&r, &mut c, "x".repeat(2048).as_bytes());
-    assert!(hb.held_len() <= HOLD_BACK + 3);
-    assert!(out.len() >= 2048 + 3 - HOLD_BACK - 3);
+    let (out, _) = hb.push(&r, &mut c, b"ok us-").unwrap();
+    assert_eq!(out, b"ok ");
+    // `[a-z]` after "us-" keeps the region part of the pattern alive.
+    let mut res = Ok((Vec::new(), 0));
+    for _ in 0..(MAX_HOLD / 1024 + 1) {
+        res = hb.push(&r, &mut c, "x".repeat(1024).as_bytes());
+        match &res {
+            Ok((out, _)) => assert!(out.is_empty(), "a live would-be match was sent"),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(res.unwrap_err(), HoldExceeded);
 }
 
 #[test]
@@ -203,7 +228,7 @@ fn every_split_of_a_text_with_several_ids_redacts_like_the_whole_text() {
             let mut c = r.hold_cache();
             let mut got = Vec::new();
             for part in [&b[..i], &b[i..j], &b[j..]] {
-                got.extend(hb.push(&r, &mut c, part).0);
+                got.extend(hb.push(&r, &mut c, part).unwrap().0);
             }
             got.extend(hb.flush(&r).0);
             assert_eq!(String::from_utf8(got).unwrap(), want, "splits at {i}, {j}");
@@ -243,8 +268,8 @@ fn ordinary_regex_syntax_redacts_streams_split_anywhere() {
         for split in (1..text.len()).filter(|i| text.is_char_boundary(*i)) {
             let mut hb = HoldBack::default();
             let mut c = r.hold_cache();
-            let mut got = hb.push(&r, &mut c, &text.as_bytes()[..split]).0;
-            got.extend(hb.push(&r, &mut c, &text.as_bytes()[split..]).0);
+            let mut got = hb.push(&r, &mut c, &text.as_bytes()[..split]).unwrap().0;
+            got.extend(hb.push(&r, &mut c, &text.as_bytes()[split..]).unwrap().0);
             got.extend(hb.flush(&r).0);
             assert_eq!(String::from_utf8(got).unwrap(), *want, "{pattern} split at {split}");
         }

@@ -329,7 +329,13 @@ pub(crate) fn redaction(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> RedactionConfig {
     } else {
         let alternation = patterns.iter().map(|p| format!("(?:{p})")).collect::<Vec<_>>().join("|");
         match regex::Regex::new(&alternation) {
-            Ok(re) => Some(re),
+            Ok(re) => {
+                if let Err(e) = crate::filter::redact::check_stream_pattern(&alternation) {
+                    let span = t.get("patterns").map(|v| v.span());
+                    ctx.err("redaction.patterns", span.as_ref(), e);
+                }
+                Some(re)
+            }
             Err(e) => {
                 // Only reachable when the individual patterns are fine but the
                 // combination exceeds the regex size limit.
