@@ -20,10 +20,17 @@ targets=("$@")
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
-# Seeds for the stream targets: an identity id split across deltas, and a near miss.
+# Seeds for the stream targets: an identity id split across events of one
+# text with unrelated events and other texts in between, for each stream kind
+# (first byte: kind and chunking; second: the model path; then events cut at
+# 0xFF, each led by a byte choosing text 0-2, 6 = unrelated, 7 = end), and a
+# near miss.
 mkdir -p seeds/stream_split seeds/eventstream_redact
-printf '\003Your id is us-west-2:1234\3775678-abcd-1234-462b-1\37723456789abc ok' >seeds/stream_split/seed-split-id
-printf '\000Thus far\377us\377-west-2 is a region' >seeds/stream_split/seed-near-miss
+rm -f seeds/stream_split/seed-*
+for k in 0 1 2; do
+  printf "\\00${k}\\005\\000Your id is us-west-2:1234\\377\\006\\377\\001other text \\377\\0005678-abcd-1234-462b-1\\377\\00023456789abc ok\\377\\007" >"seeds/stream_split/seed-split-id-$k"
+done
+printf '\000\011\000Thus far\377\000us\377\000-west-2 is a region' >seeds/stream_split/seed-near-miss
 
 printf '\n==> building %s\n' "${targets[*]}"
 for t in "${targets[@]}"; do

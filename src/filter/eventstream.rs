@@ -858,7 +858,7 @@ fn ptr_mut<'a>(v: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
     Some(cur)
 }
 
-/// Every non-empty string leaf of `v` to track as a continuing text, as
+/// Every string leaf of `v` to track as a continuing text, as
 /// (JSON pointer, key, text), skipping strings named in `skip`. The key is
 /// the pointer with each object that has a numeric `index` or
 /// `contentBlockIndex` marked `#n`, and an array element that has one named
@@ -879,8 +879,7 @@ fn tracked_leaves(v: &Value, skip: &[&str], ptr: &mut String, key: &mut String, 
                 key.push('/');
                 key.push_str(&tok);
                 match x {
-                    Value::String(s) if !s.is_empty() => out.push((ptr.clone(), key.clone(), s.as_bytes().to_vec())),
-                    Value::String(_) => {}
+                    Value::String(s) => out.push((ptr.clone(), key.clone(), s.as_bytes().to_vec())),
                     x => {
                         if let Some(i) = block_index(x) {
                             let _ = write!(key, "#{i}");
@@ -905,7 +904,7 @@ fn tracked_leaves(v: &Value, skip: &[&str], ptr: &mut String, key: &mut String, 
                     }
                 }
                 match x {
-                    Value::String(s) if !s.is_empty() => out.push((ptr.clone(), key.clone(), s.as_bytes().to_vec())),
+                    Value::String(s) => out.push((ptr.clone(), key.clone(), s.as_bytes().to_vec())),
                     x => tracked_leaves(x, skip, ptr, key, out),
                 }
                 ptr.truncate(pl);
