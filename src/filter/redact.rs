@@ -225,7 +225,13 @@ impl Redactor {
             let Ok(s) = serde_json::from_slice::<String>(lit) else {
                 continue;
             };
-            let (red, k) = self.redact_str(&s);
+            let (red, k) = match self.redact_str(&s) {
+                (_, 0) => match self.redact_base64(&s) {
+                    Some((b, k)) => (Cow::Owned(b), k),
+                    None => (Cow::Borrowed(s.as_str()), 0),
+                },
+                x => x,
+            };
             if k > 0 {
                 out.extend_from_slice(&body[last..start]);
                 out.extend_from_slice(serde_json::to_string(&red).ok()?.as_bytes());
@@ -238,6 +244,27 @@ impl Redactor {
         }
         out.extend_from_slice(&body[last..]);
         Some((Bytes::from(out), n))
+    }
+
+    /// A JSON string that is standard base64 of UTF-8 text (a model's
+    /// encoded output inside an InvokeModel answer): the decoded text
+    /// redacted and encoded again; None when it is not such a string or
+    /// holds no match. Strings shorter than 16 characters are not tried.
+    pub fn redact_base64(&self, s: &str) -> Option<(String, u64)> {
+        use base64::Engine;
+        let b = s.as_bytes();
+        if b.len() < 16
+            || b.len() % 4 != 0
+            || !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
+        {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+        let text = std::str::from_utf8(&raw).ok()?;
+        match self.redact_str(text) {
+            (_, 0) => None,
+            (red, n) => Some((base64::engine::general_purpose::STANDARD.encode(red.as_bytes()), n)),
+        }
     }
 
     /// Every string (values and keys) in a parsed JSON value, in place.

@@ -284,3 +284,21 @@ fn a_case_insensitive_prefix_is_held_back_in_any_case() {
     assert_eq!(pushes(&r, &["id aCcT-A"]), vec![("id ".into(), 6)]);
     assert_eq!(pushes(&r, &["xyz"]), vec![("xyz".into(), 0)]);
 }
+
+#[test]
+fn base64_text_inside_a_json_answer_is_decoded_redacted_and_encoded_again() {
+    use base64::Engine;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let r = redactor();
+    let body = format!(r#"{{"images":["{}"],"note":"{}","plain":"aGVsbG8gd29ybGQh"}}"#, b64(&format!("user {ID} here")), b64("no id"));
+    let (out, n) = r.redact_body(body.as_bytes(), Some("application/json"));
+    assert_eq!(n, 1);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["images"][0], b64("user [redacted] here"));
+    assert_eq!(v["note"], b64("no id"));
+    assert_eq!(v["plain"], "aGVsbG8gd29ybGQh");
+    // Binary that is not UTF-8 text, and strings that are not base64, pass.
+    let bin = base64::engine::general_purpose::STANDARD.encode([0xffu8, 0xfe, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert!(r.redact_base64(&bin).is_none());
+    assert!(r.redact_base64("not base64 at all, with spaces").is_none());
+}

@@ -17,7 +17,7 @@ import pytest
 
 import fake_sagemaker
 import harness
-from fakeaws import Body, agent_chunk_event, agent_reply, chunk_event, encode_event_message, event, event_stream, kb_result, retrieve_reply
+from fakeaws import Body, json_body, agent_chunk_event, agent_reply, chunk_event, encode_event_message, event, event_stream, kb_result, retrieve_reply
 from harness import HAIKU, HAIKU_ARN
 
 IDENTITY_ID = "us-west-2:12345678-abcd-1234-462b-123456789abc"
@@ -92,29 +92,28 @@ def test_id_split_over_three_converse_stream_deltas_is_caught(acme, sidecar, fak
 
 
 def test_text_that_cannot_begin_a_match_is_not_held(acme, fake_aws):
-    """SPEC §7 hold-back: only the shortest tail that could still begin a
-    match waits for the next delta. These deltas end in characters no match
-    can start with, so each arrives whole, in its own event."""
+    """SPEC §7 hold-back: these deltas end in characters no match can start
+    with, so each arrives at once, whole, in its own event."""
     fake_aws.stream_parts = ["Hello", ", world.", " 42 or", " 7!"]
     events = list(acme.converse_stream(**harness.converse_args())["stream"])
     assert deltas_of(events) == ["Hello", ", world.", " 42 or", " 7!"]
 
 
 def test_a_possible_match_start_waits_for_the_next_delta_only(acme, fake_aws):
-    """"Thus" ends in "us", which could begin "us-west-2:…": two bytes wait
-    for the next delta, which rules the match out and releases them."""
+    """"Thus" ends in "us", which could begin "us-west-2:…": its event waits
+    for the next delta, which rules the match out; events are never cut."""
     fake_aws.stream_parts = ["Thus", " far in us", "-west-2 all is well"]
     events = list(acme.converse_stream(**harness.converse_args())["stream"])
-    assert deltas_of(events) == ["Th", "us far in ", "us-west-2 all is well"]
+    assert deltas_of(events) == ["Thus", " far in us", "-west-2 all is well"]
 
 
-def test_held_tail_is_flushed_before_the_block_ends(acme, fake_aws):
-    """A block ending while text is held: the rest comes as one more delta
-    right before contentBlockStop, and the text is complete."""
+def test_held_delta_is_sent_when_the_block_ends(acme, fake_aws):
+    """A block ending while a delta waits: the stop decides it, it is sent
+    as it was, before contentBlockStop, and nothing is added."""
     fake_aws.stream_parts = ["The region is us"]
     events = list(acme.converse_stream(**harness.converse_args())["stream"])
-    assert deltas_of(events) == ["The region is ", "us"]
-    assert kinds_of(events)[-3:] == ["contentBlockStop", "messageStop", "metadata"]
+    assert deltas_of(events) == ["The region is us"]
+    assert kinds_of(events)[-4:] == ["contentBlockDelta", "contentBlockStop", "messageStop", "metadata"]
 
 
 def test_id_in_an_invoke_model_stream_chunk_is_redacted(acme, sidecar, fake_aws):
@@ -222,15 +221,16 @@ def test_oversized_frame_from_upstream_is_refused(acme, sidecar, fake_aws):
 
 
 def test_truncated_upstream_stream_ends_with_an_error_event(acme_agent, sidecar, fake_aws):
-    """SPEC §7 robustness: upstream ends inside a frame. What was held back
-    (a possible id start) is dropped, never sent unredacted."""
+    """SPEC §7 robustness: upstream ends inside a frame. The chunk that
+    waited (it ends in a possible id start) is dropped, never sent
+    unredacted."""
     whole = chunk_event_bytes(f"partial {IDENTITY_ID[:12]}")
     msgs = [whole, event("chunk", {"bytes": base64.b64encode(b"x").decode()})[:20]]
     fake_aws.script(lambda fake, rec: event_stream(msgs), operation="InvokeAgent")
     out = acme_agent.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-2", inputText="hi")
     got, err = harness.events_until_stream_error(out["completion"])
     assert err.response["Error"]["Code"] == "badGatewayException"
-    assert b"".join(e["chunk"]["bytes"] for e in got if "chunk" in e) == b"partial "
+    assert b"".join(e["chunk"]["bytes"] for e in got if "chunk" in e) == b""
     rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
     assert rec["stream_error"] == "upstream_stream_corrupt"
 
@@ -380,3 +380,97 @@ def test_id_split_around_an_agent_trace_is_redacted(acme_agent, sidecar, fake_aw
     assert any("trace" in e for e in events)
     rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
     assert rec["redactions"] == 1, rec
+
+
+def model_stream(fake_aws, inners):
+    fake_aws.script(lambda fake, rec: event_stream([chunk_event(i) for i in inners]),
+                    operation="InvokeModelWithResponseStream", times=1)
+
+
+def test_id_split_in_nova_tool_input_and_openai_reasoning_is_redacted(acme, sidecar, fake_aws):
+    """Finding: string fields outside any list of text keys. A Nova-style
+    `contentBlockDelta.delta.toolUse.input` and an OpenAI-style
+    `choices[].delta.reasoning_content` split across chunks are one text per
+    JSON path (and block or choice index)."""
+    a, b = IDENTITY_ID[:17], IDENTITY_ID[17:]
+    nova = lambda t: {"contentBlockDelta": {"delta": {"toolUse": {"input": t}}, "contentBlockIndex": 1}}
+    oai = lambda i, t: {"id": "c1", "object": "chat.completion.chunk",
+                        "choices": [{"index": i, "delta": {"reasoning_content": t}, "finish_reason": None}]}
+    final = {"amazon-bedrock-invocationMetrics": {"inputTokenCount": 3, "outputTokenCount": 4}}
+    model_stream(fake_aws, [nova('{"user":"' + a), nova(b + '"}'), final])
+    resp = acme.invoke_model_with_response_stream(modelId=HAIKU, body=b"{}")
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in resp["body"]]
+    assert "".join(c["contentBlockDelta"]["delta"]["toolUse"]["input"] for c in chunks[:2]) == '{"user":"[redacted]"}'
+    assert sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])["redactions"] == 1
+    # Choice 1 streams between choice 0's halves; both are caught.
+    model_stream(fake_aws, [oai(0, f"think {a}"), oai(1, f"other {a}"), oai(0, f"{b} ok"), oai(1, f"{b}!"), final])
+    resp = acme.invoke_model_with_response_stream(modelId=HAIKU, body=b"{}")
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in resp["body"]]
+    by_choice = {0: "", 1: ""}
+    for c in chunks[:4]:
+        ch = c["choices"][0]
+        by_choice[ch["index"]] += ch["delta"]["reasoning_content"]
+    assert by_choice == {0: "think [redacted] ok", 1: "other [redacted]!"}
+    assert [c.get("object") for c in chunks] == ["chat.completion.chunk"] * 4 + [None]
+    assert sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])["redactions"] == 2
+
+
+def test_match_longer_than_512_bytes_split_over_deltas_is_redacted(acme, sidecar, fake_aws):
+    """Finding: a match longer than any fixed hold-back window. The default
+    pattern's `[a-z]+` lets a "region" run to 700 bytes; split into 10-byte
+    deltas it is still one match, and the client gets the same number of
+    events."""
+    long_id = "us-" + "q" * 700 + "-1:12345678-abcd-1234-462b-123456789abc"
+    text = f"see {long_id} end"
+    fake_aws.stream_parts = [text[i:i + 10] for i in range(0, len(text), 10)]
+    resp = acme.converse_stream(**harness.converse_args())
+    events = list(resp["stream"])
+    assert "".join(deltas_of(events)) == "see [redacted] end"
+    assert len(deltas_of(events)) == len(fake_aws.stream_parts)
+    assert sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])["redactions"] == 1
+
+
+def test_a_would_be_match_that_never_ends_stops_the_stream_and_sends_nothing_of_it(acme, sidecar, fake_aws):
+    """Fail closed at the hold-back bound: "us-" followed by 20 KiB of
+    lowercase letters keeps a possible match open past 16 KiB. The stream ends
+    with a modelled error event; none of the undecided text reaches the app."""
+    fake_aws.stream_parts = ["fine. us-"] + ["z" * 1000] * 20 + [" end"]
+    resp = acme.converse_stream(**harness.converse_args())
+    seen, err = harness.events_until_stream_error(resp["stream"])
+    assert err.response["Error"]["Code"] == "serviceUnavailableException"
+    assert "z" * 100 not in "".join(deltas_of(seen))
+    assert "us-" not in "".join(deltas_of(seen))
+    rec = sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
+    assert rec["stream_error"] == "redaction_hold_exceeded"
+
+
+def test_id_split_around_rag_citations_is_redacted(acme_agent, sidecar, fake_aws):
+    """RetrieveAndGenerateStream: a citation between two output events of
+    one id does not end the text; events keep their order."""
+    cite = event("citation", {"citation": {"generatedResponsePart": {"textResponsePart": {"text": "x"}},
+                                           "retrievedReferences": []}})
+    msgs = [event("output", {"text": f"Ask {IDENTITY_ID[:14]}"}), cite, event("output", {"text": f"{IDENTITY_ID[14:]}."})]
+    fake_aws.script(lambda fake, rec: event_stream(msgs), operation="RetrieveAndGenerateStream")
+    out = acme_agent.retrieve_and_generate_stream(
+        input={"text": "q"},
+        retrieveAndGenerateConfiguration={"type": "KNOWLEDGE_BASE", "knowledgeBaseConfiguration": {
+            "knowledgeBaseId": KB, "modelArn": HAIKU_ARN}})
+    events = list(out["stream"])
+    assert [next(iter(e)) for e in events] == ["output", "citation", "output"]
+    assert "".join(e["output"]["text"] for e in events if "output" in e) == "Ask [redacted]."
+    rec = sidecar.wait_audit(out["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])
+    assert rec["redactions"] == 1, rec
+
+
+def test_id_as_base64_text_in_an_invoke_model_answer_is_redacted(acme, sidecar, fake_aws):
+    """Finding: an id inside base64 in an InvokeModel JSON answer. A string
+    that is standard base64 of UTF-8 text is decoded, redacted and encoded
+    again; binary base64 passes unchanged."""
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(40))).decode()
+    answer = {"output": base64.b64encode(f"user {IDENTITY_ID} done".encode()).decode(), "image": png}
+    fake_aws.script(lambda fake, rec: json_body(answer), operation="InvokeModel")
+    resp = acme.invoke_model(modelId=HAIKU, body=b"{}")
+    got = json.loads(resp["body"].read())
+    assert base64.b64decode(got["output"]) == b"user [redacted] done"
+    assert got["image"] == png
+    assert sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])["redactions"] == 1
