@@ -18,7 +18,7 @@
 //!   rounds per variant, interleaved; medians reported.
 //!
 //! Environment: BENCH_QUICK=1 (fewer samples), BENCH_TTFB_N (400),
-//! BENCH_MB_REQS (8).
+//! BENCH_MB_REQS (8), BENCH_BIN (measure another build of the sidecar).
 
 #[allow(dead_code)]
 #[path = "proxy/procs.rs"]
@@ -285,7 +285,10 @@ fn run() -> Result<(), String> {
     if pin {
         let _ = std::process::Command::new("taskset").args(["-pc", "0", &std::process::id().to_string()]).output();
     }
-    let bin = Path::new(env!("CARGO_BIN_EXE_tenantgate"));
+    // BENCH_BIN: another build of the sidecar (an earlier commit's, for a
+    // before/after comparison on the same machine).
+    let bin_override = std::env::var_os("BENCH_BIN");
+    let bin = bin_override.as_deref().map_or_else(|| Path::new(env!("CARGO_BIN_EXE_tenantgate")), Path::new);
     let dir = TempDir::new("stream")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {

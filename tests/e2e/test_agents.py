@@ -243,13 +243,14 @@ def test_memory_id_namespaced(acme, sidecar, fake_aws, mint):
 
 def test_completion_stream_iterated(acme, fake_aws):
     """SPEC §5.3, §7: the completion event stream reaches boto3 intact:
-    every chunk, in order. Redaction (on by default) holds back the shortest
-    tail that could begin an identity id: the "s" of " is" could start
-    "sa-east-1:…", so it travels with the next chunk; nothing else moves."""
+    every chunk, in order and as sent. Redaction (on by default) makes a
+    chunk wait while its end could begin an identity id (the "s" of " is"
+    could start "sa-east-1:…") until the next chunk decides it; chunks are
+    never cut or merged."""
     fake_aws.script(agent_reply(["Your", " refund", " is", " on", " its way"]), operation="InvokeAgent")
     out = invoke(acme)
     chunks = [e["chunk"]["bytes"].decode() for e in out["events"] if "chunk" in e]
-    assert chunks == ["Your", " refund", " i", "s on", " its way"]
+    assert chunks == ["Your", " refund", " is", " on", " its way"]
     fake_aws.reset()
     assert "".join(e["chunk"]["bytes"].decode() for e in invoke(acme)["events"]) == "Hello from fake Bedrock"
 
