@@ -401,9 +401,79 @@ impl StreamRedactor {
 }
 
 impl Redact {
+    /// The common case, decided without parsing: nothing is waiting, the
+    /// pattern needs no context, and the event's text can neither hold a
+    /// match nor end in the beginning of one. The frame goes out as it is;
+    /// every other case takes the full path below.
+    fn passes_untouched(&mut self, msg: &Message, et: &str) -> bool {
+        if !self.queue.is_empty() || !self.redactor.context_free() {
+            return false;
+        }
+        let payload = msg.payload();
+        match (self.kind, et) {
+            (Kind::Converse, "contentBlockDelta") | (Kind::Rag, "output") => self.json_is_clean(payload),
+            (Kind::Model, "chunk") | (Kind::Agent, "chunk") => {
+                // `{"bytes": base64, ...}`: the outer JSON has no match, and
+                // the decoded bytes are clean text (model chunks: clean JSON).
+                if payload.contains(&b'\\') || self.redactor.has_match(payload) {
+                    return false;
+                }
+                let Some(inner) = serde_json::from_slice::<ChunkOuter>(payload).ok().and_then(|o| B64.decode(o.bytes.as_bytes()).ok()) else {
+                    return false;
+                };
+                // Inner bytes that are not JSON are one continuing text.
+                if self.kind == Kind::Model && serde_json::from_slice::<serde::de::IgnoredAny>(&inner).is_ok() {
+                    self.json_is_clean(&inner)
+                } else {
+                    !self.redactor.has_match(&inner) && !self.redactor.ends_live(&mut self.cache, &inner)
+                }
+            }
+            (Kind::SageMaker, "PayloadPart") => {
+                !self.redactor.has_match(payload) && !self.redactor.ends_live(&mut self.cache, payload)
+            }
+            _ => false,
+        }
+    }
+
+    /// JSON without escapes, without a match, in which no string value that
+    /// would be a continuing text ends in a possible match beginning.
+    /// Without escapes every string's text is the bytes between its quotes.
+    fn json_is_clean(&mut self, json: &[u8]) -> bool {
+        if json.contains(&b'\\') || self.redactor.has_match(json) {
+            return false;
+        }
+        let mut i = 0;
+        let mut key: &[u8] = b"";
+        while let Some(q) = json[i..].iter().position(|&b| b == b'"') {
+            let start = i + q + 1;
+            let Some(len) = json[start..].iter().position(|&b| b == b'"') else { return false };
+            let end = start + len;
+            let text = &json[start..end];
+            let after = json[end + 1..].iter().find(|b| !b.is_ascii_whitespace());
+            if after == Some(&b':') {
+                key = text;
+            } else {
+                // A string right after `"key":` with a protocol key is not a
+                // continuing text (as in `tracked_leaves`).
+                let before = json[..start - 1].iter().rev().find(|b| !b.is_ascii_whitespace());
+                let protocol = before == Some(&b':')
+                    && std::str::from_utf8(key).is_ok_and(|k| PROTOCOL_KEYS.contains(&k));
+                if !protocol && self.redactor.ends_live(&mut self.cache, text) {
+                    return false;
+                }
+            }
+            i = end + 1;
+        }
+        true
+    }
+
     fn on_message(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
         let is_event = header_str(&msg, ":message-type").is_none_or(|t| t == "event");
         let et = header_str(&msg, ":event-type").unwrap_or("").to_string();
+        if is_event && self.passes_untouched(&msg, &et) {
+            out.extend_from_slice(raw);
+            return Ok(());
+        }
         match (is_event, self.kind, et.as_str()) {
             (true, Kind::Converse, "contentBlockDelta") | (true, Kind::Rag, "output") => self.json_event(msg, raw, out),
             (true, Kind::Converse, "contentBlockStop") => {
@@ -747,6 +817,13 @@ impl Redact {
     }
 }
 
+/// The outer JSON of a `chunk` event, for the fast path.
+#[derive(serde::Deserialize)]
+struct ChunkOuter<'a> {
+    #[serde(borrow)]
+    bytes: std::borrow::Cow<'a, str>,
+}
+
 /// Most continuing texts of one stream kept for their look-behind context.
 const MAX_TEXTS: usize = 1024;
 
@@ -924,6 +1001,9 @@ fn block_index(v: &Value) -> Option<u64> {
 /// The tracked leaves of a whole payload; its own block index, if any,
 /// leads the key.
 fn leaves_of(v: &Value, skip: &[&str]) -> Vec<(String, String, Vec<u8>)> {
+    if let Value::String(s) = v {
+        return vec![(String::new(), String::new(), s.as_bytes().to_vec())];
+    }
     let mut out = Vec::new();
     let mut key = block_index(v).map(|i| format!("#{i}")).unwrap_or_default();
     tracked_leaves(v, skip, &mut String::new(), &mut key, &mut out);

@@ -837,3 +837,25 @@ fn keys_name_blocks_and_choices_by_their_index() {
     let v = json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{"}});
     assert_eq!(leaves_of(&v, PROTOCOL_KEYS)[0].1, "#2/delta/partial_json");
 }
+
+#[test]
+fn model_chunks_whose_inner_json_is_a_bare_string_or_not_json_are_continuing_texts() {
+    let (a, b) = ID.split_at(15);
+    let raw_chunk = |inner: &[u8]| frame("chunk", json!({"bytes": B64.encode(inner)}).to_string().as_bytes());
+    for (x, y) in [
+        (serde_json::to_vec(&format!("say {a}")).unwrap(), serde_json::to_vec(&format!("{b}!")).unwrap()),
+        (format!("{{ not json {a}").into_bytes(), format!("{b}!").into_bytes()),
+    ] {
+        let input = [raw_chunk(&x), raw_chunk(&y)].concat();
+        for step in [1, 13, input.len()] {
+            let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, step);
+            assert_eq!(n, 1, "{}", String::from_utf8_lossy(&x));
+            let all: Vec<u8> = events
+                .iter()
+                .flat_map(|(_, p)| B64.decode(json_of(p)["bytes"].as_str().unwrap()).unwrap())
+                .collect();
+            assert!(String::from_utf8_lossy(&all).contains("[redacted]"));
+            assert!(!String::from_utf8_lossy(&all).contains(&ID[15..]));
+        }
+    }
+}

@@ -103,6 +103,9 @@ pub struct Redactor {
     /// refuses such patterns, see [`check_stream_pattern`]); the hold-back
     /// would then keep every text whole up to [`MAX_HOLD`].
     prefixes: Option<Prefixes>,
+    /// The pattern has no look-around assertion (`\b`, `^`, `$`, ...): a
+    /// match never depends on the text around it.
+    context_free: bool,
     replacement: String,
 }
 
@@ -116,10 +119,13 @@ impl Redactor {
         if prefixes.is_none() {
             tracing::warn!("redaction: no automaton for the patterns; streams hold back every text up to {MAX_HOLD} bytes");
         }
+        let context_free = regex_automata::util::syntax::parse(re.as_str())
+            .is_ok_and(|h| h.properties().look_set().is_empty());
         Some(Arc::new(Redactor {
             re,
             bytes_re,
             prefixes,
+            context_free,
             replacement: cfg.replacement.clone(),
         }))
     }
@@ -143,6 +149,22 @@ impl Redactor {
             at -= 1;
         }
         at
+    }
+
+    /// True when no match depends on the text around it (no look-around):
+    /// a text whose end cannot begin a match needs no look-behind context.
+    pub fn context_free(&self) -> bool {
+        self.context_free
+    }
+
+    /// Any match in `b`.
+    pub fn has_match(&self, b: &[u8]) -> bool {
+        self.bytes_re.is_match(b)
+    }
+
+    /// True when the end of `text` could still be the beginning of a match.
+    pub fn ends_live(&self, cache: &mut HoldCache, text: &[u8]) -> bool {
+        self.hold_point(cache, text, 0) < text.len()
     }
 
     pub fn replacement(&self) -> &str {
