@@ -2,8 +2,9 @@
 //!
 //! `tenantgate::config::known_keys()` is built from the key lists the parser
 //! checks unknown keys against (SPEC §3: "Unknown keys are errors"). Here:
-//! - the README table "## Configuration reference" lists exactly those keys
-//!   (every accepted key documented, no documented key the parser refuses);
+//! - the tables of "## Configuration reference" in docs/configuration.md list
+//!   exactly those keys (every accepted key documented, no documented key the
+//!   parser refuses);
 //! - the annotated `config.toml` shows every key, set or in a comment;
 //! - the parser really accepts each listed key, and refuses a sibling it
 //!   does not list (so `known_keys` itself cannot drift from the parser).
@@ -24,10 +25,11 @@ fn known() -> BTreeSet<String> {
     known_keys().into_iter().collect()
 }
 
-/// The text of the `## Configuration reference` section of README.md.
-fn reference_section(readme: &str) -> &str {
-    let start = readme.find("\n## Configuration reference\n").expect("README has no `## Configuration reference` section");
-    let body = &readme[start + 1..];
+/// The text of the `## Configuration reference` section of
+/// docs/configuration.md.
+fn reference_section(doc: &str) -> &str {
+    let start = doc.find("\n## Configuration reference\n").expect("docs/configuration.md has no `## Configuration reference` section");
+    let body = &doc[start + 1..];
     let end = body[3..].find("\n## ").map_or(body.len(), |i| i + 3);
     &body[..end]
 }
@@ -56,9 +58,9 @@ fn code_spans(text: &str) -> Vec<&str> {
 /// Keys documented in the reference tables: the code spans of the first
 /// cell of every table row (header and separator rows have none). Each
 /// key with the row it was found in, for messages.
-fn readme_keys() -> BTreeMap<String, String> {
-    let readme = repo_file("README.md");
-    let section = reference_section(&readme);
+fn reference_keys() -> BTreeMap<String, String> {
+    let doc = repo_file("docs/configuration.md");
+    let section = reference_section(&doc);
     let mut out = BTreeMap::new();
     let mut rows = 0;
     for line in section.lines().filter(|l| l.trim_start().starts_with('|')) {
@@ -81,27 +83,27 @@ fn readme_keys() -> BTreeMap<String, String> {
 }
 
 #[test]
-fn readme_reference_lists_every_key_the_parser_accepts() {
-    let documented = readme_keys();
+fn config_reference_lists_every_key_the_parser_accepts() {
+    let documented = reference_keys();
     let missing: Vec<String> = known().into_iter().filter(|k| !documented.contains_key(k)).collect();
     assert!(
         missing.is_empty(),
-        "keys the parser accepts but README \"## Configuration reference\" does not list: {missing:#?}"
+        "keys the parser accepts but docs/configuration.md \"## Configuration reference\" does not list: {missing:#?}"
     );
 }
 
 #[test]
-fn readme_reference_lists_no_key_the_parser_refuses() {
+fn config_reference_lists_no_key_the_parser_refuses() {
     let known = known();
-    let extra: Vec<(String, String)> = readme_keys().into_iter().filter(|(k, _)| !known.contains(k)).collect();
-    assert!(extra.is_empty(), "README \"## Configuration reference\" documents keys the parser refuses: {extra:#?}");
+    let extra: Vec<(String, String)> = reference_keys().into_iter().filter(|(k, _)| !known.contains(k)).collect();
+    assert!(extra.is_empty(), "docs/configuration.md \"## Configuration reference\" documents keys the parser refuses: {extra:#?}");
 }
 
 #[test]
-fn readme_reference_gives_tenant_keys_in_both_forms_on_one_row() {
+fn config_reference_gives_tenant_keys_in_both_forms_on_one_row() {
     // A policy key is one row: `tenant_defaults.X` and `tenants.<id>.X`
     // (except keys valid in [tenant_defaults] only).
-    let documented = readme_keys();
+    let documented = reference_keys();
     for (key, row) in &documented {
         if let Some(rest) = key.strip_prefix(TENANT_PREFIX) {
             let other = format!("{DEFAULTS_PREFIX}{rest}");

@@ -29,7 +29,7 @@ const TENANT_ID_PLACEHOLDER: &str = "<id>";
 /// `tenants.<id>.models`), in the order of the key lists.
 ///
 /// Built from the very lists the parser checks for unknown keys, so the
-/// README's configuration reference (tests/config_reference.rs) cannot
+/// configuration reference in docs/configuration.md (tests/config_reference.rs) cannot
 /// drift from what the parser accepts. Tables with a fixed set of keys are
 /// expanded; maps with free keys (`model_map`, `session_tags`, ...) are
 /// keys themselves. Keys valid only in one mode (`identity.tenant`,

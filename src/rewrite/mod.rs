@@ -1,5 +1,5 @@
 //! Request rewriting for one tenant (the `rewrite` stage of the pipeline,
-//! after authorization and before credentials and signing).
+//! after authorization, limits and credentials, before signing).
 //!
 //! Everything here is a pure function over a parsed JSON body plus the
 //! verified `Principal` and the tenant's `TenantPolicy`: no I/O, no clock, no

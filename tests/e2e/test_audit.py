@@ -166,7 +166,7 @@ def _metric(sc, name: str) -> float:
 
 
 def test_unread_stdout_drops_audit_lines_counts_them_and_never_blocks(start_sidecar_fn, fake_aws, mint):
-    """SPEC §9 and README "Audit records": stdout is a pipe nobody reads.
+    """SPEC §9 and docs/operating.md "Audit records": stdout is a pipe nobody reads.
     The audit writer stalls once the pipe is full, the bounded queue
     (`server.audit_queue_lines`, here 16) fills, and further lines are
     dropped and counted in `tenantgate_audit_dropped_total`; requests keep

@@ -275,7 +275,7 @@ def test_whole_answer_never_read(start_sidecar_fn, fake_aws, mint, kind):
     `client_stalled`."""
     if kind == "buffered":
         # The 8 MB answer and its redacted copy are charged to the buffer
-        # budget: give the tenant room for both (README "Memory").
+        # budget: give the tenant room for both (docs/operating.md "Memory").
         overrides = {"server": {"client_write_timeout_secs": TIMEOUT, "max_buffered_bytes": 64 << 20},
                      "aws": {"stream_idle_timeout_secs": LONG}}
     else:

@@ -257,7 +257,7 @@ def test_rag_unmapped_spelling_of_a_mapped_model_is_denied(acme_kb, fake_aws):
 # --------------------------------------------------------------------------
 
 # Every member whose name says guardrail, per routed operation, and how the
-# sidecar treats it (README "Guardrails: what each operation gets").
+# sidecar treats it (docs/model-calls.md "Guardrails: what each operation gets").
 GUARDRAIL_MEMBERS = {
     ("bedrock-runtime", "Converse"): {"guardrailConfig": "forced"},
     ("bedrock-runtime", "ConverseStream"): {"guardrailConfig": "forced"},

@@ -2,14 +2,14 @@
 
 - Headers the client names in `Connection` are removed before any rewrite,
   and a `Connection` token naming a header the sidecar manages is refused,
-  so no forced header can be stripped (README "Request validation").
+  so no forced header can be stripped (docs/security.md "Request validation").
 - Only the headers and query parameters an operation's AWS model defines
   (plus a short documented list) are forwarded; `x-amz*` headers the model
   does not define, header names with `_`, and unknown query parameters are
   refused with 400 `invalid_parameter`, nothing upstream.
 - Answers in a content coding are decoded before they are judged, redacted
-  and counted, or refused with 502 (SPEC §7 redaction; README "Security
-  model: encodings").
+  and counted, or refused with 502 (SPEC §7 redaction; docs/security.md "Security
+  model", row "Encodings").
 """
 
 from __future__ import annotations

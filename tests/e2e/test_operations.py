@@ -331,7 +331,7 @@ EXAMPLES = sorted((harness.REPO_ROOT / "examples").glob("*.toml"))
 
 
 def test_the_documented_examples_exist():
-    """SPEC §11 / README "Upgrade and rollback": the starting points a
+    """SPEC §11 / docs/operating.md "Upgrade and rollback": the starting points a
     platform team is pointed at are all there."""
     names = {p.name for p in EXAMPLES}
     assert {"silo-static.toml", "pooled-jwt-assume-role.toml", "sagemaker-silo.toml", "sagemaker-pool.toml",

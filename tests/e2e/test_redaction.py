@@ -2,7 +2,7 @@
 event streams: every match of `redaction.patterns` in a JSON string value or
 plain text is replaced, the JSON stays valid, the count is audited, and a
 body with no match is forwarded byte for byte. (Event streams are forwarded
-unredacted in this version; see README "Limitations".)"""
+unredacted in this version; see docs/security.md "Limitations".)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Response headers are redacted like bodies (README "Redaction"): every
+"""Response headers are redacted like bodies (docs/security.md "Redaction"): every
 header upstream sent that reaches the app has its identity ids replaced, on
 whole answers, event streams and upstream errors alike, and the matches are
 counted in the audit record.

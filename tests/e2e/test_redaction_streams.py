@@ -316,7 +316,7 @@ def _files_event(files) -> bytes:
 def test_id_in_agent_text_files_is_redacted_binary_passes(acme_agent, sidecar, fake_aws):
     """InvokeAgent `files` events (code interpreter output): a file of a text
     media type is decoded, redacted and re-encoded; a binary one passes as it
-    is (README "Redaction": a documented limit)."""
+    is (docs/security.md "Redaction": a documented limit)."""
     png = b"\x89PNG\r\n\x1a\n" + OTHER_ID.encode() + b"\x00\xff"
     fake_aws.script(
         agent_reply(parts=("done",), before=[_files_event([

@@ -1,4 +1,4 @@
-"""Request validation against the AWS service models (README "Request
+"""Request validation against the AWS service models (docs/security.md "Request
 validation against the AWS service models"): every hostile request in
 `validation_cases.py` is refused with 400 before anything reaches upstream,
 its message names what is wrong, the refusal is audited for the tenant,

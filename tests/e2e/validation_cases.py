@@ -1,4 +1,4 @@
-"""Hostile requests the request validator (src/validate, README "Request
+"""Hostile requests the request validator (src/validate, docs/security.md "Request
 validation against the AWS service models") must refuse with 400
 ValidationException before anything reaches upstream. Data only: each
 `Case` is (operation, path, headers, body, expected), where `body` is a dict
@@ -138,7 +138,7 @@ BODY_CASES = [
          "deeper than 64 (server.max_json_depth)"),
 ]
 
-# Headers (rules in README: "_" refused, Connection cannot name a managed
+# Headers (rules in docs/security.md "Request validation": "_" refused, Connection cannot name a managed
 # header, undefined x-amz-*/x-amzn-* refused, compressed bodies refused).
 HEADER_CASES = [
     Case("InvokeModel", INVOKE, {**JSON, "connection": "keep-alive, x-amzn-bedrock-guardrailidentifier, "
