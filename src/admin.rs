@@ -1,4 +1,4 @@
-//! Admin listener (SPEC §9): `/healthz`, `/readyz`, `/metrics`. Never served
+//! Admin listener (docs/reference.md §9): `/healthz`, `/readyz`, `/metrics`. Never served
 //! on the proxy listener.
 
 use crate::body::{full, ProxyBody};

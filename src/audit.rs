@@ -1,4 +1,4 @@
-//! Audit (SPEC §9): one JSON line per request on stdout, written when the
+//! Audit (docs/reference.md §9): one JSON line per request on stdout, written when the
 //! response body ends, is dropped, or the request fails. The record travels
 //! with the response body as an `AuditGuard`, so a client that disconnects
 //! mid-stream is still audited.

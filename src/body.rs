@@ -29,9 +29,9 @@ pub fn full(b: impl Into<Bytes>) -> ProxyBody {
 
 /// Read a request body of at most `limit` bytes. A declared length over the
 /// limit is refused before reading anything; a chunked body is refused as
-/// soon as it crosses the limit (SPEC §3 `max_body_bytes`).
+/// soon as it crosses the limit (docs/reference.md §3 `max_body_bytes`).
 ///
-/// The buffer is charged to `mem` before it is allocated (SPEC §3
+/// The buffer is charged to `mem` before it is allocated (docs/reference.md §3
 /// `max_buffered_bytes`): a declared length whole and up front, else each
 /// growth of the buffer as chunks arrive. A charge the budget refuses ends
 /// the read (429 `memory_limited` / 503 `overloaded`).

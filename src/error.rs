@@ -1,5 +1,5 @@
 //! The one error type of the request path, and the only place errors become
-//! HTTP responses (SPEC §8). `status`, `aws_type` and `reason` are exhaustive
+//! HTTP responses (docs/reference.md §8). `status`, `aws_type` and `reason` are exhaustive
 //! matches with no `_` arm: a new variant forces a decision.
 
 use bytes::Bytes;
@@ -226,7 +226,7 @@ impl ProxyError {
             h.insert("x-amzn-requestid", v);
         }
         if let Some(d) = self.retry_after() {
-            // Whole seconds, rounded up, at least 1 (SPEC §8).
+            // Whole seconds, rounded up, at least 1 (docs/reference.md §8).
             let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
             h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }

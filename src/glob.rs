@@ -1,4 +1,4 @@
-//! Globs (SPEC §3): `*` matches any run of characters including `/` and `:`,
+//! Globs (docs/reference.md §3): `*` matches any run of characters including `/` and `:`,
 //! `?` exactly one character (one Unicode scalar value); case-sensitive;
 //! nothing else is special. A pattern without wildcards matches exactly.
 //!

@@ -1,4 +1,4 @@
-//! `tenantgate run | check | demo` (SPEC §2).
+//! `tenantgate run | check | demo` (docs/reference.md §2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §9), served on the admin listener only.
+//! Prometheus metrics (docs/reference.md §9), served on the admin listener only.
 //!
 //! One process-wide registry (`global()`), fed from two places:
 //! - the audit path: `observe(&record)` once per finished `AuditRecord`

@@ -1,5 +1,5 @@
 //! Response filters that must see the whole upstream answer before any byte
-//! reaches the client (SPEC §5.2): Retrieve results outside the tenant's
+//! reaches the client (docs/reference.md §5.2): Retrieve results outside the tenant's
 //! source prefixes are dropped (and counted in `x-tenantgate-dropped-results`),
 //! and a RetrieveAndGenerate answer — streamed or not — that cites a foreign
 //! source is withheld whole with 502 `unauthorized_source_in_answer`, because
@@ -46,7 +46,7 @@ impl Post {
 }
 
 /// Collect a body, bounded in size and in silence between frames, charging
-/// its buffer to `mem` before it grows (SPEC §3 `max_buffered_bytes`).
+/// its buffer to `mem` before it grows (docs/reference.md §3 `max_buffered_bytes`).
 pub async fn collect<B>(
     mut body: B,
     idle: Duration,

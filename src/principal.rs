@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// Tenant id, already checked against the tenant id pattern (SPEC §3).
+    /// Tenant id, already checked against the tenant id pattern (docs/reference.md §3).
     pub tenant: String,
     /// User id from `user_claim`; `-` in static mode.
     pub user: String,

@@ -95,7 +95,7 @@ struct Forwarded {
     response: Response<hyper::body::Incoming>,
 }
 
-/// Request headers never forwarded (SPEC §4.2): the client's own signature
+/// Request headers never forwarded (docs/reference.md §4.2): the client's own signature
 /// and identity, hop-by-hop headers, proxy headers and `host`. The same
 /// rule `validate::request_headers` applies to the client's headers, checked
 /// again on what goes upstream after the rewrites.
@@ -144,7 +144,7 @@ fn json_limits(server: &crate::config::ServerConfig) -> validate::JsonLimits {
     validate::JsonLimits { max_nodes: clamp(server.max_json_nodes), max_depth: clamp(u64::from(server.max_json_depth)) }
 }
 
-/// SPEC §5.1: a model id matches the tenant's globs; a foundation-model ARN
+/// docs/reference.md §5.1: a model id matches the tenant's globs; a foundation-model ARN
 /// also matches on its bare model id.
 pub fn model_allowed(policy: &TenantPolicy, model: &str) -> bool {
     let bare = foundation_model_id(model);
@@ -418,7 +418,7 @@ impl Proxy {
         Ok(Forwarded { op: route.op, principal, post, permit, response })
     }
 
-    /// Rewrite the request for this tenant (SPEC §5.1–§5.3). Returns the body
+    /// Rewrite the request for this tenant (docs/reference.md §5.1–§5.3). Returns the body
     /// to send and what the response needs.
     #[allow(clippy::too_many_arguments)]
     fn rewrite(
@@ -708,7 +708,7 @@ impl Proxy {
     }
 }
 
-/// Rerank (SPEC §5.1): every model named in the body is checked.
+/// Rerank (docs/reference.md §5.1): every model named in the body is checked.
 fn check_rerank_models(v: &serde_json::Value, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
     let model = v
         .pointer("/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn")
@@ -725,7 +725,7 @@ fn check_rerank_models(v: &serde_json::Value, principal: &Principal, policy: &Te
     Ok(())
 }
 
-/// Allowlists on what the path names (SPEC §5.1).
+/// Allowlists on what the path names (docs/reference.md §5.1).
 fn authorize(route: &Route, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
     if route.op.is_model_call() {
         let model = &route.ids[0];

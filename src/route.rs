@@ -1,4 +1,4 @@
-//! Routing (SPEC §5): method + raw path -> `Route` (operation and its decoded
+//! Routing (docs/reference.md §5): method + raw path -> `Route` (operation and its decoded
 //! resource ids). One listener serves all three services, so the path alone
 //! decides the service. Paths are matched on percent-decoded segments; the
 //! upstream path is rebuilt from the (possibly rewritten) ids and encoded the
@@ -44,7 +44,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The SPEC §5 name, used in audit records and metric labels.
+    /// The docs/reference.md §5 name, used in audit records and metric labels.
     pub fn name(self) -> &'static str {
         use Operation::*;
         match self {
@@ -260,7 +260,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
 }
 
 /// Operations of these services that exist upstream but have no isolation
-/// rules here: denied whatever the method (SPEC §5).
+/// rules here: denied whatever the method (docs/reference.md §5).
 fn denied_operation(raw: &[&str]) -> Option<&'static str> {
     match raw {
         [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),

@@ -1,6 +1,6 @@
 //! `tenantgate run`: start the sidecar, then wait for signals. SIGTERM and
 //! SIGINT drain and exit 0; SIGHUP and a change of the config file (polled,
-//! `config::reload`) reload it (SPEC §10): the new file is validated
+//! `config::reload`) reload it (docs/reference.md §10): the new file is validated
 //! completely first, and an invalid one leaves the running config in force.
 //! Reloads run one at a time, here.
 

@@ -1,4 +1,4 @@
-//! Templates (SPEC §3): `{tenant}`, `{user}`, `{groups}`, `{claims.NAME}`,
+//! Templates (docs/reference.md §3): `{tenant}`, `{user}`, `{groups}`, `{claims.NAME}`,
 //! compiled once at config load, rendered per request from a `Principal`.
 //! A template naming a claim the token lacks fails with `MissingClaim`
 //! (403 `missing_claim`), never an empty value.

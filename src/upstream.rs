@@ -1,4 +1,4 @@
-//! The upstream side: endpoints per service (SPEC §3 `[aws.endpoints]`,
+//! The upstream side: endpoints per service (docs/reference.md §3 `[aws.endpoints]`,
 //! defaults from the region) and one pooled HTTP(S) client (hyper-util +
 //! rustls) shared by every request.
 

@@ -1,4 +1,4 @@
-//! Token usage read from Bedrock responses as they stream past (SPEC §5.1):
+//! Token usage read from Bedrock responses as they stream past (docs/reference.md §5.1):
 //! Converse `usage`, ConverseStream `metadata` events, and
 //! InvokeModelWithResponseStream `amazon-bedrock-invocationMetrics` inside
 //! chunk payloads. (InvokeModel reports usage in response headers, read

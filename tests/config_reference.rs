@@ -1,7 +1,7 @@
 //! The configuration reference cannot drift from the parser.
 //!
 //! `tenantgate::config::known_keys()` is built from the key lists the parser
-//! checks unknown keys against (SPEC §3: "Unknown keys are errors"). Here:
+//! checks unknown keys against (docs/reference.md §3: "Unknown keys are errors"). Here:
 //! - the tables of "## Configuration reference" in docs/configuration.md list
 //!   exactly those keys (every accepted key documented, no documented key the
 //!   parser refuses);

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// An unknown `kid` triggers a JWKS fetch at most this often (SPEC §3).
+/// An unknown `kid` triggers a JWKS fetch at most this often (docs/reference.md §3).
 pub const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
 /// How long a request with an unknown `kid` waits for the refetch.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(5);

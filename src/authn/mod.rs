@@ -1,4 +1,4 @@
-//! Identity (SPEC §4): request headers -> verified `Principal`.
+//! Identity (docs/reference.md §4): request headers -> verified `Principal`.
 //!
 //! JWT mode: the token from `identity.header` is verified against the
 //! configured keys (JWKS URL or file, one PEM public key, or an HS256

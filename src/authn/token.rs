@@ -225,7 +225,7 @@ fn required_string<'c>(
     }
 }
 
-/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$` (SPEC §3).
+/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$` (docs/reference.md §3).
 pub(crate) fn valid_tenant_id(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()

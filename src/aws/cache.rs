@@ -1,4 +1,4 @@
-//! Per-tenant credentials cache (SPEC §6): bounded, single-flight per key,
+//! Per-tenant credentials cache (docs/reference.md §6): bounded, single-flight per key,
 //! refreshed ahead of expiry in the background, a timeout on every fetch.
 //!
 //! The key is the complete rendered AssumeRole request, so two requests share

@@ -1,4 +1,4 @@
-//! Tenant-scoped credentials (SPEC §6). One entry point for the pipeline:
+//! Tenant-scoped credentials (docs/reference.md §6). One entry point for the pipeline:
 //! `CredentialProvider::for_tenant`, which returns credentials that belong to
 //! that tenant and to no other, or 503 `credentials_unavailable`. There is no
 //! fallback to the sidecar's own credentials or to another tenant's.

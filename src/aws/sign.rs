@@ -1,4 +1,4 @@
-//! SigV4 (SPEC §6) with the `aws-sigv4` crate: signing name from the
+//! SigV4 (docs/reference.md §6) with the `aws-sigv4` crate: signing name from the
 //! operation's service, region from `aws.region`, the payload hash over the
 //! exact bytes sent, `x-amz-security-token` when the credentials have one.
 //! The canonical URI is the already SDK-encoded path, double-encoded as AWS

@@ -1,4 +1,4 @@
-//! STS AssumeRole per tenant (SPEC §6), with the sidecar's base credentials
+//! STS AssumeRole per tenant (docs/reference.md §6), with the sidecar's base credentials
 //! from the standard AWS chain (environment, web identity token file as used
 //! by EKS IRSA, EKS Pod Identity / container credentials, profile, instance
 //! metadata), via `aws-config` and `aws-sdk-sts`.

@@ -1,4 +1,4 @@
-//! A counting pre-scan of a JSON request body (SPEC §3
+//! A counting pre-scan of a JSON request body (docs/reference.md §3
 //! `server.max_json_nodes`, `server.max_json_depth`).
 //!
 //! Before any `serde_json::Value` tree is built, the body is walked once by

@@ -1,4 +1,4 @@
-//! The process-wide budget for buffered bytes (SPEC §3
+//! The process-wide budget for buffered bytes (docs/reference.md §3
 //! `server.max_buffered_bytes`, `server.max_buffered_bytes_per_tenant`).
 //!
 //! Everything the sidecar holds whole in memory for a request is charged

@@ -1,4 +1,4 @@
-//! Validated configuration (SPEC §3). `parse.rs` turns TOML text into these
+//! Validated configuration (docs/reference.md §3). `parse.rs` turns TOML text into these
 //! types, collecting every error with its key path and line; nothing here is
 //! raw TOML. Templates, globs and regexes are compiled once, at load.
 
@@ -95,7 +95,7 @@ pub struct ServerConfig {
     /// no progress this long closes the connection (read per request).
     pub client_write_timeout: Duration,
     pub shutdown_grace: Duration,
-    /// Name of the env var holding the session MAC key (SPEC §5.2).
+    /// Name of the env var holding the session MAC key (docs/reference.md §5.2).
     pub session_key_env: String,
     pub tls: Option<TlsFiles>,
     /// Most distinct `tenant` label values in `/metrics`
@@ -261,7 +261,7 @@ impl HeaderMatch {
     }
 }
 
-/// The effective policy of one tenant after merging (SPEC §3).
+/// The effective policy of one tenant after merging (docs/reference.md §3).
 #[derive(Debug, Clone)]
 pub struct TenantPolicy {
     pub models: Vec<Glob>,

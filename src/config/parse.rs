@@ -1,4 +1,4 @@
-//! TOML text -> validated `Config` (SPEC §3).
+//! TOML text -> validated `Config` (docs/reference.md §3).
 //!
 //! The document is parsed once into spanned TOML values and then read by
 //! hand, section by section, so that every problem is collected (unknown
@@ -77,7 +77,7 @@ fn table_keys(path: &str) -> Option<Vec<&'static str>> {
 }
 
 /// `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`: safe as an S3 key part, ARN part and
-/// tag value (SPEC §3).
+/// tag value (docs/reference.md §3).
 pub fn is_valid_tenant_id(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()

@@ -1,4 +1,4 @@
-//! Config file watch (SPEC §10). The reload itself (validate, swap, keep the
+//! Config file watch (docs/reference.md §10). The reload itself (validate, swap, keep the
 //! old config on error) is `run::reload`; this decides *when*.
 //!
 //! Polling, no inotify: every `interval` the watcher takes a `Fingerprint` of

@@ -1,4 +1,4 @@
-//! `tenantgate demo` (SPEC §2): a self-contained end-to-end demonstration.
+//! `tenantgate demo` (docs/reference.md §2): a self-contained end-to-end demonstration.
 //! It starts the built-in AWS simulator (STS, Bedrock, Bedrock agents,
 //! SageMaker) and the sidecar in this process, sends requests as the demo's
 //! tenants through the real request path over HTTP, and prints what was
@@ -282,7 +282,7 @@ mod tests {
                 "a session token was printed"
             );
         }
-        // SPEC §2: the demo shows what was redacted, and the id never
+        // docs/reference.md §2: the demo shows what was redacted, and the id never
         // appears anywhere in what it prints.
         let table = out.text.split("\nAudit log").next().unwrap_or("");
         assert!(table.contains("identity id split across deltas redacted"), "{}", out.text);

@@ -1,4 +1,4 @@
-//! Chunk authorization (SPEC §5.2 post-filter): knowledge-base results and
+//! Chunk authorization (docs/reference.md §5.2 post-filter): knowledge-base results and
 //! citations whose source location is not under the tenant's rendered
 //! `allowed_source_prefixes` are foreign. URI rules are in `super::uri`.
 //!

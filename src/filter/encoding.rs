@@ -1,4 +1,4 @@
-//! Content codings of upstream answers (SPEC §7; security model "encodings").
+//! Content codings of upstream answers (docs/reference.md §7; security model "encodings").
 //!
 //! Every upstream request asks for `Accept-Encoding: identity`, so AWS answers
 //! in plain bytes. An answer that arrives encoded anyway is never passed on

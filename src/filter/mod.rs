@@ -3,7 +3,7 @@
 //! sees it.
 //!
 //! - [`chunks`]: knowledge-base results and citations from outside the
-//!   tenant's `allowed_source_prefixes` (SPEC §5.2).
+//!   tenant's `allowed_source_prefixes` (docs/reference.md §5.2).
 //! - [`uri`]: the canonical prefix matching behind it.
 //! - [`encoding`]: answers in a content coding are decoded before inspection.
 //! - [`seal_rag_response_session`]: the RetrieveAndGenerate `sessionId`
@@ -20,7 +20,7 @@ use crate::rewrite::session::SessionKeys;
 use serde_json::Value;
 
 /// RetrieveAndGenerate response: replaces Bedrock's `sessionId` with the
-/// sealed form for this principal (SPEC §5.2). Returns true when a session id
+/// sealed form for this principal (docs/reference.md §5.2). Returns true when a session id
 /// was sealed; a body without a string `sessionId` is left as it is.
 ///
 /// ```text

@@ -1,4 +1,4 @@
-//! Response redaction (SPEC §7): every match of `redaction.patterns` is
+//! Response redaction (docs/reference.md §7): every match of `redaction.patterns` is
 //! replaced by `replacement` in JSON string values (and object keys), plain
 //! text, and — through [`super::eventstream`] — AWS event-stream messages.
 //!

@@ -1,4 +1,4 @@
-//! Source-location prefix matching (SPEC §5.2 post-filter and external
+//! Source-location prefix matching (docs/reference.md §5.2 post-filter and external
 //! sources). A location is allowed only when it is, beyond doubt, under one
 //! of the tenant's rendered `allowed_source_prefixes`; anything that cannot be
 //! put in a canonical form is foreign.

@@ -1,7 +1,7 @@
 //! The seam between admission (tables, in-flight counts, ordering; `mod.rs`)
 //! and where the limiter state lives. [`Local`](super::local::Local) keeps it
 //! in memory, with checks that never await. The shared backend
-//! (`redis_backend.rs`, SPEC §3 `backend = "redis"`) does not fit these
+//! (`redis_backend.rs`, docs/reference.md §3 `backend = "redis"`) does not fit these
 //! per-check calls: it answers all three checks in one async round trip, so
 //! `RateLimiter::acquire` calls it directly and keeps `Local` beside it for
 //! the in-flight count and for `on_backend_error = "local"`.

@@ -1,4 +1,4 @@
-//! Per-tenant admission control (SPEC §3 `[tenant_defaults.rate_limit]`,
+//! Per-tenant admission control (docs/reference.md §3 `[tenant_defaults.rate_limit]`,
 //! §5.1 token budget, §8 429 reasons).
 //!
 //! One [`RateLimiter`] per process, kept across config reloads. After

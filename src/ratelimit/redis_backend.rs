@@ -1,4 +1,4 @@
-//! Shared limiter state in Redis (SPEC §3 `[rate_limit] backend = "redis"`).
+//! Shared limiter state in Redis (docs/reference.md §3 `[rate_limit] backend = "redis"`).
 //!
 //! The tenant GCRA, the per-user GCRA and the `tokens_per_minute` budget
 //! live in Redis, so every replica pointed at the same server draws on the

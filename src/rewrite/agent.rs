@@ -1,4 +1,4 @@
-//! Agents (SPEC §5.3): InvokeAgent
+//! Agents (docs/reference.md §5.3): InvokeAgent
 //! (`POST /agents/{agentId}/agentAliases/{aliasId}/sessions/{sessionId}/text`).
 //!
 //! What is enforced:

@@ -1,4 +1,4 @@
-//! Bedrock runtime rewrites (SPEC §5.1, after the model allowlist):
+//! Bedrock runtime rewrites (docs/reference.md §5.1, after the model allowlist):
 //! the tenant's guardrail is forced into every model call, and
 //! `request_metadata` templates are set in Converse `requestMetadata`, so
 //! invocation logs attribute every call to its tenant.

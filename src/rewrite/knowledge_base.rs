@@ -1,4 +1,4 @@
-//! Knowledge bases (SPEC §5.2): Retrieve, RetrieveAndGenerate and
+//! Knowledge bases (docs/reference.md §5.2): Retrieve, RetrieveAndGenerate and
 //! RetrieveAndGenerateStream (the two share a request shape).
 //!
 //! What is enforced on the request:

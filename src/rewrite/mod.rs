@@ -8,10 +8,10 @@
 //! `ProxyError` the client gets; on error the body must be discarded, never
 //! forwarded half-rewritten.
 //!
-//! - [`knowledge_base`]: Retrieve, RetrieveAndGenerate(Stream) (SPEC §5.2):
+//! - [`knowledge_base`]: Retrieve, RetrieveAndGenerate(Stream) (docs/reference.md §5.2):
 //!   knowledge base allowlist, forced tenant metadata filter, models in the
 //!   body, external-source locations, session unsealing.
-//! - [`agent`]: InvokeAgent (SPEC §5.3): agent allowlist, session attributes,
+//! - [`agent`]: InvokeAgent (docs/reference.md §5.3): agent allowlist, session attributes,
 //!   namespaced session and memory ids.
 //! - [`session`]: the MAC that binds RetrieveAndGenerate sessions and
 //!   namespaces agent sessions to (tenant, user).
@@ -109,7 +109,7 @@ pub(crate) fn opt_str<'a>(map: &'a Map<String, Value>, key: &str, path: &str) ->
 }
 
 /// Checks one model id found in a request body against the tenant's `models`
-/// globs (SPEC §5.1, via `proxy::model_allowed`), then resolves it through
+/// globs (docs/reference.md §5.1, via `proxy::model_allowed`), then resolves it through
 /// `model_map` (`model_map::upstream_model`). Returns the model to forward.
 pub(crate) fn check_model(policy: &TenantPolicy, principal: &Principal, model: &str) -> Result<String, ProxyError> {
     if !crate::proxy::model_allowed(policy, model) {

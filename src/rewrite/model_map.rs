@@ -1,4 +1,4 @@
-//! `model_map` resolution (SPEC §5.1): the one place that decides which model
+//! `model_map` resolution (docs/reference.md §5.1): the one place that decides which model
 //! a request really reaches. Used for the path model of InvokeModel(+stream),
 //! Converse(+stream) and CountTokens, and for every model ARN in a
 //! RetrieveAndGenerate(Stream) or Retrieve body.

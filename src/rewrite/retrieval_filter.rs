@@ -1,4 +1,4 @@
-//! Bedrock `RetrievalFilter` objects (SPEC §5.2): validation of the filter a
+//! Bedrock `RetrievalFilter` objects (docs/reference.md §5.2): validation of the filter a
 //! client sends, and composition of the filter tenantgate forces:
 //!
 //! ```text

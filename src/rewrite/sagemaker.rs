@@ -1,4 +1,4 @@
-//! SageMaker runtime (SPEC §5.4): InvokeEndpoint,
+//! SageMaker runtime (docs/reference.md §5.4): InvokeEndpoint,
 //! InvokeEndpointWithResponseStream and InvokeEndpointAsync
 //! (`POST /endpoints/{name}/invocations`, `.../invocations-response-stream`,
 //! `.../async-invocations`).
@@ -32,7 +32,7 @@
 //!
 //! | header | decision |
 //! |---|---|
-//! | `X-Amzn-SageMaker-Target-Model` | SPEC §5.4: must match a rendered `allowed_target_models` glob (or equal the rendered `target_model`), else 403 `cross_tenant`; absent and `target_model` set: the rendered value is injected (all three operations). `.`/`..`/empty path segments, `\` and `%XX` escapes are 403 `cross_tenant` whatever the globs say: `{tenant}/*` must not admit `acme/../globex/model.tar.gz`. |
+//! | `X-Amzn-SageMaker-Target-Model` | docs/reference.md §5.4: must match a rendered `allowed_target_models` glob (or equal the rendered `target_model`), else 403 `cross_tenant`; absent and `target_model` set: the rendered value is injected (all three operations). `.`/`..`/empty path segments, `\` and `%XX` escapes are 403 `cross_tenant` whatever the globs say: `{tenant}/*` must not admit `acme/../globex/model.tar.gz`. |
 //! | `X-Amzn-SageMaker-Inference-Component` | selects another model hosted on the same (shared) endpoint: 403 `cross_tenant` unless the name matches a rendered `allowed_target_models` glob (the tenant's own models on a shared endpoint, whatever the mechanism). |
 //! | `X-Amzn-SageMaker-Target-Container-Hostname` | selects another container (model) of a multi-container endpoint with direct invocation: same rule as Inference-Component. |
 //! | `X-Amzn-SageMaker-Target-Variant` | selects a production variant of the *same*, already authorised endpoint: passes (format-checked). Variants are not an isolation boundary: never put different tenants' models on variants of one endpoint. |
@@ -119,7 +119,7 @@ const DECIDED: &[&str] = &[
     FILENAME,
 ];
 
-/// SPEC §5.4 for one SageMaker request: authorises and rewrites the endpoint
+/// docs/reference.md §5.4 for one SageMaker request: authorises and rewrites the endpoint
 /// name, decides the routing headers (see the module doc), injects the
 /// tenant's target model and checks the async input location. `endpoint` is
 /// the decoded name from the path (`Route::ids[0]`); `headers` are the

@@ -9,7 +9,7 @@ fn tpl(s: &str) -> Template {
     Template::compile(s).unwrap()
 }
 
-/// acme's SageMaker policy as in the SPEC §3 example, plus a bridge
+/// acme's SageMaker policy as in the docs/reference.md §3 example, plus a bridge
 /// endpoint templated on the tenant.
 fn policy() -> TenantPolicy {
     let mut p = base_policy();

@@ -1,4 +1,4 @@
-//! Session binding (SPEC §5.2, §5.3): HMAC-SHA256 under the key named by
+//! Session binding (docs/reference.md §5.2, §5.3): HMAC-SHA256 under the key named by
 //! `server.session_key_env`, so every replica with the same key computes the
 //! same values, and no tenant or user can present (or guess) a session id
 //! that belongs to another.

@@ -18,7 +18,7 @@ const BEDROCK_RUNTIME: &str = include_str!("../../models/aws/bedrock-runtime/ser
 const BEDROCK_AGENT_RUNTIME: &str = include_str!("../../models/aws/bedrock-agent-runtime/service-2.json");
 const SAGEMAKER_RUNTIME: &str = include_str!("../../models/aws/sagemaker-runtime/service-2.json");
 
-/// Every operation tenantgate routes (SPEC §5), for tests and fuzzing.
+/// Every operation tenantgate routes (docs/reference.md §5), for tests and fuzzing.
 pub const ROUTED_OPERATIONS: [Operation; 14] = {
     use Operation::*;
     [

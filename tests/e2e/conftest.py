@@ -113,7 +113,7 @@ def sidecar_env(creds):
 @pytest.fixture(scope="session")
 def known_secrets(fake_aws, creds, mint):
     """Everything that must never appear in a sidecar's stdout or stderr
-    (SPEC §1 "Nothing is logged that is a credential or token")."""
+    (docs/reference.md §1 "Nothing is logged that is a credential or token")."""
 
     def collect() -> dict:
         out = {}

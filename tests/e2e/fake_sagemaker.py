@@ -1,4 +1,4 @@
-"""SageMaker runtime operations for the fake AWS (SPEC §5.4), added through
+"""SageMaker runtime operations for the fake AWS (docs/reference.md §5.4), added through
 ``FakeAws.route`` so ``fakeaws.py`` stays as it is. ``install(fake)`` is
 idempotent; the routes replace the fake's built-in SageMaker answers with
 ones that echo what the tests need to check, and stay compatible with them

@@ -1,10 +1,10 @@
 """Helpers shared by the end-to-end tests (fixtures live in conftest.py).
 
-- TOML writing and the default sidecar config (SPEC §3)
-- signing keys, JWKS and JWT minting (SPEC §4.1)
-- the sidecar process: start, wait for /readyz, audit lines, stop (SPEC §2, §9)
+- TOML writing and the default sidecar config (docs/reference.md §3)
+- signing keys, JWKS and JWT minting (docs/reference.md §4.1)
+- the sidecar process: start, wait for /readyz, audit lines, stop (docs/reference.md §2, §9)
 - boto3 clients that talk to the sidecar the way the README tells apps to
-- raw HTTP and the assertions on tenantgate's own errors (SPEC §8)
+- raw HTTP and the assertions on tenantgate's own errors (docs/reference.md §8)
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ HAIKU_PROFILE_ARN = (
 TITAN_EMBED = "amazon.titan-embed-text-v2:0"
 NOVA = "amazon.nova-pro-v1:0"  # globex's model, not acme's
 
-# SPEC §8: the AWS error type that goes with each status tenantgate generates.
+# docs/reference.md §8: the AWS error type that goes with each status tenantgate generates.
 ERROR_TYPES = {
     400: "ValidationException",
     401: "UnrecognizedClientException",
@@ -199,7 +199,7 @@ def to_toml(doc: dict, _prefix: tuple = ()) -> str:
 
 
 def base_config(fake, jwks_path: Path, listen_port: int, admin_port: int) -> dict:
-    """The config every sidecar in the suite starts from (SPEC §3)."""
+    """The config every sidecar in the suite starts from (docs/reference.md §3)."""
     return {
         "server": {
             "listen": f"127.0.0.1:{listen_port}",
@@ -463,7 +463,7 @@ class Sidecar:
             return "(no stderr)"
 
     def audit(self) -> list[dict]:
-        """Every stdout line that is a JSON object (SPEC §9)."""
+        """Every stdout line that is a JSON object (docs/reference.md §9)."""
         out = []
         for line in self.stdout_text().splitlines():
             line = line.strip()
@@ -658,8 +658,8 @@ def events_until_stream_error(stream) -> tuple[list, EventStreamError]:
 
 
 def assert_tenantgate_error(resp: RawResponse, status: int, reason, error_type: str | None = None):
-    """A response tenantgate generated itself (SPEC §8). ``reason`` may be a
-    set of acceptable reasons where the SPEC leaves a choice."""
+    """A response tenantgate generated itself (docs/reference.md §8). ``reason`` may be a
+    set of acceptable reasons where the reference (docs/reference.md) leaves a choice."""
     reasons = {reason} if isinstance(reason, str) else set(reason)
     error_type = error_type or ERROR_TYPES[status]
     assert resp.status == status, f"want {status} {reasons}, got {resp!r}"

@@ -1,5 +1,5 @@
-"""Admin listener (SPEC §3 `admin_listen`, §9): /healthz, /readyz, /metrics
-live there and never on the proxy listener; and process lifecycle (SPEC §2
+"""Admin listener (docs/reference.md §3 `admin_listen`, §9): /healthz, /readyz, /metrics
+live there and never on the proxy listener; and process lifecycle (docs/reference.md §2
 SIGTERM: finish in-flight requests, exit 0)."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from harness import converse_args
 
 
 def test_healthz_and_readyz(sidecar):
-    """SPEC §9: /healthz 200 while running; /readyz 200 once ready."""
+    """docs/reference.md §9: /healthz 200 while running; /readyz 200 once ready."""
     assert sidecar.admin("/healthz").status == 200
     assert sidecar.admin("/readyz").status == 200
 
 
 def test_admin_paths_not_on_proxy_port(sidecar, fake_aws, mint):
-    """SPEC §3: admin endpoints "never on `listen`": 404 there, with or
+    """docs/reference.md §3: admin endpoints "never on `listen`": 404 there, with or
     without a token, and nothing upstream."""
     for path in ("/healthz", "/readyz", "/metrics"):
         for token in (None, mint()):
@@ -34,7 +34,7 @@ def test_admin_paths_not_on_proxy_port(sidecar, fake_aws, mint):
 
 
 def test_metrics(sidecar, fake_aws, mint):
-    """SPEC §9: Prometheus text on the admin port with the request counter
+    """docs/reference.md §9: Prometheus text on the admin port with the request counter
     labelled tenant/operation/decision/status."""
     client = harness.make_client(sidecar.url, token=mint())
     client.converse(**converse_args())
@@ -62,7 +62,7 @@ def _gauge(sc, name: str) -> float:
 
 
 def test_verified_tokens_cached_gauge(start_sidecar_fn, fake_aws, mint):
-    """SPEC §9 metrics: `tenantgate_verified_tokens_cached` counts distinct
+    """docs/reference.md §9 metrics: `tenantgate_verified_tokens_cached` counts distinct
     verified tokens; a repeated token is a cache hit, a rejected token is
     never cached."""
     sc = start_sidecar_fn()
@@ -78,12 +78,12 @@ def test_verified_tokens_cached_gauge(start_sidecar_fn, fake_aws, mint):
 
 
 def test_unknown_admin_path(sidecar):
-    """SPEC §9: the admin listener serves its three paths only."""
+    """docs/reference.md §9: the admin listener serves its three paths only."""
     assert sidecar.admin("/model/x/converse").status == 404
 
 
 def test_sigterm_finishes_in_flight_then_exits_0(start_sidecar_fn, fake_aws, mint):
-    """SPEC §2: SIGTERM stops accepting, finishes in-flight requests
+    """docs/reference.md §2: SIGTERM stops accepting, finishes in-flight requests
     (bounded by shutdown_grace_secs) and exits 0; §9 /readyz goes false."""
     sc = start_sidecar_fn({"server": {"shutdown_grace_secs": 10}})
     fake_aws.script(Hang(1.5), times=1)
@@ -123,7 +123,7 @@ def test_sigterm_finishes_in_flight_then_exits_0(start_sidecar_fn, fake_aws, min
 
 
 def test_sigint_exits_0(start_sidecar_fn):
-    """SPEC §2: SIGINT like SIGTERM."""
+    """docs/reference.md §2: SIGINT like SIGTERM."""
     import signal
 
     sc = start_sidecar_fn()

@@ -1,4 +1,4 @@
-"""Agents (SPEC §5.3): InvokeAgent through the sidecar with boto3
+"""Agents (docs/reference.md §5.3): InvokeAgent through the sidecar with boto3
 ``bedrock-agent-runtime``: the `agentId/aliasId` allowlist, session
 attributes set from the token (never from the body), the user token and
 tenant-scoped credentials injected only when configured, and session and
@@ -75,7 +75,7 @@ def attrs_of(rec):
 
 
 def test_allowlist_exact_and_alias_glob(acme, fake_aws, creds, sidecar):
-    """SPEC §5.3: `agentId/aliasId` matching `agents.allowed` (exactly, or
+    """docs/reference.md §5.3: `agentId/aliasId` matching `agents.allowed` (exactly, or
     with a `*` alias) passes to that agent and alias, signed with the
     tenant's keys; audit resource is `agentId/aliasId`."""
     out = invoke(acme)
@@ -93,7 +93,7 @@ def test_allowlist_exact_and_alias_glob(acme, fake_aws, creds, sidecar):
 @pytest.mark.parametrize("agent,alias", [(AGENT, "TSTALIASID"), ("AGENTXXXXX", ALIAS), ("AGENT1234", ALIAS),
                                          ("AGENTABCDEF", "A1")])
 def test_agent_not_allowed(acme, sidecar, fake_aws, agent, alias):
-    """SPEC §5.3, §8: an agent/alias outside `agents.allowed` -> 403
+    """docs/reference.md §5.3, §8: an agent/alias outside `agents.allowed` -> 403
     agent_not_allowed, nothing upstream, audited."""
     e = harness.expect_client_error(acme, lambda: invoke(acme, agent=agent, alias=alias), 403, "agent_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
@@ -102,7 +102,7 @@ def test_agent_not_allowed(acme, sidecar, fake_aws, agent, alias):
 
 
 def test_forged_session_attributes_overwritten(acme, fake_aws):
-    """SPEC §5.3, §1: `tenantId`/`userId` come from the token: a client's
+    """docs/reference.md §5.3, §1: `tenantId`/`userId` come from the token: a client's
     forged values (and case look-alikes) are replaced; other client keys,
     and the rest of sessionState, are kept; prompt attributes cannot claim
     another tenant either."""
@@ -127,7 +127,7 @@ def test_forged_session_attributes_overwritten(acme, fake_aws):
 
 
 def test_no_token_or_keys_unless_configured(acme, fake_aws, mint, creds):
-    """SPEC §5.3: without `inject_user_token` / `inject_scoped_credentials`
+    """docs/reference.md §5.3: without `inject_user_token` / `inject_scoped_credentials`
     nothing is injected, and client-forged `userJWT` and credential keys are
     removed, never reaching an action group."""
     forged = mint("globex", "gary")
@@ -141,7 +141,7 @@ def test_no_token_or_keys_unless_configured(acme, fake_aws, mint, creds):
 
 
 def test_token_and_scoped_credentials_injected(sidecar, fake_aws, mint, creds):
-    """SPEC §5.3: with `inject_user_token` the verified token is
+    """docs/reference.md §5.3: with `inject_user_token` the verified token is
     `userJWT`; with `inject_scoped_credentials` the tenant-scoped keys the
     request was signed with are `accessKeyId`/`secretAccessKey`/
     `sessionToken`; client values under those names are replaced."""
@@ -170,7 +170,7 @@ def test_token_and_scoped_credentials_injected(sidecar, fake_aws, mint, creds):
 
 
 def test_session_ids_namespaced_per_tenant_and_user(sidecar, fake_aws, mint):
-    """SPEC §5.3: the upstream session id is a function of (tenant, user,
+    """docs/reference.md §5.3: the upstream session id is a function of (tenant, user,
     client id): the same client id gives a different Bedrock session for
     another user or tenant, the same one for the same principal, and is a
     valid Bedrock id that is not the client's."""
@@ -191,7 +191,7 @@ def test_session_ids_namespaced_per_tenant_and_user(sidecar, fake_aws, mint):
 
 
 def test_session_ids_identical_across_replicas(sidecar, fake_aws, mint, start_sidecar_fn):
-    """SPEC §5.3, §3 `session_key_env`: two sidecar processes with the same
+    """docs/reference.md §5.3, §3 `session_key_env`: two sidecar processes with the same
     `TENANTGATE_SESSION_KEY` derive the same upstream session and memory ids;
     a different key derives different ones."""
     replica = start_sidecar_fn(SIDECAR_OVERRIDES, name="replica")
@@ -211,7 +211,7 @@ def test_session_ids_identical_across_replicas(sidecar, fake_aws, mint, start_si
 
 
 def test_response_session_id_is_the_clients(acme, fake_aws, sidecar, mint):
-    """SPEC §5.3: the response's `x-amz-bedrock-agent-session-id` is the
+    """docs/reference.md §5.3: the response's `x-amz-bedrock-agent-session-id` is the
     client's own id (boto3's `sessionId`), not the namespaced one."""
     out = invoke(acme, session="chat-99")
     assert out["sessionId"] == "chat-99"
@@ -224,7 +224,7 @@ def test_response_session_id_is_the_clients(acme, fake_aws, sidecar, mint):
 
 
 def test_memory_id_namespaced(acme, sidecar, fake_aws, mint):
-    """SPEC §5.3: `memoryId` in the body is namespaced like the session id:
+    """docs/reference.md §5.3: `memoryId` in the body is namespaced like the session id:
     a valid Bedrock id, stable for the same principal, different for
     another user or tenant."""
     invoke(acme, memoryId="alice-memory")
@@ -242,7 +242,7 @@ def test_memory_id_namespaced(acme, sidecar, fake_aws, mint):
 
 
 def test_completion_stream_iterated(acme, fake_aws):
-    """SPEC §5.3, §7: the completion event stream reaches boto3 intact:
+    """docs/reference.md §5.3, §7: the completion event stream reaches boto3 intact:
     every chunk, in order and as sent. Redaction (on by default) makes a
     chunk wait while its end could begin an identity id (the "s" of " is"
     could start "sa-east-1:…") until the next chunk decides it; chunks are
@@ -256,7 +256,7 @@ def test_completion_stream_iterated(acme, fake_aws):
 
 
 def test_knowledge_base_configurations_filtered(acme, fake_aws):
-    """SPEC §5.2 via §5.3: knowledge bases an agent session names in
+    """docs/reference.md §5.2 via §5.3: knowledge bases an agent session names in
     `sessionState.knowledgeBaseConfigurations` must be allowed and get the
     tenant filter, as in Retrieve."""
     client_filter = {"equals": {"key": "year", "value": 2024}}
@@ -275,7 +275,7 @@ def test_knowledge_base_configurations_filtered(acme, fake_aws):
 
 
 def test_attached_knowledge_base_is_never_queried_unfiltered(acme, sidecar, mint, fake_aws):
-    """SPEC §5.2 via §5.3: a knowledge base attached to the agent
+    """docs/reference.md §5.2 via §5.3: a knowledge base attached to the agent
     (`agents.knowledge_bases`) is queried with the tenant filter even when
     the app sends no configuration for it: the sidecar adds one. Another
     tenant without the key gets nothing added."""
@@ -289,7 +289,7 @@ def test_attached_knowledge_base_is_never_queried_unfiltered(acme, sidecar, mint
 
 
 def test_memory_id_header_mapped_back(acme, fake_aws):
-    """SPEC §5.3: the namespaced memory id never reaches the app; the
+    """docs/reference.md §5.3: the namespaced memory id never reaches the app; the
     response's memory id header is the client's own id, so the app can send
     it back and continue the same memory."""
     fake_aws.script(agent_reply(memory_header=True), operation="InvokeAgent")
@@ -299,7 +299,7 @@ def test_memory_id_header_mapped_back(acme, fake_aws):
 
 
 def test_answer_citing_own_sources_streams_with_its_attribution(acme, sidecar, fake_aws):
-    """SPEC §5.2 applied to agents: an answer whose citations (and traced
+    """docs/reference.md §5.2 applied to agents: an answer whose citations (and traced
     knowledge-base lookups) name only the tenant's prefixes reaches boto3
     whole, attribution included."""
     own = ["s3://docs/tenants/acme/refunds.txt", "s3://docs/public/terms.txt"]
@@ -320,7 +320,7 @@ def test_answer_citing_own_sources_streams_with_its_attribution(acme, sidecar, f
     "s3://docs/tenants/acme-evil/pricing.txt",  # look-alike prefix
 ])
 def test_answer_citing_a_foreign_source_is_withheld(acme, sidecar, fake_aws, foreign):
-    """SPEC §5.2 applied to agents: a chunk whose attribution cites a source
+    """docs/reference.md §5.2 applied to agents: a chunk whose attribution cites a source
     outside the tenant's prefixes may carry another tenant's data: it is
     never forwarded; boto3 gets the chunks before it, then a modelled stream
     error, and the audit record says why."""
@@ -339,7 +339,7 @@ def test_answer_citing_a_foreign_source_is_withheld(acme, sidecar, fake_aws, for
 
 
 def test_trace_of_a_foreign_lookup_ends_the_stream_before_the_answer(acme, sidecar, fake_aws):
-    """SPEC §5.2 applied to agents: an agent whose knowledge-base lookup returned another tenant's chunks
+    """docs/reference.md §5.2 applied to agents: an agent whose knowledge-base lookup returned another tenant's chunks
     (a knowledge base attached to the agent, queried without the tenant
     filter) has read foreign data; its answer is withheld even when no
     citation names the source."""
@@ -353,7 +353,7 @@ def test_trace_of_a_foreign_lookup_ends_the_stream_before_the_answer(acme, sidec
 
 
 def test_tenant_without_source_prefixes_is_not_post_filtered(sidecar, fake_aws, mint):
-    """Without `allowed_source_prefixes` there is no post-filter (SPEC §5.2):
+    """Without `allowed_source_prefixes` there is no post-filter (docs/reference.md §5.2):
     globex's agent answers pass whatever they cite."""
     fake_aws.script(agent_reply(["From elsewhere."], cited={0: ["s3://other/x.txt"]}), operation="InvokeAgent")
     out = invoke(client(sidecar, mint, tenant="globex"))

@@ -1,4 +1,4 @@
-"""Model allowlists (SPEC §5.1, glob rules in §3): a model outside the
+"""Model allowlists (docs/reference.md §5.1, glob rules in §3): a model outside the
 tenant's `models` globs is 403 model_not_allowed and nothing reaches AWS.
 
 acme:   anthropic.claude-3-haiku-*, amazon.titan-embed-text-v2:0,
@@ -52,7 +52,7 @@ def _denied(client, fake, model, op="converse"):
     ],
 )
 def test_allowed_models(acme, fake_aws, creds, model):
-    """SPEC §5.1: ids matching a glob (and foundation-model ARNs whose id
+    """docs/reference.md §5.1: ids matching a glob (and foundation-model ARNs whose id
     matches) are allowed."""
     acme.converse(**converse_args(model))
     rec = harness.assert_one_valid_upstream(fake_aws, "Converse", creds["acme"].akid)
@@ -74,18 +74,18 @@ def test_allowed_models(acme, fake_aws, creds, model):
     ],
 )
 def test_denied_models(acme, fake_aws, model):
-    """SPEC §5.1: anything else is 403 model_not_allowed, nothing upstream."""
+    """docs/reference.md §5.1: anything else is 403 model_not_allowed, nothing upstream."""
     _denied(acme, fake_aws, model)
 
 
 @pytest.mark.parametrize("op", ["converse", "converse_stream", "invoke", "invoke_stream", "count_tokens"])
 def test_every_model_operation_checks_the_allowlist(acme, fake_aws, op):
-    """SPEC §5.1: the check applies to every operation naming a model."""
+    """docs/reference.md §5.1: the check applies to every operation naming a model."""
     _denied(acme, fake_aws, NOVA, op)
 
 
 def test_tenant_b_cannot_use_tenant_a_model(globex, fake_aws, creds):
-    """SPEC §1/§5.1: globex's token cannot use acme's haiku, but its own nova works."""
+    """docs/reference.md §1/§5.1: globex's token cannot use acme's haiku, but its own nova works."""
     _denied(globex, fake_aws, HAIKU)
     _denied(globex, fake_aws, harness.HAIKU_ARN)
     globex.converse(**converse_args(NOVA))
@@ -93,7 +93,7 @@ def test_tenant_b_cannot_use_tenant_a_model(globex, fake_aws, creds):
 
 
 def test_question_mark_glob(globex, fake_aws):
-    """SPEC §3 globs: `?` matches exactly one character."""
+    """docs/reference.md §3 globs: `?` matches exactly one character."""
     globex.invoke_model(modelId="meta.llama3-1-8b-instruct-v1:0", body=b"{}")
     assert len(fake_aws.recorded()) == 1
     fake_aws.reset()
@@ -102,7 +102,7 @@ def test_question_mark_glob(globex, fake_aws):
 
 
 def test_percent_encoded_ids_are_decoded_before_matching(sidecar, fake_aws, mint):
-    """SPEC §5: model ids are percent-decoded before matching, so an encoded
+    """docs/reference.md §5: model ids are percent-decoded before matching, so an encoded
     spelling of a denied id is denied too."""
     token = mint()
     for raw_model in ["amazon.nova-pro-v1%3A0", "%61mazon.nova-pro-v1:0", "amazon%2Enova-pro-v1%3a0"]:
@@ -112,7 +112,7 @@ def test_percent_encoded_ids_are_decoded_before_matching(sidecar, fake_aws, mint
 
 
 def test_encoded_slash_stays_inside_the_model_id(sidecar, fake_aws, mint):
-    """SPEC §5: an encoded `/` in a model id is part of the id (ARNs need
+    """docs/reference.md §5: an encoded `/` in a model id is part of the id (ARNs need
     it), and it reaches AWS still encoded as one path segment."""
     raw_model = "arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Ainference-profile%2Fus.anthropic.claude-3-haiku-20240307-v1%3A0"
     resp = sidecar.request("POST", f"/model/{raw_model}/invoke", b"{}", token=mint())
@@ -137,7 +137,7 @@ def test_encoded_slash_stays_inside_the_model_id(sidecar, fake_aws, mint):
     "anthropic.claude-3-haiku-xu2F..%2Fy",
 ])
 def test_model_id_no_aws_id_could_be_is_400(sidecar, fake_aws, mint, raw_model):
-    """SPEC §5 and §8: a decoded model id with characters or path segments
+    """docs/reference.md §5 and §8: a decoded model id with characters or path segments
     no Bedrock id has (dot-segments, empty segments, spaces, control
     characters, `?`) is refused as 400 `invalid_parameter` even when an
     allowlist glob would match it, and nothing is sent."""
@@ -147,7 +147,7 @@ def test_model_id_no_aws_id_could_be_is_400(sidecar, fake_aws, mint, raw_model):
 
 
 def test_deny_message_names_model_and_tenant_only(acme, fake_aws):
-    """SPEC §8: messages help the operator and carry no other tenant's data."""
+    """docs/reference.md §8: messages help the operator and carry no other tenant's data."""
     _denied(acme, fake_aws, NOVA)
     body = json.loads(acme.tap.body)
     assert NOVA in body["message"] and "acme" in body["message"]

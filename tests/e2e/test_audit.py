@@ -1,4 +1,4 @@
-"""Audit (SPEC §9, §1 "Nothing is logged that is a credential or token"):
+"""Audit (docs/reference.md §9, §1 "Nothing is logged that is a credential or token"):
 one JSON line per request on stdout with the fixed fields; denies carry
 their reason; no line of stdout or stderr holds a token, key or signature.
 
@@ -39,7 +39,7 @@ def _check_common(rec: dict):
 
 
 def test_allowed_converse_record(sidecar, fake_aws, mint):
-    """SPEC §9: allow line with tenant, user, operation, resource, statuses, tokens."""
+    """docs/reference.md §9: allow line with tenant, user, operation, resource, statuses, tokens."""
     client = harness.make_client(sidecar.url, token=mint("acme", "alice"))
     out = client.converse(**converse_args())
     rec = sidecar.wait_audit(harness.request_id_of(out))
@@ -54,7 +54,7 @@ def test_allowed_converse_record(sidecar, fake_aws, mint):
 
 
 def test_one_line_per_request(sidecar, fake_aws, mint):
-    """SPEC §9: exactly one record per request id."""
+    """docs/reference.md §9: exactly one record per request id."""
     client = harness.make_client(sidecar.url, token=mint())
     ids = [harness.request_id_of(client.converse(**converse_args())) for _ in range(3)]
     for rid in ids:
@@ -65,7 +65,7 @@ def test_one_line_per_request(sidecar, fake_aws, mint):
 
 
 def test_invoke_model_tokens_from_headers(sidecar, fake_aws, mint):
-    """SPEC §5.1: InvokeModel usage from x-amzn-bedrock-*-token-count."""
+    """docs/reference.md §5.1: InvokeModel usage from x-amzn-bedrock-*-token-count."""
     fake_aws.input_tokens, fake_aws.output_tokens = 21, 5
     client = harness.make_client(sidecar.url, token=mint())
     out = client.invoke_model(modelId=HAIKU, body=b"{}")
@@ -76,7 +76,7 @@ def test_invoke_model_tokens_from_headers(sidecar, fake_aws, mint):
 
 
 def test_stream_tokens_recorded_when_stream_ends(sidecar, fake_aws, mint):
-    """SPEC §5.1/§9: stream `metadata` events and invocationMetrics give
+    """docs/reference.md §5.1/§9: stream `metadata` events and invocationMetrics give
     the tokens; the record is written when the stream ends."""
     fake_aws.input_tokens, fake_aws.output_tokens = 31, 9
     client = harness.make_client(sidecar.url, token=mint())
@@ -93,7 +93,7 @@ def test_stream_tokens_recorded_when_stream_ends(sidecar, fake_aws, mint):
 
 
 def test_deny_record(sidecar, fake_aws, mint):
-    """SPEC §9: deny lines have decision "deny" and the reason."""
+    """docs/reference.md §9: deny lines have decision "deny" and the reason."""
     client = harness.make_client(sidecar.url, token=mint("acme", "alice"))
     with pytest.raises(ClientError) as ei:
         client.converse(**converse_args(NOVA))
@@ -107,7 +107,7 @@ def test_deny_record(sidecar, fake_aws, mint):
 
 
 def test_user_null_before_identity_known(sidecar, fake_aws, mint):
-    """SPEC §9: `user` (and tenant) null when the token is missing or invalid."""
+    """docs/reference.md §9: `user` (and tenant) null when the token is missing or invalid."""
     for token, reason in ((None, "missing_token"), (mint(iss="https://evil"), "invalid_token")):
         client = harness.make_client(sidecar.url, token=token)
         with pytest.raises(ClientError) as ei:
@@ -119,7 +119,7 @@ def test_user_null_before_identity_known(sidecar, fake_aws, mint):
 
 
 def test_unknown_route_is_audited(sidecar, fake_aws, mint):
-    """SPEC §9: every request gets a line, including unknown operations."""
+    """docs/reference.md §9: every request gets a line, including unknown operations."""
     resp = sidecar.request("POST", "/no/such/thing", b"{}", token=mint())
     assert resp.status == 404
     rec = sidecar.wait_audit(resp.headers["x-tenantgate-request-id"])
@@ -127,7 +127,7 @@ def test_unknown_route_is_audited(sidecar, fake_aws, mint):
 
 
 def test_unknown_tenant_audit_has_no_foreign_identity(sidecar, fake_aws, mint):
-    """SPEC §9: an unknown tenant is denied and audited (tenant as claimed
+    """docs/reference.md §9: an unknown tenant is denied and audited (tenant as claimed
     or null, never another tenant)."""
     client = harness.make_client(sidecar.url, token=mint("initech", "ivan"))
     with pytest.raises(ClientError) as ei:
@@ -137,14 +137,14 @@ def test_unknown_tenant_audit_has_no_foreign_identity(sidecar, fake_aws, mint):
 
 
 def test_stdout_is_only_audit_json(sidecar):
-    """SPEC §2/§9: audit to stdout, diagnostics to stderr: every stdout line is a JSON object."""
+    """docs/reference.md §2/§9: audit to stdout, diagnostics to stderr: every stdout line is a JSON object."""
     for line in sidecar.stdout_text().splitlines():
         if line.strip():
             assert isinstance(json.loads(line), dict), line
 
 
 def test_no_secrets_in_output(sidecar, fake_aws, mint, known_secrets):
-    """SPEC §1/§8/§9: no line of stdout or stderr contains a JWT (or its
+    """docs/reference.md §1/§8/§9: no line of stdout or stderr contains a JWT (or its
     signature), a secret access key, a session token or a SigV4 signature
     (client's or upstream's), even at debug level. Runs last in the module,
     over everything this sidecar printed; every other sidecar of the suite
@@ -166,7 +166,7 @@ def _metric(sc, name: str) -> float:
 
 
 def test_unread_stdout_drops_audit_lines_counts_them_and_never_blocks(start_sidecar_fn, fake_aws, mint):
-    """SPEC §9 and docs/operating.md "Audit records": stdout is a pipe nobody reads.
+    """docs/reference.md §9 and docs/operating.md "Audit records": stdout is a pipe nobody reads.
     The audit writer stalls once the pipe is full, the bounded queue
     (`server.audit_queue_lines`, here 16) fills, and further lines are
     dropped and counted in `tenantgate_audit_dropped_total`; requests keep

@@ -1,6 +1,6 @@
-"""Bedrock runtime rewrites (SPEC §5.1): `model_map`, enforced `guardrail`,
+"""Bedrock runtime rewrites (docs/reference.md §5.1): `model_map`, enforced `guardrail`,
 `request_metadata` templates, ApplyGuardrail for the tenant's own guardrail
-only, and `missing_claim` (SPEC §3 templates)."""
+only, and `missing_claim` (docs/reference.md §3 templates)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def acme(sidecar, mint):
 
 
 def test_model_map_rewrites_target(acme, fake_aws, creds, sidecar):
-    """SPEC §5.1: `model_map` replaces the model after the allowlist check;
+    """docs/reference.md §5.1: `model_map` replaces the model after the allowlist check;
     the new path is encoded as SDKs do and signed; audit keeps the id asked for."""
     out = acme.converse(**converse_args(HAIKU))
     rec = harness.assert_one_valid_upstream(fake_aws, "Converse", creds["acme"].akid)
@@ -43,7 +43,7 @@ def test_model_map_rewrites_target(acme, fake_aws, creds, sidecar):
 
 
 def test_guardrail_injected_into_converse(acme, fake_aws):
-    """SPEC §5.1: Converse gets guardrailConfig id/version; the client's
+    """docs/reference.md §5.1: Converse gets guardrailConfig id/version; the client's
     values are replaced."""
     args = converse_args("anthropic.claude-3-haiku-20991231-v9:0")
     args["guardrailConfig"] = {"guardrailIdentifier": "gr-other", "guardrailVersion": "7", "trace": "enabled"}
@@ -56,7 +56,7 @@ def test_guardrail_injected_into_converse(acme, fake_aws):
 
 
 def test_guardrail_injected_into_converse_stream(acme, fake_aws):
-    """SPEC §5.1: ConverseStream too (and the stream still works)."""
+    """docs/reference.md §5.1: ConverseStream too (and the stream still works)."""
     resp = acme.converse_stream(**converse_args())
     assert sum(1 for _ in resp["stream"]) == 8
     body = harness.assert_one_valid_upstream(fake_aws, "ConverseStream").json()
@@ -64,7 +64,7 @@ def test_guardrail_injected_into_converse_stream(acme, fake_aws):
 
 
 def test_guardrail_headers_on_invoke_model(acme, fake_aws):
-    """SPEC §5.1: InvokeModel and its stream get
+    """docs/reference.md §5.1: InvokeModel and its stream get
     X-Amzn-Bedrock-GuardrailIdentifier/-GuardrailVersion (client's replaced)."""
     acme.invoke_model(modelId=HAIKU, body=b"{}", guardrailIdentifier="gr-other", guardrailVersion="9")
     rec = harness.assert_one_valid_upstream(fake_aws, "InvokeModel")
@@ -78,7 +78,7 @@ def test_guardrail_headers_on_invoke_model(acme, fake_aws):
 
 
 def test_request_metadata_templates(acme, fake_aws):
-    """SPEC §5.1: requestMetadata entries set from the rendered templates;
+    """docs/reference.md §5.1: requestMetadata entries set from the rendered templates;
     client entries with the same keys replaced, others kept."""
     args = converse_args()
     args["requestMetadata"] = {"tenant": "globex", "feature": "chat"}
@@ -88,7 +88,7 @@ def test_request_metadata_templates(acme, fake_aws):
 
 
 def test_apply_guardrail_own_only(acme, fake_aws):
-    """SPEC §5.1: ApplyGuardrail only for the tenant's own guardrail id and
+    """docs/reference.md §5.1: ApplyGuardrail only for the tenant's own guardrail id and
     version, else 403 guardrail_not_allowed."""
     content = [{"text": {"text": "hello"}}]
     out = acme.apply_guardrail(guardrailIdentifier="gr-acme", guardrailVersion="1", source="INPUT", content=content)
@@ -107,7 +107,7 @@ def test_apply_guardrail_own_only(acme, fake_aws):
 
 
 def test_missing_claim(sidecar, fake_aws, mint):
-    """SPEC §3: a template naming a claim the token lacks -> 403
+    """docs/reference.md §3: a template naming a claim the token lacks -> 403
     missing_claim (never an empty value); with the claim it is rendered."""
     client = harness.make_client(sidecar.url, token=mint("globex", "gary"))
     harness.expect_client_error(client, lambda: client.converse(**converse_args(NOVA)), 403, "missing_claim")

@@ -1,4 +1,4 @@
-"""Command line (SPEC §2): `tenantgate check` and `tenantgate demo`, and the
+"""Command line (docs/reference.md §2): `tenantgate check` and `tenantgate demo`, and the
 `--config` / `TENANTGATE_CONFIG` ways to start `run`."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _run(args, timeout=30, env=None, cwd=None):
 
 
 def test_check_repo_example_config(sidecar_env):
-    """SPEC §2/§3: the annotated example `config.toml` at the repository root
+    """docs/reference.md §2/§3: the annotated example `config.toml` at the repository root
     is valid: `tenantgate check --config config.toml` exits 0."""
     path = harness.REPO_ROOT / "config.toml"
     assert path.exists(), "config.toml (the annotated example) is missing at the repository root"
@@ -36,7 +36,7 @@ def test_check_repo_example_config(sidecar_env):
 
 
 def test_check_harness_config(fake_aws, jwks_path, sidecar_env, tmp_path):
-    """SPEC §2: the config every e2e sidecar starts from passes `check` (so
+    """docs/reference.md §2: the config every e2e sidecar starts from passes `check` (so
     the suite tests what users would write)."""
     cfg = harness.base_config(fake_aws, jwks_path, harness.free_port(), harness.free_port())
     path = tmp_path / "ok.toml"
@@ -46,7 +46,7 @@ def test_check_harness_config(fake_aws, jwks_path, sidecar_env, tmp_path):
 
 
 def test_check_reports_every_error_with_its_key(fake_aws, jwks_path, sidecar_env, tmp_path):
-    """SPEC §2/§3: `check` prints every error with its TOML key and exits 1:
+    """docs/reference.md §2/§3: `check` prints every error with its TOML key and exits 1:
     an unknown key (typo), a template naming an unknown variable, and a
     tenant id outside the pattern, all in one run."""
     cfg = harness.base_config(fake_aws, jwks_path, harness.free_port(), harness.free_port())
@@ -75,7 +75,7 @@ def test_check_reports_every_error_with_its_key(fake_aws, jwks_path, sidecar_env
 
 
 def test_check_rejects_jwt_keys_in_static_identity(fake_aws, jwks_path, sidecar_env, tmp_path):
-    """SPEC §4.2: JWT-only keys in a static [identity] table are configuration errors."""
+    """docs/reference.md §4.2: JWT-only keys in a static [identity] table are configuration errors."""
     cfg = harness.base_config(fake_aws, jwks_path, harness.free_port(), harness.free_port())
     cfg["identity"]["mode"] = "static"
     cfg["identity"]["tenant"] = "acme"
@@ -87,14 +87,14 @@ def test_check_rejects_jwt_keys_in_static_identity(fake_aws, jwks_path, sidecar_
 
 
 def test_check_missing_file(tmp_path):
-    """SPEC §2: a file that does not exist is an error (exit 1), not a panic."""
+    """docs/reference.md §2: a file that does not exist is an error (exit 1), not a panic."""
     r = _run(["check", "--config", str(tmp_path / "nope.toml")])
     assert r.returncode == 1, r.stdout + r.stderr
     assert "panicked" not in r.stderr
 
 
 def test_run_with_env_config_and_bare_flag(fake_aws, jwks_path, sidecar_env, tmp_path):
-    """SPEC §2: `tenantgate --config PATH` and `TENANTGATE_CONFIG` also run the sidecar."""
+    """docs/reference.md §2: `tenantgate --config PATH` and `TENANTGATE_CONFIG` also run the sidecar."""
     for mode in ("flag", "env"):
         cfg = harness.base_config(fake_aws, jwks_path, harness.free_port(), harness.free_port())
         path = tmp_path / f"{mode}.toml"
@@ -131,7 +131,7 @@ def test_run_with_env_config_and_bare_flag(fake_aws, jwks_path, sidecar_env, tmp
 
 
 def test_demo(tmp_path):
-    """SPEC §2: `tenantgate demo` runs self-contained (no AWS account, no
+    """docs/reference.md §2: `tenantgate demo` runs self-contained (no AWS account, no
     network), exits 0 within 60 s and shows allowed and denied requests for
     two tenants."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("TENANTGATE")}
@@ -151,7 +151,7 @@ def test_demo(tmp_path):
 
 
 def test_check_accepts_redis_backend_without_redis(tmp_path):
-    """SPEC §2/§3 `[rate_limit] backend = "redis"`: `check` validates the
+    """docs/reference.md §2/§3 `[rate_limit] backend = "redis"`: `check` validates the
     URL as the client will open it and never connects (nothing listens on
     the port); an unusable URL is an error that does not echo its password."""
     closed = harness.ClosedPort()

@@ -1,4 +1,4 @@
-"""A client that stops reading its response (SPEC §3 `stream_idle_timeout_secs`
+"""A client that stops reading its response (docs/reference.md §3 `stream_idle_timeout_secs`
 and `max_concurrent`, §9 audit; tenantgate's own `client_write_timeout_secs`).
 
 The server only polls a response body when the client socket takes more
@@ -129,7 +129,7 @@ CONVERSE_BODY = json.dumps({"messages": converse_args()["messages"]}).encode()
 
 
 def test_stalled_streams_end_and_free_the_tenant(start_sidecar_fn, fake_aws, mint):
-    """SPEC §3 `max_concurrent` = 2 and `stream_idle_timeout_secs` = 2: one
+    """docs/reference.md §3 `max_concurrent` = 2 and `stream_idle_timeout_secs` = 2: one
     user opens two ConverseStreams, reads their heads and stops reading.
     Another user of the tenant gets 429 `concurrency_limited` (nothing
     upstream). Within about the timeout both streams end: the audit says
@@ -201,7 +201,7 @@ def test_stalled_streams_end_and_free_the_tenant(start_sidecar_fn, fake_aws, min
 
 
 def test_stalled_stream_over_tls(start_sidecar_fn, fake_aws, mint, tmp_path):
-    """The same on the TLS listener (SPEC §3 `tls_cert_file`): the write
+    """The same on the TLS listener (docs/reference.md §3 `tls_cert_file`): the write
     that waits is the TLS record under the stream; the stalled stream ends
     `client_stalled` and the tenant's one slot is free again."""
     cert, key = self_signed(tmp_path)

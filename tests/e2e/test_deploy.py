@@ -1,4 +1,4 @@
-"""SPEC §11: the Kubernetes example parses and keeps its promises: the app
+"""docs/reference.md §11: the Kubernetes example parses and keeps its promises: the app
 and the sidecar in one pod, config from a ConfigMap that passes `check`,
 credentials for the sidecar only, probes on the admin port, a locked-down
 container."""
@@ -58,7 +58,7 @@ def test_only_the_sidecar_gets_aws_credentials_and_it_is_locked_down():
 
 
 def test_manifests_pass_the_kubernetes_schema():
-    """SPEC §11: every object validates (strict: no unknown fields) against
+    """docs/reference.md §11: every object validates (strict: no unknown fields) against
     the Kubernetes OpenAPI schema bundled with kubernetes-validate; a typo in
     a field name would fail here."""
     import copy

@@ -1,4 +1,4 @@
-"""Request-level errors (SPEC §8) and the server's protective limits (SPEC
+"""Request-level errors (docs/reference.md §8) and the server's protective limits (SPEC
 §3 `max_body_bytes`, `header_timeout_secs`, and tenantgate's own
 `body_timeout_secs`)."""
 
@@ -20,7 +20,7 @@ HEADER_TIMEOUT = 2  # harness.base_config server.header_timeout_secs
 
 
 def test_malformed_json_to_converse(sidecar, fake_aws, mint):
-    """SPEC §5/§8: Converse bodies may be parsed (guardrail, requestMetadata):
+    """docs/reference.md §5/§8: Converse bodies may be parsed (guardrail, requestMetadata):
     a malformed one is 400 invalid_json (nothing upstream) or forwarded as
     is; it is never a 5xx."""
     resp = sidecar.request("POST", f"/model/{HAIKU}/converse", b'{"messages": [ {"role": "user", ', token=mint())
@@ -34,7 +34,7 @@ def test_malformed_json_to_converse(sidecar, fake_aws, mint):
 
 
 def test_non_object_json_to_converse(sidecar, fake_aws, mint):
-    """SPEC §8: valid JSON of the wrong shape is not a 5xx either."""
+    """docs/reference.md §8: valid JSON of the wrong shape is not a 5xx either."""
     for body in (b"[]", b'"x"', b"null", b""):
         fake_aws.reset()
         resp = sidecar.request("POST", f"/model/{HAIKU}/converse", body, token=mint())
@@ -80,7 +80,7 @@ def _as_raw(resp: http.client.HTTPResponse) -> harness.RawResponse:
 
 
 def test_content_length_over_limit(sidecar, fake_aws, mint):
-    """SPEC §3/§8: Content-Length over max_body_bytes -> 413 body_too_large,
+    """docs/reference.md §3/§8: Content-Length over max_body_bytes -> 413 body_too_large,
     answered before the client sends the whole (50 MB) body."""
     total = 50 * 1024 * 1024
     head = (
@@ -96,7 +96,7 @@ def test_content_length_over_limit(sidecar, fake_aws, mint):
 
 
 def test_chunked_body_over_limit(sidecar, fake_aws, mint):
-    """SPEC §3/§8: a chunked body that grows past max_body_bytes -> 413."""
+    """docs/reference.md §3/§8: a chunked body that grows past max_body_bytes -> 413."""
     head = (
         f"POST /model/{HAIKU}/invoke HTTP/1.1\r\nHost: 127.0.0.1:{sidecar.port}\r\n"
         f"Content-Type: application/json\r\nx-tenant-token: {mint()}\r\n"
@@ -110,7 +110,7 @@ def test_chunked_body_over_limit(sidecar, fake_aws, mint):
 
 
 def test_body_at_limit_passes_and_one_more_byte_fails(sidecar, fake_aws, mint, creds):
-    """SPEC §3: `max_body_bytes` is the largest accepted body."""
+    """docs/reference.md §3: `max_body_bytes` is the largest accepted body."""
     client = harness.make_client(sidecar.url, token=mint())
     body = b'{"p":"' + b"a" * (MAX_BODY - 8) + b'"}'
     assert len(body) == MAX_BODY
@@ -149,7 +149,7 @@ def _closed_within(sock, deadline: float, drip: bytes = b"") -> bool:
 
 @pytest.mark.parametrize("mode", ["stall", "drip"])
 def test_header_timeout(sidecar, mode):
-    """SPEC §3 `header_timeout_secs`: a client that sends half a request
+    """docs/reference.md §3 `header_timeout_secs`: a client that sends half a request
     line and stalls (or drips header bytes slowly) is disconnected after
     about header_timeout_secs."""
     sock = socket.create_connection(("127.0.0.1", sidecar.port), timeout=10)
@@ -204,7 +204,7 @@ def _over_limit_probe(sc, path: str, token: str) -> int:
 
 @pytest.mark.parametrize("mode", ["stall", "drip"])
 def test_body_timeout(start_sidecar_fn, fake_aws, mint, mode):
-    """`server.body_timeout_secs` (SPEC §3 leaves it to tenantgate; §8 error
+    """`server.body_timeout_secs` (docs/reference.md §3 leaves it to tenantgate; §8 error
     shape): the headers arrive, then the body stalls (or drips a byte every
     0.25 s). After about the timeout the client gets 400 `body_timeout` and
     the connection is closed. Nothing reaches upstream, the audit record
@@ -247,7 +247,7 @@ def test_body_timeout(start_sidecar_fn, fake_aws, mint, mode):
 
 
 def test_errors_are_aws_shaped_for_the_sdk(sidecar, fake_aws, mint):
-    """SPEC §8: status, `x-amzn-ErrorType`, `x-tenantgate-reason`, JSON body
+    """docs/reference.md §8: status, `x-amzn-ErrorType`, `x-tenantgate-reason`, JSON body
     {message, reason}; boto3 raises its usual ClientError with that code."""
     client = harness.make_client(sidecar.url, token=None)
     err = harness.expect_client_error(client, lambda: client.converse(**harness.converse_args()), 401,
@@ -259,7 +259,7 @@ def test_errors_are_aws_shaped_for_the_sdk(sidecar, fake_aws, mint):
 
 
 def test_refusal_before_the_body_is_read_never_breaks_the_next_request(sidecar, fake_aws, mint):
-    """SPEC §8 on a keep-alive connection: a request refused before its body
+    """docs/reference.md §8 on a keep-alive connection: a request refused before its body
     was read answers `Connection: close` (the unread body makes the
     connection unusable), so a client sending its next request never hits a
     connection closed under it; a request refused after its body was read

@@ -1,4 +1,4 @@
-"""Upstream faults (SPEC §3 `[aws]` timeouts, §7, §8): refused, hanging,
+"""Upstream faults (docs/reference.md §3 `[aws]` timeouts, §7, §8): refused, hanging,
 stalling and reset upstreams, and AWS errors passing through. Every test is
 bounded: a sidecar that does not time out fails the test, it never hangs it.
 """
@@ -39,7 +39,7 @@ def _still_serves(sidecar, fake, client):
 
 
 def test_upstream_refused(start_sidecar, fake_aws, mint):
-    """SPEC §8: connection refused upstream -> 502 upstream_error."""
+    """docs/reference.md §8: connection refused upstream -> 502 upstream_error."""
     closed = harness.ClosedPort()
     try:
         sc = start_sidecar({"aws": {"endpoints": {"bedrock_runtime": closed.url}}})
@@ -54,7 +54,7 @@ def test_upstream_refused(start_sidecar, fake_aws, mint):
 
 
 def test_upstream_hangs_past_response_timeout(sidecar, fake_aws, client):
-    """SPEC §3 `response_timeout_secs`/§8: no response headers in time -> 504
+    """docs/reference.md §3 `response_timeout_secs`/§8: no response headers in time -> 504
     upstream_timeout, after about response_timeout_secs."""
     fake_aws.script(Hang(30))
     t0 = time.monotonic()
@@ -68,7 +68,7 @@ def test_upstream_hangs_past_response_timeout(sidecar, fake_aws, client):
 
 
 def test_stream_request_hangs_past_response_timeout(sidecar, fake_aws, client):
-    """SPEC §8: the response timeout applies to streaming operations too."""
+    """docs/reference.md §8: the response timeout applies to streaming operations too."""
     fake_aws.script(Hang(30))
     t0 = time.monotonic()
     harness.expect_client_error(client, lambda: client.converse_stream(**converse_args()), 504, "upstream_timeout")
@@ -77,7 +77,7 @@ def test_stream_request_hangs_past_response_timeout(sidecar, fake_aws, client):
 
 @pytest.mark.parametrize("op", ["converse_stream", "invoke_stream"])
 def test_stream_goes_silent_mid_stream(sidecar, fake_aws, client, op):
-    """SPEC §3 `stream_idle_timeout_secs`: upstream silent mid-stream -> the
+    """docs/reference.md §3 `stream_idle_timeout_secs`: upstream silent mid-stream -> the
     response is cut off; the SDK raises while iterating, within about the
     idle timeout (not its own 20 s read timeout)."""
     fake_aws.script(Stall(after_events=2, seconds=30))
@@ -97,7 +97,7 @@ def test_stream_goes_silent_mid_stream(sidecar, fake_aws, client, op):
 
 
 def test_plain_body_goes_silent(sidecar, fake_aws, client):
-    """SPEC §3 `stream_idle_timeout_secs` is the longest upstream silence
+    """docs/reference.md §3 `stream_idle_timeout_secs` is the longest upstream silence
     between body bytes for any response: a half-sent InvokeModel body fails
     the call in time (truncated body or a 5xx), never a hang."""
     fake_aws.script(Stall(seconds=30))
@@ -114,7 +114,7 @@ def test_plain_body_goes_silent(sidecar, fake_aws, client):
 
 @pytest.mark.parametrize("op", ["converse_stream", "invoke_stream"])
 def test_stream_reset_mid_stream(sidecar, fake_aws, client, op):
-    """SPEC §7: upstream resets mid-stream -> the SDK raises while
+    """docs/reference.md §7: upstream resets mid-stream -> the SDK raises while
     iterating (the stream is not completed as if whole), sidecar stays up."""
     fake_aws.script(Reset(after_events=2))
     if op == "converse_stream":
@@ -133,7 +133,7 @@ def test_stream_reset_mid_stream(sidecar, fake_aws, client, op):
 
 @pytest.mark.parametrize("op", ["converse", "converse_stream"])
 def test_upstream_resets_before_responding(sidecar, fake_aws, client, op):
-    """SPEC §8: the upstream connection dies before response headers ->
+    """docs/reference.md §8: the upstream connection dies before response headers ->
     502 upstream_error (a tenantgate error, not a dropped client connection)."""
     fake_aws.script(Reset(headers=False))
     call = getattr(client, op)
@@ -157,7 +157,7 @@ def test_upstream_resets_before_responding(sidecar, fake_aws, client, op):
     ],
 )
 def test_upstream_errors_pass_through(sidecar, fake_aws, client, status, error_type):
-    """SPEC §7/§8: AWS errors pass through with the upstream status, type and
+    """docs/reference.md §7/§8: AWS errors pass through with the upstream status, type and
     message; they are not tenantgate's (no `x-tenantgate-reason`); the
     request is not retried by the sidecar."""
     fake_aws.script(Error(status, error_type, f"upstream says {status}"))
@@ -175,7 +175,7 @@ def test_upstream_errors_pass_through(sidecar, fake_aws, client, status, error_t
 
 
 def test_upstream_error_on_stream_operation(sidecar, fake_aws, client):
-    """SPEC §7: an AWS error answering ConverseStream passes through too."""
+    """docs/reference.md §7: an AWS error answering ConverseStream passes through too."""
     fake_aws.script(Error(429, "ThrottlingException", "slow down"))
     with pytest.raises(ClientError) as ei:
         client.converse_stream(**converse_args())

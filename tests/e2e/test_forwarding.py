@@ -1,4 +1,4 @@
-"""Allowed requests reach AWS intact and correctly signed (SPEC §4 header
+"""Allowed requests reach AWS intact and correctly signed (docs/reference.md §4 header
 stripping, §5 routing and path encoding, §6 signing, §7 responses).
 
 Every upstream request is checked by the fake's botocore SigV4 oracle.
@@ -23,7 +23,7 @@ def _sent_body(client) -> bytes:
 
 
 def test_converse_forwarded_and_signed_with_tenant_key(sidecar, fake_aws, mint, creds):
-    """SPEC §6: signed with SigV4 by acme's key (not globex's, not the
+    """docs/reference.md §6: signed with SigV4 by acme's key (not globex's, not the
     app's), signing name `bedrock`, region aws.region; §4: identity header
     and client Authorization removed, `host` is the upstream's; §7 request id."""
     client = harness.make_client(sidecar.url, token=mint("acme", "alice"))
@@ -46,7 +46,7 @@ def test_converse_forwarded_and_signed_with_tenant_key(sidecar, fake_aws, mint, 
 
 
 def test_globex_signed_with_its_session_token(sidecar, fake_aws, mint, creds):
-    """SPEC §6: `x-amz-security-token` is sent and signed when the tenant's
+    """docs/reference.md §6: `x-amz-security-token` is sent and signed when the tenant's
     credentials have one (static `session_token_env`)."""
     client = harness.make_client(sidecar.url, token=mint("globex", "gary"))
     client.converse(**converse_args(NOVA))
@@ -56,7 +56,7 @@ def test_globex_signed_with_its_session_token(sidecar, fake_aws, mint, creds):
 
 
 def test_client_aws_headers_not_forwarded(sidecar, fake_aws, mint, creds):
-    """SPEC §4: the client's `authorization`, `x-amz-date`,
+    """docs/reference.md §4: the client's `authorization`, `x-amz-date`,
     `x-amz-security-token`, `x-amz-content-sha256` and `x-forwarded-*` never
     reach AWS (the sidecar signs afresh)."""
     client = harness.make_client(
@@ -81,7 +81,7 @@ def test_client_aws_headers_not_forwarded(sidecar, fake_aws, mint, creds):
 
 
 def test_hop_by_hop_request_headers_removed(sidecar, fake_aws, mint, creds):
-    """SPEC §4: hop-by-hop headers (incl. those named in `Connection`) are
+    """docs/reference.md §4: hop-by-hop headers (incl. those named in `Connection`) are
     not forwarded."""
     resp = sidecar.request(
         "POST",
@@ -102,7 +102,7 @@ def test_hop_by_hop_request_headers_removed(sidecar, fake_aws, mint, creds):
 
 
 def test_invoke_model_bytes_forwarded_exactly(sidecar, fake_aws, mint, creds):
-    """SPEC §5: bodies of operations that do not inspect them are forwarded
+    """docs/reference.md §5: bodies of operations that do not inspect them are forwarded
     byte for byte; §7 the upstream body and headers come back unchanged."""
     body = b'{ "anthropic_version" : "bedrock-2023-05-31",\n\t"max_tokens":5, "x":"\xc3\xa9\\u00e9 \xf0\x9f\x98\x80" }  '
     answer = b'{"completion" :  "odd  spacing",\n "emoji":"\xf0\x9f\x98\x80"}\r\n'
@@ -131,7 +131,7 @@ def test_invoke_model_bytes_forwarded_exactly(sidecar, fake_aws, mint, creds):
 
 
 def test_invoke_model_default_response(sidecar, fake_aws, mint, creds):
-    """SPEC §5.1 InvokeModel: allowed model, upstream JSON passed through."""
+    """docs/reference.md §5.1 InvokeModel: allowed model, upstream JSON passed through."""
     client = harness.make_client(sidecar.url, token=mint())
     out = client.invoke_model(modelId=HAIKU, body=json.dumps({"messages": []}))
     assert json.loads(out["body"].read())["content"][0]["text"] == fake_aws.reply_text
@@ -140,7 +140,7 @@ def test_invoke_model_default_response(sidecar, fake_aws, mint, creds):
 
 
 def test_converse_stream_iterated_by_boto3(sidecar, fake_aws, mint, creds):
-    """SPEC §5 ConverseStream: the event stream reaches the SDK intact."""
+    """docs/reference.md §5 ConverseStream: the event stream reaches the SDK intact."""
     client = harness.make_client(sidecar.url, token=mint())
     resp = client.converse_stream(**converse_args())
     events = [ev for ev in resp["stream"]]
@@ -154,7 +154,7 @@ def test_converse_stream_iterated_by_boto3(sidecar, fake_aws, mint, creds):
 
 
 def test_invoke_model_stream_iterated_by_boto3(sidecar, fake_aws, mint, creds):
-    """SPEC §5 InvokeModelWithResponseStream: chunks and invocation metrics intact."""
+    """docs/reference.md §5 InvokeModelWithResponseStream: chunks and invocation metrics intact."""
     client = harness.make_client(sidecar.url, token=mint())
     resp = client.invoke_model_with_response_stream(modelId=HAIKU, body=b'{"messages":[]}')
     chunks = [json.loads(ev["chunk"]["bytes"]) for ev in resp["body"]]
@@ -167,7 +167,7 @@ def test_invoke_model_stream_iterated_by_boto3(sidecar, fake_aws, mint, creds):
 
 @pytest.mark.parametrize("model", [HAIKU_ARN, HAIKU_PROFILE_ARN], ids=["foundation-model-arn", "profile-arn"])
 def test_arn_model_ids(sidecar, fake_aws, mint, creds, model):
-    """SPEC §5: ARNs arrive percent-encoded, are decoded for matching and
+    """docs/reference.md §5: ARNs arrive percent-encoded, are decoded for matching and
     re-encoded exactly as AWS SDKs do when forwarded and signed."""
     client = harness.make_client(sidecar.url, token=mint())
     client.converse(**converse_args(model))
@@ -179,7 +179,7 @@ def test_arn_model_ids(sidecar, fake_aws, mint, creds, model):
 
 
 def test_count_tokens_and_embedding_model(sidecar, fake_aws, mint, creds):
-    """SPEC §5 CountTokens; §3 an exact (wildcard-free) model id entry."""
+    """docs/reference.md §5 CountTokens; §3 an exact (wildcard-free) model id entry."""
     client = harness.make_client(sidecar.url, token=mint())
     out = client.count_tokens(modelId=HAIKU, input={"converse": {"messages": converse_args()["messages"]}})
     assert out["inputTokens"] == 11
@@ -191,14 +191,14 @@ def test_count_tokens_and_embedding_model(sidecar, fake_aws, mint, creds):
 
 
 def test_request_ids_unique(sidecar, fake_aws, mint):
-    """SPEC §7: every response has `x-tenantgate-request-id`; ids differ."""
+    """docs/reference.md §7: every response has `x-tenantgate-request-id`; ids differ."""
     client = harness.make_client(sidecar.url, token=mint())
     ids = {harness.request_id_of(client.converse(**converse_args())) for _ in range(3)}
     assert len(ids) == 3 and None not in ids
 
 
 def test_concurrent_tenants_never_mix_credentials(sidecar, fake_aws, mint, creds):
-    """SPEC §1/§6: under concurrency each upstream request carries the
+    """docs/reference.md §1/§6: under concurrency each upstream request carries the
     requesting tenant's signature."""
     errors = []
 

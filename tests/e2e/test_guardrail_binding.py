@@ -1,4 +1,4 @@
-"""The tenant's guardrail is bound to every model call (SPEC §5.1 `guardrail`,
+"""The tenant's guardrail is bound to every model call (docs/reference.md §5.1 `guardrail`,
 §5.2): ConverseStream's stream processing mode is the tenant's
 (`guardrail.stream_processing_mode`, default `sync`), `guardContent` blocks
 (which narrow what the guardrail evaluates) are refused unless
@@ -69,7 +69,7 @@ def acme_kb(sidecar, mint):
 
 
 def test_converse_stream_async_is_replaced_by_sync(acme, fake_aws):
-    """SPEC §5.1: the client's `streamProcessingMode: async` would let text
+    """docs/reference.md §5.1: the client's `streamProcessingMode: async` would let text
     stream out before the guardrail judged it; upstream gets the tenant's
     mode (default `sync`) with the tenant's guardrail, the client's `trace`
     kept."""
@@ -92,14 +92,14 @@ def test_converse_stream_async_is_replaced_by_sync(acme, fake_aws):
 
 
 def test_converse_stream_mode_is_set_when_the_client_sends_none(acme, fake_aws):
-    """SPEC §5.1: the mode is always set, not only when the client sent one."""
+    """docs/reference.md §5.1: the mode is always set, not only when the client sent one."""
     list(acme.converse_stream(**converse_args())["stream"])
     body = harness.assert_one_valid_upstream(fake_aws, "ConverseStream").json()
     assert body["guardrailConfig"]["streamProcessingMode"] == "sync"
 
 
 def test_tenant_async_mode_replaces_the_clients_sync(globex, fake_aws):
-    """SPEC §5.1: `guardrail.stream_processing_mode = "async"` is the
+    """docs/reference.md §5.1: `guardrail.stream_processing_mode = "async"` is the
     tenant's choice, set whatever the client asks for."""
     args = converse_args(NOVA)
     args["guardrailConfig"] = {"guardrailIdentifier": "x", "guardrailVersion": "1", "streamProcessingMode": "sync"}
@@ -120,7 +120,7 @@ def test_tenant_async_mode_replaces_the_clients_sync(globex, fake_aws):
 @pytest.mark.parametrize("where", ["messages", "system"])
 @pytest.mark.parametrize("op", ["converse", "converse_stream"])
 def test_guard_content_is_refused_with_nothing_upstream(acme, sidecar, fake_aws, op, where):
-    """SPEC §5.1: under a forced guardrail a `guardContent` block would make
+    """docs/reference.md §5.1: under a forced guardrail a `guardContent` block would make
     AWS evaluate only that block; refused (400 invalid_parameter, naming the
     member) unless the tenant allows it; nothing reaches upstream."""
     args = converse_args()
@@ -135,7 +135,7 @@ def test_guard_content_is_refused_with_nothing_upstream(acme, sidecar, fake_aws,
 
 
 def test_guard_content_is_forwarded_when_the_tenant_allows_it(globex, fake_aws):
-    """SPEC §5.1: `guardrail.allow_guard_content = true` forwards the blocks
+    """docs/reference.md §5.1: `guardrail.allow_guard_content = true` forwards the blocks
     as sent, with the tenant's guardrail."""
     args = converse_args(NOVA)
     args["messages"][0]["content"].append(GUARD_TEXT)
@@ -153,7 +153,7 @@ def test_guard_content_is_forwarded_when_the_tenant_allows_it(globex, fake_aws):
 
 
 def test_invoke_stream_async_body_mode_is_replaced(acme, fake_aws):
-    """SPEC §5.1: InvokeModelWithResponseStream takes its stream mode from
+    """docs/reference.md §5.1: InvokeModelWithResponseStream takes its stream mode from
     the body's `amazon-bedrock-guardrailConfig.streamProcessingMode`; the
     tenant's (SYNCHRONOUS) replaces ASYNCHRONOUS, the rest of the body kept."""
     sent = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 5, "messages": [],
@@ -166,7 +166,7 @@ def test_invoke_stream_async_body_mode_is_replaced(acme, fake_aws):
 
 
 def test_invoke_model_input_tags_are_refused(acme, fake_aws):
-    """SPEC §5.1: `amazon-bedrock-guardrailConfig.tagSuffix` (input tags)
+    """docs/reference.md §5.1: `amazon-bedrock-guardrailConfig.tagSuffix` (input tags)
     narrows what the guardrail evaluates, like guardContent: refused."""
     sent = {"prompt": "<amazon-bedrock-guardrails-guardContent_x>hi</amazon-bedrock-guardrails-guardContent_x>",
             "amazon-bedrock-guardrailConfig": {"tagSuffix": "x"}}
@@ -205,7 +205,7 @@ def rag_call(client, stream, config):
 @pytest.mark.parametrize("stream", [False, True], ids=["rag", "rag_stream"])
 @pytest.mark.parametrize("kind", ["KNOWLEDGE_BASE", "EXTERNAL_SOURCES"])
 def test_rag_generation_gets_the_tenant_guardrail_and_mapped_model(acme_kb, fake_aws, creds, stream, kind):
-    """SPEC §5.2/§5.1: the model that writes a RetrieveAndGenerate(Stream)
+    """docs/reference.md §5.2/§5.1: the model that writes a RetrieveAndGenerate(Stream)
     answer gets the tenant's guardrail in
     `generationConfiguration.guardrailConfiguration` (created when absent)
     and its `model_map`ped model, for knowledge bases and external sources."""
@@ -221,7 +221,7 @@ def test_rag_generation_gets_the_tenant_guardrail_and_mapped_model(acme_kb, fake
 
 @pytest.mark.parametrize("kind", ["KNOWLEDGE_BASE", "EXTERNAL_SOURCES"])
 def test_rag_client_guardrail_is_replaced_and_generation_settings_kept(acme_kb, fake_aws, kind):
-    """SPEC §5.2: a client guardrail (another tenant's) is replaced; the
+    """docs/reference.md §5.2: a client guardrail (another tenant's) is replaced; the
     other generation settings pass as sent."""
     generation = {
         "guardrailConfiguration": {"guardrailId": "gr-globex", "guardrailVersion": "DRAFT"},
@@ -236,7 +236,7 @@ def test_rag_client_guardrail_is_replaced_and_generation_settings_kept(acme_kb, 
 
 
 def test_retrieve_gets_the_tenant_guardrail(acme_kb, fake_aws):
-    """SPEC §5.2: Retrieve's `guardrailConfiguration` is the tenant's too."""
+    """docs/reference.md §5.2: Retrieve's `guardrailConfiguration` is the tenant's too."""
     acme_kb.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "q"},
                      guardrailConfiguration={"guardrailId": "gr-other", "guardrailVersion": "3"})
     body = harness.assert_one_valid_upstream(fake_aws, "Retrieve").json()
@@ -244,7 +244,7 @@ def test_retrieve_gets_the_tenant_guardrail(acme_kb, fake_aws):
 
 
 def test_rag_unmapped_spelling_of_a_mapped_model_is_denied(acme_kb, fake_aws):
-    """SPEC §5.1: a RetrieveAndGenerate model ARN that spells the mapped model
+    """docs/reference.md §5.1: a RetrieveAndGenerate model ARN that spells the mapped model
     in a way the map does not cover (`:200k`) is 403 model_not_allowed."""
     config = kb_configuration()
     config["knowledgeBaseConfiguration"]["modelArn"] = HAIKU_ARN + ":200k"
@@ -304,7 +304,7 @@ def guardrail_members(service: str, operation: str) -> set:
 
 @pytest.mark.parametrize("service,operation", sorted(GUARDRAIL_MEMBERS))
 def test_every_guardrail_member_of_a_routed_operation_is_accounted_for(service, operation):
-    """SPEC §5.1: a guard for SDK upgrades, not a reproduction: every member
+    """docs/reference.md §5.1: a guard for SDK upgrades, not a reproduction: every member
     of a routed operation that AWS's model names `*guardrail*` is one the
     sidecar binds (or one that has nothing to bind). A new one fails here
     until it is bound and documented."""

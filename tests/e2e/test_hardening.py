@@ -8,7 +8,7 @@
   does not define, header names with `_`, and unknown query parameters are
   refused with 400 `invalid_parameter`, nothing upstream.
 - Answers in a content coding are decoded before they are judged, redacted
-  and counted, or refused with 502 (SPEC §7 redaction; docs/security.md "Security
+  and counted, or refused with 502 (docs/reference.md §7 redaction; docs/security.md "Security
   model", row "Encodings").
 """
 

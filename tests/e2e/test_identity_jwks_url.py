@@ -1,4 +1,4 @@
-"""JWKS from a URL (SPEC §3 `jwks_url`, §4.1, §9 /readyz): fetch failures do
+"""JWKS from a URL (docs/reference.md §3 `jwks_url`, §4.1, §9 /readyz): fetch failures do
 not crash the sidecar; requests get 503 jwks_unavailable and /readyz is not
 ready until keys arrive; then tokens verify."""
 
@@ -11,7 +11,7 @@ from harness import DELETE, converse_args
 
 
 def test_jwks_outage_then_recovery(start_sidecar_fn, fake_aws, mint, creds):
-    """SPEC §4.1: 503 until keys are available; §9: /readyz reports not ready."""
+    """docs/reference.md §4.1: 503 until keys are available; §9: /readyz reports not ready."""
     fake_aws.jwks_fail = True
     sc = start_sidecar_fn(
         {"identity": {"jwks_file": DELETE, "jwks_url": fake_aws.url + "/jwks.json", "jwks_refresh_secs": 2}},

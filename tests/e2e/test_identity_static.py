@@ -1,4 +1,4 @@
-"""Static identity mode (SPEC §4.2): the whole pod is one tenant, no token
+"""Static identity mode (docs/reference.md §4.2): the whole pod is one tenant, no token
 needed; an identity header an app still sends is stripped all the same."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ SIDECAR_OVERRIDES = {
 
 
 def test_no_token_needed(sidecar, fake_aws, creds):
-    """SPEC §4.2: every request belongs to the static tenant."""
+    """docs/reference.md §4.2: every request belongs to the static tenant."""
     client = harness.make_client(sidecar.url, token=None)
     out = client.converse(**converse_args())
     assert out["output"]["message"]["content"][0]["text"] == fake_aws.reply_text
@@ -33,7 +33,7 @@ def test_no_token_needed(sidecar, fake_aws, creds):
 
 
 def test_identity_header_stripped(sidecar, fake_aws, creds, mint):
-    """SPEC §4.2: the identity header, if sent, is removed before upstream,
+    """docs/reference.md §4.2: the identity header, if sent, is removed before upstream,
     and a token naming another tenant changes nothing."""
     client = harness.make_client(sidecar.url, token=mint("globex", "gary"))
     client.invoke_model(modelId=HAIKU, body=b"{}")
@@ -42,7 +42,7 @@ def test_identity_header_stripped(sidecar, fake_aws, creds, mint):
 
 
 def test_static_tenant_policy_still_applies(sidecar, fake_aws):
-    """SPEC §4.2 + §5.1: the static tenant gets its own allowlist."""
+    """docs/reference.md §4.2 + §5.1: the static tenant gets its own allowlist."""
     client = harness.make_client(sidecar.url, token=None)
     harness.expect_client_error(
         client, lambda: client.converse(**converse_args(harness.NOVA)), 403, "model_not_allowed"
@@ -51,7 +51,7 @@ def test_static_tenant_policy_still_applies(sidecar, fake_aws):
 
 
 def test_audit_user_is_dash(sidecar, fake_aws):
-    """SPEC §4.2: user id `-`."""
+    """docs/reference.md §4.2: user id `-`."""
     client = harness.make_client(sidecar.url, token=None)
     out = client.converse(**converse_args())
     rid = harness.request_id_of(out)

@@ -1,4 +1,4 @@
-"""Knowledge bases (SPEC §5.2): Retrieve, RetrieveAndGenerate and
+"""Knowledge bases (docs/reference.md §5.2): Retrieve, RetrieveAndGenerate and
 RetrieveAndGenerateStream through the sidecar with boto3
 ``bedrock-agent-runtime``: the knowledge-base allowlist, the forced metadata
 filter (tenant clause, extra filters from claims, client filter ANDed last),
@@ -91,7 +91,7 @@ def dropped_header(out):
 
 
 def test_retrieve_without_filter_gets_tenant_clause_alone(acme, fake_aws, creds):
-    """SPEC §5.2: with no client filter and no extra filters the forwarded
+    """docs/reference.md §5.2: with no client filter and no extra filters the forwarded
     filter is exactly the tenant `equals` clause (an `andAll` needs two
     members); the rest of the body is kept; signed with acme's keys."""
     acme.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "pricing"})
@@ -104,7 +104,7 @@ def test_retrieve_without_filter_gets_tenant_clause_alone(acme, fake_aws, creds)
 
 
 def test_retrieve_client_filter_narrows(acme, fake_aws):
-    """SPEC §5.2: a client `equals` is ANDed after the tenant clause; other
+    """docs/reference.md §5.2: a client `equals` is ANDed after the tenant clause; other
     vectorSearchConfiguration fields pass unchanged."""
     client_filter = {"equals": {"key": "year", "value": 2024}}
     acme.retrieve(
@@ -124,7 +124,7 @@ def test_retrieve_client_filter_narrows(acme, fake_aws):
 
 
 def test_retrieve_client_or_all_cannot_widen(acme, fake_aws):
-    """SPEC §5.2: a client `orAll` naming another tenant stays one member of
+    """docs/reference.md §5.2: a client `orAll` naming another tenant stays one member of
     the `andAll` after the tenant clause, so it can narrow but never widen."""
     client_filter = {"orAll": [{"equals": {"key": "tenant_id", "value": "globex"}},
                                {"equals": {"key": "year", "value": 2024}}]}
@@ -138,7 +138,7 @@ def test_retrieve_client_or_all_cannot_widen(acme, fake_aws):
 
 
 def test_retrieve_client_and_all_is_flattened(acme, fake_aws):
-    """SPEC §5.2: a client `andAll` is flattened into the forced `andAll`,
+    """docs/reference.md §5.2: a client `andAll` is flattened into the forced `andAll`,
     after the tenant clause, in the client's order."""
     a = {"equals": {"key": "year", "value": 2024}}
     b = {"startsWith": {"key": "title", "value": "Q3"}}
@@ -153,7 +153,7 @@ def test_retrieve_client_and_all_is_flattened(acme, fake_aws):
 
 
 def test_retrieve_group_filters_from_claims(sidecar, fake_aws, mint):
-    """SPEC §5.2, §3: `extra_filters` rendered from the token
+    """docs/reference.md §5.2, §3: `extra_filters` rendered from the token
     (`{groups}` = the `groups_claim` list) come right after the tenant clause
     (`filter_key = "org"`), before the client's filter; a token without
     groups gets a filter that matches nothing (never an empty `in`)."""
@@ -191,7 +191,7 @@ def test_retrieve_group_filters_from_claims(sidecar, fake_aws, mint):
 
 
 def test_retrieve_knowledge_base_not_allowed(acme, sidecar, fake_aws):
-    """SPEC §5.2, §8, §9: a KB outside `knowledge_base.allowed` -> 403
+    """docs/reference.md §5.2, §8, §9: a KB outside `knowledge_base.allowed` -> 403
     knowledge_base_not_allowed, nothing upstream, audited as a deny."""
     e = harness.expect_client_error(
         acme, lambda: acme.retrieve(knowledgeBaseId=GLOBEX_KB, retrievalQuery={"text": "q"}),
@@ -204,7 +204,7 @@ def test_retrieve_knowledge_base_not_allowed(acme, sidecar, fake_aws):
 
 
 def test_retrieve_reranking_model_checked(acme, fake_aws):
-    """SPEC §5.1: the reranking model inside
+    """docs/reference.md §5.1: the reranking model inside
     `vectorSearchConfiguration.rerankingConfiguration` is checked like any
     model: allowed passes (with the filter forced), denied -> 403."""
 
@@ -247,7 +247,7 @@ def test_retrieve_reranking_model_checked(acme, fake_aws):
          "unknown-op", "string", "list"],
 )
 def test_retrieve_invalid_filter_shape(sidecar, fake_aws, mint, bad_filter):
-    """SPEC §5.2, §8: a client filter that is not a well-formed
+    """docs/reference.md §5.2, §8: a client filter that is not a well-formed
     RetrievalFilter -> 400 invalid_parameter, nothing upstream (raw HTTP:
     boto3 would refuse to send most of these)."""
     body = {"retrievalQuery": {"text": "q"},
@@ -260,7 +260,7 @@ def test_retrieve_invalid_filter_shape(sidecar, fake_aws, mint, bad_filter):
 @pytest.mark.parametrize("raw", [b"{", b'{"retrievalQuery": {"text": "q"}', b"[1]", b'"x"', b"\xff\xfe"],
                          ids=["open-brace", "truncated", "array", "string", "not-utf8"])
 def test_retrieve_malformed_json(sidecar, fake_aws, mint, raw):
-    """SPEC §8: a body that is not a JSON object -> 400 invalid_json,
+    """docs/reference.md §8: a body that is not a JSON object -> 400 invalid_json,
     nothing upstream."""
     resp = sidecar.request("POST", f"/knowledgebases/{KB}/retrieve", raw, token=mint())
     harness.assert_tenantgate_error(resp, 400, "invalid_json")
@@ -273,7 +273,7 @@ def test_retrieve_malformed_json(sidecar, fake_aws, mint, raw):
 
 
 def test_retrieve_foreign_chunks_dropped(acme, sidecar, fake_aws):
-    """SPEC §5.2, §9: results outside `allowed_source_prefixes` are dropped;
+    """docs/reference.md §5.2, §9: results outside `allowed_source_prefixes` are dropped;
     the kept ones arrive in order and whole; `x-tenantgate-dropped-results`
     and the audit's `dropped_results` count the dropped ones."""
     own = kb_result(ACME_DOC, "acme pricing", score=0.91, metadata={"tenant_id": "acme", "year": 2024})
@@ -294,7 +294,7 @@ def test_retrieve_foreign_chunks_dropped(acme, sidecar, fake_aws):
 
 
 def test_retrieve_prefix_lookalikes_dropped(acme, fake_aws):
-    """SPEC §5.2: "under a prefix" is by path segment, in canonical form:
+    """docs/reference.md §5.2: "under a prefix" is by path segment, in canonical form:
     `s3://docs/tenants/acme-evil/...` is not under `s3://docs/tenants/acme/`,
     nor are the prefix itself without a key, another bucket, another case,
     or dot-segment escapes (plain or percent-encoded)."""
@@ -321,7 +321,7 @@ def test_retrieve_prefix_lookalikes_dropped(acme, fake_aws):
 
 
 def test_retrieve_other_location_kinds(acme, fake_aws):
-    """SPEC §5.2: the other location kinds' URL/URI are checked against the
+    """docs/reference.md §5.2: the other location kinds' URL/URI are checked against the
     prefixes too (web, Confluence, SharePoint, ...); a userinfo or host
     look-alike, a SQL query, an unknown kind, a declared kind without its
     field, or a second foreign location member are foreign."""
@@ -354,7 +354,7 @@ def test_retrieve_other_location_kinds(acme, fake_aws):
 
 
 def test_retrieve_clean_response_reports_zero(acme, sidecar, fake_aws):
-    """SPEC §5.2, §9: every Retrieve response carries
+    """docs/reference.md §5.2, §9: every Retrieve response carries
     `x-tenantgate-dropped-results`, `0` when nothing was dropped (and the
     body passes byte for byte); an empty result list too."""
     results = [kb_result(ACME_DOC, "pricing"), kb_result(PUBLIC_DOC, "faq"), kb_result(ACME_WIKI, kind="WEB")]
@@ -369,7 +369,7 @@ def test_retrieve_clean_response_reports_zero(acme, sidecar, fake_aws):
 
 
 def test_retrieve_without_prefixes_has_no_post_filter(sidecar, fake_aws, mint):
-    """SPEC §5.2: a tenant without `allowed_source_prefixes` has no
+    """docs/reference.md §5.2: a tenant without `allowed_source_prefixes` has no
     post-filter: nothing is dropped and the header says 0."""
     results = [kb_result(GLOBEX_DOC), kb_result(ACME_DOC)]
     fake_aws.script(retrieve_reply(results), operation="Retrieve")
@@ -384,7 +384,7 @@ def test_retrieve_without_prefixes_has_no_post_filter(sidecar, fake_aws, mint):
 
 
 def test_rag_knowledge_base_filter_forced(acme, sidecar, fake_aws, creds):
-    """SPEC §5.2: RetrieveAndGenerate: the KB id in the body is allowlisted,
+    """docs/reference.md §5.2: RetrieveAndGenerate: the KB id in the body is allowlisted,
     the forced filter lands at
     `knowledgeBaseConfiguration.retrievalConfiguration.vectorSearchConfiguration.filter`
     (client filter ANDed), the rest is kept; audit resource is the KB id."""
@@ -423,7 +423,7 @@ def test_rag_knowledge_base_filter_forced(acme, sidecar, fake_aws, creds):
 
 
 def test_rag_knowledge_base_not_allowed(acme, fake_aws):
-    """SPEC §5.2: the body's knowledgeBaseId outside the allowlist -> 403
+    """docs/reference.md §5.2: the body's knowledgeBaseId outside the allowlist -> 403
     knowledge_base_not_allowed, nothing upstream."""
     harness.expect_client_error(
         acme,
@@ -441,7 +441,7 @@ def test_rag_knowledge_base_not_allowed(acme, fake_aws):
 
 
 def test_rag_model_not_allowed(acme, fake_aws):
-    """SPEC §5.1: the `modelArn` of the knowledge-base configuration (and of
+    """docs/reference.md §5.1: the `modelArn` of the knowledge-base configuration (and of
     external sources, and the reranking model) is checked -> 403
     model_not_allowed, nothing upstream."""
     harness.expect_client_error(
@@ -470,7 +470,7 @@ def test_rag_model_not_allowed(acme, fake_aws):
 
 
 def test_rag_foreign_citation_withheld(acme, sidecar, fake_aws):
-    """SPEC §5.2, §8: an answer citing a source outside the prefixes (even
+    """docs/reference.md §5.2, §8: an answer citing a source outside the prefixes (even
     next to own ones) is withheld whole: 502 unauthorized_source_in_answer,
     no answer text reaches the client; audited as a deny."""
     cites = [rag_citation([ACME_DOC]), rag_citation([PUBLIC_DOC, LOOKALIKE_DOC])]
@@ -486,7 +486,7 @@ def test_rag_foreign_citation_withheld(acme, sidecar, fake_aws):
 
 
 def test_rag_own_citations_pass(acme, fake_aws):
-    """SPEC §5.2: citations only under the tenant's prefixes pass untouched."""
+    """docs/reference.md §5.2: citations only under the tenant's prefixes pass untouched."""
     cites = [rag_citation([ACME_DOC, PUBLIC_DOC]), rag_citation([ACME_WIKI], kind="WEB")]
     fake_aws.script(rag_reply("acme answer", cites, session_id="bedrock-sess-1"), operation="RetrieveAndGenerate")
     out = acme.retrieve_and_generate(input={"text": "q"}, retrieveAndGenerateConfiguration=kb_config())
@@ -495,7 +495,7 @@ def test_rag_own_citations_pass(acme, fake_aws):
 
 
 def test_rag_session_sealed_and_continued(acme, fake_aws):
-    """SPEC §5.2: the `sessionId` returned is Bedrock's id + `.` + a MAC; the
+    """docs/reference.md §5.2: the `sessionId` returned is Bedrock's id + `.` + a MAC; the
     client sends it back and Bedrock gets its own id; the answer's id is
     sealed again (the same string)."""
     fake_aws.script(rag_reply("a1", session_id="3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60"),
@@ -516,7 +516,7 @@ def test_rag_session_sealed_and_continued(acme, fake_aws):
 
 
 def test_rag_session_of_another_user_or_tenant(acme, sidecar, fake_aws, mint):
-    """SPEC §5.2: a sealed session id presented by another user of the same
+    """docs/reference.md §5.2: a sealed session id presented by another user of the same
     tenant, or by another tenant, -> 403 cross_tenant, nothing upstream."""
     fake_aws.script(rag_reply("a1", session_id="bedrock-sess-42"), operation="RetrieveAndGenerate")
     sealed = acme.retrieve_and_generate(input={"text": "q"}, retrieveAndGenerateConfiguration=kb_config())["sessionId"]
@@ -548,7 +548,7 @@ def test_rag_session_of_another_user_or_tenant(acme, sidecar, fake_aws, mint):
 
 
 def test_rag_made_up_session_id(acme, fake_aws):
-    """SPEC §5.2: a session id tenantgate did not seal for this principal
+    """docs/reference.md §5.2: a session id tenantgate did not seal for this principal
     (made up, Bedrock's bare id, a forged or re-cased MAC) -> 403
     cross_tenant, nothing upstream."""
     fake_aws.script(rag_reply("a1", session_id="bedrock-sess-7"), operation="RetrieveAndGenerate")
@@ -568,7 +568,7 @@ def test_rag_made_up_session_id(acme, fake_aws):
 
 
 def test_rag_session_valid_on_another_replica(acme, fake_aws, start_sidecar_fn, mint):
-    """SPEC §3 `session_key_env`, §5.2: a replica with the same
+    """docs/reference.md §3 `session_key_env`, §5.2: a replica with the same
     `TENANTGATE_SESSION_KEY` accepts the sealed id; one with another key
     refuses it (cross_tenant: fails closed)."""
     fake_aws.script(rag_reply("a1", session_id="bedrock-sess-r"), operation="RetrieveAndGenerate")
@@ -593,7 +593,7 @@ def test_rag_session_valid_on_another_replica(acme, fake_aws, start_sidecar_fn, 
 
 
 def test_rag_external_sources_prefixes(acme, sidecar, fake_aws, mint):
-    """SPEC §5.2: `externalSourcesConfiguration` passes when every S3 URI is
+    """docs/reference.md §5.2: `externalSourcesConfiguration` passes when every S3 URI is
     under `allowed_source_prefixes` (forwarded as sent), else 403
     location_not_allowed with nothing upstream; with no prefixes configured
     no S3 source passes."""
@@ -637,7 +637,7 @@ def test_rag_external_sources_prefixes(acme, sidecar, fake_aws, mint):
 
 
 def test_rag_stream_clean(acme, fake_aws):
-    """SPEC §5.2: RetrieveAndGenerateStream with own citations: boto3
+    """docs/reference.md §5.2: RetrieveAndGenerateStream with own citations: boto3
     iterates every event, the session id header comes back sealed, and the
     sealed id continues the session (Bedrock gets its own id)."""
     fake_aws.script(rag_stream_reply(["Refunds", " take", " 5 days"], [[ACME_DOC], [PUBLIC_DOC, ACME_WIKI]],
@@ -669,7 +669,7 @@ def test_rag_stream_clean(acme, fake_aws):
 
 
 def test_rag_stream_foreign_citation_withheld(acme, sidecar, fake_aws, mint):
-    """SPEC §5.2, §8: a stream with a foreign `citation` event is withheld
+    """docs/reference.md §5.2, §8: a stream with a foreign `citation` event is withheld
     whole: 502 unauthorized_source_in_answer and not one event delivered
     (the output events before the citation included)."""
     fake_aws.script(rag_stream_reply(["globex", " secret"], [[ACME_DOC], [GLOBEX_DOC]]),
@@ -690,7 +690,7 @@ def test_rag_stream_foreign_citation_withheld(acme, sidecar, fake_aws, mint):
 
 
 def test_rag_stream_foreign_reference_in_deprecated_member(acme, fake_aws):
-    """SPEC §5.2: a citation event whose current `retrievedReferences` are
+    """docs/reference.md §5.2: a citation event whose current `retrievedReferences` are
     clean but whose deprecated nested `citation.retrievedReferences` cites a
     foreign source is withheld too (502)."""
     clean = {"generatedResponsePart": {"textResponsePart": {"text": "t"}},

@@ -1,4 +1,4 @@
-"""Memory (SPEC §3 `[server]` `max_json_nodes`, `max_json_depth`,
+"""Memory (docs/reference.md §3 `[server]` `max_json_nodes`, `max_json_depth`,
 `max_buffered_bytes`, `max_buffered_bytes_per_tenant`; §8 429
 `memory_limited`, 503 `overloaded`): one tenant's worst-case bodies cannot
 exhaust the sidecar's memory, and another tenant's requests keep working
@@ -121,7 +121,7 @@ def _send(port: int, path: str, token: str, body: bytes, chunked: bool) -> harne
 
 
 def test_eight_worst_case_bodies_keep_peak_rss_low_and_other_tenants_served(sidecar, fake_aws, mint, creds):
-    """SPEC §3/§8: eight concurrent 10 MiB bodies of the worst shapes from
+    """docs/reference.md §3/§8: eight concurrent 10 MiB bodies of the worst shapes from
     one tenant are all refused (400 `invalid_parameter` for the parsed
     structure cap, 429 `memory_limited` for the tenant's buffer share, 503
     `overloaded` for the process budget), then each shape alone is 400
@@ -218,7 +218,7 @@ def test_eight_worst_case_bodies_keep_peak_rss_low_and_other_tenants_served(side
 
 
 def test_memory_limited_is_throttling_with_retry_after(start_sidecar, fake_aws, mint):
-    """SPEC §8: a request whose buffers (body, parsed tree, rewritten body)
+    """docs/reference.md §8: a request whose buffers (body, parsed tree, rewritten body)
     would take more than the tenant's share is 429 `memory_limited`
     (ThrottlingException, Retry-After 1) before the tree is built; another
     tenant is unaffected; `tenantgate_throttled_total` counts it and
@@ -244,7 +244,7 @@ def test_memory_limited_is_throttling_with_retry_after(start_sidecar, fake_aws, 
 
 @pytest.mark.parametrize("shape", ["deep", "wide"])
 def test_json_structure_caps(start_sidecar, fake_aws, mint, shape):
-    """SPEC §3: a request body deeper than `max_json_depth` or with more
+    """docs/reference.md §3: a request body deeper than `max_json_depth` or with more
     values than `max_json_nodes` is 400 `invalid_parameter` naming the
     limit, before any tree is built; nothing goes upstream. Bodies forwarded
     untouched (Converse with nothing to rewrite) are checked too."""

@@ -1,4 +1,4 @@
-"""`model_map` applies to every spelling of a model (SPEC §5.1): a
+"""`model_map` applies to every spelling of a model (docs/reference.md §5.1): a
 foundation-model ARN of any region or partition is mapped like the bare id,
 keys may be written as ARNs, and a spelling of a mapped model that the map
 does not cover (a `:200k` context-window variant, another case, an
@@ -57,7 +57,7 @@ def upstream_model(fake_aws, op="Converse"):
     ],
 )
 def test_foundation_model_arn_of_a_mapped_id_is_mapped(acme, sidecar, fake_aws, arn):
-    """SPEC §5.1: the ARN spelling of a mapped id (any region, any
+    """docs/reference.md §5.1: the ARN spelling of a mapped id (any region, any
     partition) is mapped like the id; the mapped ARN is signed in the path
     as SDKs encode it; the audit keeps what was asked for."""
     out = acme.converse(**converse_args(arn))
@@ -71,7 +71,7 @@ def test_foundation_model_arn_of_a_mapped_id_is_mapped(acme, sidecar, fake_aws, 
 
 @pytest.mark.parametrize("op", ["invoke_model", "invoke_model_with_response_stream", "count_tokens", "converse_stream"])
 def test_every_path_operation_maps_the_arn_spelling(acme, fake_aws, op):
-    """SPEC §5.1: the same resolution for every operation that names a model
+    """docs/reference.md §5.1: the same resolution for every operation that names a model
     in its path."""
     arn = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"
     if op == "invoke_model":
@@ -90,7 +90,7 @@ def test_every_path_operation_maps_the_arn_spelling(acme, fake_aws, op):
 
 
 def test_key_written_as_an_arn_maps_the_bare_id_and_other_regions(globex, fake_aws):
-    """SPEC §5.1: a map key given as a foundation-model ARN covers the bare
+    """docs/reference.md §5.1: a map key given as a foundation-model ARN covers the bare
     id and the ARN of any other region."""
     globex.converse(**converse_args(HAIKU))
     assert upstream_model(fake_aws) == GLOBEX_PROFILE
@@ -114,7 +114,7 @@ def test_key_written_as_an_arn_maps_the_bare_id_and_other_regions(globex, fake_a
     ],
 )
 def test_uncovered_spelling_of_a_mapped_model_is_denied(acme, sidecar, fake_aws, spelling):
-    """SPEC §5.1: a spelling of the mapped model the map does not cover
+    """docs/reference.md §5.1: a spelling of the mapped model the map does not cover
     (context-window variant, case variant, cross-region or global inference
     profile) would reach the model without the tenant's profile: 403
     model_not_allowed, nothing upstream, audited."""
@@ -125,7 +125,7 @@ def test_uncovered_spelling_of_a_mapped_model_is_denied(acme, sidecar, fake_aws,
 
 
 def test_variant_is_denied_on_the_stream_too(acme, fake_aws):
-    """SPEC §5.1: the same for InvokeModelWithResponseStream."""
+    """docs/reference.md §5.1: the same for InvokeModelWithResponseStream."""
     harness.expect_client_error(
         acme,
         lambda: acme.invoke_model_with_response_stream(modelId=f"{HAIKU}:200k", body=b"{}"),
@@ -136,7 +136,7 @@ def test_variant_is_denied_on_the_stream_too(acme, fake_aws):
 
 
 def test_profile_named_exactly_in_models_is_forwarded_as_asked(globex, fake_aws):
-    """SPEC §5.1: a geography profile the tenant's `models` names exactly
+    """docs/reference.md §5.1: a geography profile the tenant's `models` names exactly
     (no wildcard) is covered: forwarded unmapped. A glob such as `*` is not
     enough (another geography of the same model stays denied)."""
     globex.converse(**converse_args(f"us.{HAIKU}"))
@@ -148,7 +148,7 @@ def test_profile_named_exactly_in_models_is_forwarded_as_asked(globex, fake_aws)
 
 
 def test_other_models_are_not_affected(acme, fake_aws):
-    """SPEC §5.1: a model that is not a spelling of a mapped one is
+    """docs/reference.md §5.1: a model that is not a spelling of a mapped one is
     forwarded as asked."""
     acme.converse(**converse_args(SONNET))
     assert upstream_model(fake_aws) == SONNET

@@ -1,4 +1,4 @@
-"""Operations (SPEC §2 signals, §9 readiness and metrics, §10 reload, §11
+"""Operations (docs/reference.md §2 signals, §9 readiness and metrics, §10 reload, §11
 deployment): what a rolling upgrade or a config change does to live traffic.
 
 - a reload while requests flow drops none of them, and the change applies;
@@ -136,13 +136,13 @@ def _readyz_on(conn: http.client.HTTPConnection) -> int:
 
 
 def test_reload_during_traffic_drops_no_request(start_sidecar_fn, fake_aws, mint):
-    """SPEC §10: SIGHUP and file changes reload the config; "in-flight
+    """docs/reference.md §10: SIGHUP and file changes reload the config; "in-flight
     requests finish under the config they started with". Two clients keep
     keep-alive connections busy (Converse and ConverseStream) while the file
     is rewritten ten times (four changes one after the other, three applied
     by SIGHUP and one picked up by the file watch, then six SIGHUPs 0.1 s
     apart): not one request fails or sees its connection reset, every change
-    takes effect, and every reload counts as ``result="ok"`` (SPEC §9)."""
+    takes effect, and every reload counts as ``result="ok"`` (docs/reference.md §9)."""
     sc = start_sidecar_fn()
     tok = mint()
     stop = threading.Event()
@@ -223,7 +223,7 @@ def test_reload_during_traffic_drops_no_request(start_sidecar_fn, fake_aws, mint
 
 
 def test_sigterm_lets_an_open_stream_finish(start_sidecar_fn, fake_aws, mint):
-    """SPEC §2: SIGTERM stops accepting, finishes in-flight requests (bounded
+    """docs/reference.md §2: SIGTERM stops accepting, finishes in-flight requests (bounded
     by ``server.shutdown_grace_secs``) and exits 0; §9: ``/readyz`` is false
     "from the moment shutdown starts". A ConverseStream whose upstream sends
     an event every 0.3 s is open when SIGTERM arrives: ``/readyz`` answers
@@ -255,7 +255,7 @@ def test_sigterm_lets_an_open_stream_finish(start_sidecar_fn, fake_aws, mint):
         assert ready_status == 503, f"/readyz still {ready_status} 1 s after SIGTERM"
         assert not_ready_at - t0 < 0.5
         # A fresh probe connection sees "not ready" too, and liveness holds
-        # while the process drains (SPEC §9: /healthz 200 while it runs).
+        # while the process drains (docs/reference.md §9: /healthz 200 while it runs).
         assert harness.http_request("GET", sc.admin_url + "/readyz", timeout=1).status == 503
         assert harness.http_request("GET", sc.admin_url + "/healthz", timeout=1).status == 200
         # No new proxy connections while the stream drains.
@@ -286,7 +286,7 @@ def test_sigterm_lets_an_open_stream_finish(start_sidecar_fn, fake_aws, mint):
 
 
 def test_stream_open_past_the_grace_period_is_cut_and_exit_is_0(start_sidecar_fn, fake_aws, mint):
-    """SPEC §2: draining is "bounded by ``server.shutdown_grace_secs``". A
+    """docs/reference.md §2: draining is "bounded by ``server.shutdown_grace_secs``". A
     stream that would run for ~9 s more is open at SIGTERM with a 1 s grace:
     the process exits 0 right after the grace period (not when the stream
     would have ended), the client's stream is cut short (an error, never a
@@ -318,7 +318,7 @@ def test_stream_open_past_the_grace_period_is_cut_and_exit_is_0(start_sidecar_fn
     assert "messageStop" not in kinds and kinds.count("contentBlockDelta") < len(parts), kinds
     assert reader.error is not None, f"a cut stream must surface as an error to the SDK, got {kinds}"
     assert "grace" in sc.stderr_text().lower(), sc.stderr_tail()
-    # SPEC §1 "Every decision is audited": the cut stream too, as abnormal.
+    # docs/reference.md §1 "Every decision is audited": the cut stream too, as abnormal.
     rec = sc.wait_audit(predicate=lambda r: r.get("operation") == "ConverseStream")
     assert rec["decision"] == "allow" and rec.get("stream_error"), rec
 
@@ -331,7 +331,7 @@ EXAMPLES = sorted((harness.REPO_ROOT / "examples").glob("*.toml"))
 
 
 def test_the_documented_examples_exist():
-    """SPEC §11 / docs/operating.md "Upgrade and rollback": the starting points a
+    """docs/reference.md §11 / docs/operating.md "Upgrade and rollback": the starting points a
     platform team is pointed at are all there."""
     names = {p.name for p in EXAMPLES}
     assert {"silo-static.toml", "pooled-jwt-assume-role.toml", "sagemaker-silo.toml", "sagemaker-pool.toml",
@@ -341,9 +341,9 @@ def test_the_documented_examples_exist():
 @pytest.mark.parametrize("path", EXAMPLES + [harness.REPO_ROOT / "config.toml"],
                          ids=lambda p: p.relative_to(harness.REPO_ROOT).as_posix())
 def test_example_config_passes_check(path, sidecar_env, tmp_path):
-    """SPEC §2: ``tenantgate check --config PATH`` exits 0 for every example
+    """docs/reference.md §2: ``tenantgate check --config PATH`` exits 0 for every example
     config, run from another directory (relative key files such as
-    ``jwks_file`` resolve against the config file's directory, SPEC §3)."""
+    ``jwks_file`` resolve against the config file's directory, docs/reference.md §3)."""
     r = subprocess.run([harness.tenantgate_bin(), "check", "--config", str(path)], capture_output=True, text=True,
                        timeout=30, env=sidecar_env, cwd=str(tmp_path), stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout + r.stderr

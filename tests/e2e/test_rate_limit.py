@@ -1,4 +1,4 @@
-"""Rate limits (SPEC §3 `[tenant_defaults.rate_limit]`, §5.1 token budget,
+"""Rate limits (docs/reference.md §3 `[tenant_defaults.rate_limit]`, §5.1 token budget,
 §8 429 + Retry-After): a throttled request never reaches AWS."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _assert_throttled(client, call, reason, fake_before, fake):
 
 
 def test_requests_per_second(start_sidecar, fake_aws, mint):
-    """SPEC §8: over requests_per_second/burst -> 429 rate_limited with
+    """docs/reference.md §8: over requests_per_second/burst -> 429 rate_limited with
     Retry-After; other tenants are unaffected."""
     sc = start_sidecar(_limited({"requests_per_second": 1, "burst": 2}))
     client = harness.make_client(sc.url, token=mint())
@@ -39,7 +39,7 @@ def test_requests_per_second(start_sidecar, fake_aws, mint):
 
 
 def test_max_concurrent(start_sidecar, fake_aws, mint):
-    """SPEC §3 `max_concurrent` (in-flight requests incl. open streams) -> 429 concurrency_limited."""
+    """docs/reference.md §3 `max_concurrent` (in-flight requests incl. open streams) -> 429 concurrency_limited."""
     sc = start_sidecar(_limited({"max_concurrent": 1}))
     fake_aws.script(Hang(2), times=1)
     first = harness.make_client(sc.url, token=mint())
@@ -54,7 +54,7 @@ def test_max_concurrent(start_sidecar, fake_aws, mint):
 
 
 def test_token_budget(start_sidecar, fake_aws, mint):
-    """SPEC §5.1: tokens are charged at the end of the response; a request
+    """docs/reference.md §5.1: tokens are charged at the end of the response; a request
     is admitted while the remaining budget is above zero, then 429
     token_budget_exhausted."""
     sc = start_sidecar(_limited({"tokens_per_minute": 20}))  # each answer costs 11 + 7 = 18

@@ -1,4 +1,4 @@
-"""Shared rate limits in Redis (SPEC §3 `[rate_limit] backend = "redis"`,
+"""Shared rate limits in Redis (docs/reference.md §3 `[rate_limit] backend = "redis"`,
 §5.1 token budget, §8 429 / 503 `rate_limit_unavailable`, §9 metrics):
 limits held in a real redis-server that the tests start on a free port,
 shared by every sidecar pointed at it, and `on_backend_error` when Redis is
@@ -190,7 +190,7 @@ def _last_audit(sc, client):
 
 
 def test_burst_then_throttled_other_tenant_unaffected(start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §3/§8: with backend = "redis" the tenant's burst is spent in
+    """docs/reference.md §3/§8: with backend = "redis" the tenant's burst is spent in
     Redis, then 429 ThrottlingException `rate_limited` with a truthful
     Retry-After; another tenant is unaffected; keys expire."""
     r = redis_server()
@@ -214,7 +214,7 @@ def test_burst_then_throttled_other_tenant_unaffected(start_sidecar_fn, fake_aws
 
 
 def test_per_user_limit(start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §3 `user_requests_per_second`: one user's limit, in Redis, does
+    """docs/reference.md §3 `user_requests_per_second`: one user's limit, in Redis, does
     not touch a colleague's."""
     r = redis_server()
     limits = {"requests_per_second": 100, "burst": 100, "user_requests_per_second": 0.1, "user_burst": 1}
@@ -229,7 +229,7 @@ def test_per_user_limit(start_sidecar_fn, fake_aws, mint, redis_server):
 
 
 def test_token_budget_charged_in_redis(start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §5.1: usage is charged to the shared budget at the end of each
+    """docs/reference.md §5.1: usage is charged to the shared budget at the end of each
     response; once it is spent, 429 `token_budget_exhausted`."""
     r = redis_server()
     sc = start_sidecar_fn(_config(r.url, "deny", {"tokens_per_minute": 20}))  # each answer costs 11 + 7 = 18
@@ -247,7 +247,7 @@ def test_token_budget_charged_in_redis(start_sidecar_fn, fake_aws, mint, redis_s
 
 
 def test_two_sidecars_share_one_budget(start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §3: replicas sharing one Redis share one burst: 4 across both,
+    """docs/reference.md §3: replicas sharing one Redis share one burst: 4 across both,
     the 5th on either is refused. The URL's password never reaches logs."""
     r = redis_server(password="e2e-redis-pw-" + os.urandom(6).hex())
     limits = {"requests_per_second": 0.1, "burst": 4}
@@ -271,7 +271,7 @@ def test_two_sidecars_share_one_budget(start_sidecar_fn, fake_aws, mint, redis_s
 
 @pytest.mark.parametrize("mode", ["local", "deny", "allow"])
 def test_backend_down_then_up_then_killed_then_back(mode, start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §3 `on_backend_error`, §8 503 `rate_limit_unavailable`: Redis
+    """docs/reference.md §3 `on_backend_error`, §8 503 `rate_limit_unavailable`: Redis
     down at start and killed mid-run -> every request is answered at once
     (no more than ~50 ms spent on Redis) by the fallback: local limits,
     503 with nothing upstream, or admitted; /readyz stays 200; the sidecar
@@ -335,7 +335,7 @@ def test_backend_down_then_up_then_killed_then_back(mode, start_sidecar_fn, fake
 
 
 def test_hung_redis_costs_a_request_about_50ms(start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §3: a Redis that accepts but does not answer (stopped) costs one
+    """docs/reference.md §3: a Redis that accepts but does not answer (stopped) costs one
     request ~50 ms, then the backend is marked down and re-probed; it is
     used again once it answers."""
     r = redis_server()
@@ -357,7 +357,7 @@ def test_hung_redis_costs_a_request_about_50ms(start_sidecar_fn, fake_aws, mint,
 
 
 def test_reload_switches_redis_url(start_sidecar_fn, fake_aws, mint, redis_server):
-    """SPEC §10: a reload that changes `redis_url` applies it (a new
+    """docs/reference.md §10: a reload that changes `redis_url` applies it (a new
     backend); one that switches to `backend = "local"` drops it."""
     dead = redis_server(start=False)
     live = redis_server()

@@ -1,4 +1,4 @@
-"""Response redaction (SPEC §7, `[redaction]` in §3) of bodies that are not
+"""Response redaction (docs/reference.md §7, `[redaction]` in §3) of bodies that are not
 event streams: every match of `redaction.patterns` in a JSON string value or
 plain text is replaced, the JSON stays valid, the count is audited, and a
 body with no match is forwarded byte for byte. (Event streams are forwarded
@@ -22,7 +22,7 @@ def acme(sidecar, mint):
 
 
 def test_identity_id_in_converse_json_is_redacted(acme, sidecar, fake_aws):
-    """SPEC §7: a Cognito identity id repeated by the model never reaches the app."""
+    """docs/reference.md §7: a Cognito identity id repeated by the model never reaches the app."""
     fake_aws.reply_text = f"Your identity is {IDENTITY_ID}, and {IDENTITY_ID} again."
     out = acme.converse(**converse_args())
     text = out["output"]["message"]["content"][0]["text"]
@@ -35,7 +35,7 @@ def test_identity_id_in_converse_json_is_redacted(acme, sidecar, fake_aws):
 
 
 def test_identity_id_in_invoke_model_body_is_redacted(acme, fake_aws):
-    """SPEC §7: InvokeModel bodies (model-specific JSON) too."""
+    """docs/reference.md §7: InvokeModel bodies (model-specific JSON) too."""
     fake_aws.reply_text = f"id={IDENTITY_ID}"
     out = acme.invoke_model(modelId=HAIKU, body=b"{}")
     raw = out["body"].read()
@@ -44,7 +44,7 @@ def test_identity_id_in_invoke_model_body_is_redacted(acme, fake_aws):
 
 
 def test_body_without_a_match_is_forwarded_byte_for_byte(acme, fake_aws):
-    """SPEC §7: a pattern that never matches changes no byte."""
+    """docs/reference.md §7: a pattern that never matches changes no byte."""
     fake_aws.reply_text = "nothing to hide here: us-west-2 is a region"
     out = acme.invoke_model(modelId=HAIKU, body=b"{}")
     raw = out["body"].read()

@@ -1,4 +1,4 @@
-"""Redaction of AWS event streams and of every other response kind (SPEC §7,
+"""Redaction of AWS event streams and of every other response kind (docs/reference.md §7,
 `[redaction]` in §3), end to end through boto3.
 
 Each stream the app receives is parsed by botocore, which checks every
@@ -27,7 +27,7 @@ KB = "KBPOOLED01"
 
 SIDECAR_OVERRIDES = {
     "redaction": {
-        # The default identity-id pattern (SPEC §3) plus a literal one.
+        # The default identity-id pattern (docs/reference.md §3) plus a literal one.
         "patterns": [
             r"(?:us|eu|ap|sa|ca|me|af|il|mx)(?:-gov)?-[a-z]+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
             r"internal-user-\d{6}",
@@ -57,7 +57,7 @@ def acme_agent(sidecar, mint):
 
 
 def redactions_metric(sc) -> float:
-    """`tenantgate_redactions_total` (SPEC §9), 0 before the first match."""
+    """`tenantgate_redactions_total` (docs/reference.md §9), 0 before the first match."""
     text = sc.admin("/metrics").body.decode()
     hits = [line for line in text.splitlines() if line.startswith("tenantgate_redactions_total ")]
     return float(hits[0].rsplit(" ", 1)[1]) if hits else 0.0
@@ -72,7 +72,7 @@ def kinds_of(events) -> list[str]:
 
 
 def test_id_split_over_three_converse_stream_deltas_is_caught(acme, sidecar, fake_aws):
-    """SPEC §7: a match split across consecutive ConverseStream deltas is
+    """docs/reference.md §7: a match split across consecutive ConverseStream deltas is
     caught; the event sequence is the one upstream sent, every CRC valid."""
     a, b, c = IDENTITY_ID[:10], IDENTITY_ID[10:25], IDENTITY_ID[25:]
     fake_aws.stream_parts = [f"Your id is {a}", b, f"{c}, keep it safe."]
@@ -92,7 +92,7 @@ def test_id_split_over_three_converse_stream_deltas_is_caught(acme, sidecar, fak
 
 
 def test_text_that_cannot_begin_a_match_is_not_held(acme, fake_aws):
-    """SPEC §7 hold-back: these deltas end in characters no match can start
+    """docs/reference.md §7 hold-back: these deltas end in characters no match can start
     with, so each arrives at once, whole, in its own event."""
     fake_aws.stream_parts = ["Hello", ", world.", " 42 or", " 7!"]
     events = list(acme.converse_stream(**harness.converse_args())["stream"])
@@ -117,7 +117,7 @@ def test_held_delta_is_sent_when_the_block_ends(acme, fake_aws):
 
 
 def test_id_in_an_invoke_model_stream_chunk_is_redacted(acme, sidecar, fake_aws):
-    """SPEC §7: base64 `bytes` of InvokeModelWithResponseStream chunks are
+    """docs/reference.md §7: base64 `bytes` of InvokeModelWithResponseStream chunks are
     decoded, redacted at the same JSON path across chunks, re-encoded."""
     fake_aws.stream_parts = [f"id {IDENTITY_ID[:20]}", f"{IDENTITY_ID[20:]} and internal-user-", "123456 end"]
     resp = acme.invoke_model_with_response_stream(modelId=HAIKU, body=b"{}")
@@ -131,7 +131,7 @@ def test_id_in_an_invoke_model_stream_chunk_is_redacted(acme, sidecar, fake_aws)
 
 
 def test_id_in_invoke_agent_chunks_is_redacted(acme_agent, sidecar, fake_aws):
-    """SPEC §7: InvokeAgent chunk bytes, split across chunks."""
+    """docs/reference.md §7: InvokeAgent chunk bytes, split across chunks."""
     fake_aws.stream_parts = [f"The caller is {OTHER_ID[:7]}", OTHER_ID[7:30], f"{OTHER_ID[30:]}."]
     out = acme_agent.invoke_agent(agentId=AGENT, agentAliasId=ALIAS, sessionId="chat-1", inputText="who am I?")
     text = b"".join(e["chunk"]["bytes"] for e in out["completion"] if "chunk" in e)
@@ -141,7 +141,7 @@ def test_id_in_invoke_agent_chunks_is_redacted(acme_agent, sidecar, fake_aws):
 
 
 def test_id_in_a_retrieve_chunk_is_redacted(acme_agent, sidecar, fake_aws):
-    """SPEC §7: a knowledge-base chunk that contains an identity id."""
+    """docs/reference.md §7: a knowledge-base chunk that contains an identity id."""
     fake_aws.script(retrieve_reply([kb_result("s3://docs/tenants/acme/a.pdf", text=f"owner {IDENTITY_ID} wrote")]),
                     operation="Retrieve")
     out = acme_agent.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "owner"})
@@ -152,7 +152,7 @@ def test_id_in_a_retrieve_chunk_is_redacted(acme_agent, sidecar, fake_aws):
 
 
 def test_rag_stream_answer_is_redacted_and_still_parses(acme_agent, fake_aws):
-    """SPEC §7: RetrieveAndGenerateStream (judged whole for citations, then
+    """docs/reference.md §7: RetrieveAndGenerateStream (judged whole for citations, then
     redacted frame by frame)."""
     fake_aws.stream_parts = [f"Ask {IDENTITY_ID[:5]}", f"{IDENTITY_ID[5:]} about it"]
     out = acme_agent.retrieve_and_generate_stream(
@@ -167,7 +167,7 @@ def test_rag_stream_answer_is_redacted_and_still_parses(acme_agent, fake_aws):
 
 
 def test_sagemaker_payload_parts_are_redacted_as_text(sidecar, mint, fake_aws):
-    """SPEC §7: PayloadPart bytes as UTF-8 text, a match split across parts."""
+    """docs/reference.md §7: PayloadPart bytes as UTF-8 text, a match split across parts."""
     fake_sagemaker.install(fake_aws)
     sm = harness.make_client(sidecar.url, "sagemaker-runtime", token=mint("acme", "alice"))
     fake_aws.stream_parts = ["{\"generated_text\": \"user ", IDENTITY_ID[:30].encode(), IDENTITY_ID[30:] + " ✓\"}"]
@@ -177,7 +177,7 @@ def test_sagemaker_payload_parts_are_redacted_as_text(sidecar, mint, fake_aws):
 
 
 def test_stream_without_matches_is_forwarded_byte_for_byte(sidecar, mint, fake_aws):
-    """SPEC §7: with nothing that matches (or begins to), the client gets
+    """docs/reference.md §7: with nothing that matches (or begins to), the client gets
     exactly the bytes upstream sent, frame for frame."""
     msgs = [event("messageStart", {"role": "assistant"})]
     msgs += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": t}}) for t in ["Hello", " world", "."]]
@@ -189,7 +189,7 @@ def test_stream_without_matches_is_forwarded_byte_for_byte(sidecar, mint, fake_a
 
 
 def test_corrupt_upstream_frame_ends_the_stream_with_an_error_event(acme, sidecar, fake_aws):
-    """SPEC §7 robustness: a frame with a bad CRC from upstream is never
+    """docs/reference.md §7 robustness: a frame with a bad CRC from upstream is never
     forwarded; the events before it arrive, then boto3 raises a modelled
     stream error, and the audit record says why."""
     good = event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "fine so far"}})
@@ -208,7 +208,7 @@ def test_corrupt_upstream_frame_ends_the_stream_with_an_error_event(acme, sideca
 
 
 def test_oversized_frame_from_upstream_is_refused(acme, sidecar, fake_aws):
-    """SPEC §7 robustness: a frame announcing more than the maximum is an
+    """docs/reference.md §7 robustness: a frame announcing more than the maximum is an
     error event at once, before anything of it is buffered."""
     huge = (64 * 1024 * 1024).to_bytes(4, "big") + b"\x00" * 12
     msgs = [event("messageStart", {"role": "assistant"}), huge]
@@ -221,7 +221,7 @@ def test_oversized_frame_from_upstream_is_refused(acme, sidecar, fake_aws):
 
 
 def test_truncated_upstream_stream_ends_with_an_error_event(acme_agent, sidecar, fake_aws):
-    """SPEC §7 robustness: upstream ends inside a frame. The chunk that
+    """docs/reference.md §7 robustness: upstream ends inside a frame. The chunk that
     waited (it ends in a possible id start) is dropped, never sent
     unredacted."""
     whole = chunk_event_bytes(f"partial {IDENTITY_ID[:12]}")
@@ -240,7 +240,7 @@ def chunk_event_bytes(text: str) -> bytes:
 
 
 def test_strip_response_headers_exact_and_prefix(acme, fake_aws):
-    """SPEC §7 / §3 strip_response_headers: exact names and `prefix*`,
+    """docs/reference.md §7 / §3 strip_response_headers: exact names and `prefix*`,
     case-insensitive; other upstream headers pass."""
     def reply(fake, rec):
         body = json.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
@@ -259,7 +259,7 @@ def test_strip_response_headers_exact_and_prefix(acme, fake_aws):
 
 
 def test_non_utf8_sagemaker_stream_passes_and_text_still_redacted(sidecar, mint, fake_aws):
-    """SPEC §7 robustness: binary PayloadParts are not text; they pass
+    """docs/reference.md §7 robustness: binary PayloadParts are not text; they pass
     unchanged, and an id in a later text part is still redacted."""
     fake_sagemaker.install(fake_aws)
     sm = harness.make_client(sidecar.url, "sagemaker-runtime", token=mint("acme", "alice"))
@@ -271,7 +271,7 @@ def test_non_utf8_sagemaker_stream_passes_and_text_still_redacted(sidecar, mint,
 
 
 def test_plain_event_exception_from_upstream_is_redacted(acme, fake_aws):
-    """SPEC §7: modelled exceptions in the stream carry JSON strings too."""
+    """docs/reference.md §7: modelled exceptions in the stream carry JSON strings too."""
     msgs = [event("messageStart", {"role": "assistant"}),
             encode_event_message([(":exception-type", "validationException"), (":content-type", "application/json"),
                                   (":message-type", "exception")],
@@ -285,7 +285,7 @@ def test_plain_event_exception_from_upstream_is_redacted(acme, fake_aws):
 
 
 def test_case_insensitive_pattern_redacts_converse_and_converse_stream(start_sidecar_fn, mint, fake_aws):
-    """SPEC §3 `redaction.patterns` are ordinary regular expressions: a
+    """docs/reference.md §3 `redaction.patterns` are ordinary regular expressions: a
     `(?i)` pattern (with a Unicode class and `\\b`) starts, and redacts every
     spelling of a match in a Converse answer and in ConverseStream deltas,
     also when a match is split across deltas (the stream hold-back's

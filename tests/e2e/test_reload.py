@@ -1,4 +1,4 @@
-"""Config reload (SPEC §10): SIGHUP and file changes reload; an invalid new
+"""Config reload (docs/reference.md §10): SIGHUP and file changes reload; an invalid new
 file leaves the old config in force; the sidecar keeps serving."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _eventually(pred, timeout=10.0) -> bool:
 
 
 def test_sighup_reloads(start_sidecar_fn, fake_aws, mint):
-    """SPEC §10: SIGHUP reloads the config file."""
+    """docs/reference.md §10: SIGHUP reloads the config file."""
     sc = start_sidecar_fn()
     tok = mint()
     assert not _nova_allowed(sc, tok)
@@ -39,7 +39,7 @@ def test_sighup_reloads(start_sidecar_fn, fake_aws, mint):
 
 
 def test_file_change_reloads(start_sidecar_fn, fake_aws, mint):
-    """SPEC §10: a change of the config file (atomic rename, as a ConfigMap
+    """docs/reference.md §10: a change of the config file (atomic rename, as a ConfigMap
     symlink swap) reloads it without a signal."""
     sc = start_sidecar_fn()
     tok = mint()
@@ -49,7 +49,7 @@ def test_file_change_reloads(start_sidecar_fn, fake_aws, mint):
 
 
 def test_invalid_new_config_keeps_old(start_sidecar_fn, fake_aws, mint):
-    """SPEC §10: an invalid new file is rejected whole; the old config stays
+    """docs/reference.md §10: an invalid new file is rejected whole; the old config stays
     in force, the sidecar stays up and ready."""
     sc = start_sidecar_fn()
     tok = mint()

@@ -1,4 +1,4 @@
-"""Rerank (SPEC §5.1): the reranking model named in the body is checked
+"""Rerank (docs/reference.md §5.1): the reranking model named in the body is checked
 against the tenant's `models` globs like any other model; the body is not
 rewritten."""
 
@@ -14,7 +14,7 @@ from harness import TITAN_EMBED
 RERANK_ID = "amazon.rerank-v1:0"
 RERANK_ARN = f"arn:aws:bedrock:us-west-2::foundation-model/{RERANK_ID}"
 COHERE_RERANK_ARN = "arn:aws:bedrock:us-west-2::foundation-model/cohere.rerank-v3-5:0"
-# Not a foundation-model ARN: the bare-id rule does not apply (SPEC §5.1).
+# Not a foundation-model ARN: the bare-id rule does not apply (docs/reference.md §5.1).
 PROFILE_RERANK_ARN = f"arn:aws:bedrock:us-west-2:111122223333:inference-profile/{RERANK_ID}"
 
 SIDECAR_OVERRIDES = {
@@ -44,7 +44,7 @@ def rerank_args(model):
 
 
 def test_rerank_model_allowed(acme, sidecar, fake_aws, creds):
-    """SPEC §5.1: an allowed reranking model (a foundation-model ARN whose id
+    """docs/reference.md §5.1: an allowed reranking model (a foundation-model ARN whose id
     matches the globs) passes; the body forwarded is the one judged (same
     JSON; re-serialised so duplicate keys cannot smuggle a model), signed
     with the tenant's keys; the answer reaches the client."""
@@ -60,7 +60,7 @@ def test_rerank_model_allowed(acme, sidecar, fake_aws, creds):
 
 @pytest.mark.parametrize("model", [COHERE_RERANK_ARN, PROFILE_RERANK_ARN, "cohere.rerank-v3-5:0"])
 def test_rerank_model_denied(acme, sidecar, fake_aws, mint, model):
-    """SPEC §5.1, §8: a reranking model outside the tenant's globs -> 403
+    """docs/reference.md §5.1, §8: a reranking model outside the tenant's globs -> 403
     model_not_allowed, nothing upstream; another tenant is judged by its own
     globs (globex has no rerank model)."""
     e = harness.expect_client_error(acme, lambda: acme.rerank(**rerank_args(model)), 403, "model_not_allowed")
@@ -73,7 +73,7 @@ def test_rerank_model_denied(acme, sidecar, fake_aws, mint, model):
 
 
 def test_rerank_without_model_is_invalid(sidecar, fake_aws, mint):
-    """SPEC §8, fail closed: a Rerank body naming no model (or not a string)
+    """docs/reference.md §8, fail closed: a Rerank body naming no model (or not a string)
     cannot be judged -> 400 invalid_parameter; a broken body -> 400
     invalid_json; nothing upstream."""
     args = rerank_args(RERANK_ARN)
@@ -106,7 +106,7 @@ def _all_values(raw: bytes, key: str) -> list:
 
 
 def test_rerank_duplicate_model_keys_cannot_smuggle_a_model(sidecar, fake_aws, mint):
-    """SPEC §5.1 "every model in the body is checked", §1 fail closed: a body
+    """docs/reference.md §5.1 "every model in the body is checked", §1 fail closed: a body
     naming a forbidden model and an allowed one under duplicate `modelArn`
     keys must not reach Bedrock with the forbidden one in it (JSON parsers
     disagree on which duplicate wins): refused with 400, or forwarded with

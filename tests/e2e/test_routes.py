@@ -1,4 +1,4 @@
-"""Routing by method and path (SPEC §5): unrecognised requests are 404
+"""Routing by method and path (docs/reference.md §5): unrecognised requests are 404
 unknown_operation; known-but-unisolated operations are 403
 operation_not_allowed; in both cases nothing reaches AWS."""
 
@@ -27,7 +27,7 @@ from harness import HAIKU
     ],
 )
 def test_unknown_operation(sidecar, fake_aws, mint, method, path):
-    """SPEC §5: any other path or method -> 404 UnknownOperationException
+    """docs/reference.md §5: any other path or method -> 404 UnknownOperationException
     `unknown_operation`."""
     resp = sidecar.request(method, path, b"{}" if method in ("POST", "PUT") else b"", token=mint())
     harness.assert_tenantgate_error(resp, 404, "unknown_operation", "UnknownOperationException")
@@ -35,7 +35,7 @@ def test_unknown_operation(sidecar, fake_aws, mint, method, path):
 
 
 def test_unknown_operation_without_token(sidecar, fake_aws):
-    """SPEC §5/§8: an unknown path never reaches upstream whatever the
+    """docs/reference.md §5/§8: an unknown path never reaches upstream whatever the
     identity (404 from routing, or 401 if identity is checked first)."""
     resp = sidecar.request("POST", "/no/such/operation", b"{}")
     assert resp.status in (401, 404), resp
@@ -66,7 +66,7 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
     ],
 )
 def test_operation_not_allowed(sidecar, fake_aws, mint, method, path):
-    """SPEC §5: operations without isolation rules -> 403 operation_not_allowed."""
+    """docs/reference.md §5: operations without isolation rules -> 403 operation_not_allowed."""
     resp = sidecar.request(method, path, b"{}" if method != "GET" else b"", token=mint())
     harness.assert_tenantgate_error(resp, 403, "operation_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
@@ -84,7 +84,7 @@ def test_operation_not_allowed(sidecar, fake_aws, mint, method, path):
     ],
 )
 def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path):
-    """SPEC §5 (silent on these newer operations and odd ids): fail closed,
+    """docs/reference.md §5 (silent on these newer operations and odd ids): fail closed,
     either 403 (operation or model not allowed) or 404 unknown_operation,
     never upstream."""
     resp = sidecar.request(method, path, b"{}" if method != "GET" else b"", token=mint())
@@ -95,7 +95,7 @@ def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path):
 
 
 def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
-    """SPEC §5 through the real SDK: StartAsyncInvoke, ListAsyncInvokes,
+    """docs/reference.md §5 through the real SDK: StartAsyncInvoke, ListAsyncInvokes,
     OptimizePrompt, InvokeFlow, InvokeInlineAgent, CreateSession are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
@@ -120,7 +120,7 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
 
 
 def test_operation_not_allowed_is_audited(sidecar, fake_aws, mint):
-    """SPEC §9: a refused operation is audited as a deny with its reason."""
+    """docs/reference.md §9: a refused operation is audited as a deny with its reason."""
     resp = sidecar.request("POST", "/optimize-prompt", b"{}", token=mint())
     harness.assert_tenantgate_error(resp, 403, "operation_not_allowed")
     rec = sidecar.wait_audit(resp.headers["x-tenantgate-request-id"])

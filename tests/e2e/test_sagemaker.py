@@ -1,10 +1,10 @@
-"""SageMaker runtime isolation (SPEC §5.4): endpoint names (silo rewrite,
+"""SageMaker runtime isolation (docs/reference.md §5.4): endpoint names (silo rewrite,
 bridge templates, real names, case-insensitivity), the pool target model
 (injection, allowlist), the routing headers tenantgate decides on
 (`src/rewrite/sagemaker.rs`), InvokeEndpointAsync input locations, and
-opaque bodies and streams passed byte for byte (SPEC §5). boto3's
+opaque bodies and streams passed byte for byte (docs/reference.md §5). boto3's
 `sagemaker-runtime` client talks to the sidecar; the fake AWS verifies every
-upstream signature (signing name `sagemaker`, SPEC §6)."""
+upstream signature (signing name `sagemaker`, docs/reference.md §6)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _path(endpoint, suffix="invocations"):
 
 
 def test_silo_logical_name_is_rewritten_to_the_tenants_endpoint(globex, fake_aws, creds, sidecar):
-    """SPEC §5.4: a key of `sagemaker.endpoints` is rewritten to its value;
+    """docs/reference.md §5.4: a key of `sagemaker.endpoints` is rewritten to its value;
     the new path is signed (service `sagemaker`) and verifies upstream; a
     silo tenant gets no target model; audit names the endpoint as requested (§9)."""
     out = globex.invoke_endpoint(EndpointName="classifier", Body=b'{"x": 1}', ContentType="application/json")
@@ -90,7 +90,7 @@ def test_silo_logical_name_is_rewritten_to_the_tenants_endpoint(globex, fake_aws
 
 
 def test_bridge_endpoint_template_renders_each_tenant(acme, globex, fake_aws, creds):
-    """SPEC §5.4 + §3 templates: `{tenant}` in an endpoint value routes each
+    """docs/reference.md §5.4 + §3 templates: `{tenant}` in an endpoint value routes each
     tenant's `bridge` to its own endpoint."""
     acme.invoke_endpoint(EndpointName="bridge", Body=b"a")
     assert _upstream(fake_aws, "InvokeEndpoint", creds["acme"]).path == _path("bridge-acme")
@@ -101,7 +101,7 @@ def test_bridge_endpoint_template_renders_each_tenant(acme, globex, fake_aws, cr
 
 @pytest.mark.parametrize("endpoint", ["globex-classifier", "bridge-globex", "acme-classifier-2", "shared"])
 def test_other_tenants_endpoint_is_denied(acme, fake_aws, endpoint):
-    """SPEC §5.4: any name that is neither a key nor a rendered value of the
+    """docs/reference.md §5.4: any name that is neither a key nor a rendered value of the
     tenant's `sagemaker.endpoints` is 403 `endpoint_not_allowed`; nothing
     reaches upstream."""
     harness.expect_client_error(
@@ -111,7 +111,7 @@ def test_other_tenants_endpoint_is_denied(acme, fake_aws, endpoint):
 
 
 def test_other_tenants_endpoint_denied_on_stream_and_async(globex, fake_aws):
-    """SPEC §5.4: the endpoint rule holds for all three operations."""
+    """docs/reference.md §5.4: the endpoint rule holds for all three operations."""
     harness.expect_client_error(
         globex,
         lambda: globex.invoke_endpoint_with_response_stream(EndpointName="acme-classifier", Body=b"{}"),
@@ -128,7 +128,7 @@ def test_other_tenants_endpoint_denied_on_stream_and_async(globex, fake_aws):
 
 
 def test_real_endpoint_name_of_the_tenant_passes(acme, fake_aws, creds):
-    """SPEC §5.4: a name equal to one of the rendered values passes."""
+    """docs/reference.md §5.4: a name equal to one of the rendered values passes."""
     acme.invoke_endpoint(EndpointName="acme-classifier", Body=b"{}")
     assert _upstream(fake_aws, "InvokeEndpoint", creds["acme"]).path == _path("acme-classifier")
     fake_aws.reset()
@@ -138,7 +138,7 @@ def test_real_endpoint_name_of_the_tenant_passes(acme, fake_aws, creds):
 
 @pytest.mark.parametrize("endpoint", ["CLASSIFIER", "Classifier", "ACME-Classifier", "Acme-CLASSIFIER"])
 def test_endpoint_names_compare_case_insensitively(acme, fake_aws, creds, endpoint):
-    """SPEC §5.4: endpoint names compare case-insensitively, as in SageMaker;
+    """docs/reference.md §5.4: endpoint names compare case-insensitively, as in SageMaker;
     the configured spelling is sent."""
     acme.invoke_endpoint(EndpointName=endpoint, Body=b"{}")
     assert _upstream(fake_aws, "InvokeEndpoint", creds["acme"]).path == _path("acme-classifier")
@@ -146,7 +146,7 @@ def test_endpoint_names_compare_case_insensitively(acme, fake_aws, creds, endpoi
 
 @pytest.mark.parametrize("endpoint", ["bad_name", "acme.classifier", "-classifier", "classifier-"])
 def test_invalid_endpoint_name_is_400(acme, fake_aws, endpoint):
-    """SPEC §5.4/§8: a name that breaks SageMaker's endpoint-name rule is 400
+    """docs/reference.md §5.4/§8: a name that breaks SageMaker's endpoint-name rule is 400
     `invalid_parameter`; nothing reaches upstream."""
     harness.expect_client_error(
         acme, lambda: acme.invoke_endpoint(EndpointName=endpoint, Body=b"{}"), 400, "invalid_parameter"
@@ -158,7 +158,7 @@ def test_invalid_endpoint_name_is_400(acme, fake_aws, endpoint):
 
 
 def test_pool_target_model_is_injected(acme, fake_aws, creds):
-    """SPEC §5.4: with no client target model, the rendered `target_model`
+    """docs/reference.md §5.4: with no client target model, the rendered `target_model`
     is injected as X-Amzn-SageMaker-Target-Model (signed and verified)."""
     acme.invoke_endpoint(EndpointName="classifier", Body=b"{}")
     rec = _upstream(fake_aws, "InvokeEndpoint", creds["acme"])
@@ -166,7 +166,7 @@ def test_pool_target_model_is_injected(acme, fake_aws, creds):
 
 
 def test_pool_target_model_is_injected_on_stream_and_async(acme, fake_aws, creds):
-    """SPEC §5.4: injection applies to all three operations."""
+    """docs/reference.md §5.4: injection applies to all three operations."""
     list(acme.invoke_endpoint_with_response_stream(EndpointName="classifier", Body=b"{}")["Body"])
     rec = _upstream(fake_aws, "InvokeEndpointWithResponseStream", creds["acme"])
     assert rec.header_values("x-amzn-sagemaker-target-model") == ["acme.tar.gz"]
@@ -178,7 +178,7 @@ def test_pool_target_model_is_injected_on_stream_and_async(acme, fake_aws, creds
 
 @pytest.mark.parametrize("model", ["globex.tar.gz", "globex/v2.tar.gz", "acme/../globex.tar.gz", "acme.tar.gz.x"])
 def test_client_naming_another_tenants_model_is_denied(acme, fake_aws, model):
-    """SPEC §5.4: a client target model outside the rendered
+    """docs/reference.md §5.4: a client target model outside the rendered
     `allowed_target_models` is 403 `cross_tenant`; `..` cannot climb out
     of `{tenant}/*`; nothing reaches upstream."""
     harness.expect_client_error(
@@ -191,7 +191,7 @@ def test_client_naming_another_tenants_model_is_denied(acme, fake_aws, model):
 
 
 def test_silo_tenant_may_not_name_a_target_model(globex, fake_aws):
-    """SPEC §5.4: with no `allowed_target_models`, any client target model
+    """docs/reference.md §5.4: with no `allowed_target_models`, any client target model
     is 403 `cross_tenant`."""
     harness.expect_client_error(
         globex,
@@ -204,7 +204,7 @@ def test_silo_tenant_may_not_name_a_target_model(globex, fake_aws):
 
 @pytest.mark.parametrize("model", ["acme/v2.tar.gz", "acme.tar.gz"])
 def test_allowed_client_target_model_passes(acme, fake_aws, creds, model):
-    """SPEC §5.4: a client target model matching a rendered glob is kept as
+    """docs/reference.md §5.4: a client target model matching a rendered glob is kept as
     sent (not replaced by the injected default)."""
     acme.invoke_endpoint(EndpointName="classifier", Body=b"{}", TargetModel=model)
     rec = _upstream(fake_aws, "InvokeEndpoint", creds["acme"])
@@ -215,7 +215,7 @@ def test_allowed_client_target_model_passes(acme, fake_aws, creds, model):
 
 
 def test_target_variant_of_the_authorised_endpoint_passes(acme, fake_aws, creds):
-    """SPEC §5.4 (endpoint is the unit of authorisation): a production
+    """docs/reference.md §5.4 (endpoint is the unit of authorisation): a production
     variant of the already authorised endpoint is forwarded."""
     out = acme.invoke_endpoint(EndpointName="classifier", Body=b"{}", TargetVariant="blue")
     assert out["InvokedProductionVariant"] == "blue"
@@ -227,7 +227,7 @@ def test_target_variant_of_the_authorised_endpoint_passes(acme, fake_aws, creds)
     "kwargs", [{"InferenceComponentName": "globex-llm"}, {"TargetContainerHostname": "globex-container"}]
 )
 def test_selecting_another_model_on_a_shared_endpoint_is_denied(acme, fake_aws, kwargs):
-    """SPEC §5.4, fail closed (§ intro): an inference component or container
+    """docs/reference.md §5.4, fail closed (§ intro): an inference component or container
     host name picks another model on the same endpoint; unless a rendered
     `allowed_target_models` glob names it, 403 `cross_tenant`."""
     harness.expect_client_error(
@@ -237,7 +237,7 @@ def test_selecting_another_model_on_a_shared_endpoint_is_denied(acme, fake_aws, 
 
 
 def test_stateful_session_is_bound_to_the_tenant_and_user(acme, sidecar, mint, client_for, fake_aws, creds):
-    """SPEC §5.4 (stateful sessions, bound like §5.2 sessions): the id the model container issues reaches the app
+    """docs/reference.md §5.4 (stateful sessions, bound like §5.2 sessions): the id the model container issues reaches the app
     sealed for (tenant, user); only that tenant and user can continue or
     close it, upstream always sees the container's own id, and anyone else
     presenting it (or the bare id) is 403 `cross_tenant` with nothing sent."""
@@ -273,7 +273,7 @@ def test_stateful_session_is_bound_to_the_tenant_and_user(acme, sidecar, mint, c
 
 
 def test_async_input_location_under_the_prefix_is_allowed(acme, fake_aws, creds):
-    """SPEC §5.4: InvokeEndpointAsync with an InputLocation under the
+    """docs/reference.md §5.4: InvokeEndpointAsync with an InputLocation under the
     rendered `allowed_input_prefixes`: forwarded as sent, 202 parsed by boto3."""
     out = acme.invoke_endpoint_async(EndpointName="classifier", InputLocation=INPUT, ContentType="application/json")
     assert out["ResponseMetadata"]["HTTPStatusCode"] == 202
@@ -297,7 +297,7 @@ def test_async_input_location_under_the_prefix_is_allowed(acme, fake_aws, creds)
     ],
 )
 def test_async_input_location_outside_the_prefix_is_denied(acme, fake_aws, location):
-    """SPEC §5.4: an InputLocation not under `allowed_input_prefixes` is 403
+    """docs/reference.md §5.4: an InputLocation not under `allowed_input_prefixes` is 403
     `location_not_allowed`: another tenant's prefix, a look-alike
     (`acme-evil` for `acme/`), `..` and percent-encoded escapes; nothing
     reaches upstream."""
@@ -311,7 +311,7 @@ def test_async_input_location_outside_the_prefix_is_denied(acme, fake_aws, locat
 
 
 def test_async_without_input_location_is_400(acme, fake_aws):
-    """SPEC §5.4: InvokeEndpointAsync without X-Amzn-SageMaker-InputLocation
+    """docs/reference.md §5.4: InvokeEndpointAsync without X-Amzn-SageMaker-InputLocation
     is 400 `invalid_parameter` (even with an inline body)."""
     harness.expect_client_error(
         acme,
@@ -323,7 +323,7 @@ def test_async_without_input_location_is_400(acme, fake_aws):
 
 
 def test_async_for_a_tenant_without_prefixes_is_denied(globex, fake_aws):
-    """SPEC §5.4, fail closed: no `allowed_input_prefixes`, no input location."""
+    """docs/reference.md §5.4, fail closed: no `allowed_input_prefixes`, no input location."""
     harness.expect_client_error(
         globex,
         lambda: globex.invoke_endpoint_async(EndpointName="classifier", InputLocation="s3://async-in/globex/x"),
@@ -337,7 +337,7 @@ def test_async_for_a_tenant_without_prefixes_is_denied(globex, fake_aws):
 
 
 def test_binary_body_is_forwarded_byte_exact(acme, fake_aws, creds):
-    """SPEC §5: bodies of operations that do not inspect them are forwarded
+    """docs/reference.md §5: bodies of operations that do not inspect them are forwarded
     byte for byte (random bytes, `application/octet-stream`), and the model's
     answer comes back unchanged."""
     data = os.urandom(64 * 1024)
@@ -350,7 +350,7 @@ def test_binary_body_is_forwarded_byte_exact(acme, fake_aws, creds):
 
 
 def test_response_stream_is_iterated_in_boto3(acme, fake_aws, creds):
-    """SPEC §5/§7: InvokeEndpointWithResponseStream comes back as an AWS
+    """docs/reference.md §5/§7: InvokeEndpointWithResponseStream comes back as an AWS
     event stream boto3 decodes into PayloadPart events whose bytes are the
     model's, binary included."""
     parts = [os.urandom(1000), b"plain text part", os.urandom(3), os.urandom(5000)]

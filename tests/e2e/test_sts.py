@@ -1,4 +1,4 @@
-"""Tenant-scoped STS credentials end to end (SPEC §3 `[credentials]`, §6, §8, §9).
+"""Tenant-scoped STS credentials end to end (docs/reference.md §3 `[credentials]`, §6, §8, §9).
 
 Every sidecar here runs with `[credentials] source = "assume_role"`, its STS
 endpoint pointed at the fake STS (`aws.endpoints.sts`), and base credentials
@@ -74,7 +74,7 @@ def marker_of(rec) -> str:
 
 
 def assert_no_secrets(sc, fake_sts):
-    """SPEC §1/§9: nothing logged is a credential (audit on stdout,
+    """docs/reference.md §1/§9: nothing logged is a credential (audit on stdout,
     diagnostics on stderr)."""
     out = sc.stdout_text() + "\n" + sc.stderr_text()
     leaked = [s[:12] + "..." for s in fake_sts.all_secrets() if s in out]
@@ -90,7 +90,7 @@ def upstream_keys(fake_aws):
 
 def test_assume_role_parameters_rendered_and_signed(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint,
                                                     tmp_path):
-    """SPEC §6: AssumeRole with the rendered role ARN, session name, session
+    """docs/reference.md §6: AssumeRole with the rendered role ARN, session name, session
     tags (TenantID + a claim), source identity (the user), the session policy
     template, the external id and duration_secs; signed (SigV4, `sts`,
     aws.region) with the base credentials. §6: the Bedrock request is signed
@@ -140,7 +140,7 @@ def test_assume_role_parameters_rendered_and_signed(start_sidecar_fn, fake_sts, 
 
 
 def test_listed_tenants_prefetched_at_startup(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: the listed tenants' credentials are fetched in the background
+    """docs/reference.md §6: the listed tenants' credentials are fetched in the background
     at start-up; the first request then needs no STS call."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)
     for tenant in ("acme", "globex"):
@@ -153,7 +153,7 @@ def test_listed_tenants_prefetched_at_startup(start_sidecar_fn, fake_sts, base_k
 
 
 def test_sequential_requests_one_sts_call(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: credentials are cached per tenant: many requests, one STS
+    """docs/reference.md §6: credentials are cached per tenant: many requests, one STS
     call (counted for the tenant: listed tenants are pre-fetched)."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)
     for i in range(12):
@@ -171,7 +171,7 @@ def test_sequential_requests_one_sts_call(start_sidecar_fn, fake_sts, base_keys,
 
 
 def test_user_templates_mean_one_session_per_user(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: the cache key is the rendered request; templates using
+    """docs/reference.md §6: the cache key is the rendered request; templates using
     {user} mean one STS session per user (and no start-up pre-fetch)."""
     sc = start(start_sidecar_fn, fake_sts, base_keys, credentials={"source_identity": "{user}"})
     for user in ("alice", "bob", "alice", "bob", "alice"):
@@ -184,7 +184,7 @@ def test_user_templates_mean_one_session_per_user(start_sidecar_fn, fake_sts, ba
 
 
 def test_concurrent_cold_tenant_single_flight(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: one STS call at a time per tenant, concurrent requests wait
+    """docs/reference.md §6: one STS call at a time per tenant, concurrent requests wait
     for it: 30 simultaneous requests of a cold tenant, one AssumeRole."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)
     fake_sts.delay_seconds = 0.5  # keep the one call in flight while the others arrive
@@ -206,7 +206,7 @@ def test_concurrent_cold_tenant_single_flight(start_sidecar_fn, fake_sts, base_k
 
 
 def test_refresh_before_expiry_in_background(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: credentials are refreshed `refresh_before_secs` before they
+    """docs/reference.md §6: credentials are refreshed `refresh_before_secs` before they
     expire, without failing or holding up requests; later requests use the
     new keys."""
     sc = start(start_sidecar_fn, fake_sts, base_keys, credentials={"refresh_before_secs": 10})
@@ -242,7 +242,7 @@ def test_refresh_before_expiry_in_background(start_sidecar_fn, fake_sts, base_ke
 
 
 def test_sts_down_cached_credentials_keep_working(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: STS failing does not matter while unexpired credentials are
+    """docs/reference.md §6: STS failing does not matter while unexpired credentials are
     cached: requests keep succeeding with them, also inside the refresh
     window where the background refresh fails."""
     sc = start(start_sidecar_fn, fake_sts, base_keys, credentials={"refresh_before_secs": 10})
@@ -268,7 +268,7 @@ def test_sts_down_cached_credentials_keep_working(start_sidecar_fn, fake_sts, ba
 
 @pytest.mark.parametrize("mode", ["down", "denied", "close"])
 def test_sts_failure_without_cache_is_503(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint, mode):
-    """SPEC §6/§8: STS failing with no cached credentials: 503
+    """docs/reference.md §6/§8: STS failing with no cached credentials: 503
     `credentials_unavailable` (ServiceUnavailableException); never a
     fallback to the base credentials or another tenant's; nothing upstream."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)
@@ -299,7 +299,7 @@ def test_sts_failure_without_cache_is_503(start_sidecar_fn, fake_sts, base_keys,
 
 
 def test_sts_hang_bounded_503(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6/§8: an STS that does not answer costs a request at most the
+    """docs/reference.md §6/§8: an STS that does not answer costs a request at most the
     STS timeout (5 s): 503 `credentials_unavailable`, nothing upstream;
     concurrent requests of that tenant share the one attempt."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)
@@ -317,7 +317,7 @@ def test_sts_hang_bounded_503(start_sidecar_fn, fake_sts, base_keys, fake_aws, m
 
 
 def test_twenty_tenants_concurrent_no_cross_tenant(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §1/§6: every upstream request is signed with keys STS issued for
+    """docs/reference.md §1/§6: every upstream request is signed with keys STS issued for
     the requesting token's tenant (TenantID tag) -- none of another tenant,
     none of the base credentials -- under concurrency across 20 tenants."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)
@@ -350,7 +350,7 @@ def test_twenty_tenants_concurrent_no_cross_tenant(start_sidecar_fn, fake_sts, b
 
 
 def test_missing_claim_in_template_no_sts_call(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §3/§8: a template naming a claim the token lacks -> 403
+    """docs/reference.md §3/§8: a template naming a claim the token lacks -> 403
     `missing_claim`; STS is not called (no empty tag value), nothing
     upstream."""
     sc = start(start_sidecar_fn, fake_sts, base_keys, credentials={
@@ -370,7 +370,7 @@ def test_missing_claim_in_template_no_sts_call(start_sidecar_fn, fake_sts, base_
 
 
 def test_no_credential_material_in_output(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §1/§9: with debug logging, through successes, STS failures and a
+    """docs/reference.md §1/§9: with debug logging, through successes, STS failures and a
     refresh, neither the audit (stdout) nor the log (stderr) contains a
     secret access key or session token (issued or base)."""
     sc = start(start_sidecar_fn, fake_sts, base_keys, credentials={"refresh_before_secs": 10},
@@ -391,7 +391,7 @@ def test_no_credential_material_in_output(start_sidecar_fn, fake_sts, base_keys,
 
 
 def test_base_keys_rejected_by_sts_is_503(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6: the fake STS really checks the AssumeRole signature: base
+    """docs/reference.md §6: the fake STS really checks the AssumeRole signature: base
     keys with a wrong secret are refused (SignatureDoesNotMatch), the request
     gets 503 `credentials_unavailable`, and nothing is sent upstream."""
     sc = start(start_sidecar_fn, fake_sts, base_keys,
@@ -407,7 +407,7 @@ def test_base_keys_rejected_by_sts_is_503(start_sidecar_fn, fake_sts, base_keys,
 
 def test_sts_sessions_survive_a_reload_that_keeps_the_credentials_settings(start_sidecar_fn, fake_sts, base_keys,
                                                                           fake_aws, mint):
-    """SPEC §10 with §6: a reload that changes only an allowlist keeps the
+    """docs/reference.md §10 with §6: a reload that changes only an allowlist keeps the
     cached STS sessions (no new AssumeRole); one that changes the role ARN
     builds new sessions, so nothing is ever signed as the old role."""
     sc = start(start_sidecar_fn, fake_sts, base_keys)

@@ -1,4 +1,4 @@
-"""IRSA-style base credentials (SPEC §6, §11): the sidecar has no access key
+"""IRSA-style base credentials (docs/reference.md §6, §11): the sidecar has no access key
 in its environment, only a web identity token file and a role ARN. The
 standard chain exchanges the token with AssumeRoleWithWebIdentity; the
 per-tenant AssumeRole is signed with those keys; Bedrock sees only the
@@ -29,7 +29,7 @@ def _overrides(fake_sts, sts_in_config: bool):
 
 @pytest.mark.parametrize("where", ["env", "config"])
 def test_irsa_web_identity_then_assume_role(start_sidecar_fn, fake_sts, fake_aws, mint, tmp_path, where):
-    """SPEC §6: base credentials from the web identity token file (EKS IRSA):
+    """docs/reference.md §6: base credentials from the web identity token file (EKS IRSA):
     AssumeRoleWithWebIdentity (unsigned, the file's token, AWS_ROLE_ARN,
     AWS_ROLE_SESSION_NAME), then the tenant's AssumeRole signed with the
     web-identity keys and their session token, then Bedrock signed with the

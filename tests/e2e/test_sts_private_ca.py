@@ -1,4 +1,4 @@
-"""STS behind a private CA (SPEC §3 `aws.ca_file`: extra trust roots for
+"""STS behind a private CA (docs/reference.md §3 `aws.ca_file`: extra trust roots for
 every outbound TLS, AWS, STS and JWKS; §6 credentials; §8 503).
 
 The fake STS here serves https with a certificate issued by a CA of the
@@ -100,7 +100,7 @@ def overrides(sts, ca_path=None, sts_in_config=True):
 
 
 def test_assume_role_trusts_aws_ca_file(start_sidecar_fn, tls_sts, tls_base_keys, fake_aws, mint):
-    """SPEC §3 `aws.ca_file`, §6: the per-tenant AssumeRole goes to an STS
+    """docs/reference.md §3 `aws.ca_file`, §6: the per-tenant AssumeRole goes to an STS
     endpoint whose certificate only the private CA vouches for; with the CA
     in `aws.ca_file` it succeeds and Bedrock sees the tenant's keys."""
     sts, ca_path = tls_sts
@@ -115,7 +115,7 @@ def test_assume_role_trusts_aws_ca_file(start_sidecar_fn, tls_sts, tls_base_keys
 
 
 def test_without_ca_file_the_private_sts_fails_closed(start_sidecar_fn, tls_sts, tls_base_keys, fake_aws, mint):
-    """SPEC §6, §8: the same STS without `aws.ca_file`: the certificate is
+    """docs/reference.md §6, §8: the same STS without `aws.ca_file`: the certificate is
     not trusted, so no AssumeRole completes and the request is 503
     `credentials_unavailable` with nothing upstream (no fallback to the
     sidecar's own keys)."""
@@ -128,7 +128,7 @@ def test_without_ca_file_the_private_sts_fails_closed(start_sidecar_fn, tls_sts,
 
 
 def test_irsa_web_identity_trusts_aws_ca_file(start_sidecar_fn, tls_sts, fake_aws, mint, tmp_path):
-    """SPEC §3 `aws.ca_file`, §6: with IRSA the base chain's
+    """docs/reference.md §3 `aws.ca_file`, §6: with IRSA the base chain's
     AssumeRoleWithWebIdentity goes to the private-CA STS too (its endpoint
     from `aws.endpoints.sts`); both STS steps trust `aws.ca_file`."""
     sts, ca_path = tls_sts

@@ -1,4 +1,4 @@
-"""Configuration rules that keep tenants apart (SPEC §3 Merging, tenant ids;
+"""Configuration rules that keep tenants apart (docs/reference.md §3 Merging, tenant ids;
 §6 credentials; §5.4 SageMaker endpoint names).
 
 - A table that names one identity (`static_credentials`) is never merged:
@@ -59,7 +59,7 @@ def _shared_identity(fake_aws):
 
 
 def test_own_static_credentials_do_not_inherit_the_defaults_session_token(sidecar, fake_aws, creds, mint, client_for):
-    """SPEC §3 Merging: acme's own `static_credentials` (no token) replaces
+    """docs/reference.md §3 Merging: acme's own `static_credentials` (no token) replaces
     the defaults' table whole; its requests carry acme's key and no
     `x-amz-security-token` (the defaults' token is another identity's)."""
     client = client_for(sidecar, token=mint("acme", "alice"))
@@ -70,7 +70,7 @@ def test_own_static_credentials_do_not_inherit_the_defaults_session_token(sideca
 
 
 def test_tenant_without_a_table_gets_the_defaults_identity_whole(sidecar, fake_aws, mint, client_for):
-    """SPEC §3 Merging: a tenant without `static_credentials` uses the
+    """docs/reference.md §3 Merging: a tenant without `static_credentials` uses the
     defaults' table as a whole: key, secret and session token of one
     identity."""
     client = client_for(sidecar, token=mint("initech", "ivan"))
@@ -84,7 +84,7 @@ def test_tenant_without_a_table_gets_the_defaults_identity_whole(sidecar, fake_a
 
 @pytest.mark.parametrize("variant", ["ACME", "Acme", "acmE", "INITECH"])
 def test_case_variant_of_a_listed_tenant_is_unknown(sidecar, fake_aws, mint, client_for, variant):
-    """SPEC §3 tenant ids, §8: a tenant id equal to a listed one ignoring
+    """docs/reference.md §3 tenant ids, §8: a tenant id equal to a listed one ignoring
     case, but not exactly, is 403 `unknown_tenant` although `allow_unlisted`
     admits strangers: it would otherwise reach the listed tenant's
     case-insensitive names (SageMaker `{tenant}-clf`). Nothing upstream, on
@@ -99,7 +99,7 @@ def test_case_variant_of_a_listed_tenant_is_unknown(sidecar, fake_aws, mint, cli
 
 
 def test_listed_tenant_in_its_exact_spelling_reaches_its_endpoint(sidecar, fake_aws, creds, mint, client_for):
-    """SPEC §5.4: the exact listed id still works (`acme-clf`)."""
+    """docs/reference.md §5.4: the exact listed id still works (`acme-clf`)."""
     sm = client_for(sidecar, token=mint("acme", "alice"), service=SM)
     sm.invoke_endpoint(EndpointName="clf", Body=b"{}")
     rec = harness.assert_one_valid_upstream(fake_aws, "InvokeEndpoint", creds["acme"].akid)
@@ -107,7 +107,7 @@ def test_listed_tenant_in_its_exact_spelling_reaches_its_endpoint(sidecar, fake_
 
 
 def test_unlisted_tenant_reaches_sagemaker_only_with_a_lower_case_id(sidecar, fake_aws, mint, client_for):
-    """SPEC §5.4 (endpoint names compare without case): unlisted `FOO`
+    """docs/reference.md §5.4 (endpoint names compare without case): unlisted `FOO`
     rendered into `{tenant}-clf` would be unlisted `foo`'s endpoint, so an
     unlisted tenant whose id is not lower case is 403 `unknown_tenant` on
     SageMaker, with nothing upstream; lower-case `foo` gets `foo-clf`."""
@@ -134,7 +134,7 @@ def test_unlisted_upper_case_tenant_still_reaches_bedrock(sidecar, fake_aws, min
 
 
 def test_unlisted_upper_case_tenant_never_renders_a_role_arn(start_sidecar_fn, fake_sts, base_keys, fake_aws, mint):
-    """SPEC §6 (IAM role names compare without case): with
+    """docs/reference.md §6 (IAM role names compare without case): with
     `role_arn = ".../role/tenant-{tenant}"`, unlisted `FOO` would assume
     `tenant-FOO`, the role of unlisted `foo`. It is 403 `unknown_tenant` with
     no AssumeRole and nothing upstream; `foo` gets `tenant-foo`."""

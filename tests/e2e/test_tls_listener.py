@@ -1,4 +1,4 @@
-"""TLS on the proxy listener (SPEC §3 `server.tls_cert_file` /
+"""TLS on the proxy listener (docs/reference.md §3 `server.tls_cert_file` /
 `tls_key_file`, rustls): boto3 with `endpoint_url=https://...` and the
 sidecar's certificate as its trust root calls through it exactly as over
 plain HTTP (requests and event streams); a client that does not trust the
@@ -53,7 +53,7 @@ def tls_sidecar(start_sidecar_fn, tmp_path):
 
 
 def test_boto3_calls_through_the_tls_listener(tls_sidecar, mint, fake_aws, creds):
-    """SPEC §3 `server.tls_cert_file`/`tls_key_file`: the same requests, event
+    """docs/reference.md §3 `server.tls_cert_file`/`tls_key_file`: the same requests, event
     streams and denials as over plain HTTP; the admin listener (§9) stays
     plain HTTP."""
     sc, url, cert = tls_sidecar
@@ -74,7 +74,7 @@ def test_boto3_calls_through_the_tls_listener(tls_sidecar, mint, fake_aws, creds
 
 
 def test_untrusted_certificate_and_plain_http_get_nothing(tls_sidecar, mint, fake_aws):
-    """SPEC §3 TLS listener, failing closed: a client that does not trust the
+    """docs/reference.md §3 TLS listener, failing closed: a client that does not trust the
     certificate, or speaks plain HTTP to the TLS port, gets no answer and
     nothing reaches upstream."""
     sc, url, cert = tls_sidecar
@@ -90,7 +90,7 @@ def test_untrusted_certificate_and_plain_http_get_nothing(tls_sidecar, mint, fak
 
 
 def test_unreadable_certificate_is_a_clear_start_up_error(start_sidecar_fn, tmp_path):
-    """SPEC §3: a certificate or key that cannot be loaded stops the start
+    """docs/reference.md §3: a certificate or key that cannot be loaded stops the start
     with an error naming the file (never a listener without TLS)."""
     bad = tmp_path / "not-a-cert.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")

@@ -1,4 +1,4 @@
-//! `[credentials]` (SPEC §6).
+//! `[credentials]` (docs/reference.md §6).
 
 use super::reader::{Ctx, Loc, Tbl};
 use crate::config::{AssumeRoleConfig, CredentialsConfig};

@@ -1,4 +1,4 @@
-//! `[identity]` (SPEC §4.1, §4.2).
+//! `[identity]` (docs/reference.md §4.1, §4.2).
 
 use super::is_valid_tenant_id;
 use super::reader::{env_name, Ctx, Loc, Tbl};

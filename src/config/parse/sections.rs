@@ -25,7 +25,7 @@ pub(crate) const DEFAULT_MAX_BUFFERED_BYTES: u64 = 32 * 1024 * 1024;
 pub(crate) const MAX_JSON_DEPTH: u64 = 128;
 pub(crate) const MAX_JSON_NODES: u64 = 100_000_000;
 pub(crate) const DEFAULT_SESSION_KEY_ENV: &str = "TENANTGATE_SESSION_KEY";
-/// The Cognito identity id pattern of SPEC §3 (`REGION:UUID`).
+/// The Cognito identity id pattern of docs/reference.md §3 (`REGION:UUID`).
 pub(crate) const COGNITO_IDENTITY_ID: &str =
     r"(?:us|eu|ap|sa|ca|me|af|il|mx)(?:-gov)?-[a-z]+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 pub(crate) const DEFAULT_REPLACEMENT: &str = "[redacted]";

@@ -1,4 +1,4 @@
-//! Merging (SPEC §3): a tenant's value for a key replaces the default's;
+//! Merging (docs/reference.md §3): a tenant's value for a key replaces the default's;
 //! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`) merge
 //! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
 //! `session_attributes`, ...) are replaced whole.
