@@ -19,6 +19,7 @@ pub mod route;
 pub mod upstream;
 pub mod admin;
 pub mod metrics;
+pub mod decide;
 pub mod proxy;
 pub mod run;
 pub mod server;

@@ -23,7 +23,7 @@ use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
 use crate::route::{self, Operation, Route};
 use crate::post::{self, Post};
-use crate::rewrite::model_map::foundation_model_id;
+use crate::decide::{self, Resource};
 use crate::validate::{self, is_hop_by_hop};
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::rewrite::session::SessionKeys;
@@ -142,16 +142,6 @@ fn redact_headers(r: &crate::filter::redact::Redactor, headers: &mut HeaderMap) 
 fn json_limits(server: &crate::config::ServerConfig) -> validate::JsonLimits {
     let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     validate::JsonLimits { max_nodes: clamp(server.max_json_nodes), max_depth: clamp(u64::from(server.max_json_depth)) }
-}
-
-/// docs/reference.md §5.1: a model id matches the tenant's globs; a foundation-model ARN
-/// also matches on its bare model id.
-pub fn model_allowed(policy: &TenantPolicy, model: &str) -> bool {
-    let bare = foundation_model_id(model);
-    policy
-        .models
-        .iter()
-        .any(|g| g.matches(model) || bare.is_some_and(|b| g.matches(b)))
 }
 
 impl Proxy {
@@ -719,35 +709,20 @@ fn check_rerank_models(v: &serde_json::Value, principal: &Principal, policy: &Te
         })?
         .as_str()
         .ok_or_else(|| ProxyError::InvalidParameter("modelArn must be a string".into()))?;
-    if !model_allowed(policy, model) {
-        return Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() });
-    }
-    Ok(())
+    decide::check(principal, policy, Resource::Model(model))
 }
 
-/// Allowlists on what the path names (docs/reference.md §5.1).
+/// Allowlists on what the path names (docs/reference.md §5.1), decided by
+/// the policy decision point.
 fn authorize(route: &Route, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
     if route.op.is_model_call() {
-        let model = &route.ids[0];
-        if !model_allowed(policy, model) {
-            return Err(ProxyError::ModelNotAllowed {
-                model: model.clone(),
-                tenant: principal.tenant.clone(),
-            });
-        }
+        decide::check(principal, policy, Resource::Model(&route.ids[0]))?;
     }
     if route.op == Operation::ApplyGuardrail {
-        let own = policy
-            .guardrail
-            .as_ref()
-            .is_some_and(|g| g.id == route.ids[0] && g.version == route.ids[1]);
-        if !own {
-            return Err(ProxyError::GuardrailNotAllowed { tenant: principal.tenant.clone() });
-        }
+        decide::check(principal, policy, Resource::Guardrail { id: &route.ids[0], version: &route.ids[1] })?;
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -773,32 +748,6 @@ mod tests {
         assert_eq!(multi, ["[redacted]", "clean"]);
         assert_eq!(h["x-plain"], "nothing here");
     }
-    use crate::glob::Glob;
-
-    fn policy(models: &[&str]) -> TenantPolicy {
-        let mut p = crate::config::parse_str("[aws]\nregion='us-east-1'\n[identity]\nmode='static'\ntenant='t'\n[credentials]\nsource='static'\n[tenant_defaults]\nallow_unlisted=true\n[tenant_defaults.static_credentials]\naccess_key_id_env='A'\nsecret_access_key_env='B'\n", std::path::Path::new("."))
-            .map(|c| (**c.unlisted.as_ref().unwrap()).clone())
-            .unwrap();
-        p.models = models.iter().map(|m| Glob::new(m).unwrap()).collect();
-        p
-    }
-
-    #[test]
-    fn foundation_model_arns_match_on_the_bare_id_too() {
-        let p = policy(&["anthropic.claude-3-haiku-*"]);
-        assert!(model_allowed(&p, "anthropic.claude-3-haiku-20240307-v1:0"));
-        assert!(model_allowed(&p, "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"));
-        // Not a foundation-model ARN: the bare-id rule does not apply.
-        assert!(!model_allowed(&p, "arn:aws:bedrock:us-east-1:111122223333:inference-profile/anthropic.claude-3-haiku-20240307-v1:0"));
-        assert!(!model_allowed(&p, "anthropic.claude-3-sonnet-20240229-v1:0"));
-    }
-
-    #[test]
-    fn empty_model_list_allows_nothing() {
-        let p = policy(&[]);
-        assert!(!model_allowed(&p, "anthropic.claude-3-haiku-20240307-v1:0"));
-    }
-
     #[test]
     fn request_headers_that_never_reach_upstream() {
         for h in ["authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256", "host", "connection", "transfer-encoding", "x-forwarded-for", "te", "upgrade"] {

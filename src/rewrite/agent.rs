@@ -115,10 +115,7 @@ pub fn rewrite_invoke_agent(
     creds: Option<&TenantCredentials>,
 ) -> Result<AgentRewrite, ProxyError> {
     let agents = &policy.agents;
-    let resource = format!("{agent_id}/{alias_id}");
-    if !agents.allowed.iter().any(|g| g.matches(&resource)) {
-        return Err(ProxyError::AgentNotAllowed { agent: resource, tenant: principal.tenant.clone() });
-    }
+    crate::decide::check(principal, policy, crate::decide::Resource::Agent { agent: agent_id, alias: alias_id })?;
     check_bedrock_id(client_session_id, "sessionId")?;
     let obj = body_object(body)?;
 

@@ -58,12 +58,9 @@ pub struct RewriteNote {
     pub session_unsealed: bool,
 }
 
+/// The knowledge base is on the tenant's allowlist (`decide::check`).
 pub(crate) fn kb_allowed(policy: &TenantPolicy, principal: &Principal, kb_id: &str) -> Result<(), ProxyError> {
-    if policy.knowledge_base.allowed.iter().any(|k| k == kb_id) {
-        Ok(())
-    } else {
-        Err(ProxyError::KnowledgeBaseNotAllowed { kb: kb_id.to_string(), tenant: principal.tenant.clone() })
-    }
+    crate::decide::check(principal, policy, crate::decide::Resource::KnowledgeBase(kb_id))
 }
 
 /// Retrieve (`POST /knowledgebases/{kb_id}/retrieve`).

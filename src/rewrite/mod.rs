@@ -109,12 +109,10 @@ pub(crate) fn opt_str<'a>(map: &'a Map<String, Value>, key: &str, path: &str) ->
 }
 
 /// Checks one model id found in a request body against the tenant's `models`
-/// globs (docs/reference.md §5.1, via `proxy::model_allowed`), then resolves it through
+/// globs (docs/reference.md §5.1, decided by `decide::check`), then resolves it through
 /// `model_map` (`model_map::upstream_model`). Returns the model to forward.
 pub(crate) fn check_model(policy: &TenantPolicy, principal: &Principal, model: &str) -> Result<String, ProxyError> {
-    if !crate::proxy::model_allowed(policy, model) {
-        return Err(ProxyError::ModelNotAllowed { model: model.to_string(), tenant: principal.tenant.clone() });
-    }
+    crate::decide::check(principal, policy, crate::decide::Resource::Model(model))?;
     model_map::upstream_model(policy, principal, model)
 }
 
