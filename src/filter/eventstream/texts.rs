@@ -296,19 +296,11 @@ impl Redact {
     }
 
     fn model_chunk(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
-        let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
-        let bytes = outer
-            .as_ref()
-            .and_then(|o| o.get("bytes")?.as_str())
-            .and_then(|b| B64.decode(b).ok());
-        let (Some(mut outer), Some(bytes)) = (outer, bytes) else {
+        let Some((mut outer, bytes)) = split_chunk(&msg) else {
             self.end_all(out)?;
             let f = self.generic(&msg, raw)?;
             return self.push_final(f, out);
         };
-        if let Some(o) = outer.as_object_mut() {
-            o.remove("bytes");
-        }
         let n_outer = self.redactor.redact_value(&mut outer);
         let headers = msg.headers().to_vec();
         let Ok(mut inner) = serde_json::from_slice::<Value>(&bytes) else {
@@ -352,19 +344,11 @@ impl Redact {
     }
 
     fn agent_chunk(&mut self, msg: Message, raw: &Bytes, out: &mut Vec<u8>) -> Result<(), StreamError> {
-        let outer = serde_json::from_slice::<Value>(msg.payload()).ok();
-        let bytes = outer
-            .as_ref()
-            .and_then(|o| o.get("bytes")?.as_str())
-            .and_then(|b| B64.decode(b).ok());
-        let (Some(mut outer), Some(bytes)) = (outer, bytes) else {
+        let Some((mut outer, bytes)) = split_chunk(&msg) else {
             self.end_all(out)?;
             let f = self.generic(&msg, raw)?;
             return self.push_final(f, out);
         };
-        if let Some(o) = outer.as_object_mut() {
-            o.remove("bytes");
-        }
         let n = self.redactor.redact_value(&mut outer);
         self.redactions += n;
         let leaf = Leaf { pointer: String::new(), text: bytes, edits: Vec::new() };
@@ -527,6 +511,15 @@ pub(super) struct ChunkOuter<'a> {
 
 /// Most continuing texts of one stream kept for their look-behind context.
 pub(super) const MAX_TEXTS: usize = 1024;
+
+/// A `chunk` event's `{"bytes": base64, ...}`: the other members, and the
+/// decoded bytes; None when the payload is not that shape.
+fn split_chunk(msg: &Message) -> Option<(Value, Vec<u8>)> {
+    let mut outer = serde_json::from_slice::<Value>(msg.payload()).ok()?;
+    let bytes = B64.decode(outer.get("bytes")?.as_str()?).ok()?;
+    outer.as_object_mut()?.remove("bytes");
+    Some((outer, bytes))
+}
 
 /// Records each match (absolute range in `live`'s text) as edits of the
 /// leaves it lies in: the replacement where it starts, removal after.
