@@ -96,24 +96,67 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub op: Operation,
-    pub ids: Vec<String>,
+    /// What the path names, decoded.
+    pub target: Target,
+}
+
+/// What a request's path names, by operation family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Model calls: the model id, ARN or inference profile (the rewrite
+    /// replaces it by the mapped one before forwarding).
+    Model(String),
+    Guardrail { id: String, version: String },
+    KnowledgeBase(String),
+    Agent { agent: String, alias: String, session: String },
+    Endpoint(String),
+    /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
+    /// Rerank): what they reach is in the body.
+    Nothing,
+}
+
+impl Target {
+    /// The path labels in the order the path carries them.
+    pub fn labels(&self) -> Vec<&str> {
+        match self {
+            Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) => vec![m],
+            Target::Guardrail { id, version } => vec![id, version],
+            Target::Agent { agent, alias, session } => vec![agent, alias, session],
+            Target::Nothing => vec![],
+        }
+    }
+
+    fn from_labels(op: Operation, mut ids: Vec<String>) -> Target {
+        use Operation::*;
+        let mut next = || if ids.is_empty() { String::new() } else { ids.remove(0) };
+        match op {
+            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens => Target::Model(next()),
+            ApplyGuardrail => Target::Guardrail { id: next(), version: next() },
+            Retrieve => Target::KnowledgeBase(next()),
+            InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
+            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
+            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank => Target::Nothing,
+        }
+    }
 }
 
 impl Route {
     /// The resource named in audit records: model id, KB id,
     /// `agentId/aliasId` or endpoint name, as requested.
     pub fn resource(&self) -> String {
-        match self.op {
-            Operation::ApplyGuardrail => format!("{}:{}", self.ids[0], self.ids[1]),
-            Operation::InvokeAgent => format!("{}/{}", self.ids[0], self.ids[1]),
-            _ => self.ids.first().cloned().unwrap_or_default(),
+        match &self.target {
+            Target::Guardrail { id, version } => format!("{id}:{version}"),
+            Target::Agent { agent, alias, .. } => format!("{agent}/{alias}"),
+            Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) => m.clone(),
+            Target::Nothing => String::new(),
         }
     }
 
     /// The path to send upstream, each label encoded as AWS SDKs do.
     pub fn upstream_path(&self) -> String {
         use Operation::*;
-        let e = |i: usize| encode_label(&self.ids[i]);
+        let labels = self.target.labels();
+        let e = |i: usize| encode_label(labels[i]);
         match self.op {
             InvokeModel => format!("/model/{}/invoke", e(0)),
             InvokeModelWithResponseStream => format!("/model/{}/invoke-with-response-stream", e(0)),
@@ -202,7 +245,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         check_id(op, i, &id)?;
         ids.push(id);
     }
-    Ok(Route { op, ids })
+    Ok(Route { op, target: Target::from_labels(op, ids) })
 }
 
 /// True when a `/`-separated value has an empty, `.` or `..` segment: one
@@ -324,7 +367,7 @@ mod tests {
         let raw = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-3-haiku-20240307-v1%3A0/converse";
         let r = post(raw).unwrap();
         assert_eq!(
-            r.ids[0],
+            r.target.labels()[0],
             "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
         );
         assert_eq!(r.upstream_path(), raw);

@@ -26,13 +26,13 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    for id in &route.ids {
+    for id in route.target.labels() {
         for seg in id.split('/') {
-            assert!(!matches!(seg, "" | "." | ".."), "{path:?} -> {:?}", route.ids);
+            assert!(!matches!(seg, "" | "." | ".."), "{path:?} -> {:?}", route.target);
         }
         if id.contains('/') {
             let arn_label = route.op.is_model_call() || route.op == Operation::ApplyGuardrail;
-            assert!(arn_label && id.starts_with("arn:"), "{path:?} -> {:?}", route.ids);
+            assert!(arn_label && id.starts_with("arn:"), "{path:?} -> {:?}", route.target);
         }
         let label = encode_label(id);
         assert!(!label.contains(['/', '?', '#']), "{label}");
@@ -40,6 +40,6 @@ fuzz_target!(|data: &[u8]| {
     let up = route.upstream_path();
     let again = classify(&method, &up).unwrap_or_else(|e| panic!("{path:?} -> {up:?} refused: {e:?}"));
     assert_eq!(again.op, route.op, "{path:?} -> {up:?}");
-    assert_eq!(again.ids, route.ids, "{path:?} -> {up:?}");
+    assert_eq!(again.target, route.target, "{path:?} -> {up:?}");
     assert_eq!(again.upstream_path(), up);
 });

@@ -24,7 +24,7 @@ use crate::config::{Config, TenantPolicy};
 use crate::conn::ClientConn;
 use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
-use crate::route::{self, Operation, Route};
+use crate::route::{self, Operation, Route, Target};
 use crate::post::{self, Post};
 use crate::decide::{self, Resource};
 use crate::validate::{self, is_hop_by_hop};
@@ -293,22 +293,23 @@ impl Proxy {
         let permit = admission.result?;
         let (mut parts, body) = req.into_parts();
         parts.headers = client_headers;
-        if route.op.service() == crate::route::Service::SageMakerRuntime {
+        let op = route.op;
+        if let Target::Endpoint(endpoint) = &mut route.target {
             // SageMaker routing lives in the path and headers only (bodies
             // are opaque): decide it before reading the body or fetching
             // credentials.
             let rw = rewrite::sagemaker::rewrite_sagemaker(
-                route.op,
-                &route.ids[0],
+                op,
+                endpoint,
                 &mut parts.headers,
                 &principal,
                 &policy,
                 &self.session_keys,
             )?;
-            if !rw.endpoint.eq(&route.ids[0]) {
+            if rw.endpoint != *endpoint {
                 rec.upstream_resource = Some(rw.endpoint.clone());
             }
-            route.ids[0] = rw.endpoint;
+            *endpoint = rw.endpoint;
         }
 
         // 6. Body, bounded in size and in time (a client that stalls or

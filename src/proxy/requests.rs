@@ -27,26 +27,27 @@ impl Proxy {
         let to_bytes = |v: &serde_json::Value| {
             serde_json::to_vec(v).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
         };
-        match route.op {
-            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens => {
+        let op = route.op;
+        match &mut route.target {
+            Target::Model(model) => {
                 // Every spelling of a mapped model is mapped or denied
                 // (`rewrite::model_map`).
-                let upstream = rewrite::model_map::upstream_model(policy, principal, &route.ids[0])?;
-                if upstream != route.ids[0] {
+                let upstream = rewrite::model_map::upstream_model(policy, principal, model)?;
+                if upstream != *model {
                     rec.upstream_resource = Some(upstream.clone());
-                    route.ids[0] = upstream;
+                    *model = upstream;
                 }
-                let body = rewrite::bedrock::rewrite_model_call(route.op, body, json.take(), headers, principal, policy)?;
+                let body = rewrite::bedrock::rewrite_model_call(op, body, json.take(), headers, principal, policy)?;
                 Ok((body, Post::Stream))
             }
-            ApplyGuardrail => Ok((body, Post::Stream)),
-            Retrieve => {
+            Target::Guardrail { .. } => Ok((body, Post::Stream)),
+            Target::KnowledgeBase(kb) => {
                 let mut v = tree(json.take(), &body)?;
-                rewrite::knowledge_base::rewrite_retrieve(&mut v, &route.ids[0], principal, policy)?;
+                rewrite::knowledge_base::rewrite_retrieve(&mut v, kb, principal, policy)?;
                 let prefixes = rewrite::render_source_prefixes(policy, principal)?;
                 Ok((to_bytes(&v)?, Post::Retrieve { prefixes }))
             }
-            RetrieveAndGenerate | RetrieveAndGenerateStream => {
+            Target::Nothing if op != Rerank => {
                 let mut v = tree(json.take(), &body)?;
                 let note = rewrite::knowledge_base::rewrite_retrieve_and_generate(
                     &mut v,
@@ -58,21 +59,21 @@ impl Proxy {
                     rec.resource = Some(kb);
                 }
                 let prefixes = rewrite::render_source_prefixes(policy, principal)?;
-                let post = if route.op == RetrieveAndGenerate {
+                let post = if op == RetrieveAndGenerate {
                     Post::Rag { prefixes }
                 } else {
                     Post::RagStream { prefixes }
                 };
                 Ok((to_bytes(&v)?, post))
             }
-            InvokeAgent => {
+            Target::Agent { agent, alias, session } => {
                 let mut v = tree(json.take(), &body)?;
-                let client_session_id = route.ids[2].clone();
+                let client_session_id = session.clone();
                 let client_memory_id = v.get("memoryId").and_then(|m| m.as_str()).map(String::from);
                 let inject = policy.agents.inject_scoped_credentials.then_some(creds);
                 let out = rewrite::agent::rewrite_invoke_agent(
-                    &route.ids[0],
-                    &route.ids[1],
+                    agent,
+                    alias,
                     &client_session_id,
                     &mut v,
                     principal,
@@ -80,11 +81,11 @@ impl Proxy {
                     &self.session_keys,
                     inject,
                 )?;
-                route.ids[2] = out.upstream_session_id;
+                *session = out.upstream_session_id;
                 let prefixes = rewrite::render_source_prefixes(policy, principal)?;
                 Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id, prefixes }))
             }
-            Rerank => {
+            Target::Nothing => {
                 // Forward what was judged: re-serialising collapses duplicate
                 // keys, so upstream cannot read a model other than the one
                 // checked.
@@ -93,7 +94,7 @@ impl Proxy {
                 Ok((to_bytes(&v)?, Post::Stream))
             }
             // Rewritten before the body was read (see `pipeline`).
-            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Ok((body, Post::Stream)),
+            Target::Endpoint(_) => Ok((body, Post::Stream)),
         }
     }
 }
@@ -115,11 +116,9 @@ pub(super) fn check_rerank_models(v: &serde_json::Value, principal: &Principal, 
 /// Allowlists on what the path names (docs/reference.md §5.1), decided by
 /// the policy decision point.
 pub(super) fn authorize(route: &Route, principal: &Principal, policy: &TenantPolicy) -> Result<(), ProxyError> {
-    if route.op.is_model_call() {
-        decide::check(principal, policy, Resource::Model(&route.ids[0]))?;
+    match &route.target {
+        Target::Model(model) => decide::check(principal, policy, Resource::Model(model)),
+        Target::Guardrail { id, version } => decide::check(principal, policy, Resource::Guardrail { id, version }),
+        _ => Ok(()),
     }
-    if route.op == Operation::ApplyGuardrail {
-        decide::check(principal, policy, Resource::Guardrail { id: &route.ids[0], version: &route.ids[1] })?;
-    }
-    Ok(())
 }
