@@ -11,6 +11,7 @@ mod identity;
 mod reader;
 mod sections;
 mod tenant_merge;
+mod tenant_types;
 mod tenants;
 
 use super::{Config, ConfigError};

@@ -2,12 +2,19 @@
 //! received and answered, and what the client got back from the sidecar.
 //! Each check adds a detail line when it holds and a problem when it does not.
 
-use super::runner::Response;
 use super::scenarios::{Check, Scenario};
 use super::sim::SimRecord;
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
+
+/// What the client got back from the sidecar for one scenario (filled in by
+/// the runner, judged here).
+pub struct Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
 
 #[derive(Default)]
 pub struct Outcome {

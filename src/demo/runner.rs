@@ -3,7 +3,7 @@
 //! signed with the calling tenant's own STS session, carrying the rewrites
 //! (`checks.rs`); denied ones must never reach it.
 
-use super::checks;
+use super::checks::{self, Response};
 use super::scenarios::Scenario;
 use super::setup::{key_prefix, DemoEnv, ACCOUNT};
 use super::sim::{Sim, SimRecord};
@@ -26,12 +26,6 @@ pub struct Row {
     /// Anything that differs from the scenario's expectations.
     pub problems: Vec<String>,
     pub reached_upstream: usize,
-}
-
-pub struct Response {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
 }
 
 pub struct Runner<'a> {

@@ -14,7 +14,7 @@
 //! where the deciding value was written.
 
 use super::reader::{join, Ctx, Loc};
-use super::tenants::Partial;
+use super::tenant_types::{Partial, StaticRequirement};
 use crate::config::{
     AgentsPolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
 };
@@ -24,16 +24,6 @@ pub(crate) const DEFAULT_BURST: u32 = 40;
 pub(crate) const DEFAULT_MAX_CONCURRENT: u32 = 16;
 pub(crate) const DEFAULT_TOKENS_PER_MINUTE: u64 = 200_000;
 pub(crate) const DEFAULT_FILTER_KEY: &str = "tenant_id";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StaticRequirement {
-    /// `credentials.source = "static"`: every tenant needs its env var names.
-    Required,
-    /// `assume_role`: `static_credentials` must not appear at all.
-    Forbidden,
-    /// `[credentials]` itself is invalid; do not pile on.
-    Unknown,
-}
 
 /// The tenant's value if it set one, else the default's.
 fn pick<'a, T>(t: Option<&'a Option<Loc<T>>>, d: &'a Option<Loc<T>>) -> Option<&'a Loc<T>> {

@@ -8,12 +8,12 @@ use super::credentials::template;
 use super::filters;
 use super::is_valid_tenant_id;
 use super::reader::{env_name, Ctx, Loc, Tbl};
-use super::tenant_merge::{merge, StaticRequirement};
+use super::tenant_merge::merge;
+use super::tenant_types::{Named, Partial, StaticRequirement};
 use crate::config::{CredentialsConfig, Guardrail, StreamProcessingMode, TenantPolicy};
 use crate::glob::Glob;
-use crate::template::{JsonTemplate, Template};
+use crate::template::Template;
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 
 pub(super) const POLICY_KEYS: &[&str] = &[
@@ -52,69 +52,6 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
 ];
 /// Converse `requestMetadata` allows at most 16 entries.
 const MAX_REQUEST_METADATA: usize = 16;
-
-type Named<T> = Vec<(String, T)>;
-
-#[derive(Default)]
-pub(crate) struct Partial {
-    /// `tenant_defaults` or `tenants.ID`.
-    pub origin: String,
-    pub span: Option<Range<usize>>,
-    pub allow_unlisted: Option<Loc<bool>>,
-    pub models: Option<Loc<Vec<Glob>>>,
-    pub model_map: Option<Loc<BTreeMap<String, String>>>,
-    pub guardrail: Option<Loc<Guardrail>>,
-    pub request_metadata: Option<Loc<Named<Template>>>,
-    pub rate: PartialRate,
-    pub kb: PartialKb,
-    pub agents: PartialAgents,
-    pub sm: PartialSageMaker,
-    pub creds: PartialStatic,
-}
-
-#[derive(Default)]
-pub(crate) struct PartialRate {
-    pub rps: Option<Loc<f64>>,
-    pub burst: Option<Loc<u64>>,
-    pub max_concurrent: Option<Loc<u64>>,
-    pub tokens_per_minute: Option<Loc<u64>>,
-    pub user_rps: Option<Loc<f64>>,
-    pub user_burst: Option<Loc<u64>>,
-}
-
-#[derive(Default)]
-pub(crate) struct PartialKb {
-    pub allowed: Option<Loc<Vec<String>>>,
-    pub filter_key: Option<Loc<String>>,
-    pub extra_filters: Option<Loc<Vec<JsonTemplate>>>,
-    pub allowed_source_prefixes: Option<Loc<Vec<Template>>>,
-}
-
-#[derive(Default)]
-pub(crate) struct PartialAgents {
-    pub allowed: Option<Loc<Vec<Glob>>>,
-    pub session_attributes: Option<Loc<Named<Template>>>,
-    pub inject_user_token: Option<Loc<bool>>,
-    pub inject_scoped_credentials: Option<Loc<bool>>,
-    pub knowledge_bases: Option<Loc<Vec<String>>>,
-}
-
-#[derive(Default)]
-pub(crate) struct PartialSageMaker {
-    pub endpoints: Option<Loc<Named<Template>>>,
-    pub target_model: Option<Loc<Template>>,
-    pub allowed_target_models: Option<Loc<Vec<Template>>>,
-    pub allowed_input_prefixes: Option<Loc<Vec<Template>>>,
-}
-
-#[derive(Default)]
-pub(crate) struct PartialStatic {
-    /// Where `static_credentials` was written, when it was.
-    pub present: Option<Loc<()>>,
-    pub access_key_id_env: Option<Loc<String>>,
-    pub secret_access_key_env: Option<Loc<String>>,
-    pub session_token_env: Option<Loc<String>>,
-}
 
 pub(crate) struct Tenants {
     pub tenants: BTreeMap<String, Arc<TenantPolicy>>,
