@@ -7,10 +7,15 @@
 //! (`server.audit_queue_lines`, default 16,384 lines), so a slow stdout
 //! never stalls a request. When the queue is full (stdout is a pipe nobody
 //! reads, or a log shipper that fell far behind) the line is dropped, never
-//! waited for: the request completes as usual, the drop is counted in
-//! `tenantgate_audit_dropped_total` and logged on stderr (the first drop,
+//! waited for: the request completes as usual, the drop is counted (by the
+//! sink, and reported to its observer, which the server wires to
+//! `tenantgate_audit_dropped_total`) and logged on stderr (the first drop,
 //! then every 10,000th). Writing it synchronously instead would block the
 //! proxy's worker threads on the same full pipe.
+//!
+//! The sink does not count anything itself beyond its own drops: whoever
+//! wires it (`Sidecar`) hands it an `AuditObserver` that sees every record
+//! once, as it is written, and every dropped line.
 
 use serde::Serialize;
 use std::io::Write;
@@ -59,9 +64,32 @@ enum Sink {
     Memory(Arc<Mutex<Vec<AuditRecord>>>),
 }
 
+/// Sees what an audit sink writes, besides its own output: every record
+/// once (when it is written, whichever sink) and every line the queue
+/// dropped. The server wires the process-wide counters in here.
+pub trait AuditObserver: Send + Sync {
+    /// One finished request; called once per `AuditRecord`.
+    fn record(&self, rec: &AuditRecord);
+    /// One line dropped because the queue was full (or the writer gone).
+    fn dropped(&self);
+}
+
+impl<T: AuditObserver + ?Sized> AuditObserver for &'static T {
+    fn record(&self, rec: &AuditRecord) {
+        (**self).record(rec)
+    }
+
+    fn dropped(&self) {
+        (**self).dropped()
+    }
+}
+
 pub struct Audit {
     sink: Sink,
     dropped: AtomicU64,
+    /// Set once by whoever wires the sink (`set_observer`); none: records are
+    /// only written.
+    observer: OnceLock<Arc<dyn AuditObserver>>,
 }
 
 fn writer_thread(rx: Receiver<Vec<u8>>) {
@@ -103,7 +131,15 @@ impl Audit {
     }
 
     fn queue(tx: SyncSender<Vec<u8>>) -> Audit {
-        Audit { sink: Sink::Queue(tx), dropped: AtomicU64::new(0) }
+        Audit { sink: Sink::Queue(tx), dropped: AtomicU64::new(0), observer: OnceLock::new() }
+    }
+
+    /// Hands every record this sink writes, and every line it drops, to
+    /// `observer` as well. The first observer set stays (the stdout sink is
+    /// process-wide, so a second sidecar in the same process finds it set);
+    /// returns whether this one was taken.
+    pub fn set_observer(&self, observer: Arc<dyn AuditObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     /// Lines this sink dropped because its queue was full.
@@ -113,11 +149,15 @@ impl Audit {
 
     pub fn memory() -> (Arc<Audit>, Arc<Mutex<Vec<AuditRecord>>>) {
         let records = Arc::new(Mutex::new(Vec::new()));
-        (Arc::new(Audit { sink: Sink::Memory(records.clone()), dropped: AtomicU64::new(0) }), records)
+        let audit = Audit { sink: Sink::Memory(records.clone()), dropped: AtomicU64::new(0), observer: OnceLock::new() };
+        (Arc::new(audit), records)
     }
 
     pub fn write(&self, rec: AuditRecord) {
-        crate::metrics::global().observe(&rec);
+        let observer = self.observer.get();
+        if let Some(o) = observer {
+            o.record(&rec);
+        }
         match &self.sink {
             Sink::Queue(tx) => {
                 let mut line = match serde_json::to_vec(&rec) {
@@ -131,7 +171,9 @@ impl Audit {
                 // Never wait: a full queue (or a writer that is gone) drops
                 // the line and counts it.
                 if tx.try_send(line).is_err() {
-                    crate::metrics::global().audit_dropped();
+                    if let Some(o) = observer {
+                        o.dropped();
+                    }
                     let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if n == 1 || n % 10_000 == 0 {
                         tracing::warn!(
@@ -230,6 +272,8 @@ mod tests {
         // being a pipe nobody drains.
         let (tx, rx) = sync_channel(2);
         let audit = Audit::queue(tx);
+        // What `Sidecar::start_with_audit` wires: the process metrics.
+        assert!(audit.set_observer(Arc::new(crate::metrics::global())));
         let metric_before = metric_value();
         let started = Instant::now();
         for _ in 0..5 {
@@ -246,6 +290,46 @@ mod tests {
         drop(rx);
         audit.write(AuditRecord { decision: "deny", ..Default::default() });
         assert_eq!(audit.dropped(), 4);
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        records: AtomicU64,
+        dropped: AtomicU64,
+    }
+
+    impl AuditObserver for Counting {
+        fn record(&self, _rec: &AuditRecord) {
+            self.records.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn dropped(&self) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn observer_sees_each_record_once_and_each_drop() {
+        let (audit, recs) = Audit::memory();
+        let seen = Arc::new(Counting::default());
+        assert!(audit.set_observer(seen.clone()));
+        assert!(!audit.set_observer(Arc::new(Counting::default())), "the first observer stays");
+        let mut g = AuditGuard::new(audit.clone(), AuditRecord { decision: "allow", ..Default::default() }, Instant::now());
+        g.finish();
+        drop(g);
+        assert_eq!(recs.lock().unwrap().len(), 1);
+        assert_eq!(seen.records.load(Ordering::Relaxed), 1);
+
+        let (tx, _rx) = sync_channel(1);
+        let audit = Audit::queue(tx);
+        let seen = Arc::new(Counting::default());
+        audit.set_observer(seen.clone());
+        for _ in 0..3 {
+            audit.write(AuditRecord { decision: "deny", ..Default::default() });
+        }
+        assert_eq!(seen.records.load(Ordering::Relaxed), 3);
+        assert_eq!(seen.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(audit.dropped(), 2);
     }
 
     fn metric_value() -> f64 {

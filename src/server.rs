@@ -43,6 +43,21 @@ impl ServerState {
     }
 }
 
+impl crate::admin::AdminView for ServerState {
+    fn not_ready_reason(&self) -> Option<&'static str> {
+        ServerState::not_ready_reason(self)
+    }
+
+    fn scrape(&self) -> crate::admin::ScrapeView {
+        let snapshot = self.proxy.snapshot.load();
+        crate::admin::ScrapeView {
+            verified_tokens_cached: snapshot.authn.cached_tokens(),
+            buffered_bytes: self.proxy.budget.held(),
+            creds: snapshot.creds.clone(),
+        }
+    }
+}
+
 pub struct Sidecar {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -123,7 +138,10 @@ impl Sidecar {
             )?))),
             None => None,
         };
-        crate::metrics::init(config.server.metrics_max_tenants);
+        let metrics = crate::metrics::init(config.server.metrics_max_tenants);
+        // Every audit record (and every dropped audit line) feeds the
+        // process metrics; the audit sink itself does not know them.
+        audit.set_observer(Arc::new(metrics));
         let client = build_client(&config.aws)?;
         let rate_limit = config.rate_limit.backend.clone();
         let snapshot = build_snapshot(config, None).await?;
@@ -190,7 +208,7 @@ impl Sidecar {
             let st = st.clone();
             let svc = service_fn(move |req| {
                 let st = st.clone();
-                async move { Ok::<_, Infallible>(crate::admin::handle(&st, &req)) }
+                async move { Ok::<_, Infallible>(crate::admin::handle(st.as_ref(), &req)) }
             });
             let conn = graceful.watch(http_builder(header_timeout).serve_connection(TokioIo::new(stream), svc));
             tokio::spawn(async move {

@@ -2,7 +2,8 @@
 //!
 //! One process-wide registry (`global()`), fed from two places:
 //! - the audit path: `observe(&record)` once per finished `AuditRecord`
-//!   (requests, latency, tokens, throttling, redactions, dropped results);
+//!   (requests, latency, tokens, throttling, redactions, dropped results),
+//!   as the audit sink's `AuditObserver` (wired by `Sidecar`);
 //! - scrape time: `render(creds, format)` reads the STS counters and the
 //!   number of cached sessions from the running credential provider.
 //!
@@ -20,19 +21,28 @@
 //! is a `&'static str` or an integer, and each family lookup is one hash
 //! under a read lock.
 
-use crate::audit::AuditRecord;
+mod labels;
+mod render;
+mod sts;
+
+use crate::audit::{AuditObserver, AuditRecord};
 use crate::aws::credentials::CredentialProvider;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use labels::{
+    ActionLabels, OperationLabels, RequestLabels, ResponseLabels, ResultLabels, StateLabels, TenantLabels,
+    ThrottleLabels, TokenLabels,
+};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+pub use render::Format;
+use render::openmetrics_to_prometheus;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+pub use sts::StsSource;
+use sts::{StsCollector, StsTotals};
+
 
 /// Default of the tenant label bound (`server.metrics_max_tenants`). With the 15 operation names, two
 /// decisions and the handful of statuses a tenant sees, this keeps the
@@ -54,234 +64,8 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 /// Content type of the OpenMetrics text format (when the scraper asks).
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    tenant: Arc<str>,
-    operation: &'static str,
-    decision: &'static str,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TokenLabels {
-    tenant: Arc<str>,
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ThrottleLabels {
-    tenant: Arc<str>,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabels {
-    action: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResponseLabels {
-    response: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    state: &'static str,
-}
-
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
-}
-
-/// Which text format `/metrics` answers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// `text/plain; version=0.0.4`.
-    Prometheus,
-    /// `application/openmetrics-text; version=1.0.0`.
-    OpenMetrics,
-}
-
-impl Format {
-    /// OpenMetrics when the `Accept` header names it (as Prometheus does),
-    /// the classic text format otherwise.
-    pub fn from_accept(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Prometheus,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        }
-    }
-}
-
-/// Interns tenant label values up to the cardinality bound.
-struct TenantLabels {
-    known: RwLock<HashSet<Arc<str>>>,
-    /// The bound; may be set again (`init`): values already interned keep
-    /// their series, only new ones are held to it.
-    max: AtomicUsize,
-    other: Arc<str>,
-    none: Arc<str>,
-}
-
-impl TenantLabels {
-    fn new(max: usize) -> Self {
-        TenantLabels {
-            known: RwLock::new(HashSet::new()),
-            max: AtomicUsize::new(max),
-            other: Arc::from(OTHER_TENANT),
-            none: Arc::from(NO_TENANT),
-        }
-    }
-
-    fn label(&self, tenant: Option<&str>) -> Arc<str> {
-        let Some(t) = tenant else { return self.none.clone() };
-        if !crate::config::is_valid_tenant_id(t) {
-            return self.other.clone();
-        }
-        {
-            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(l) = known.get(t) {
-                return l.clone();
-            }
-            if known.len() >= self.max.load(Ordering::Relaxed) {
-                return self.other.clone();
-            }
-        }
-        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(l) = known.get(t) {
-            return l.clone();
-        }
-        if known.len() >= self.max.load(Ordering::Relaxed) {
-            return self.other.clone();
-        }
-        let l: Arc<str> = Arc::from(t);
-        known.insert(l.clone());
-        l
-    }
-}
-
-/// Where STS counters are read from: the credential provider (a fake in
-/// tests). `([ok, error, timeout], cached sessions)`.
-pub trait StsSource: Send + Sync + 'static {
-    fn sts_counts(&self) -> ([u64; 3], u64);
-}
-
-impl StsSource for CredentialProvider {
-    fn sts_counts(&self) -> ([u64; 3], u64) {
-        match self.sts_stats() {
-            Some((s, cached)) => (
-                [
-                    s.fetch_ok.load(Ordering::Relaxed),
-                    s.fetch_error.load(Ordering::Relaxed),
-                    s.fetch_timeout.load(Ordering::Relaxed),
-                ],
-                cached as u64,
-            ),
-            None => ([0; 3], 0),
-        }
-    }
-}
-
-/// STS totals across every credential provider the process has run: a
-/// reload builds a new provider whose counters start at zero, so the
-/// exported counters add up what each provider counted while it lived
-/// (tracked by a `Weak`, forgotten once the last request using it ends).
-struct StsTotals<P: ?Sized = CredentialProvider> {
-    /// ok, error, timeout.
-    total: [u64; 3],
-    cached: u64,
-    tracked: Vec<Tracked<P>>,
-}
-
-impl<P: ?Sized> Default for StsTotals<P> {
-    fn default() -> Self {
-        StsTotals { total: [0; 3], cached: 0, tracked: Vec::new() }
-    }
-}
-
-struct Tracked<P: ?Sized> {
-    provider: Weak<P>,
-    seen: [u64; 3],
-}
-
-impl<P: StsSource + ?Sized> StsTotals<P> {
-    /// Folds what every tracked provider counted since the last look into
-    /// the totals; starts tracking `current`; forgets providers gone. With
-    /// `set_cached`, `current` is the running one and gives the gauge.
-    fn sync(&mut self, current: Option<&Arc<P>>, set_cached: bool) {
-        if let Some(c) = current {
-            if !self.tracked.iter().any(|t| std::ptr::addr_eq(t.provider.as_ptr(), Arc::as_ptr(c))) {
-                self.tracked.push(Tracked { provider: Arc::downgrade(c), seen: [0; 3] });
-            }
-        }
-        let total = &mut self.total;
-        self.tracked.retain_mut(|t| {
-            let Some(p) = t.provider.upgrade() else { return false };
-            let (now, _) = p.sts_counts();
-            for i in 0..3 {
-                total[i] += now[i].saturating_sub(t.seen[i]);
-                t.seen[i] = t.seen[i].max(now[i]);
-            }
-            true
-        });
-        if set_cached {
-            self.cached = current.map(|c| c.sts_counts().1).unwrap_or(0);
-        }
-    }
-}
-
-/// Scrape-time families: `tenantgate_sts_requests_total{result}` and
-/// `tenantgate_credentials_cached`.
-struct StsCollector(Arc<Mutex<StsTotals>>);
-
-impl std::fmt::Debug for StsCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StsCollector")
-    }
-}
-
-impl Collector for StsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let (total, cached) = {
-            let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            (t.total, t.cached)
-        };
-        let mut m = encoder.encode_descriptor(
-            "tenantgate_sts_requests",
-            "STS AssumeRole calls by result (ok, error, timeout).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (result, v) in ["ok", "error", "timeout"].into_iter().zip(total) {
-            let labels = [("result", result)];
-            ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-        }
-        let m = encoder.encode_descriptor(
-            "tenantgate_credentials_cached",
-            "Tenant STS sessions held in the credentials cache.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(cached as i64).encode(m)?;
-        Ok(())
-    }
 }
 
 pub struct Metrics {
@@ -577,6 +361,19 @@ impl Metrics {
     }
 }
 
+/// The audit sink's observer (wired by `Sidecar`): every audit record is
+/// one finished request, every dropped line counts in
+/// `tenantgate_audit_dropped_total`.
+impl AuditObserver for Metrics {
+    fn record(&self, rec: &AuditRecord) {
+        self.observe(rec);
+    }
+
+    fn dropped(&self) {
+        self.audit_dropped();
+    }
+}
+
 /// The `tenantgate_throttled_total` reason of a refusal, if it is one.
 fn throttle_reason(reason: &str) -> Option<&'static str> {
     match reason {
@@ -589,40 +386,7 @@ fn throttle_reason(reason: &str) -> Option<&'static str> {
     }
 }
 
-/// OpenMetrics text -> Prometheus text 0.0.4: a counter family is named
-/// with its `_total` suffix in `# HELP`/`# TYPE`, and `# UNIT`/`# EOF` go.
-/// Samples are the same in both formats.
-fn openmetrics_to_prometheus(om: &str) -> String {
-    let counters: HashSet<&str> = om
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(om.len() + counters.len() * 16);
-    for line in om.lines() {
-        if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|k| line.strip_prefix(k).map(|r| (k, r)));
-        if let Some((kind, rest)) = meta {
-            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            if counters.contains(name) {
-                out.push_str(kind);
-                out.push_str(name);
-                out.push_str("_total ");
-                out.push_str(tail);
-                out.push('\n');
-                continue;
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 
 fn rec(tenant: Option<&str>, op: Option<&'static str>, decision: &'static str, status: u16) -> AuditRecord {
