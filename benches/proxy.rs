@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tenantgate::demo::sim::{Sim, SimOptions};
-use tenantgate::secret::SecretString;
+use tenantgate_sim::sim::{Sim, SimOptions};
+use tenantgate_sim::secret::SecretString;
 
 const AKID: &str = "AKIABENCHACME0000001";
 const SECRET: &str = "benchsecret/abcdefghijklmnopqrstuvwxyz01";

@@ -4,7 +4,7 @@
 # 1. .venv at the repo root with the pinned packages of scripts/requirements-test.txt
 #    (created, or reused while the requirements are unchanged)
 # 2. redis-server from Debian when missing (the shared rate limit tests start their own)
-# 3. cargo build (debug) and cargo test (all Rust tests)
+# 3. cargo build (debug) and cargo test (all Rust tests, the simulator crate too)
 # 4. pytest -q tests/e2e against the built binary (TENANTGATE_BIN, default
 #    target/debug/tenantgate)
 # Exits non-zero if anything fails. Nothing here is interactive (CI=true is fine).
@@ -67,7 +67,7 @@ cargo build
 
 failed=()
 step "cargo test"
-cargo test --no-fail-fast || failed+=("cargo test")
+cargo test --workspace --no-fail-fast || failed+=("cargo test")
 
 # ---- end-to-end ------------------------------------------------------------
 export TENANTGATE_BIN="${TENANTGATE_BIN:-$ROOT/target/debug/tenantgate}"

@@ -4,6 +4,7 @@
 
 pub mod authn;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod glob;

@@ -106,10 +106,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Demo => {
-            let code = tenantgate::demo::run();
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
-        }
+        Command::Demo => demo(),
         Command::Run(path) => {
             init_logging();
             let cfg = match tenantgate::config::load_file(&path) {
@@ -145,6 +142,20 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "demo")]
+fn demo() -> ExitCode {
+    let code = tenantgate::demo::run();
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A build without the `demo` feature (the container image) has no
+/// simulator to run the demo against.
+#[cfg(not(feature = "demo"))]
+fn demo() -> ExitCode {
+    eprintln!("tenantgate demo: this build has no demo (built without the `demo` feature); run it from a source checkout with `cargo run -- demo`");
+    ExitCode::from(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,3 +174,4 @@ mod tests {
         assert!(parse_args(&args(&["run", "--config"])).is_err());
     }
 }
+

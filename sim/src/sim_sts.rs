@@ -127,7 +127,6 @@ impl Sessions {
     }
 
     /// Secrets and tokens handed out, so tests can check none is printed.
-    #[cfg(test)]
     pub fn issued_tokens(&self) -> Vec<String> {
         self.issued
             .lock()

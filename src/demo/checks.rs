@@ -279,7 +279,7 @@ fn agent_session(
         })
         .unwrap_or_default();
     let echoed = header(&resp.headers, "x-amz-bedrock-agent-session-id");
-    if upstream_id == client_session || !super::sim_agent::valid_session_id(&upstream_id) {
+    if upstream_id == client_session || !tenantgate_sim::valid_session_id(&upstream_id) {
         out.problems.push(format!(
             "AWS got session id {upstream_id:?}: not namespaced or not valid for Bedrock"
         ));
@@ -318,7 +318,7 @@ fn endpoint(
     resp: &Response,
     out: &mut Outcome,
 ) {
-    let got_model = header(&rec.headers, super::sim_sagemaker::TARGET_MODEL);
+    let got_model = header(&rec.headers, tenantgate_sim::TARGET_MODEL);
     if rec.resource.as_deref() != Some(name) {
         return out.problems.push(format!(
             "AWS got endpoint {:?}, expected {name}",

@@ -16,13 +16,7 @@ mod runner;
 mod scenario_list;
 mod scenarios;
 mod setup;
-pub mod sigv4_check;
-pub mod sim;
-mod sim_agent;
-mod sim_bedrock;
-mod sim_route;
-mod sim_sagemaker;
-mod sim_sts;
+pub use tenantgate_sim::{sigv4_check, sim};
 
 pub use setup::DEMO_TOML;
 
@@ -37,6 +31,11 @@ use std::time::Duration;
 const DEMO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the demo and returns the process exit code.
+/// The base secret as the simulator's own secret type.
+fn sim_secret(s: &crate::secret::SecretString) -> tenantgate_sim::secret::SecretString {
+    tenantgate_sim::secret::SecretString::new(s.expose().clone())
+}
+
 pub fn run() -> i32 {
     // Env vars (the sidecar's base AWS key, no other credential source) are
     // set before any other thread exists: the runtime is built afterwards.
@@ -92,7 +91,7 @@ pub struct DemoOutput {
 
 async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
     let sim = sim::Sim::start(sim::SimOptions {
-        credentials: vec![(env.base.access_key_id.to_string(), env.base.secret.clone())],
+        credentials: vec![(env.base.access_key_id.to_string(), sim_secret(&env.base.secret))],
         verify_signatures: true,
         record_limit: 1000,
     })
