@@ -24,6 +24,66 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
+/// The audit record's `decision`.
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    /// Also what a record says before anything allowed the request.
+    #[default]
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a response stream ended abnormally: the audit record's
+/// `stream_error` (docs/operating.md, "Errors and troubleshooting").
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEnd {
+    /// Upstream sent nothing for `aws.stream_idle_timeout_secs`.
+    UpstreamIdleTimeout,
+    /// The upstream connection broke mid-body.
+    UpstreamReset,
+    /// A bad CRC, an oversized frame, or a stream ending inside a frame.
+    UpstreamStreamCorrupt,
+    /// An agent event cited a source outside the tenant's prefixes.
+    UnauthorizedSourceInAnswer,
+    /// A possible redaction match stayed undecided past the bound.
+    RedactionHoldExceeded,
+    /// The client went away before the end.
+    ClientDisconnected,
+    /// The client stopped reading (no write progress for the timeout).
+    ClientStalled,
+}
+
+impl StreamEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamEnd::UpstreamIdleTimeout => "upstream_idle_timeout",
+            StreamEnd::UpstreamReset => "upstream_reset",
+            StreamEnd::UpstreamStreamCorrupt => "upstream_stream_corrupt",
+            StreamEnd::UnauthorizedSourceInAnswer => "unauthorized_source_in_answer",
+            StreamEnd::RedactionHoldExceeded => "redaction_hold_exceeded",
+            StreamEnd::ClientDisconnected => "client_disconnected",
+            StreamEnd::ClientStalled => "client_stalled",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Default, Clone)]
 pub struct AuditRecord {
     pub ts: String,
@@ -32,7 +92,7 @@ pub struct AuditRecord {
     pub user: Option<String>,
     pub operation: Option<&'static str>,
     pub resource: Option<String>,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub reason: Option<&'static str>,
     pub status: u16,
     pub upstream_status: Option<u16>,
@@ -47,7 +107,7 @@ pub struct AuditRecord {
     /// Set when the response stream ended abnormally (idle timeout, upstream
     /// reset, client gone).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream_error: Option<&'static str>,
+    pub stream_error: Option<StreamEnd>,
     /// `on_backend_error` (`local`, `deny`, `allow`) when it decided this
     /// request's admission because the shared rate limit backend did not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,7 +286,7 @@ impl Drop for AuditGuard {
         if let Some(rec) = self.record.as_mut() {
             if rec.stream_error.is_none() {
                 // Dropped before the body ended: the client went away.
-                rec.stream_error = Some("client_disconnected");
+                rec.stream_error = Some(StreamEnd::ClientDisconnected);
             }
         }
         self.finish();
@@ -235,27 +295,39 @@ impl Drop for AuditGuard {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decisions_and_stream_ends_serialise_as_their_documented_names() {
+        use StreamEnd::*;
+        for d in [Decision::Allow, Decision::Deny] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        for e in [UpstreamIdleTimeout, UpstreamReset, UpstreamStreamCorrupt, UnauthorizedSourceInAnswer, RedactionHoldExceeded, ClientDisconnected, ClientStalled] {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
+        assert_eq!(Decision::default(), Decision::Deny);
+    }
+
     use super::*;
 
     #[test]
     fn guard_writes_once_and_marks_early_drop() {
         let (audit, recs) = Audit::memory();
-        let mut g = AuditGuard::new(audit.clone(), AuditRecord { decision: "allow", ..Default::default() }, Instant::now());
+        let mut g = AuditGuard::new(audit.clone(), AuditRecord { decision: Decision::Allow, ..Default::default() }, Instant::now());
         g.finish();
         drop(g);
         assert_eq!(recs.lock().unwrap().len(), 1);
         assert!(recs.lock().unwrap()[0].stream_error.is_none());
 
-        let g = AuditGuard::new(audit, AuditRecord { decision: "allow", ..Default::default() }, Instant::now());
+        let g = AuditGuard::new(audit, AuditRecord { decision: Decision::Allow, ..Default::default() }, Instant::now());
         drop(g);
         let r = recs.lock().unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[1].stream_error, Some("client_disconnected"));
+        assert_eq!(r[1].stream_error, Some(StreamEnd::ClientDisconnected));
     }
 
     #[test]
     fn record_has_every_spec_field() {
-        let v = serde_json::to_value(AuditRecord { decision: "deny", ..Default::default() }).unwrap();
+        let v = serde_json::to_value(AuditRecord { decision: Decision::Deny, ..Default::default() }).unwrap();
         for k in [
             "ts", "request_id", "tenant", "user", "operation", "resource", "decision", "reason",
             "status", "upstream_status", "latency_ms", "input_tokens", "output_tokens",
@@ -277,7 +349,7 @@ mod tests {
         let metric_before = metric_value();
         let started = Instant::now();
         for _ in 0..5 {
-            audit.write(AuditRecord { decision: "allow", ..Default::default() });
+            audit.write(AuditRecord { decision: Decision::Allow, ..Default::default() });
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(1), "writing must never wait on the queue");
         assert_eq!(audit.dropped(), 3);
@@ -288,7 +360,7 @@ mod tests {
         assert!(queued.iter().all(|l| l.ends_with(b"\n") && serde_json::from_slice::<serde_json::Value>(l).is_ok()));
         // A writer that is gone drops (and counts) too, rather than blocking.
         drop(rx);
-        audit.write(AuditRecord { decision: "deny", ..Default::default() });
+        audit.write(AuditRecord { decision: Decision::Deny, ..Default::default() });
         assert_eq!(audit.dropped(), 4);
     }
 
@@ -314,7 +386,7 @@ mod tests {
         let seen = Arc::new(Counting::default());
         assert!(audit.set_observer(seen.clone()));
         assert!(!audit.set_observer(Arc::new(Counting::default())), "the first observer stays");
-        let mut g = AuditGuard::new(audit.clone(), AuditRecord { decision: "allow", ..Default::default() }, Instant::now());
+        let mut g = AuditGuard::new(audit.clone(), AuditRecord { decision: Decision::Allow, ..Default::default() }, Instant::now());
         g.finish();
         drop(g);
         assert_eq!(recs.lock().unwrap().len(), 1);
@@ -325,7 +397,7 @@ mod tests {
         let seen = Arc::new(Counting::default());
         audit.set_observer(seen.clone());
         for _ in 0..3 {
-            audit.write(AuditRecord { decision: "deny", ..Default::default() });
+            audit.write(AuditRecord { decision: Decision::Deny, ..Default::default() });
         }
         assert_eq!(seen.records.load(Ordering::Relaxed), 3);
         assert_eq!(seen.dropped.load(Ordering::Relaxed), 2);

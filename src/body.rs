@@ -1,7 +1,9 @@
 //! Bodies: the bounded request-body reader and the streaming response body
 //! that enforces the upstream idle timeout and carries the audit guard.
 
-use crate::audit::AuditGuard;
+use crate::audit::{AuditGuard, StreamEnd};
+#[cfg(test)]
+use crate::audit::Decision;
 use crate::conn::ClientConn;
 use crate::budget::{BufferLimits, Reservation};
 use crate::filter::eventstream::StreamRedactor;
@@ -66,16 +68,14 @@ where
     Ok(buf.freeze())
 }
 
-/// `stream_error` of a response cut off because the client stopped reading
-/// it (no write progress for the timeout in force, see `conn`).
-pub const CLIENT_STALLED: &str = "client_stalled";
-
+/// The error a client's body stream ends with when the response was cut
+/// off (its `stream_error` in the audit record).
 #[derive(Debug)]
-pub struct StreamError(pub &'static str);
+pub struct StreamError(pub StreamEnd);
 
 impl std::fmt::Display for StreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
+        f.write_str(self.0.as_str())
     }
 }
 impl std::error::Error for StreamError {}
@@ -187,20 +187,20 @@ impl<B> UpstreamBody<B> {
         let (what, message, reason) = match e {
             Es::ForeignSource => {
                 tracing::warn!("agent answer withheld: {e}");
-                let what = "unauthorized_source_in_answer";
-                (what, "the answer cites a source outside the tenant's allowed prefixes; the stream has been ended", Some(what))
+                let what = StreamEnd::UnauthorizedSourceInAnswer;
+                (what, "the answer cites a source outside the tenant's allowed prefixes; the stream has been ended", Some(what.as_str()))
             }
             Es::HoldLimit => {
                 tracing::warn!("stream redaction bound reached: {e}");
-                ("redaction_hold_exceeded", "a possible redaction match stayed undecided past the hold-back bound; the stream has been ended", None)
+                (StreamEnd::RedactionHoldExceeded, "a possible redaction match stayed undecided past the hold-back bound; the stream has been ended", None)
             }
             _ => {
                 tracing::warn!("upstream event stream cannot be redacted: {e}");
-                ("upstream_stream_corrupt", "the upstream event stream was malformed and has been ended", None)
+                (StreamEnd::UpstreamStreamCorrupt, "the upstream event stream was malformed and has been ended", None)
             }
         };
         self.count_redactions();
-        let frame = self.redactor.as_ref().map(|r| r.error_frame(what, message));
+        let frame = self.redactor.as_ref().map(|r| r.error_frame(what.as_str(), message));
         self.done = true;
         self.account();
         if let Some(r) = self.guard.record_mut() {
@@ -216,7 +216,7 @@ impl<B> UpstreamBody<B> {
         }
     }
 
-    fn fail(&mut self, what: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn fail(&mut self, what: StreamEnd) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
         self.account();
         if let Some(r) = self.guard.record_mut() {
@@ -299,7 +299,7 @@ where
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!("upstream response body failed: {e}");
                     this.count_redactions();
-                    return this.fail("upstream_reset");
+                    return this.fail(StreamEnd::UpstreamReset);
                 }
                 Poll::Ready(None) => {
                     let rest = match this.redactor.as_mut().map(|r| r.finish()) {
@@ -319,7 +319,7 @@ where
                         Poll::Ready(()) => {
                             tracing::warn!("upstream silent for {:?} mid-response; cutting the response off", this.idle);
                             this.count_redactions();
-                            this.fail("upstream_idle_timeout")
+                            this.fail(StreamEnd::UpstreamIdleTimeout)
                         }
                         Poll::Pending => Poll::Pending,
                     };
@@ -353,7 +353,7 @@ impl<B> Drop for UpstreamBody<B> {
             tracing::debug!("response body dropped: the client stopped reading");
             self.count_redactions();
             if let Some(r) = self.guard.record_mut() {
-                r.stream_error = Some(CLIENT_STALLED);
+                r.stream_error = Some(StreamEnd::ClientStalled);
             }
         }
     }
@@ -457,7 +457,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_upstream_cuts_the_body_and_audits_it() {
         let (audit, recs) = Audit::memory();
-        let rec = AuditRecord { decision: "allow", ..Default::default() };
+        let rec = AuditRecord { decision: Decision::Allow, ..Default::default() };
         let guard = AuditGuard::new(audit, rec, std::time::Instant::now());
         let (tx, rx) = mpsc::channel(4);
         let mut body = UpstreamBody::new(ChanBody(rx), Duration::from_secs(2), guard, UsageTap::off());
@@ -469,7 +469,7 @@ mod tests {
         assert!(body.frame().await.is_none());
         let r = recs.lock().unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].stream_error, Some("upstream_idle_timeout"));
+        assert_eq!(r[0].stream_error, Some(StreamEnd::UpstreamIdleTimeout));
         drop(tx);
     }
 
@@ -478,7 +478,7 @@ mod tests {
         let (audit, recs) = Audit::memory();
         let conn = ClientConn::new(Duration::from_secs(2));
         for stalled in [false, true] {
-            let rec = AuditRecord { decision: "allow", ..Default::default() };
+            let rec = AuditRecord { decision: Decision::Allow, ..Default::default() };
             let guard = AuditGuard::new(audit.clone(), rec, std::time::Instant::now());
             let (tx2, rx2) = mpsc::channel(4);
             let mut body = UpstreamBody::new(ChanBody(rx2), Duration::from_secs(2), guard, UsageTap::off())
@@ -492,7 +492,7 @@ mod tests {
         }
         let r = recs.lock().unwrap();
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0].stream_error, Some("client_disconnected"));
-        assert_eq!(r[1].stream_error, Some(CLIENT_STALLED));
+        assert_eq!(r[0].stream_error, Some(StreamEnd::ClientDisconnected));
+        assert_eq!(r[1].stream_error, Some(StreamEnd::ClientStalled));
     }
 }

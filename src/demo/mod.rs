@@ -137,9 +137,9 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
     }
     for (i, (row, rec)) in rows.iter().zip(&audit).enumerate() {
         let want = if (200..300).contains(&row.status) {
-            "allow"
+            crate::audit::Decision::Allow
         } else {
-            "deny"
+            crate::audit::Decision::Deny
         };
         if rec.decision != want || rec.status != row.status {
             problems.push(format!(

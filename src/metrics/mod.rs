@@ -261,7 +261,7 @@ impl Metrics {
     pub fn observe(&self, rec: &AuditRecord) {
         let tenant = self.tenants.label(rec.tenant.as_deref());
         let operation = rec.operation.unwrap_or(UNKNOWN_OPERATION);
-        let decision = if rec.decision == "allow" { "allow" } else { "deny" };
+        let decision = rec.decision.as_str();
         self.requests
             .get_or_create(&RequestLabels { tenant: tenant.clone(), operation, decision, status: rec.status })
             .inc();
@@ -397,7 +397,7 @@ mod bound_tests {
         AuditRecord {
             tenant: Some(tenant.to_string()),
             operation: Some("Converse"),
-            decision: "allow",
+            decision: crate::audit::Decision::Allow,
             status: 200,
             ..Default::default()
         }

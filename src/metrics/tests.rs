@@ -2,11 +2,13 @@ use super::*;
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 
+/// A record; `decision` other than "allow" (even "") is a deny, as a
+/// record that nothing allowed is.
 fn rec(tenant: Option<&str>, op: Option<&'static str>, decision: &'static str, status: u16) -> AuditRecord {
     AuditRecord {
         tenant: tenant.map(str::to_string),
         operation: op,
-        decision,
+        decision: if decision == "allow" { crate::audit::Decision::Allow } else { crate::audit::Decision::Deny },
         status,
         latency_ms: 12.5,
         ..Default::default()

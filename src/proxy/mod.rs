@@ -13,7 +13,7 @@
 //! Every request reads one immutable `Snapshot` taken on arrival, so a config
 //! reload never changes a request half-way.
 
-use crate::audit::{now_rfc3339, Audit, AuditGuard, AuditRecord};
+use crate::audit::{now_rfc3339, Audit, AuditGuard, AuditRecord, Decision};
 use crate::authn::Authenticator;
 use crate::aws::credentials::CredentialProvider;
 use crate::aws::sign::sign_request;
@@ -175,7 +175,7 @@ impl Proxy {
         let mut rec = AuditRecord {
             ts: now_rfc3339(),
             request_id: request_id.clone(),
-            decision: "deny",
+            decision: Decision::Deny,
             ..Default::default()
         };
         // A request refused before its body was read leaves unread bytes on
@@ -192,7 +192,7 @@ impl Proxy {
                 let status = err.status();
                 rec.status = status.as_u16();
                 rec.reason = Some(err.reason());
-                rec.decision = "deny";
+                rec.decision = Decision::Deny;
                 match err.log_detail() {
                     Some(d) if status.is_server_error() => {
                         tracing::warn!(request_id, tenant = rec.tenant.as_deref(), reason = err.reason(), "{d}")

@@ -16,7 +16,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let cfg = &snap.config;
         let (mut parts, body) = fwd.response.into_parts();
-        rec.decision = "allow";
+        rec.decision = Decision::Allow;
         rec.status = parts.status.as_u16();
         rec.upstream_status = Some(parts.status.as_u16());
         if parts.status.is_client_error() || parts.status.is_server_error() {
