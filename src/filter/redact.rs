@@ -434,12 +434,14 @@ impl LiveText {
 
 /// A [`LiveText`] that emits its text: each push returns the redacted part
 /// that is final, and [`HoldBack::flush`] the rest. For texts whose pieces
-/// can be cut freely (and for tests and fuzzing of the hold-back itself).
+/// can be cut freely; the tests of the hold-back itself use it.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct HoldBack {
     live: LiveText,
 }
 
+#[cfg(test)]
 impl HoldBack {
     pub fn held_len(&self) -> usize {
         self.live.held_len()

@@ -474,3 +474,21 @@ def test_id_as_base64_text_in_an_invoke_model_answer_is_redacted(acme, sidecar, 
     assert base64.b64decode(got["output"]) == b"user [redacted] done"
     assert got["image"] == png
     assert sidecar.wait_audit(resp["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-request-id"])["redactions"] == 1
+
+
+def test_id_in_a_duplicate_member_of_a_stream_event_never_reaches_the_app(acme, sidecar, mint, fake_aws):
+    """Hostile upstream JSON: a delta with two `text` members, the first an
+    identity id. A parser keeps the last one, but the bytes of the first must
+    not reach the app either (checked on the raw HTTP body, and through
+    boto3)."""
+    dup = ('{"contentBlockIndex":0,"delta":{"text":"' + IDENTITY_ID + '","text":"hi"}}').encode()
+    msgs = [event("messageStart", {"role": "assistant"}),
+            encode_event_message([(":event-type", "contentBlockDelta"), (":content-type", "application/json"),
+                                  (":message-type", "event")], dup),
+            event("contentBlockStop", {"contentBlockIndex": 0})]
+    fake_aws.script(lambda fake, rec: event_stream(msgs), operation="ConverseStream")
+    resp = sidecar.request("POST", f"/model/{HAIKU}/converse-stream", b'{"messages":[]}', token=mint())
+    assert resp.status == 200
+    assert IDENTITY_ID[10:].encode() not in resp.body
+    events = list(acme.converse_stream(**harness.converse_args())["stream"])
+    assert deltas_of(events) == ["hi"]

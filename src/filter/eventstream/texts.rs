@@ -291,7 +291,10 @@ impl Redact {
         let n = redact_except(&self.redactor, &mut v, &tracked);
         self.redactions += n;
         let (leaves, keys) = split_leaves(tracked);
-        let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Json(v), leaves, dirty: n > 0 };
+        // Raw bytes holding a match the parsed tree does not (a duplicate
+        // member the parser dropped) are never forwarded as they are.
+        let dirty = n > 0 || self.redactor.has_match(msg.payload());
+        let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Json(v), leaves, dirty };
         self.enqueue(raw.clone(), rb, keys, out)
     }
 
@@ -311,7 +314,8 @@ impl Redact {
             }
             self.redactions += n_outer;
             let leaf = Leaf { pointer: String::new(), text: bytes, edits: Vec::new() };
-            let rb = Rebuild { headers, body: Body::Chunk { outer, inner: None }, leaves: vec![leaf], dirty: n_outer > 0 };
+            let dirty = n_outer > 0 || self.redactor.has_match(msg.payload());
+            let rb = Rebuild { headers, body: Body::Chunk { outer, inner: None }, leaves: vec![leaf], dirty };
             return self.enqueue(raw.clone(), rb, vec!["#bytes".into()], out);
         };
         let tracked = leaves_of(&inner, PROTOCOL_KEYS);
@@ -335,7 +339,8 @@ impl Redact {
         let n = redact_except(&self.redactor, &mut inner, &tracked) + n_outer;
         self.redactions += n;
         let (leaves, keys) = split_leaves(tracked);
-        let rb = Rebuild { headers, body: Body::Chunk { outer, inner: Some(inner) }, leaves, dirty: n > 0 };
+        let dirty = n > 0 || self.redactor.has_match(msg.payload()) || self.redactor.has_match(&bytes);
+        let rb = Rebuild { headers, body: Body::Chunk { outer, inner: Some(inner) }, leaves, dirty };
         self.enqueue(raw.clone(), rb, keys, out)?;
         if last {
             self.end_all(out)?;
@@ -352,7 +357,8 @@ impl Redact {
         let n = self.redactor.redact_value(&mut outer);
         self.redactions += n;
         let leaf = Leaf { pointer: String::new(), text: bytes, edits: Vec::new() };
-        let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Chunk { outer, inner: None }, leaves: vec![leaf], dirty: n > 0 };
+        let dirty = n > 0 || self.redactor.has_match(msg.payload());
+        let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Chunk { outer, inner: None }, leaves: vec![leaf], dirty };
         self.enqueue(raw.clone(), rb, vec!["chunk".into()], out)
     }
 

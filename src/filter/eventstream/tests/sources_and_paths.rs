@@ -331,3 +331,28 @@ fn model_chunks_whose_inner_json_is_a_bare_string_or_not_json_are_continuing_tex
         }
     }
 }
+
+#[test]
+fn an_id_in_a_duplicate_member_or_behind_json_escapes_never_passes() {
+    // A JSON parser keeps the last of two members with one name; the first
+    // one's bytes must not reach the app either.
+    let dup = format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"{ID}","text":"hi"}}}}"#);
+    let (events, _) = run(Operation::ConverseStream, &frame("contentBlockDelta", dup.as_bytes()), 7);
+    assert!(events.iter().all(|(_, p)| !String::from_utf8_lossy(p).contains(&ID[10..])), "{events:?}");
+    let inner = format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"text":"{ID}","text":"hi"}}}}"#);
+    let chunk = frame("chunk", json!({"bytes": B64.encode(&inner)}).to_string().as_bytes());
+    let (events, _) = run(Operation::InvokeModelWithResponseStream, &chunk, 5);
+    for (_, p) in &events {
+        let inner = B64.decode(json_of(p)["bytes"].as_str().unwrap()).unwrap();
+        assert!(!String::from_utf8_lossy(&inner).contains(&ID[10..]), "{}", String::from_utf8_lossy(&inner));
+    }
+    // An id spelled with JSON unicode escapes, split across two deltas.
+    let (a, b) = ID.split_at(12);
+    let esc = |t: &str| t.replace('u', "\\u0075").replace('-', "\\u002d");
+    let d = |t: String| frame("contentBlockDelta", format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"{t}"}}}}"#).as_bytes());
+    let input = [d(format!("id {}", esc(a))), d(format!("{} end", esc(b)))].concat();
+    let (events, n) = run(Operation::ConverseStream, &input, 3);
+    assert_eq!(n, 1);
+    let text: String = events.iter().map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string()).collect();
+    assert_eq!(text, "id [redacted] end");
+}
