@@ -219,11 +219,11 @@ impl ProxyError {
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert("x-amzn-errortype", HeaderValue::from_static(self.aws_type()));
+        h.insert(crate::aws::headers::ERROR_TYPE, HeaderValue::from_static(self.aws_type()));
         h.insert("x-tenantgate-reason", HeaderValue::from_static(self.reason()));
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("x-tenantgate-request-id", v.clone());
-            h.insert("x-amzn-requestid", v);
+            h.insert(crate::aws::headers::REQUEST_ID, v);
         }
         if let Some(d) = self.retry_after() {
             // Whole seconds, rounded up, at least 1 (docs/reference.md §8).

@@ -24,7 +24,11 @@ pub mod decide;
 pub mod proxy;
 pub mod run;
 pub mod server;
-pub mod rewrite;
+pub mod family;
+pub mod model_id;
+pub mod session;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod validate;
 pub mod filter;
 pub mod usage;

@@ -11,7 +11,7 @@ use crate::budget::{BufferLimits, Reservation};
 use crate::error::ProxyError;
 use crate::filter::chunks::{citation_event_payload_is_clean, filter_retrieve_response, rag_answer_is_clean};
 use crate::principal::Principal;
-use crate::rewrite::session::SessionKeys;
+use crate::session::SessionKeys;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::HeaderValue as EsHeaderValue;
 use bytes::{Bytes, BytesMut};

@@ -25,6 +25,16 @@ impl Service {
     }
 }
 
+/// Operation families, each with one module in `crate::family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    ModelCalls,
+    Guardrails,
+    KnowledgeBases,
+    Agents,
+    SageMaker,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     InvokeModel,
@@ -44,7 +54,29 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The docs/reference.md §5 name, used in audit records and metric labels.
+    /// Every operation tenantgate routes (docs/reference.md §5).
+    pub const ALL: [Operation; 14] = {
+        use Operation::*;
+        [
+            InvokeModel,
+            InvokeModelWithResponseStream,
+            Converse,
+            ConverseStream,
+            CountTokens,
+            ApplyGuardrail,
+            Retrieve,
+            RetrieveAndGenerate,
+            RetrieveAndGenerateStream,
+            InvokeAgent,
+            Rerank,
+            InvokeEndpoint,
+            InvokeEndpointWithResponseStream,
+            InvokeEndpointAsync,
+        ]
+    };
+
+    /// The docs/reference.md §5 name, used in audit records and metric
+    /// labels; also the operation's name in the AWS service model.
     pub fn name(self) -> &'static str {
         use Operation::*;
         match self {
@@ -79,20 +111,24 @@ impl Operation {
         }
     }
 
-    /// Operations that carry a Bedrock model id in the path.
-    pub fn is_model_call(self) -> bool {
+    /// The family whose module (`crate::family`) holds the operation's
+    /// decisions, rewrites and response rules.
+    pub fn family(self) -> Family {
         use Operation::*;
-        matches!(
-            self,
-            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens
-        )
+        match self {
+            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank => {
+                Family::ModelCalls
+            }
+            ApplyGuardrail => Family::Guardrails,
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => Family::KnowledgeBases,
+            InvokeAgent => Family::Agents,
+            InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
+        }
     }
 }
 
-/// A recognised request. `ids` are the decoded path labels of the operation,
-/// in path order (model id; guardrail id and version; KB id; agent id, alias
-/// id, session id; endpoint name). Rewrites change `ids`; `upstream_path`
-/// re-encodes them.
+/// A recognised request: the operation and what its path names, decoded.
+/// Rewrites change the target; `upstream_path` re-encodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub op: Operation,
@@ -264,7 +300,7 @@ const MAX_ID_LEN: usize = 2048;
 /// `\`, a dot-segment) is a mistake or a trick, refused with 400 before any
 /// policy is consulted and before anything is sent. SageMaker endpoint
 /// names get this check too, and AWS's stricter pattern in
-/// `rewrite::sagemaker`.
+/// `family::sagemaker`.
 fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
     use Operation::*;
     let (what, slash) = match (op, index) {

@@ -7,7 +7,6 @@
 //! unknown) on anything it cannot parse or on frames larger than
 //! `MAX_OBSERVED`.
 
-use crate::route::Operation;
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
 use base64::Engine;
@@ -29,6 +28,20 @@ impl Usage {
     }
 }
 
+/// Where an operation's answers report token usage (the family decides,
+/// `crate::family::ResponseShape`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSource {
+    /// Response headers only (InvokeModel), or nowhere.
+    Headers,
+    /// The `usage` member of a JSON answer (Converse).
+    ConverseBody,
+    /// ConverseStream `metadata` events.
+    ConverseEvents,
+    /// `amazon-bedrock-invocationMetrics` inside InvokeModelWithResponseStream chunks.
+    ModelChunks,
+}
+
 enum Mode {
     Off,
     Json(BytesMut),
@@ -41,17 +54,17 @@ pub struct UsageTap {
 }
 
 impl UsageTap {
-    pub fn for_operation(op: Operation, status_ok: bool) -> UsageTap {
-        let mode = match op {
+    pub fn new(source: UsageSource, status_ok: bool) -> UsageTap {
+        let mode = match source {
             _ if !status_ok => Mode::Off,
-            Operation::Converse => Mode::Json(BytesMut::new()),
-            Operation::ConverseStream => {
+            UsageSource::Headers => Mode::Off,
+            UsageSource::ConverseBody => Mode::Json(BytesMut::new()),
+            UsageSource::ConverseEvents => {
                 Mode::Stream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), chunks: false }
             }
-            Operation::InvokeModelWithResponseStream => {
+            UsageSource::ModelChunks => {
                 Mode::Stream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), chunks: true }
             }
-            _ => Mode::Off,
         };
         UsageTap { mode, usage: Usage::default() }
     }
@@ -164,7 +177,7 @@ mod tests {
     #[test]
     fn converse_usage_from_the_json_body_split_anywhere() {
         let body = br#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"usage":{"inputTokens":11,"outputTokens":7,"totalTokens":18}}"#;
-        let mut tap = UsageTap::for_operation(Operation::Converse, true);
+        let mut tap = UsageTap::new(UsageSource::ConverseBody, true);
         for c in body.chunks(5) {
             tap.observe(c);
         }
@@ -175,7 +188,7 @@ mod tests {
     fn converse_stream_usage_from_the_metadata_event_split_byte_by_byte() {
         let mut bytes = frame("contentBlockDelta", br#"{"delta":{"text":"x"}}"#);
         bytes.extend(frame("metadata", br#"{"usage":{"inputTokens":31,"outputTokens":9}}"#));
-        let mut tap = UsageTap::for_operation(Operation::ConverseStream, true);
+        let mut tap = UsageTap::new(UsageSource::ConverseEvents, true);
         for b in &bytes {
             tap.observe(std::slice::from_ref(b));
         }
@@ -186,7 +199,7 @@ mod tests {
     fn invoke_stream_usage_from_invocation_metrics() {
         let inner = br#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":5,"outputTokenCount":3}}"#;
         let payload = format!(r#"{{"bytes":"{}"}}"#, base64::engine::general_purpose::STANDARD.encode(inner));
-        let mut tap = UsageTap::for_operation(Operation::InvokeModelWithResponseStream, true);
+        let mut tap = UsageTap::new(UsageSource::ModelChunks, true);
         tap.observe(&frame("chunk", br#"{"bytes":"e30="}"#));
         tap.observe(&frame("chunk", payload.as_bytes()));
         assert_eq!(tap.finish(), Usage { input: Some(5), output: Some(3) });
@@ -194,18 +207,18 @@ mod tests {
 
     #[test]
     fn garbage_gives_unknown_usage_never_a_panic() {
-        let mut tap = UsageTap::for_operation(Operation::ConverseStream, true);
+        let mut tap = UsageTap::new(UsageSource::ConverseEvents, true);
         tap.observe(&[0xff; 64]);
         tap.observe(b"more garbage");
         assert_eq!(tap.finish(), Usage::default());
-        let mut tap = UsageTap::for_operation(Operation::Converse, true);
+        let mut tap = UsageTap::new(UsageSource::ConverseBody, true);
         tap.observe(b"{not json");
         assert_eq!(tap.finish(), Usage::default());
     }
 
     #[test]
     fn error_responses_are_not_tapped() {
-        assert!(UsageTap::for_operation(Operation::Converse, false).is_off());
-        assert!(UsageTap::for_operation(Operation::InvokeModel, true).is_off());
+        assert!(UsageTap::new(UsageSource::ConverseBody, false).is_off());
+        assert!(UsageTap::new(UsageSource::Headers, true).is_off());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use tenantgate::config::RedactionConfig;
 use tenantgate::filter::eventstream::StreamRedactor;
 use tenantgate::filter::redact::Redactor;
-use tenantgate::route::Operation;
+use tenantgate::filter::eventstream::StreamShape;
 
 const PATTERN: &str = r"(?:us|eu|ap|sa|ca|me|af|il|mx)(?:-gov)?-[a-z]+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 
@@ -28,12 +28,12 @@ fn redactor() -> Arc<Redactor> {
     .clone()
 }
 
-const OPS: [Operation; 5] = [
-    Operation::ConverseStream,
-    Operation::InvokeModelWithResponseStream,
-    Operation::InvokeAgent,
-    Operation::InvokeEndpointWithResponseStream,
-    Operation::RetrieveAndGenerateStream,
+const OPS: [StreamShape; 5] = [
+    StreamShape::Converse,
+    StreamShape::Model,
+    StreamShape::Agent,
+    StreamShape::SageMaker,
+    StreamShape::Rag,
 ];
 
 fn json_valid(b: &[u8]) -> bool {

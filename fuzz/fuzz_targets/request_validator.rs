@@ -13,7 +13,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use tenantgate::validate::{self, JsonLimits, ROUTED_OPERATIONS};
+use tenantgate::route::Operation;
+use tenantgate::validate::{self, JsonLimits};
 
 fn depth(v: &serde_json::Value) -> usize {
     match v {
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let op = ROUTED_OPERATIONS[(first & 0x0f) as usize % ROUTED_OPERATIONS.len()];
+    let op = Operation::ALL[(first & 0x0f) as usize % Operation::ALL.len()];
     let limits = if first & 0x80 != 0 { JsonLimits::default() } else { JsonLimits { max_nodes: 64, max_depth: 6 } };
     let mut parts = rest.splitn(3, |&b| b == 0xff);
     let (q, h, body) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());

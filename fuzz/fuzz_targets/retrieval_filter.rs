@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use tenantgate::config::{Config, TenantPolicy};
 use tenantgate::principal::Principal;
-use tenantgate::rewrite::knowledge_base::rewrite_retrieve;
+use tenantgate::family::knowledge_bases::rewrite_retrieve;
+use tenantgate::family::Ctx;
+use tenantgate::session::SessionKeys;
 use tenantgate::route::Operation;
 use tenantgate::validate;
 
@@ -55,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut principal = Principal::static_tenant("acme");
     principal.groups = vec!["eng".into(), "ops".into()];
-    if let Err(e) = rewrite_retrieve(&mut body, "KB1", &principal, policy()) {
+    if let Err(e) = rewrite_retrieve(&Ctx::new(Operation::Retrieve, &principal, policy(), &SessionKeys::new(b"fuzz-fuzz-fuzz-fuzz-fuzz-fuzz-fu")), &mut body, "KB1") {
         assert!(e.status().is_client_error(), "{e:?}");
         return;
     }

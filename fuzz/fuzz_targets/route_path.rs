@@ -11,7 +11,7 @@
 
 use http::Method;
 use libfuzzer_sys::fuzz_target;
-use tenantgate::route::{classify, encode_label, Operation};
+use tenantgate::route::{classify, encode_label};
 
 const METHODS: [&str; 5] = ["POST", "GET", "PUT", "DELETE", "PATCH"];
 
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!matches!(seg, "" | "." | ".."), "{path:?} -> {:?}", route.target);
         }
         if id.contains('/') {
-            let arn_label = route.op.is_model_call() || route.op == Operation::ApplyGuardrail;
+            let arn_label = matches!(route.target, tenantgate::route::Target::Model(_) | tenantgate::route::Target::Guardrail { .. });
             assert!(arn_label && id.starts_with("arn:"), "{path:?} -> {:?}", route.target);
         }
         let label = encode_label(id);

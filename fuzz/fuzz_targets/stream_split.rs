@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use tenantgate::config::RedactionConfig;
 use tenantgate::filter::eventstream::StreamRedactor;
 use tenantgate::filter::redact::Redactor;
-use tenantgate::route::Operation;
+use tenantgate::filter::eventstream::StreamShape;
 
 const PATTERN: &str = r"(?:us|eu|ap|sa|ca|me|af|il|mx)(?:-gov)?-[a-z]+-\d:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 
@@ -129,9 +129,9 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let input: Vec<u8> = evs.iter().flat_map(|e| encode(kind, &path, e)).collect();
     let op = match kind {
-        Kind::Converse => Operation::ConverseStream,
-        Kind::Model => Operation::InvokeModelWithResponseStream,
-        Kind::Agent => Operation::InvokeAgent,
+        Kind::Converse => StreamShape::Converse,
+        Kind::Model => StreamShape::Model,
+        Kind::Agent => StreamShape::Agent,
     };
 
     let r = redactor();

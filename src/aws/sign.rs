@@ -18,7 +18,7 @@ use std::time::SystemTime;
 /// forwarded headers (user-agent, accept, amz-sdk-*) are sent unsigned, as
 /// the SDKs themselves do for user-agent.
 fn is_signed(name: &str) -> bool {
-    name == "host" || name == "content-type" || name.starts_with("x-amz-") || name.starts_with("x-amzn-")
+    name == "host" || name == "content-type" || super::headers::is_aws(name)
 }
 
 /// Sign `req` in place (adds `authorization`, `x-amz-date` and, with session

@@ -88,7 +88,7 @@ impl From<ScanError> for ProxyError {
 
 /// Count the values, members and depth of `bytes` within `limits`. An
 /// empty (or all-whitespace) body is an empty shape, as
-/// `rewrite::parse_json_body` reads it as `{}`.
+/// `family::parse_json_body` reads it as `{}`.
 pub fn scan(bytes: &[u8], limits: &JsonLimits) -> Result<JsonShape, ScanError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(JsonShape::default());

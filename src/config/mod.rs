@@ -5,7 +5,7 @@
 mod parse;
 pub mod reload;
 
-pub use parse::{is_valid_tenant_id, known_keys, load_file, parse_str};
+pub use parse::{is_valid_tenant_id, known_keys, load_file, parse_str, COMPARISON_OPERATORS, LOGICAL_OPERATORS};
 
 use crate::glob::Glob;
 use crate::template::{JsonTemplate, Template};

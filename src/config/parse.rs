@@ -7,6 +7,7 @@
 
 mod credentials;
 mod filters;
+pub use filters::{COMPARISON_OPERATORS, LOGICAL_OPERATORS};
 mod identity;
 mod reader;
 mod sections;

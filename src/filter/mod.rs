@@ -16,7 +16,7 @@ pub mod redact;
 pub mod uri;
 
 use crate::principal::Principal;
-use crate::rewrite::session::SessionKeys;
+use crate::session::SessionKeys;
 use serde_json::Value;
 
 /// RetrieveAndGenerate response: replaces Bedrock's `sessionId` with the
@@ -45,7 +45,7 @@ pub fn seal_rag_response_session(body: &mut Value, principal: &Principal, keys: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewrite::test_support::alice;
+    use crate::test_support::alice;
     use serde_json::json;
 
     #[test]

@@ -7,8 +7,11 @@
 //!       -> credentials -> rewrite -> sign -> upstream -> response -> audit
 //! ```
 //!
-//! This file holds the pipeline itself; `requests.rs` the rewrite stage and
-//! the authorization questions, `respond.rs` the response stage.
+//! This file holds the pipeline itself and `respond.rs` the response stage.
+//! What differs by operation (decisions, rewrites, response header rules,
+//! how answers are read) is asked of the operation's family
+//! (`crate::family`), which asks the policy decision point
+//! (`crate::decide`).
 //!
 //! Every request reads one immutable `Snapshot` taken on arrival, so a config
 //! reload never changes a request half-way.
@@ -24,13 +27,12 @@ use crate::config::{Config, TenantPolicy};
 use crate::conn::ClientConn;
 use crate::error::{error_chain, ProxyError};
 use crate::principal::Principal;
-use crate::route::{self, Operation, Route, Target};
+use crate::route::{self, Operation};
 use crate::post::{self, Post};
-use crate::decide::{self, Resource};
 use crate::validate::{self, is_hop_by_hop};
 use crate::ratelimit::{Permit, RateLimiter};
-use crate::rewrite::session::SessionKeys;
-use crate::rewrite::{self, parse_json_body};
+use crate::session::SessionKeys;
+use crate::family::{self, Ctx, Notes, RequestBody};
 use crate::upstream::{Endpoints, HttpClient};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -93,6 +95,7 @@ impl RequestIds {
 struct Forwarded {
     op: Operation,
     principal: Principal,
+    policy: Arc<TenantPolicy>,
     post: Post,
     permit: Permit,
     response: Response<hyper::body::Incoming>,
@@ -282,8 +285,10 @@ impl Proxy {
         validate::query(route.op, req.uri().query())?;
         let client_headers = validate::request_headers(route.op, req.headers(), &cfg.identity.header)?;
 
-        // 5. Authorisation of what the path names, before reading the body.
-        authorize(&route, &principal, &policy)?;
+        // 5. Authorisation of what the path names, before reading the body
+        //    (the family asks the policy decision point).
+        let ctx = Ctx::new(route.op, &principal, &policy, &self.session_keys);
+        family::authorize(&ctx, &route)?;
 
         // 5b. Limits, after the allowlists (a denied request costs the tenant
         //     nothing) and before any upstream work. The permit is held until
@@ -293,24 +298,12 @@ impl Proxy {
         let permit = admission.result?;
         let (mut parts, body) = req.into_parts();
         parts.headers = client_headers;
-        let op = route.op;
-        if let Target::Endpoint(endpoint) = &mut route.target {
-            // SageMaker routing lives in the path and headers only (bodies
-            // are opaque): decide it before reading the body or fetching
-            // credentials.
-            let rw = rewrite::sagemaker::rewrite_sagemaker(
-                op,
-                endpoint,
-                &mut parts.headers,
-                &principal,
-                &policy,
-                &self.session_keys,
-            )?;
-            if rw.endpoint != *endpoint {
-                rec.upstream_resource = Some(rw.endpoint.clone());
-            }
-            *endpoint = rw.endpoint;
-        }
+        // 5c. What the family decides from the path and headers alone
+        //     (SageMaker routing: bodies there are opaque), before reading
+        //     the body or fetching credentials.
+        let mut notes = Notes::default();
+        family::before_body(&ctx, &mut route, &mut parts.headers, &mut notes)?;
+        take_notes(rec, &mut notes);
 
         // 6. Body, bounded in size and in time (a client that stalls or
         //    drips its body would otherwise hold the task, and any
@@ -336,10 +329,13 @@ impl Proxy {
         //    which may inject them into agent session attributes).
         let creds = snap.creds.for_tenant(&principal, &policy).await?;
 
-        // 8. Rewrite for this tenant: model map (after the allowlist, which
-        //    judged the id the app asked for), forced guardrail and request
+        // 8. Rewrite for this tenant (the family): every resource the body
+        //    names decided, then model map, forced guardrail and request
         //    metadata, knowledge-base filters, agent session attributes.
-        let (body, post) = self.rewrite(&mut route, &mut parts.headers, body, json, &principal, &policy, &creds, rec)?;
+        let body = RequestBody { bytes: body, json };
+        let rewritten = family::rewrite(&ctx, &mut route, &mut parts.headers, body, &creds, &mut notes);
+        take_notes(rec, &mut notes);
+        let (body, post) = rewritten?;
         mem.shrink_to(body.len() as u64);
 
         // 9. Build and sign the upstream request over the exact bytes sent.
@@ -386,15 +382,21 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
-        Ok(Forwarded { op: route.op, principal, post, permit, response })
+        Ok(Forwarded { op: route.op, principal, policy, post, permit, response })
     }
-
 }
 
-mod requests;
-mod respond;
+/// What a family hook noted, into the audit record.
+fn take_notes(rec: &mut AuditRecord, notes: &mut Notes) {
+    if let Some(r) = notes.resource.take() {
+        rec.resource = Some(r);
+    }
+    if let Some(r) = notes.upstream_resource.take() {
+        rec.upstream_resource = Some(r);
+    }
+}
 
-use requests::authorize;
+mod respond;
 
 #[cfg(test)]
 mod tests {

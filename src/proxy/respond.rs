@@ -3,6 +3,8 @@
 //! response header rules and redaction, streams frame by frame.
 
 use super::*;
+use crate::aws::headers as aws_headers;
+use crate::family::knowledge_bases::DROPPED_RESULTS_HEADER;
 
 impl Proxy {
     pub(super) async fn respond(
@@ -22,11 +24,11 @@ impl Proxy {
         if parts.status.is_client_error() || parts.status.is_server_error() {
             rec.reason = Some("upstream_status");
         }
-        let header_u64 = |h: &HeaderMap, n: &str| {
+        let header_u64 = |h: &HeaderMap, n: HeaderName| {
             h.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
         };
-        rec.input_tokens = header_u64(&parts.headers, "x-amzn-bedrock-input-token-count");
-        rec.output_tokens = header_u64(&parts.headers, "x-amzn-bedrock-output-token-count");
+        rec.input_tokens = header_u64(&parts.headers, aws_headers::INPUT_TOKEN_COUNT);
+        rec.output_tokens = header_u64(&parts.headers, aws_headers::OUTPUT_TOKEN_COUNT);
 
         let listed = connection_listed(&parts.headers);
         let strip = &cfg.redaction.strip_response_headers;
@@ -47,40 +49,11 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             parts.headers.insert("x-tenantgate-request-id", v);
         }
-        match &fwd.post {
-            Post::Agent { client_session_id, client_memory_id, .. } => {
-                if let Ok(v) = HeaderValue::from_str(client_session_id) {
-                    parts.headers.insert("x-amz-bedrock-agent-session-id", v);
-                }
-                // The namespaced memory id never goes back to the app: the
-                // app sees its own id (or none, when it sent none).
-                match client_memory_id.as_deref().map(HeaderValue::from_str) {
-                    Some(Ok(v)) => {
-                        parts.headers.insert("x-amz-bedrock-agent-memory-id", v);
-                    }
-                    _ => {
-                        parts.headers.remove("x-amz-bedrock-agent-memory-id");
-                    }
-                }
-            }
-            Post::RagStream { .. } => {
-                let sealed = parts
-                    .headers
-                    .get("x-amzn-bedrock-knowledge-base-session-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|id| self.session_keys.seal_rag_session(&fwd.principal.tenant, &fwd.principal.user, id));
-                if let Some(v) = sealed.and_then(|s| HeaderValue::from_str(&s).ok()) {
-                    parts.headers.insert("x-amzn-bedrock-knowledge-base-session-id", v);
-                }
-            }
-            _ => {}
-        }
-        if matches!(fwd.post, Post::Retrieve { .. }) {
-            parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(0u64));
-        }
-        if fwd.op.service() == crate::route::Service::SageMakerRuntime {
-            rewrite::sagemaker::seal_response_sessions(&mut parts.headers, &fwd.principal, &self.session_keys);
-        }
+        // The family's header rules (session ids given back as the
+        // client's own, or sealed for this tenant and user).
+        let ctx = Ctx::new(fwd.op, &fwd.principal, &fwd.policy, &self.session_keys);
+        family::response_headers(&ctx, &fwd.post, &mut parts.headers);
+        let shape = family::response_shape(fwd.op);
 
         let is_event_stream = parts
             .headers
@@ -127,7 +100,7 @@ impl Proxy {
                 None => raw,
             };
             post::charge(&fwd.post, &raw, &mut mem, &limits)?;
-            let mut tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
+            let mut tap = crate::usage::UsageTap::new(shape.usage, parts.status.is_success());
             tap.observe(&raw);
             let usage = tap.finish();
             if usage.input.is_some() || usage.output.is_some() {
@@ -144,7 +117,7 @@ impl Proxy {
                 Some(r) if is_event_stream => {
                     // A judged event stream (RetrieveAndGenerateStream):
                     // frame by frame like any stream, just all at once.
-                    let mut s = StreamRedactor::new(fwd.op, r.clone());
+                    let mut s = StreamRedactor::new(shape.stream, r.clone());
                     let red = s.push(&out).and_then(|a| Ok((a, s.finish()?)));
                     rec.redactions = header_redactions + s.redactions();
                     match red {
@@ -165,7 +138,7 @@ impl Proxy {
             };
             rec.dropped_results = dropped;
             if matches!(fwd.post, Post::Retrieve { .. }) {
-                parts.headers.insert("x-tenantgate-dropped-results", HeaderValue::from(dropped));
+                parts.headers.insert(DROPPED_RESULTS_HEADER, HeaderValue::from(dropped));
             }
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
             AuditGuard::new(self.audit.clone(), std::mem::take(rec), started).finish();
@@ -173,7 +146,7 @@ impl Proxy {
             return Ok(Response::from_parts(parts, crate::body::full(out)));
         }
 
-        let tap = crate::usage::UsageTap::for_operation(fwd.op, parts.status.is_success());
+        let tap = crate::usage::UsageTap::new(shape.usage, parts.status.is_success());
         let guard = AuditGuard::new(self.audit.clone(), std::mem::take(rec), started);
         // Event streams are redacted frame by frame as they arrive
         // (`filter::eventstream`); their length may change.
@@ -185,7 +158,7 @@ impl Proxy {
             _ => None,
         };
         let stream_redactor = if is_event_stream {
-            StreamRedactor::for_response(fwd.op, redactor.clone(), sources)
+            StreamRedactor::for_response(shape.stream, redactor.clone(), sources)
         } else {
             None
         };

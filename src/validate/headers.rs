@@ -45,9 +45,6 @@ pub fn is_stripped(name: &str) -> bool {
     matches!(
         name,
         "authorization"
-            | "x-amz-date"
-            | "x-amz-security-token"
-            | "x-amz-content-sha256"
             | "host"
             | "content-length"
             | "content-encoding"
@@ -55,12 +52,13 @@ pub fn is_stripped(name: &str) -> bool {
             | "forwarded"
             | "via"
             | "accept-encoding"
-    ) || name.starts_with("x-forwarded-")
+    ) || name == aws::DATE
+        || name == aws::SECURITY_TOKEN
+        || name == aws::CONTENT_SHA256
+        || name.starts_with("x-forwarded-")
 }
 
-fn is_aws(name: &str) -> bool {
-    name.starts_with("x-amz-") || name.starts_with("x-amzn-")
-}
+use crate::aws::headers::{self as aws, is_aws};
 
 /// Headers a `Connection` token must not name: removing them could remove
 /// something the sidecar sets or relies on.

@@ -83,7 +83,7 @@ pub mod model;
 
 pub use headers::{is_hop_by_hop, is_stripped, query, request_headers, FORWARDED_ALLOWLIST};
 pub use json::{parse_json, JsonLimits};
-pub use model::{model_operation, OperationModel, BOTOCORE_VERSION, ROUTED_OPERATIONS};
+pub use model::{model_operation, OperationModel, BOTOCORE_VERSION};
 
 use crate::error::ProxyError;
 use crate::route::Operation;

@@ -18,47 +18,10 @@ const BEDROCK_RUNTIME: &str = include_str!("../../models/aws/bedrock-runtime/ser
 const BEDROCK_AGENT_RUNTIME: &str = include_str!("../../models/aws/bedrock-agent-runtime/service-2.json");
 const SAGEMAKER_RUNTIME: &str = include_str!("../../models/aws/sagemaker-runtime/service-2.json");
 
-/// Every operation tenantgate routes (docs/reference.md §5), for tests and fuzzing.
-pub const ROUTED_OPERATIONS: [Operation; 14] = {
-    use Operation::*;
-    [
-        InvokeModel,
-        InvokeModelWithResponseStream,
-        Converse,
-        ConverseStream,
-        CountTokens,
-        ApplyGuardrail,
-        Retrieve,
-        RetrieveAndGenerate,
-        RetrieveAndGenerateStream,
-        InvokeAgent,
-        Rerank,
-        InvokeEndpoint,
-        InvokeEndpointWithResponseStream,
-        InvokeEndpointAsync,
-    ]
-};
-
-/// The model operation behind a routed operation. Exhaustive: a new
-/// `Operation` does not compile until it names its model operation.
+/// The model operation behind a routed operation: the route table's names
+/// are the AWS model's operation names.
 pub fn model_operation(op: Operation) -> &'static str {
-    use Operation::*;
-    match op {
-        InvokeModel => "InvokeModel",
-        InvokeModelWithResponseStream => "InvokeModelWithResponseStream",
-        Converse => "Converse",
-        ConverseStream => "ConverseStream",
-        CountTokens => "CountTokens",
-        ApplyGuardrail => "ApplyGuardrail",
-        Retrieve => "Retrieve",
-        RetrieveAndGenerate => "RetrieveAndGenerate",
-        RetrieveAndGenerateStream => "RetrieveAndGenerateStream",
-        InvokeAgent => "InvokeAgent",
-        Rerank => "Rerank",
-        InvokeEndpoint => "InvokeEndpoint",
-        InvokeEndpointWithResponseStream => "InvokeEndpointWithResponseStream",
-        InvokeEndpointAsync => "InvokeEndpointAsync",
-    }
+    op.name()
 }
 
 pub(crate) type ShapeId = u32;

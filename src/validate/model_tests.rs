@@ -1,7 +1,7 @@
 use super::model::{models, Kind, Location};
 use super::*;
 
-/// Each routed operation's index in `ROUTED_OPERATIONS`. No `_` arm: a new
+/// Each routed operation's index in `Operation::ALL`. No `_` arm: a new
 /// `Operation` fails to compile here until it is listed (and mapped in
 /// `model_operation`).
 fn index(op: Operation) -> usize {
@@ -31,7 +31,7 @@ fn models_load() {
 
 #[test]
 fn every_routed_operation_has_a_model_shape() {
-    for (i, op) in ROUTED_OPERATIONS.into_iter().enumerate() {
+    for (i, op) in Operation::ALL.into_iter().enumerate() {
         assert_eq!(index(op), i);
         let om = operation_model(op).unwrap();
         assert_eq!(om.name(), op.name());
@@ -42,7 +42,7 @@ fn every_routed_operation_has_a_model_shape() {
 #[test]
 fn payload_operations_are_opaque_the_others_json() {
     use Operation::*;
-    for op in ROUTED_OPERATIONS {
+    for op in Operation::ALL {
         let opaque = matches!(
             op,
             InvokeModel | InvokeModelWithResponseStream | InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync
@@ -65,7 +65,7 @@ fn headers_query_and_labels_from_the_model() {
     let se = operation_model(Operation::InvokeEndpoint).unwrap();
     assert!(se.defines_header("x-amzn-sagemaker-target-model"));
     assert!(!se.defines_header("x-amz-sagemaker-target-model"));
-    for op in ROUTED_OPERATIONS {
+    for op in Operation::ALL {
         let om = operation_model(op).unwrap();
         assert!(om.query_names().is_empty(), "{op:?} defines a query parameter: update the docs");
         assert!(om.header_names().iter().all(|h| h.to_ascii_lowercase() == **h));

@@ -1,7 +1,7 @@
 """SageMaker runtime isolation (docs/reference.md §5.4): endpoint names (silo rewrite,
 bridge templates, real names, case-insensitivity), the pool target model
 (injection, allowlist), the routing headers tenantgate decides on
-(`src/rewrite/sagemaker.rs`), InvokeEndpointAsync input locations, and
+(`src/family/sagemaker.rs`), InvokeEndpointAsync input locations, and
 opaque bodies and streams passed byte for byte (docs/reference.md §5). boto3's
 `sagemaker-runtime` client talks to the sidecar; the fake AWS verifies every
 upstream signature (signing name `sagemaker`, docs/reference.md §6)."""
@@ -211,7 +211,7 @@ def test_allowed_client_target_model_passes(acme, fake_aws, creds, model):
     assert rec.header_values("x-amzn-sagemaker-target-model") == [model]
 
 
-# ---- other routing headers (src/rewrite/sagemaker.rs) ----------------------
+# ---- other routing headers (src/family/sagemaker.rs) ----------------------
 
 
 def test_target_variant_of_the_authorised_endpoint_passes(acme, fake_aws, creds):

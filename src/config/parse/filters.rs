@@ -6,8 +6,26 @@ use crate::template::{JsonTemplate, Template};
 use serde_json::{Map, Number, Value};
 use toml::de::DeValue;
 
-// The RetrievalFilter operators, shared with the request rewrite.
-use crate::rewrite::retrieval_filter::{COMPARISON_OPERATORS as COMPARISONS, LOGICAL_OPERATORS as LOGICAL};
+// The RetrievalFilter operators, also what the knowledge-base rewrite
+// accepts from clients (`family::retrieval_filter`).
+/// Operators whose operand is a `{key, value}` attribute.
+pub const COMPARISON_OPERATORS: &[&str] = &[
+    "equals",
+    "notEquals",
+    "greaterThan",
+    "greaterThanOrEquals",
+    "lessThan",
+    "lessThanOrEquals",
+    "in",
+    "notIn",
+    "startsWith",
+    "listContains",
+    "stringContains",
+];
+/// Operators whose operand is a list of at least two filters.
+pub const LOGICAL_OPERATORS: &[&str] = &["andAll", "orAll"];
+use COMPARISON_OPERATORS as COMPARISONS;
+use LOGICAL_OPERATORS as LOGICAL;
 
 pub(crate) fn extra_filters(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<Loc<Vec<JsonTemplate>>> {
     let v = t.get(k)?;

@@ -121,7 +121,7 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
             if k.is_empty() || v.value.trim().is_empty() {
                 ctx.err_at(v, "model ids must not be empty");
             }
-            let model = crate::rewrite::model_map::canonical(k);
+            let model = crate::model_id::canonical(k);
             if let Some(other) = seen.insert(model, k) {
                 ctx.err_at(v, format!("{k:?} and {other:?} name the same model"));
             }

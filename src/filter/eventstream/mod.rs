@@ -55,7 +55,6 @@ mod texts;
 
 use super::chunks::SourceFilter;
 use super::redact::{Redactor, MAX_HOLD};
-use crate::route::Operation;
 use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::{Bytes, BytesMut};
@@ -143,13 +142,21 @@ impl fmt::Display for StreamError {
 
 impl std::error::Error for StreamError {}
 
+/// How an operation's events carry text (the operation's family decides,
+/// `crate::family::ResponseShape`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub enum StreamShape {
+    /// ConverseStream: text per `contentBlockIndex`.
     Converse,
+    /// RetrieveAndGenerateStream: output text and citations.
     Rag,
+    /// InvokeModelWithResponseStream: JSON (or bare) chunk payloads.
     Model,
+    /// InvokeAgent: chunks, traces, files; sources checked.
     Agent,
+    /// InvokeEndpointWithResponseStream: opaque payload parts.
     SageMaker,
+    /// Events without known text members.
     Other,
 }
 
@@ -157,7 +164,7 @@ pub(super) enum Kind {
 /// redaction (when patterns are configured) and, for InvokeAgent, the
 /// source check (when the tenant has `allowed_source_prefixes`).
 pub struct StreamRedactor {
-    kind: Kind,
+    kind: StreamShape,
     buf: BytesMut,
     redact: Option<Redact>,
     sources: Option<SourceFilter>,
@@ -165,30 +172,22 @@ pub struct StreamRedactor {
 }
 
 impl StreamRedactor {
-    pub fn new(op: Operation, redactor: Arc<Redactor>) -> Self {
-        Self::build(op, Some(redactor), None)
+    pub fn new(shape: StreamShape, redactor: Arc<Redactor>) -> Self {
+        Self::build(shape, Some(redactor), None)
     }
 
     /// The filter a response needs: redaction when `redactor` is set, the
     /// InvokeAgent source check when `sources` is set and enabled; None when
     /// neither applies (the stream passes untouched).
-    pub fn for_response(op: Operation, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Option<Self> {
-        let sources = sources.filter(|s| op == Operation::InvokeAgent && !s.is_disabled());
+    pub fn for_response(shape: StreamShape, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Option<Self> {
+        let sources = sources.filter(|s| shape == StreamShape::Agent && !s.is_disabled());
         if redactor.is_none() && sources.is_none() {
             return None;
         }
-        Some(Self::build(op, redactor, sources))
+        Some(Self::build(shape, redactor, sources))
     }
 
-    fn build(op: Operation, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Self {
-        let kind = match op {
-            Operation::ConverseStream => Kind::Converse,
-            Operation::RetrieveAndGenerateStream => Kind::Rag,
-            Operation::InvokeModelWithResponseStream => Kind::Model,
-            Operation::InvokeAgent => Kind::Agent,
-            Operation::InvokeEndpointWithResponseStream => Kind::SageMaker,
-            _ => Kind::Other,
-        };
+    fn build(kind: StreamShape, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Self {
         StreamRedactor {
             kind,
             redact: redactor.map(|redactor| Redact::new(kind, redactor)),
@@ -220,9 +219,9 @@ impl StreamRedactor {
     /// truncated body. Held text is never sent after it.
     pub fn error_frame(&self, reason: &str, message: &str) -> Bytes {
         let exception = match self.kind {
-            Kind::Converse | Kind::Model => "serviceUnavailableException",
-            Kind::SageMaker => "InternalStreamFailure",
-            Kind::Agent | Kind::Rag | Kind::Other => "badGatewayException",
+            StreamShape::Converse | StreamShape::Model => "serviceUnavailableException",
+            StreamShape::SageMaker => "InternalStreamFailure",
+            StreamShape::Agent | StreamShape::Rag | StreamShape::Other => "badGatewayException",
         };
         let headers = vec![
             Header::new(":message-type", HeaderValue::String("exception".into())),

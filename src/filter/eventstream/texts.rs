@@ -2,7 +2,7 @@
 //! waiting for them (see the module documentation of `eventstream`).
 
 use super::json::*;
-use super::{header_str, write, write_json, Kind, StreamError, MAX_QUEUED, PROTOCOL_KEYS};
+use super::{header_str, write, write_json, StreamShape, StreamError, MAX_QUEUED, PROTOCOL_KEYS};
 use crate::filter::redact::{HoldCache, LiveText, Redactor};
 use aws_smithy_types::event_stream::{Header, Message};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// The redaction state of one stream.
 pub(super) struct Redact {
-    kind: Kind,
+    kind: StreamShape,
     redactor: Arc<Redactor>,
     cache: HoldCache,
     redactions: u64,
@@ -77,7 +77,7 @@ pub(super) struct Live {
 }
 
 impl Redact {
-    pub(super) fn new(kind: Kind, redactor: Arc<Redactor>) -> Self {
+    pub(super) fn new(kind: StreamShape, redactor: Arc<Redactor>) -> Self {
         Redact {
             kind,
             cache: redactor.hold_cache(),
@@ -112,8 +112,8 @@ impl Redact {
         }
         let payload = msg.payload();
         match (self.kind, et) {
-            (Kind::Converse, "contentBlockDelta") | (Kind::Rag, "output") => self.json_is_clean(payload),
-            (Kind::Model, "chunk") | (Kind::Agent, "chunk") => {
+            (StreamShape::Converse, "contentBlockDelta") | (StreamShape::Rag, "output") => self.json_is_clean(payload),
+            (StreamShape::Model, "chunk") | (StreamShape::Agent, "chunk") => {
                 // `{"bytes": base64, ...}`: the outer JSON has no match, and
                 // the decoded bytes are clean text (model chunks: clean JSON).
                 if payload.contains(&b'\\') || self.redactor.has_match(payload) {
@@ -123,13 +123,13 @@ impl Redact {
                     return false;
                 };
                 // Inner bytes that are not JSON are one continuing text.
-                if self.kind == Kind::Model && serde_json::from_slice::<serde::de::IgnoredAny>(&inner).is_ok() {
+                if self.kind == StreamShape::Model && serde_json::from_slice::<serde::de::IgnoredAny>(&inner).is_ok() {
                     self.json_is_clean(&inner)
                 } else {
                     !self.redactor.has_match(&inner) && !self.redactor.ends_live(&mut self.cache, &inner)
                 }
             }
-            (Kind::SageMaker, "PayloadPart") => {
+            (StreamShape::SageMaker, "PayloadPart") => {
                 !self.redactor.has_match(payload) && !self.redactor.ends_live(&mut self.cache, payload)
             }
             _ => false,
@@ -176,8 +176,8 @@ impl Redact {
             return Ok(());
         }
         match (is_event, self.kind, et.as_str()) {
-            (true, Kind::Converse, "contentBlockDelta") | (true, Kind::Rag, "output") => self.json_event(msg, raw, out),
-            (true, Kind::Converse, "contentBlockStop") => {
+            (true, StreamShape::Converse, "contentBlockDelta") | (true, StreamShape::Rag, "output") => self.json_event(msg, raw, out),
+            (true, StreamShape::Converse, "contentBlockStop") => {
                 // Ends the texts of its block only.
                 if let Some(i) = serde_json::from_slice::<Value>(msg.payload()).ok().as_ref().and_then(block_index) {
                     let prefix = format!("#{i}/");
@@ -194,18 +194,18 @@ impl Redact {
             }
             // Citations between output events, traces between agent chunks:
             // redacted on their own, the text goes on after them.
-            (true, Kind::Rag, _) | (true, Kind::Agent, "trace") => {
+            (true, StreamShape::Rag, _) | (true, StreamShape::Agent, "trace") => {
                 let f = self.generic(&msg, raw)?;
                 self.push_final(f, out)
             }
-            (true, Kind::Model, "chunk") => self.model_chunk(msg, raw, out),
-            (true, Kind::Agent, "chunk") => self.agent_chunk(msg, raw, out),
-            (true, Kind::Agent, "files") => {
+            (true, StreamShape::Model, "chunk") => self.model_chunk(msg, raw, out),
+            (true, StreamShape::Agent, "chunk") => self.agent_chunk(msg, raw, out),
+            (true, StreamShape::Agent, "files") => {
                 self.end_all(out)?;
                 let f = self.agent_files(&msg, raw)?;
                 self.push_final(f, out)
             }
-            (true, Kind::SageMaker, "PayloadPart") => {
+            (true, StreamShape::SageMaker, "PayloadPart") => {
                 let leaf = Leaf { pointer: String::new(), text: msg.payload().to_vec(), edits: Vec::new() };
                 let rb = Rebuild { headers: msg.headers().to_vec(), body: Body::Raw, leaves: vec![leaf], dirty: false };
                 self.enqueue(raw.clone(), rb, vec!["payload".into()], out)

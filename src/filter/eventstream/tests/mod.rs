@@ -39,7 +39,7 @@ fn decode_all(bytes: &[u8]) -> Vec<(String, Bytes)> {
     out
 }
 
-fn run(op: Operation, input: &[u8], step: usize) -> (Vec<(String, Bytes)>, u64) {
+fn run(op: StreamShape, input: &[u8], step: usize) -> (Vec<(String, Bytes)>, u64) {
     let mut s = StreamRedactor::new(op, redactor());
     let mut out = Vec::new();
     for c in input.chunks(step) {
@@ -73,7 +73,7 @@ fn id_split_over_three_converse_deltas_is_caught_and_output_has_valid_crcs() {
         br#"{"usage":{"inputTokens":3,"outputTokens":4}}"#,
     ));
     for step in [1, 7, input.len()] {
-        let (events, n) = run(Operation::ConverseStream, &input, step);
+        let (events, n) = run(StreamShape::Converse, &input, step);
         assert_eq!(n, 1);
         let text: String = events
             .iter()
@@ -121,7 +121,7 @@ fn converse_exception_and_other_events_have_json_strings_redacted() {
         ));
     write_message_to(&msg, &mut exc).unwrap();
     input.extend(exc);
-    let (events, n) = run(Operation::ConverseStream, &input, 5);
+    let (events, n) = run(StreamShape::Converse, &input, 5);
     assert_eq!(n, 2);
     assert_eq!(json_of(&events[0].1)["role"], "[redacted]");
     assert_eq!(json_of(&events[1].1)["message"], "bad [redacted]");
@@ -149,7 +149,7 @@ fn id_split_across_invoke_model_stream_chunks_at_the_same_json_path_is_caught() 
         &json!({"type": "content_block_stop", "index": 0}),
     ));
     input.extend(model_chunk(&json!({"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 5, "outputTokenCount": 3}})));
-    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 3);
+    let (events, n) = run(StreamShape::Model, &input, 3);
     assert_eq!(n, 2);
     let inners: Vec<Value> = events.iter().map(|(_, p)| inner_of(p)).collect();
     assert_eq!(inners[0]["message"]["id"], "msg [redacted]");
@@ -185,7 +185,7 @@ fn titan_text_split_into_the_final_chunk_is_caught() {
         &json!({"outputText": format!("{b} y"), "index": 0, "completionReason": "FINISH",
         "amazon-bedrock-invocationMetrics": {"outputTokenCount": 2}}),
     ));
-    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 64);
+    let (events, n) = run(StreamShape::Model, &input, 64);
     assert_eq!((events.len(), n), (2, 1));
     let text: String = events
         .iter()
@@ -212,7 +212,7 @@ fn id_split_across_invoke_agent_chunks_is_caught() {
         "trace",
         format!(r#"{{"trace":{{"x":"{ID}"}}}}"#).as_bytes(),
     ));
-    let (events, n) = run(Operation::InvokeAgent, &input, 11);
+    let (events, n) = run(StreamShape::Agent, &input, 11);
     assert_eq!(n, 2);
     let text: Vec<u8> = events
         .iter()
@@ -254,7 +254,7 @@ fn sagemaker_payload_parts_with_split_utf8_and_split_id_are_redacted() {
     for cut in 1..bytes.len() {
         let mut input = payload_part(&bytes[..cut]);
         input.extend(payload_part(&bytes[cut..]));
-        let (events, n) = run(Operation::InvokeEndpointWithResponseStream, &input, 13);
+        let (events, n) = run(StreamShape::SageMaker, &input, 13);
         assert_eq!(n, 1);
         let got: Vec<u8> = events.iter().flat_map(|(_, p)| p.to_vec()).collect();
         assert_eq!(String::from_utf8(got).unwrap(), want, "cut {cut}");
@@ -265,7 +265,7 @@ fn sagemaker_payload_parts_with_split_utf8_and_split_id_are_redacted() {
 fn sagemaker_binary_payload_passes_unchanged() {
     let bin: Vec<u8> = (0..=255u8).rev().cycle().take(2000).collect();
     let (events, n) = run(
-        Operation::InvokeEndpointWithResponseStream,
+        StreamShape::SageMaker,
         &payload_part(&bin),
         100,
     );
@@ -281,7 +281,7 @@ fn bad_crc_is_an_error_and_nothing_more_is_forwarded() {
     );
     let last = input.len() - 1;
     input[last] ^= 0xff;
-    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
     assert!(matches!(s.push(&input), Err(StreamError::Decode(_))));
     assert_eq!(s.push(b"").unwrap_err(), StreamError::Failed);
     assert_eq!(s.finish().unwrap_err(), StreamError::Failed);
@@ -293,14 +293,14 @@ fn truncated_stream_is_an_error_at_finish() {
         "contentBlockDelta",
         br#"{"delta":{"text":"hi"},"contentBlockIndex":0}"#,
     );
-    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
     assert!(s.push(&input[..input.len() - 3]).unwrap().is_empty());
     assert!(matches!(s.finish(), Err(StreamError::Truncated(_))));
 }
 
 #[test]
 fn oversized_frame_is_an_error_before_it_is_buffered() {
-    let mut s = StreamRedactor::new(Operation::InvokeEndpointWithResponseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::SageMaker, redactor());
     let len = (MAX_FRAME as u32 + 1).to_be_bytes();
     assert_eq!(
         s.push(&len).unwrap_err(),
@@ -310,7 +310,7 @@ fn oversized_frame_is_an_error_before_it_is_buffered() {
 
 #[test]
 fn a_megabyte_of_deltas_without_matches_passes_frame_for_frame_holding_nothing() {
-    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
     let piece = "us-east-1:abc déjà vu ".repeat(20);
     let f = frame(
         "contentBlockDelta",
@@ -352,11 +352,11 @@ fn arbitrary_bytes_in_arbitrary_chunks_never_panic_and_emit_only_valid_frames() 
             input[i] ^= (next() as u8) | 1;
         }
         for op in [
-            Operation::ConverseStream,
-            Operation::InvokeModelWithResponseStream,
-            Operation::InvokeAgent,
-            Operation::InvokeEndpointWithResponseStream,
-            Operation::Converse,
+            StreamShape::Converse,
+            StreamShape::Model,
+            StreamShape::Agent,
+            StreamShape::SageMaker,
+            StreamShape::Other,
         ] {
             let mut s = StreamRedactor::new(op, redactor());
             let mut out = Vec::new();
@@ -399,7 +399,7 @@ fn converse_stream(deltas: &[&str]) -> Vec<u8> {
     input
 }
 
-fn push_all(op: Operation, r: Arc<Redactor>, input: &[u8], step: usize) -> Vec<u8> {
+fn push_all(op: StreamShape, r: Arc<Redactor>, input: &[u8], step: usize) -> Vec<u8> {
     let mut s = StreamRedactor::new(op, r);
     let mut out = Vec::new();
     for c in input.chunks(step) {
@@ -414,10 +414,10 @@ fn push_all(op: Operation, r: Arc<Redactor>, input: &[u8], step: usize) -> Vec<u
 #[test]
 fn short_deltas_without_a_possible_match_pass_byte_for_byte() {
     let input = converse_stream(&["Hello", ", ", "world", ". 42 or", " the answer."]);
-    let out = push_all(Operation::ConverseStream, redactor(), &input, input.len());
+    let out = push_all(StreamShape::Converse, redactor(), &input, input.len());
     assert_eq!(out, input);
     // Fed frame by frame, each delta is emitted as soon as it arrives.
-    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
     let frames = split_frames(&input);
     for f in &frames {
         assert_eq!(&s.push(f).unwrap()[..], &f[..]);
@@ -443,7 +443,7 @@ fn split_frames(mut b: &[u8]) -> Vec<Vec<u8>> {
 fn a_possible_match_start_holds_its_frame_until_the_next_delta_decides_it() {
     let input = converse_stream(&["Thus", " far, us", "-west-2 is a region"]);
     let frames = split_frames(&input);
-    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
     assert_eq!(&s.push(&frames[0]).unwrap()[..], &frames[0][..], "messageStart goes at once");
     // "Thus" ends in "us", which could begin "us-west-2:...": it waits.
     assert!(s.push(&frames[1]).unwrap().is_empty());
@@ -458,7 +458,7 @@ fn a_possible_match_start_holds_its_frame_until_the_next_delta_decides_it() {
     assert_eq!(s.redactions(), 0);
     // Held at the block's end: the stop decides it, nothing is added.
     let input = converse_stream(&["ends with us"]);
-    assert_eq!(push_all(Operation::ConverseStream, redactor(), &input, 1), input);
+    assert_eq!(push_all(StreamShape::Converse, redactor(), &input, 1), input);
 }
 
 /// docs/reference.md §7 / [redaction]: a pattern that never matches (nor begins to)
@@ -470,11 +470,11 @@ fn a_pattern_that_never_matches_changes_no_byte_of_any_stream() {
     let never = crate::filter::redact::tests::redactor_for(&["zz-never-[0-9]{40}"]);
     let mut model = model_chunk(&json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "héllo"}}));
     model.extend(model_chunk(&json!({"outputText": "x", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 1}})));
-    let cases: Vec<(Operation, Vec<u8>)> = vec![
-        (Operation::ConverseStream, converse_stream(&["never", "-", "1234", " done"])),
-        (Operation::InvokeModelWithResponseStream, model),
-        (Operation::InvokeAgent, [agent_chunk(b"never"), agent_chunk(b"-1")].concat()),
-        (Operation::InvokeEndpointWithResponseStream, [payload_part(b"ne"), payload_part(&[0xff, 0, 1])].concat()),
+    let cases: Vec<(StreamShape, Vec<u8>)> = vec![
+        (StreamShape::Converse, converse_stream(&["never", "-", "1234", " done"])),
+        (StreamShape::Model, model),
+        (StreamShape::Agent, [agent_chunk(b"never"), agent_chunk(b"-1")].concat()),
+        (StreamShape::SageMaker, [payload_part(b"ne"), payload_part(&[0xff, 0, 1])].concat()),
     ];
     for (op, input) in cases {
         for step in [1, 5, 64, input.len()] {
@@ -488,10 +488,10 @@ fn a_pattern_that_never_matches_changes_no_byte_of_any_stream() {
 #[test]
 fn error_frame_is_a_valid_exception_message() {
     for (op, ty) in [
-        (Operation::ConverseStream, "serviceUnavailableException"),
-        (Operation::InvokeModelWithResponseStream, "serviceUnavailableException"),
-        (Operation::InvokeAgent, "badGatewayException"),
-        (Operation::InvokeEndpointWithResponseStream, "InternalStreamFailure"),
+        (StreamShape::Converse, "serviceUnavailableException"),
+        (StreamShape::Model, "serviceUnavailableException"),
+        (StreamShape::Agent, "badGatewayException"),
+        (StreamShape::SageMaker, "InternalStreamFailure"),
     ] {
         let s = StreamRedactor::new(op, redactor());
         let f = s.error_frame("upstream_stream_corrupt", "bad frame");
@@ -519,7 +519,7 @@ fn id_split_across_rag_stream_output_events_is_caught() {
     input.extend(frame("output", json!({"text": format!(" {c}")}).to_string().as_bytes()));
     input.extend(frame("citation", br#"{"citation":{"retrievedReferences":[]}}"#));
     input.extend(frame("output", json!({"text": d}).to_string().as_bytes()));
-    let (events, n) = run(Operation::RetrieveAndGenerateStream, &input, 3);
+    let (events, n) = run(StreamShape::Rag, &input, 3);
     assert_eq!(n, 2);
     let texts: Vec<String> = events
         .iter()

@@ -34,7 +34,7 @@ fn agent_answer_citing_only_allowed_sources_passes_byte_for_byte() {
     let mut input = agent_trace_retrieving("s3://docs/tenants/acme/faq.txt");
     input.extend(agent_chunk_citing("Refunds take 5 days.", &["s3://docs/tenants/acme/faq.txt", "s3://docs/public/terms.txt"]));
     for redactor in [None, Some(redactor())] {
-        let mut s = StreamRedactor::for_response(Operation::InvokeAgent, redactor, sources()).unwrap();
+        let mut s = StreamRedactor::for_response(StreamShape::Agent, redactor, sources()).unwrap();
         let mut out = s.push(&input).unwrap().to_vec();
         out.extend_from_slice(&s.finish().unwrap());
         assert_eq!(out, input);
@@ -45,7 +45,7 @@ fn agent_answer_citing_only_allowed_sources_passes_byte_for_byte() {
 fn agent_chunk_citing_a_foreign_or_look_alike_source_ends_the_stream_before_it() {
     for foreign in ["s3://docs/tenants/globex/plan.txt", "s3://docs/tenants/acme-evil/x.txt", "s3://docs/tenants/acme/../globex/x"] {
         for redactor in [None, Some(redactor())] {
-            let mut s = StreamRedactor::for_response(Operation::InvokeAgent, redactor, sources()).unwrap();
+            let mut s = StreamRedactor::for_response(StreamShape::Agent, redactor, sources()).unwrap();
             let clean = frame("chunk", json!({"bytes": B64.encode("Hello. ")}).to_string().as_bytes());
             let first = s.push(&clean).unwrap();
             let err = s.push(&agent_chunk_citing("Globex pays 9.", &["s3://docs/public/a", foreign])).unwrap_err();
@@ -60,37 +60,37 @@ fn agent_chunk_citing_a_foreign_or_look_alike_source_ends_the_stream_before_it()
 
 #[test]
 fn agent_trace_retrieving_a_foreign_source_ends_the_stream() {
-    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let mut s = StreamRedactor::for_response(StreamShape::Agent, None, sources()).unwrap();
     assert_eq!(s.push(&agent_trace_retrieving("s3://docs/tenants/globex/a.txt")).unwrap_err(), StreamError::ForeignSource);
     // A location kind with no address to judge (SQL) is never allowed.
-    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let mut s = StreamRedactor::for_response(StreamShape::Agent, None, sources()).unwrap();
     let sql = json!({"trace": {"x": {"retrievedReferences": [{"location": {"type": "SQL", "sqlLocation": {"query": "select 1"}}}]}}});
     assert_eq!(s.push(&frame("trace", sql.to_string().as_bytes())).unwrap_err(), StreamError::ForeignSource);
 }
 
 #[test]
 fn agent_chunk_that_cannot_be_judged_is_not_forwarded() {
-    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let mut s = StreamRedactor::for_response(StreamShape::Agent, None, sources()).unwrap();
     assert_eq!(s.push(&frame("chunk", b"not json")).unwrap_err(), StreamError::ForeignSource);
-    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let mut s = StreamRedactor::for_response(StreamShape::Agent, None, sources()).unwrap();
     let bad = json!({"attribution": {"citations": [{"retrievedReferences": "s3://docs/tenants/acme/"}]}});
     assert_eq!(s.push(&frame("chunk", bad.to_string().as_bytes())).unwrap_err(), StreamError::ForeignSource);
     let mut deep = json!({"retrievedReferences": [s3_ref("s3://docs/tenants/globex/a")]});
     for _ in 0..70 {
         deep = json!({ "n": deep });
     }
-    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, None, sources()).unwrap();
+    let mut s = StreamRedactor::for_response(StreamShape::Agent, None, sources()).unwrap();
     assert!(s.push(&frame("trace", deep.to_string().as_bytes())).is_err());
 }
 
 #[test]
 fn source_check_applies_only_to_agents_with_prefixes() {
-    assert!(StreamRedactor::for_response(Operation::InvokeAgent, None, None).is_none());
+    assert!(StreamRedactor::for_response(StreamShape::Agent, None, None).is_none());
     let none: [&str; 0] = [];
-    assert!(StreamRedactor::for_response(Operation::InvokeAgent, None, Some(SourceFilter::new(&none))).is_none());
-    assert!(StreamRedactor::for_response(Operation::ConverseStream, None, sources()).is_none());
+    assert!(StreamRedactor::for_response(StreamShape::Agent, None, Some(SourceFilter::new(&none))).is_none());
+    assert!(StreamRedactor::for_response(StreamShape::Converse, None, sources()).is_none());
     // Without prefixes an agent stream is redacted only.
-    let mut s = StreamRedactor::for_response(Operation::InvokeAgent, Some(redactor()), None).unwrap();
+    let mut s = StreamRedactor::for_response(StreamShape::Agent, Some(redactor()), None).unwrap();
     let input = agent_chunk_citing("ok", &["s3://docs/tenants/globex/a"]);
     assert_eq!(s.push(&input).unwrap(), Bytes::from(input));
 }
@@ -111,7 +111,7 @@ fn redact_cost_per_delta() {
     let t = std::time::Instant::now();
     let mut out_len = 0;
     for _ in 0..rounds {
-        let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+        let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
         for f in input.chunks(160) {
             out_len += s.push(f).unwrap().len();
         }
@@ -130,7 +130,7 @@ fn a_held_frame_has_its_other_fields_redacted_too() {
     let held = json!({"contentBlockIndex": 0, "delta": {"text": "owner u"}, "p": format!("pad {ID}")});
     let mut input = frame("contentBlockDelta", held.to_string().as_bytes());
     input.extend(frame("contentBlockStop", br#"{"contentBlockIndex":0}"#));
-    let (events, n) = run(Operation::ConverseStream, &input, 7);
+    let (events, n) = run(StreamShape::Converse, &input, 7);
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(names, ["contentBlockDelta", "contentBlockStop"]);
     let first = json_of(&events[0].1);
@@ -177,7 +177,7 @@ fn id_split_in_model_chunk_fields_outside_any_fixed_list_is_caught() {
         input.extend(model_chunk(&mk(&format!("{b}\"}}"))));
         input.extend(model_chunk(&json!({"amazon-bedrock-invocationMetrics": {"outputTokenCount": 2}})));
         for step in [1, 9, input.len()] {
-            let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, step);
+            let (events, n) = run(StreamShape::Model, &input, step);
             assert_eq!(n, 1, "{pointer}");
             assert_eq!(model_text(&events, pointer), "{\"user\":\"[redacted]\"}", "{pointer}");
             assert_eq!(events.len(), 3);
@@ -194,7 +194,7 @@ fn held_text_survives_keepalives_and_other_blocks_or_choices_in_between() {
     input.extend(model_chunk(&json!({"type": "ping"})));
     input.extend(model_chunk(&delta(0, &format!("{b}.")))); 
     input.extend(model_chunk(&json!({"type": "content_block_stop", "index": 0})));
-    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 5);
+    let (events, n) = run(StreamShape::Model, &input, 5);
     assert_eq!(n, 1);
     assert_eq!(model_text(&events, "/delta/text"), "id [redacted].");
     let types: Vec<String> = events.iter().map(|(_, p)| inner_of(p)["type"].as_str().unwrap().to_string()).collect();
@@ -206,7 +206,7 @@ fn held_text_survives_keepalives_and_other_blocks_or_choices_in_between() {
     input.extend(model_chunk(&choice(1, &format!("and {a}"))));
     input.extend(model_chunk(&choice(0, &format!("{b} z"))));
     input.extend(model_chunk(&choice(1, &format!("{b}!"))));
-    let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, 7);
+    let (events, n) = run(StreamShape::Model, &input, 7);
     assert_eq!(n, 2);
     let of = |i: u64| -> String {
         events
@@ -221,7 +221,7 @@ fn held_text_survives_keepalives_and_other_blocks_or_choices_in_between() {
     // Converse: interleaved blocks keep their own texts.
     let cd = |i: u64, t: &str| frame("contentBlockDelta", json!({"contentBlockIndex": i, "delta": {"text": t}}).to_string().as_bytes());
     let input = [cd(0, &format!("x {a}")), cd(1, "tool "), cd(0, b), cd(1, "done")].concat();
-    let (events, n) = run(Operation::ConverseStream, &input, 3);
+    let (events, n) = run(StreamShape::Converse, &input, 3);
     assert_eq!(n, 1);
     let text0: String = events
         .iter()
@@ -239,7 +239,7 @@ fn a_match_of_700_bytes_split_over_many_deltas_is_caught() {
     let pieces: Vec<String> = text.as_bytes().chunks(10).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
     let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
     let input = converse_stream(&refs);
-    let (events, n) = run(Operation::ConverseStream, &input, 64);
+    let (events, n) = run(StreamShape::Converse, &input, 64);
     assert_eq!(n, 1);
     let got: String = events
         .iter()
@@ -253,7 +253,7 @@ fn a_match_of_700_bytes_split_over_many_deltas_is_caught() {
 
 #[test]
 fn a_would_be_match_that_never_ends_stops_the_stream_at_the_bound() {
-    let mut s = StreamRedactor::new(Operation::ConverseStream, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Converse, redactor());
     let d = |t: &str| frame("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": t}}).to_string().as_bytes());
     assert_eq!(s.push(&d("ok ")).unwrap().len(), d("ok ").len());
     assert!(s.push(&d("us-")).unwrap().is_empty());
@@ -275,7 +275,7 @@ fn a_would_be_match_that_never_ends_stops_the_stream_at_the_bound() {
 #[test]
 fn frames_behind_an_undecided_text_keep_their_order_and_are_bounded() {
     // An agent chunk ending in "us" waits; traces after it wait behind it.
-    let mut s = StreamRedactor::new(Operation::InvokeAgent, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Agent, redactor());
     assert!(s.push(&agent_chunk(b"thus")).unwrap().is_empty());
     let trace = frame("trace", br#"{"trace":{"x":"y"}}"#);
     assert!(s.push(&trace).unwrap().is_empty());
@@ -285,7 +285,7 @@ fn frames_behind_an_undecided_text_keep_their_order_and_are_bounded() {
     assert_eq!(names, ["chunk", "trace", "chunk"]);
     // More than MAX_QUEUED bytes of traces behind an undecided chunk: the
     // stream ends rather than growing.
-    let mut s = StreamRedactor::new(Operation::InvokeAgent, redactor());
+    let mut s = StreamRedactor::new(StreamShape::Agent, redactor());
     assert!(s.push(&agent_chunk(b"thus")).unwrap().is_empty());
     let big = frame("trace", format!(r#"{{"trace":{{"x":"{}"}}}}"#, "y".repeat(64 * 1024)).as_bytes());
     let mut err = None;
@@ -320,7 +320,7 @@ fn model_chunks_whose_inner_json_is_a_bare_string_or_not_json_are_continuing_tex
     ] {
         let input = [raw_chunk(&x), raw_chunk(&y)].concat();
         for step in [1, 13, input.len()] {
-            let (events, n) = run(Operation::InvokeModelWithResponseStream, &input, step);
+            let (events, n) = run(StreamShape::Model, &input, step);
             assert_eq!(n, 1, "{}", String::from_utf8_lossy(&x));
             let all: Vec<u8> = events
                 .iter()
@@ -337,11 +337,11 @@ fn an_id_in_a_duplicate_member_or_behind_json_escapes_never_passes() {
     // A JSON parser keeps the last of two members with one name; the first
     // one's bytes must not reach the app either.
     let dup = format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"{ID}","text":"hi"}}}}"#);
-    let (events, _) = run(Operation::ConverseStream, &frame("contentBlockDelta", dup.as_bytes()), 7);
+    let (events, _) = run(StreamShape::Converse, &frame("contentBlockDelta", dup.as_bytes()), 7);
     assert!(events.iter().all(|(_, p)| !String::from_utf8_lossy(p).contains(&ID[10..])), "{events:?}");
     let inner = format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"text":"{ID}","text":"hi"}}}}"#);
     let chunk = frame("chunk", json!({"bytes": B64.encode(&inner)}).to_string().as_bytes());
-    let (events, _) = run(Operation::InvokeModelWithResponseStream, &chunk, 5);
+    let (events, _) = run(StreamShape::Model, &chunk, 5);
     for (_, p) in &events {
         let inner = B64.decode(json_of(p)["bytes"].as_str().unwrap()).unwrap();
         assert!(!String::from_utf8_lossy(&inner).contains(&ID[10..]), "{}", String::from_utf8_lossy(&inner));
@@ -351,7 +351,7 @@ fn an_id_in_a_duplicate_member_or_behind_json_escapes_never_passes() {
     let esc = |t: &str| t.replace('u', "\\u0075").replace('-', "\\u002d");
     let d = |t: String| frame("contentBlockDelta", format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"{t}"}}}}"#).as_bytes());
     let input = [d(format!("id {}", esc(a))), d(format!("{} end", esc(b)))].concat();
-    let (events, n) = run(Operation::ConverseStream, &input, 3);
+    let (events, n) = run(StreamShape::Converse, &input, 3);
     assert_eq!(n, 1);
     let text: String = events.iter().map(|(_, p)| json_of(p)["delta"]["text"].as_str().unwrap().to_string()).collect();
     assert_eq!(text, "id [redacted] end");

@@ -1,5 +1,5 @@
 use super::*;
-use crate::rewrite::test_support::*;
+use crate::test_support::*;
 
 fn reason(r: Result<(), ProxyError>) -> &'static str {
     r.unwrap_err().reason()

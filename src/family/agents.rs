@@ -47,15 +47,78 @@
 //!  "sessionState": {"sessionAttributes": {"tenantId": "acme", "userId": "alice", "locale": "de"}}}
 //! ```
 
-use super::knowledge_base::{check_source, kb_allowed, rewrite_retrieval_configuration, RewriteNote};
-use super::session::SessionKeys;
-use super::{body_object, child_object, missing_claim, opt_object, opt_str, render_source_prefixes};
+use super::knowledge_bases::{check_source, kb_allowed, rewrite_retrieval_configuration, RewriteNote};
+use super::{body_object, child_object, missing_claim, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, RequestBody, ResponseShape};
 use crate::aws::credentials::TenantCredentials;
-use crate::config::TenantPolicy;
 use crate::error::ProxyError;
-use crate::filter::chunks::SourceFilter;
-use crate::principal::Principal;
+use crate::decide::{self, Resource};
+use crate::filter::eventstream::StreamShape;
+use crate::post::Post;
+use crate::route::{Operation, Target};
+use crate::usage::UsageSource;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
+
+/// The agents family.
+pub struct Agents;
+
+/// The response headers that carry the session and memory ids.
+const SESSION_HEADER: &str = "x-amz-bedrock-agent-session-id";
+const MEMORY_HEADER: &str = "x-amz-bedrock-agent-memory-id";
+
+impl Hooks for Agents {
+    fn authorize(ctx: &Ctx<'_>, target: &Target) -> Result<(), ProxyError> {
+        match target {
+            // Decided in `rewrite`, once the body is validated (a malformed
+            // body is 400 whatever it names).
+            Target::Agent { .. } => Ok(()),
+            _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
+        }
+    }
+
+    fn rewrite(
+        ctx: &Ctx<'_>,
+        target: &mut Target,
+        _headers: &mut HeaderMap,
+        body: RequestBody,
+        creds: &TenantCredentials,
+        _notes: &mut Notes,
+    ) -> Result<(Bytes, Post), ProxyError> {
+        let Target::Agent { agent, alias, session } = target else {
+            return Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string()));
+        };
+        let mut v = body.tree()?;
+        let client_session_id = session.clone();
+        let client_memory_id = v.get("memoryId").and_then(|m| m.as_str()).map(String::from);
+        let inject = ctx.policy.agents.inject_scoped_credentials.then_some(creds);
+        let out = rewrite_invoke_agent(ctx, agent, alias, &client_session_id, &mut v, inject)?;
+        *session = out.upstream_session_id;
+        let prefixes = decide::source_prefixes(&ctx.request())?;
+        Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id, prefixes }))
+    }
+
+    /// The app sees its own session id, and its own memory id (or none,
+    /// when it sent none): the namespaced ones never go back.
+    fn response_headers(_ctx: &Ctx<'_>, post: &Post, headers: &mut HeaderMap) {
+        let Post::Agent { client_session_id, client_memory_id, .. } = post else { return };
+        if let Ok(v) = HeaderValue::from_str(client_session_id) {
+            headers.insert(SESSION_HEADER, v);
+        }
+        match client_memory_id.as_deref().map(HeaderValue::from_str) {
+            Some(Ok(v)) => {
+                headers.insert(MEMORY_HEADER, v);
+            }
+            _ => {
+                headers.remove(MEMORY_HEADER);
+            }
+        }
+    }
+
+    fn response_shape(_op: Operation) -> ResponseShape {
+        ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Agent }
+    }
+}
 
 /// Session attribute carrying the verified token.
 pub const USER_JWT: &str = "userJWT";
@@ -103,19 +166,17 @@ fn check_bedrock_id(id: &str, what: &str) -> Result<(), ProxyError> {
 /// tenant-scoped credentials the request will be signed with (required when
 /// `inject_scoped_credentials`, else 503 `credentials_unavailable`). On error
 /// the body may be partly rewritten and must be discarded.
-#[allow(clippy::too_many_arguments)] // each is a distinct input of the one decision
 pub fn rewrite_invoke_agent(
+    ctx: &Ctx<'_>,
     agent_id: &str,
     alias_id: &str,
     client_session_id: &str,
     body: &mut Value,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    keys: &SessionKeys,
     creds: Option<&TenantCredentials>,
 ) -> Result<AgentRewrite, ProxyError> {
+    let (principal, policy, keys) = (ctx.principal, ctx.policy, ctx.keys);
     let agents = &policy.agents;
-    crate::decide::check(principal, policy, crate::decide::Resource::Agent { agent: agent_id, alias: alias_id })?;
+    ctx.decide(Resource::Agent { agent: agent_id, alias: alias_id })?;
     check_bedrock_id(client_session_id, "sessionId")?;
     let obj = body_object(body)?;
 
@@ -175,8 +236,8 @@ pub fn rewrite_invoke_agent(
         }
     }
 
-    rewrite_knowledge_bases(state, principal, policy, &mut out)?;
-    check_files(state, principal, policy, &mut out)?;
+    rewrite_knowledge_bases(state, ctx, &mut out)?;
+    check_files(state, ctx, &mut out)?;
     Ok(out)
 }
 
@@ -193,12 +254,11 @@ fn remove_protected(map: &mut Map<String, Value>, protected: &[&str]) -> Vec<Str
 
 fn rewrite_knowledge_bases(
     state: &mut Map<String, Value>,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
     out: &mut AgentRewrite,
 ) -> Result<(), ProxyError> {
     const PATH: &str = "sessionState.knowledgeBaseConfigurations";
-    let attached = &policy.agents.knowledge_bases;
+    let attached = &ctx.policy.agents.knowledge_bases;
     let absent = state.get("knowledgeBaseConfigurations").is_none_or(Value::is_null);
     if absent && attached.is_empty() {
         return Ok(());
@@ -225,9 +285,9 @@ fn rewrite_knowledge_bases(
         let kb = opt_str(entry, "knowledgeBaseId", &format!("{path}.knowledgeBaseId"))?
             .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.knowledgeBaseId is required")))?
             .to_string();
-        kb_allowed(policy, principal, &kb)?;
+        kb_allowed(ctx, &kb)?;
         let mut note = RewriteNote::default();
-        rewrite_retrieval_configuration(entry, &path, principal, policy, &mut note)?;
+        rewrite_retrieval_configuration(entry, &path, ctx, &mut note)?;
         out.models.extend(note.models);
         out.knowledge_bases.push(kb);
     }
@@ -236,8 +296,7 @@ fn rewrite_knowledge_bases(
 
 fn check_files(
     state: &Map<String, Value>,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
     out: &mut AgentRewrite,
 ) -> Result<(), ProxyError> {
     const PATH: &str = "sessionState.files";
@@ -249,14 +308,13 @@ fn check_files(
     if files.is_empty() {
         return Ok(());
     }
-    let filter = SourceFilter::new(&render_source_prefixes(policy, principal)?);
     for (i, file) in files.iter().enumerate() {
         let path = format!("{PATH}[{i}]");
         let source = file
             .get("source")
             .filter(|s| !s.is_null())
             .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.source is required")))?;
-        if check_source(source, &format!("{path}.source"), &filter, principal)? {
+        if check_source(ctx, source, &format!("{path}.source"))? {
             out.s3_files += 1;
         }
     }
@@ -264,5 +322,5 @@ fn check_files(
 }
 
 #[cfg(test)]
-#[path = "agent_tests.rs"]
+#[path = "agents_tests.rs"]
 mod tests;

@@ -7,10 +7,12 @@ use crate::filter::chunks::{
     citation_event_is_clean, citation_event_payload_is_clean, filter_retrieve_response, rag_answer_is_clean,
     SourceFilter,
 };
-use crate::rewrite::agent::rewrite_invoke_agent;
-use crate::rewrite::knowledge_base::{rewrite_retrieve, rewrite_retrieve_and_generate};
-use crate::rewrite::session::SessionKeys;
-use crate::rewrite::test_support::{alice, policy};
+use crate::family::agents::rewrite_invoke_agent;
+use crate::family::knowledge_bases::{rewrite_retrieve, rewrite_retrieve_and_generate};
+use crate::session::SessionKeys;
+use crate::family::Ctx;
+use crate::route::Operation;
+use crate::test_support::{alice, policy};
 use serde_json::{json, Map, Value};
 
 const KEYS: &[&str] = &[
@@ -152,9 +154,9 @@ fn fixture() -> Fixture {
 
 fn exercise(f: &Fixture, body: &Value) {
     let Fixture { pol, keys, p, prefixes } = f;
-    let _ = rewrite_retrieve(&mut body.clone(), "KBPOOLED01", p, pol);
-    let _ = rewrite_retrieve_and_generate(&mut body.clone(), p, pol, keys);
-    let _ = rewrite_invoke_agent("AGENT12345", "ALIAS6789", "chat-42", &mut body.clone(), p, pol, keys, None);
+    let _ = rewrite_retrieve(&Ctx::new(Operation::Retrieve, p, pol, keys), &mut body.clone(), "KBPOOLED01");
+    let _ = rewrite_retrieve_and_generate(&Ctx::new(Operation::RetrieveAndGenerate, p, pol, keys), &mut body.clone());
+    let _ = rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, p, pol, keys), "AGENT12345", "ALIAS6789", "chat-42", &mut body.clone(), None);
     let _ = filter_retrieve_response(body.to_string().as_bytes(), prefixes);
     let _ = rag_answer_is_clean(body, prefixes);
     let _ = citation_event_is_clean(body, prefixes);

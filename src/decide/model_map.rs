@@ -27,6 +27,7 @@
 //! a list of known prefixes that would go stale.
 
 use crate::config::TenantPolicy;
+pub use crate::model_id::{canonical, foundation_model_id};
 
 /// What `resolve` decided for one requested model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,31 +38,6 @@ pub enum Resolution<'a> {
     Mapped(&'a str),
     /// A spelling of the mapped model `key` that the map does not cover.
     Denied { key: &'a str },
-}
-
-/// The bare model id of a foundation-model ARN
-/// (`arn:<partition>:bedrock:<region>::foundation-model/<id>`), any
-/// partition and region; `None` for anything else.
-pub fn foundation_model_id(model: &str) -> Option<&str> {
-    let rest = model.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(5, ':');
-    let partition = parts.next()?;
-    if partition.is_empty() || parts.next()? != "bedrock" {
-        return None;
-    }
-    let _region = parts.next()?;
-    let account = parts.next()?;
-    let resource = parts.next()?;
-    if !account.is_empty() {
-        return None;
-    }
-    resource.strip_prefix("foundation-model/").filter(|id| !id.is_empty())
-}
-
-/// The id a map key or a requested model stands for: the bare id of a
-/// foundation-model ARN, else the string itself.
-pub fn canonical(model: &str) -> &str {
-    foundation_model_id(model).unwrap_or(model)
 }
 
 /// True when `requested` is some spelling of the model `key` (already

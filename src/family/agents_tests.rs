@@ -1,5 +1,8 @@
 use super::*;
-use crate::rewrite::test_support::*;
+use crate::config::TenantPolicy;
+use crate::principal::Principal;
+use crate::session::SessionKeys;
+use crate::test_support::*;
 use aws_credential_types::Credentials;
 use serde_json::json;
 
@@ -12,7 +15,7 @@ fn creds(token: Option<&str>) -> TenantCredentials {
 }
 
 fn run(body: &mut Value, policy: &TenantPolicy) -> Result<AgentRewrite, ProxyError> {
-    rewrite_invoke_agent("AGENT12345", "ALIAS6789", "chat-42", body, &alice(), policy, &keys(), None)
+    rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), policy, &keys()), "AGENT12345", "ALIAS6789", "chat-42", body, None)
 }
 
 fn attrs(body: &Value) -> &Map<String, Value> {
@@ -24,7 +27,7 @@ fn agent_outside_the_allowlist_is_denied() {
     let mut body = json!({"inputText": "hi"});
     for (agent, alias) in [("AGENTOTHER", "ALIAS6789"), ("AGENT12345", "ALIASOTHER"), ("agent12345", "ALIAS6789")] {
         let e =
-            rewrite_invoke_agent(agent, alias, "chat-42", &mut body, &alice(), &policy(), &keys(), None).unwrap_err();
+            rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), &policy(), &keys()), agent, alias, "chat-42", &mut body, None).unwrap_err();
         assert_eq!(e, ProxyError::AgentNotAllowed { agent: format!("{agent}/{alias}"), tenant: "acme".into() });
     }
 }
@@ -32,8 +35,8 @@ fn agent_outside_the_allowlist_is_denied() {
 #[test]
 fn alias_wildcard_allows_any_alias_of_that_agent() {
     let mut body = json!({});
-    rewrite_invoke_agent("AGENTABCDE", "ANYALIAS", "chat-42", &mut body, &alice(), &policy(), &keys(), None).unwrap();
-    let e = rewrite_invoke_agent("AGENTABCDEX", "A", "chat-42", &mut body, &alice(), &policy(), &keys(), None);
+    rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), &policy(), &keys()), "AGENTABCDE", "ANYALIAS", "chat-42", &mut body, None).unwrap();
+    let e = rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), &policy(), &keys()), "AGENTABCDEX", "A", "chat-42", &mut body, None);
     assert_eq!(e.unwrap_err().reason(), "agent_not_allowed");
 }
 
@@ -90,7 +93,7 @@ fn static_mode_without_a_token_injects_none_and_still_strips_a_forged_one() {
     pol.agents.inject_user_token = true;
     let p = crate::principal::Principal::static_tenant("acme");
     let mut body = json!({"sessionState": {"sessionAttributes": {"userJWT": "forged"}}});
-    rewrite_invoke_agent("AGENT12345", "ALIAS6789", "chat-42", &mut body, &p, &pol, &keys(), None).unwrap();
+    rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &p, &pol, &keys()), "AGENT12345", "ALIAS6789", "chat-42", &mut body, None).unwrap();
     assert!(attrs(&body).get("userJWT").is_none());
     assert_eq!(attrs(&body)["userId"], "-");
 }
@@ -113,7 +116,7 @@ fn scoped_credentials_are_injected_when_configured() {
     pol.agents.inject_scoped_credentials = true;
     let c = creds(Some("tenant-session-token"));
     let mut body = json!({"sessionState": {"sessionAttributes": {"accessKeyId": "AKIAFORGED"}}});
-    let out = rewrite_invoke_agent("AGENT12345", "ALIAS6789", "chat-42", &mut body, &alice(), &pol, &keys(), Some(&c))
+    let out = rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), &pol, &keys()), "AGENT12345", "ALIAS6789", "chat-42", &mut body, Some(&c))
         .unwrap();
     let a = attrs(&body);
     assert_eq!(a["accessKeyId"], "ASIATENANTACME");
@@ -128,7 +131,7 @@ fn long_term_keys_without_a_session_token_remove_a_forged_token() {
     pol.agents.inject_scoped_credentials = true;
     let c = creds(None);
     let mut body = json!({"sessionState": {"sessionAttributes": {"sessionToken": "forged"}}});
-    rewrite_invoke_agent("AGENT12345", "ALIAS6789", "chat-42", &mut body, &alice(), &pol, &keys(), Some(&c)).unwrap();
+    rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), &pol, &keys()), "AGENT12345", "ALIAS6789", "chat-42", &mut body, Some(&c)).unwrap();
     assert!(attrs(&body).get("sessionToken").is_none());
     assert_eq!(attrs(&body)["accessKeyId"], "ASIATENANTACME");
 }
@@ -165,7 +168,7 @@ fn session_ids_differ_per_tenant_and_user() {
     let mut pol = policy();
     pol.agents.allowed.push(crate::glob::Glob::new("*").unwrap());
     let id = |p: &Principal| {
-        rewrite_invoke_agent("AGENT12345", "ALIAS6789", "chat-42", &mut json!({}), p, &pol, &keys(), None)
+        rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, p, &pol, &keys()), "AGENT12345", "ALIAS6789", "chat-42", &mut json!({}), None)
             .unwrap()
             .upstream_session_id
     };
@@ -192,7 +195,7 @@ fn memory_id_is_namespaced_per_tenant_and_user() {
 fn invalid_session_or_memory_ids_are_invalid_parameter() {
     for sid in ["", "x", "has space", "a/b", &"x".repeat(101), "é-id"] {
         let e =
-            rewrite_invoke_agent("AGENT12345", "ALIAS6789", sid, &mut json!({}), &alice(), &policy(), &keys(), None);
+            rewrite_invoke_agent(&Ctx::new(Operation::InvokeAgent, &alice(), &policy(), &keys()), "AGENT12345", "ALIAS6789", sid, &mut json!({}), None);
         assert_eq!(e.unwrap_err().reason(), "invalid_parameter", "{sid:?}");
     }
     for mem in [json!(5), json!("a b"), json!("x")] {

@@ -29,14 +29,91 @@
 //! asynchronously): then that member is bound like Converse's (see
 //! `rewrite_invoke_body`) and the body re-serialised.
 
-use super::{body_object, child_object, missing_claim, parse_json_body};
+use super::{body_object, child_object, missing_claim, parse_json_body, to_bytes, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use crate::aws::credentials::TenantCredentials;
 use crate::config::{Guardrail, StreamProcessingMode, TenantPolicy};
+use crate::decide::{model_map, Resource};
 use crate::error::ProxyError;
+use crate::filter::eventstream::StreamShape;
+use crate::post::Post;
 use crate::principal::Principal;
-use crate::route::Operation;
+use crate::route::{Operation, Target};
+use crate::usage::UsageSource;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
+
+/// Model calls: the operations that name a model in the path, and Rerank,
+/// which names its model in the body.
+pub struct ModelCalls;
+
+impl Hooks for ModelCalls {
+    fn authorize(ctx: &Ctx<'_>, target: &Target) -> Result<(), ProxyError> {
+        match target {
+            Target::Model(model) => ctx.decide(Resource::Model(model)).map(drop),
+            // Rerank: the model is in the body (`rewrite`).
+            _ => Ok(()),
+        }
+    }
+
+    fn rewrite(
+        ctx: &Ctx<'_>,
+        target: &mut Target,
+        headers: &mut HeaderMap,
+        body: RequestBody,
+        _creds: &TenantCredentials,
+        notes: &mut Notes,
+    ) -> Result<(Bytes, Post), ProxyError> {
+        match target {
+            Target::Model(model) => {
+                // Every spelling of a mapped model is mapped or denied
+                // (`decide::model_map`), after the allowlist judged the id
+                // the app asked for.
+                let upstream = model_map::upstream_model(ctx.policy, ctx.principal, model)?;
+                if upstream != *model {
+                    notes.upstream_resource = Some(upstream.clone());
+                    *model = upstream;
+                }
+                let out = rewrite_model_call(ctx.op, body.bytes, body.json, headers, ctx.principal, ctx.policy)?;
+                Ok((out, Post::Stream))
+            }
+            _ => {
+                // Rerank. Forward what was judged: re-serialising collapses
+                // duplicate keys, so upstream cannot read a model other than
+                // the one checked.
+                let v = body.tree()?;
+                check_rerank_model(ctx, &v)?;
+                Ok((to_bytes(&v)?, Post::Stream))
+            }
+        }
+    }
+
+    fn response_shape(op: Operation) -> ResponseShape {
+        match op {
+            Operation::Converse => ResponseShape { usage: UsageSource::ConverseBody, stream: StreamShape::Other },
+            Operation::ConverseStream => ResponseShape { usage: UsageSource::ConverseEvents, stream: StreamShape::Converse },
+            Operation::InvokeModelWithResponseStream => {
+                ResponseShape { usage: UsageSource::ModelChunks, stream: StreamShape::Model }
+            }
+            _ => ResponseShape::PLAIN,
+        }
+    }
+}
+
+/// Rerank (docs/reference.md §5.1): the reranking model named in the body is
+/// decided like a path model.
+fn check_rerank_model(ctx: &Ctx<'_>, v: &Value) -> Result<(), ProxyError> {
+    let model = v
+        .pointer("/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn")
+        .ok_or_else(|| {
+            ProxyError::InvalidParameter(
+                "rerankingConfiguration.bedrockRerankingConfiguration.modelConfiguration.modelArn is required".into(),
+            )
+        })?
+        .as_str()
+        .ok_or_else(|| ProxyError::InvalidParameter("modelArn must be a string".into()))?;
+    ctx.decide(Resource::Model(model)).map(drop)
+}
 
 /// Rewrite one Bedrock runtime model call. Returns the body to send (the
 /// original bytes when nothing in it had to change).
@@ -66,8 +143,8 @@ pub fn rewrite_model_call(
                 .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
             let ver = HeaderValue::from_str(&g.version)
                 .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
-            headers.insert("x-amzn-bedrock-guardrailidentifier", id);
-            headers.insert("x-amzn-bedrock-guardrailversion", ver);
+            headers.insert(crate::aws::headers::GUARDRAIL_IDENTIFIER, id);
+            headers.insert(crate::aws::headers::GUARDRAIL_VERSION, ver);
             rewrite_invoke_body(op, body, g)
         }
         _ => Ok(body),

@@ -1,5 +1,6 @@
 use super::*;
-use crate::rewrite::test_support::{policy as base_policy, principal};
+use crate::{config::TenantPolicy, principal::Principal, session::SessionKeys};
+use crate::test_support::{policy as base_policy, principal};
 use http::HeaderMap;
 
 const ALL_OPS: [Operation; 3] =
@@ -51,7 +52,8 @@ fn async_headers(loc: &str) -> HeaderMap {
 }
 
 fn run(op: Operation, ep: &str, h: &mut HeaderMap, p: &TenantPolicy) -> Result<SageMakerRewrite, ProxyError> {
-    rewrite_sagemaker(op, ep, h, &acme(), p, &keys())
+    let (who, keys) = (acme(), keys());
+    rewrite_sagemaker(&Ctx::new(op, &who, p, &keys), ep, h)
 }
 
 fn invoke(ep: &str, h: &mut HeaderMap) -> Result<SageMakerRewrite, ProxyError> {
@@ -81,7 +83,7 @@ fn bridge_endpoint_template_renders_the_tenant() {
     let mut h = HeaderMap::new();
     assert_eq!(invoke("bridge", &mut h).unwrap().endpoint, "shared-acme-ep");
     let mut h = HeaderMap::new();
-    let r = rewrite_sagemaker(Operation::InvokeEndpoint, "bridge", &mut h, &principal("globex", "bob"), &policy(), &keys());
+    let r = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &principal("globex", "bob"), &policy(), &keys()), "bridge", &mut h);
     assert_eq!(r.unwrap().endpoint, "shared-globex-ep");
     assert_eq!(target(&h), Some("globex.tar.gz"));
 }
@@ -130,9 +132,7 @@ fn invalid_endpoint_name_is_400_before_any_lookup() {
     }
     let long = "a".repeat(64);
     assert_eq!(reason(invoke(&long, &mut HeaderMap::new())), "invalid_parameter");
-    assert!(is_valid_endpoint_name(&"a".repeat(63)));
-    assert!(is_valid_endpoint_name("a--b"));
-    assert!(is_valid_endpoint_name("A1"));
+    assert!(is_valid_endpoint_name(&"a".repeat(63)) && is_valid_endpoint_name("a--b") && is_valid_endpoint_name("A1"));
 }
 
 #[test]
@@ -141,17 +141,17 @@ fn rendered_endpoint_that_breaks_the_rules_fails_closed() {
     p.sagemaker.endpoints = vec![("bridge".into(), tpl("ep-{tenant}")), ("plan".into(), tpl("ep-{claims.plan}"))];
     // Tenant ids may hold `.` and `_`, which endpoint names may not.
     let dotted = principal("acme.eu", "alice");
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "bridge", &mut HeaderMap::new(), &dotted, &p, &keys()).unwrap_err();
+    let e = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &dotted, &p, &keys()), "bridge", &mut HeaderMap::new()).unwrap_err();
     assert_eq!(e.reason(), "endpoint_not_allowed");
     // The same invalid value can't be reached as a real name either
     // (it isn't one, so it is 400 before the lookup).
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "ep-acme.eu", &mut HeaderMap::new(), &dotted, &p, &keys()).unwrap_err();
+    let e = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &dotted, &p, &keys()), "ep-acme.eu", &mut HeaderMap::new()).unwrap_err();
     assert_eq!(e.reason(), "invalid_parameter");
     // A claim with characters an endpoint name can't hold.
     let mut odd = acme();
     odd.claims.insert("plan".into(), serde_json::json!("gold/../x"));
     p.sagemaker.endpoints.remove(0);
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "plan", &mut HeaderMap::new(), &odd, &p, &keys()).unwrap_err();
+    let e = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &odd, &p, &keys()), "plan", &mut HeaderMap::new()).unwrap_err();
     assert_eq!(e.reason(), "endpoint_not_allowed");
 }
 
@@ -171,7 +171,7 @@ fn endpoint_template_naming_an_absent_claim_is_missing_claim() {
     // With the claim, it renders.
     let mut with = acme();
     with.claims.insert("tier".into(), serde_json::json!("gold"));
-    let r = rewrite_sagemaker(Operation::InvokeEndpoint, "tiered", &mut HeaderMap::new(), &with, &p, &keys()).unwrap();
+    let r = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &with, &p, &keys()), "tiered", &mut HeaderMap::new()).unwrap();
     assert_eq!(r.endpoint, "ep-gold");
 }
 
@@ -296,13 +296,13 @@ fn wildcards_from_a_claim_never_widen_a_target_glob() {
     let mut star = acme();
     star.claims.insert("team".into(), serde_json::json!("*"));
     let mut h = hdrs(&[(TARGET_MODEL, "globex/m.tar.gz")]);
-    let e = rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &star, &p, &keys()).unwrap_err();
+    let e = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &star, &p, &keys()), "classifier", &mut h).unwrap_err();
     assert_eq!(e.reason(), "cross_tenant");
     // The same template with an ordinary claim works.
     let mut team = acme();
     team.claims.insert("team".into(), serde_json::json!("acme-ml"));
     let mut h = hdrs(&[(TARGET_MODEL, "acme-ml/m.tar.gz")]);
-    rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &team, &p, &keys()).unwrap();
+    rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &team, &p, &keys()), "classifier", &mut h).unwrap();
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn unusable_rendered_target_model_fails_closed() {
         let mut pr = acme();
         pr.claims.insert("team".into(), serde_json::json!(team));
         let mut h = HeaderMap::new();
-        let e = rewrite_sagemaker(Operation::InvokeEndpoint, "classifier", &mut h, &pr, &p, &keys()).unwrap_err();
+        let e = rewrite_sagemaker(&Ctx::new(Operation::InvokeEndpoint, &pr, &p, &keys()), "classifier", &mut h).unwrap_err();
         assert_eq!(e.reason(), "cross_tenant", "{team:?}");
         assert_eq!(target(&h), None);
     }

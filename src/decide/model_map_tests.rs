@@ -1,6 +1,6 @@
 use super::*;
 use crate::glob::Glob;
-use crate::rewrite::test_support::{alice, policy};
+use crate::test_support::{alice, policy};
 
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const PROFILE: &str = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/acme-haiku";

@@ -33,13 +33,82 @@
 //! body may be partly rewritten and must be discarded.
 
 use super::retrieval_filter::forced_filter;
-use super::session::SessionKeys;
-use super::{bind_model, body_object, child_object, opt_object, opt_str, render_source_prefixes};
+use super::{bind_model, body_object, child_object, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use crate::aws::credentials::TenantCredentials;
 use crate::config::TenantPolicy;
+use crate::decide::{self, Resource};
 use crate::error::ProxyError;
-use crate::filter::chunks::SourceFilter;
-use crate::principal::Principal;
+use crate::filter::eventstream::StreamShape;
+use crate::post::Post;
+use crate::route::{Operation, Target};
+use crate::usage::UsageSource;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
+
+/// The knowledge-base family.
+pub struct KnowledgeBases;
+
+/// RetrieveAndGenerateStream's session id, sealed for (tenant, user) on the
+/// way back like the non-stream answer's `sessionId` member.
+const RAG_SESSION_HEADER: &str = "x-amzn-bedrock-knowledge-base-session-id";
+/// The number of Retrieve results outside the tenant's prefixes that were
+/// dropped.
+pub const DROPPED_RESULTS_HEADER: &str = "x-tenantgate-dropped-results";
+
+impl Hooks for KnowledgeBases {
+    // `authorize` passes: the knowledge base in Retrieve's path is decided
+    // in `rewrite`, once the body is validated (a malformed body is 400
+    // whatever it names), like those RetrieveAndGenerate names in its body.
+
+    fn rewrite(
+        ctx: &Ctx<'_>,
+        target: &mut Target,
+        _headers: &mut HeaderMap,
+        body: RequestBody,
+        _creds: &TenantCredentials,
+        notes: &mut Notes,
+    ) -> Result<(Bytes, Post), ProxyError> {
+        let mut v = body.tree()?;
+        let prefixes = decide::source_prefixes(&ctx.request());
+        if let Target::KnowledgeBase(kb) = target {
+            rewrite_retrieve(ctx, &mut v, kb)?;
+            return Ok((to_bytes(&v)?, Post::Retrieve { prefixes: prefixes? }));
+        }
+        let note = rewrite_retrieve_and_generate(ctx, &mut v)?;
+        if let Some(kb) = note.knowledge_base_id {
+            notes.resource = Some(kb);
+        }
+        let prefixes = prefixes?;
+        let post = if ctx.op == Operation::RetrieveAndGenerate { Post::Rag { prefixes } } else { Post::RagStream { prefixes } };
+        Ok((to_bytes(&v)?, post))
+    }
+
+    fn response_headers(ctx: &Ctx<'_>, post: &Post, headers: &mut HeaderMap) {
+        match post {
+            Post::RagStream { .. } => {
+                let sealed = headers
+                    .get(RAG_SESSION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|id| ctx.keys.seal_rag_session(&ctx.principal.tenant, &ctx.principal.user, id));
+                if let Some(v) = sealed.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                    headers.insert(RAG_SESSION_HEADER, v);
+                }
+            }
+            Post::Retrieve { .. } => {
+                headers.insert(DROPPED_RESULTS_HEADER, HeaderValue::from(0u64));
+            }
+            _ => {}
+        }
+    }
+
+    fn response_shape(op: Operation) -> ResponseShape {
+        match op {
+            Operation::RetrieveAndGenerateStream => ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Rag },
+            _ => ResponseShape::PLAIN,
+        }
+    }
+}
 
 /// What a knowledge-base rewrite did, for the audit record and logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,8 +128,8 @@ pub struct RewriteNote {
 }
 
 /// The knowledge base is on the tenant's allowlist (`decide::check`).
-pub(crate) fn kb_allowed(policy: &TenantPolicy, principal: &Principal, kb_id: &str) -> Result<(), ProxyError> {
-    crate::decide::check(principal, policy, crate::decide::Resource::KnowledgeBase(kb_id))
+pub(crate) fn kb_allowed(ctx: &Ctx<'_>, kb_id: &str) -> Result<(), ProxyError> {
+    ctx.decide(Resource::KnowledgeBase(kb_id)).map(drop)
 }
 
 /// Retrieve (`POST /knowledgebases/{kb_id}/retrieve`).
@@ -88,17 +157,12 @@ pub(crate) fn kb_allowed(policy: &TenantPolicy, principal: &Principal, kb_id: &s
 /// ```
 ///
 /// A body with no `retrievalConfiguration` gets one holding just the filter.
-pub fn rewrite_retrieve(
-    body: &mut Value,
-    kb_id: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
-) -> Result<RewriteNote, ProxyError> {
+pub fn rewrite_retrieve(ctx: &Ctx<'_>, body: &mut Value, kb_id: &str) -> Result<RewriteNote, ProxyError> {
     let obj = body_object(body)?;
-    kb_allowed(policy, principal, kb_id)?;
+    kb_allowed(ctx, kb_id)?;
     let mut note = RewriteNote { knowledge_base_id: Some(kb_id.to_string()), ..RewriteNote::default() };
-    rewrite_retrieval_configuration(obj, "", principal, policy, &mut note)?;
-    force_guardrail(obj, policy);
+    rewrite_retrieval_configuration(obj, "", ctx, &mut note)?;
+    force_guardrail(obj, ctx.policy);
     Ok(note)
 }
 
@@ -109,8 +173,7 @@ pub fn rewrite_retrieve(
 pub(crate) fn rewrite_retrieval_configuration(
     parent: &mut Map<String, Value>,
     parent_path: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
     note: &mut RewriteNote,
 ) -> Result<(), ProxyError> {
     const KEY: &str = "retrievalConfiguration";
@@ -118,10 +181,10 @@ pub(crate) fn rewrite_retrieval_configuration(
     let rc = child_object(parent, KEY, &path)?;
     let vpath = format!("{path}.vectorSearchConfiguration");
     let vsc = child_object(rc, "vectorSearchConfiguration", &vpath)?;
-    check_vector_search_models(vsc, &vpath, principal, policy, note)?;
+    check_vector_search_models(vsc, &vpath, ctx, note)?;
     let client = vsc.remove("filter");
     note.client_filter_kept = client.as_ref().is_some_and(|c| !c.is_null());
-    let filter = forced_filter(policy, principal, client, &format!("{vpath}.filter"))?;
+    let filter = forced_filter(ctx.policy, ctx.principal, client, &format!("{vpath}.filter"))?;
     vsc.insert("filter".into(), filter);
     note.filter_forced = true;
     Ok(())
@@ -130,8 +193,7 @@ pub(crate) fn rewrite_retrieval_configuration(
 fn check_vector_search_models(
     vsc: &mut Map<String, Value>,
     path: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
     note: &mut RewriteNote,
 ) -> Result<(), ProxyError> {
     let rpath = format!("{path}.rerankingConfiguration");
@@ -147,11 +209,11 @@ fn check_vector_search_models(
             .transpose()?
             .flatten()
             .ok_or_else(|| ProxyError::InvalidParameter(format!("{mpath}.modelArn is required")))?;
-        note.models.push(bind_model(m, "modelArn", &format!("{mpath}.modelArn"), principal, policy)?);
+        note.models.push(bind_model(m, "modelArn", &format!("{mpath}.modelArn"), ctx)?);
     }
     let ipath = format!("{path}.implicitFilterConfiguration");
     if let Some(imp) = opt_object(vsc, "implicitFilterConfiguration", &ipath)? {
-        note.models.push(bind_model(imp, "modelArn", &format!("{ipath}.modelArn"), principal, policy)?);
+        note.models.push(bind_model(imp, "modelArn", &format!("{ipath}.modelArn"), ctx)?);
     }
     Ok(())
 }
@@ -184,12 +246,7 @@ fn check_vector_search_models(
 /// `EXTERNAL_SOURCES` requests are checked, not rewritten (apart from the
 /// session id): `externalSourcesConfiguration.modelArn` against `models`, each
 /// S3 source URI against the prefixes.
-pub fn rewrite_retrieve_and_generate(
-    body: &mut Value,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    keys: &SessionKeys,
-) -> Result<RewriteNote, ProxyError> {
+pub fn rewrite_retrieve_and_generate(ctx: &Ctx<'_>, body: &mut Value) -> Result<RewriteNote, ProxyError> {
     let obj = body_object(body)?;
     let mut note = RewriteNote::default();
     {
@@ -210,17 +267,17 @@ pub fn rewrite_retrieve_and_generate(
         // Whatever the type says, every configuration present is checked.
         let kpath = format!("{CFG}.knowledgeBaseConfiguration");
         if let Some(kb) = opt_object(cfg, "knowledgeBaseConfiguration", &kpath)? {
-            rewrite_kb_configuration(kb, &kpath, principal, policy, &mut note)?;
-            force_generation_guardrail(kb, &kpath, policy)?;
+            rewrite_kb_configuration(kb, &kpath, ctx, &mut note)?;
+            force_generation_guardrail(kb, &kpath, ctx.policy)?;
         }
         let epath = format!("{CFG}.externalSourcesConfiguration");
         if let Some(ext) = opt_object(cfg, "externalSourcesConfiguration", &epath)? {
-            check_external_sources(ext, &epath, principal, policy, &mut note)?;
-            force_generation_guardrail(ext, &epath, policy)?;
+            check_external_sources(ext, &epath, ctx, &mut note)?;
+            force_generation_guardrail(ext, &epath, ctx.policy)?;
         }
     }
     if let Some(client_id) = opt_str(obj, "sessionId", "sessionId")? {
-        let bedrock_id = keys.open_rag_session(&principal.tenant, &principal.user, client_id)?;
+        let bedrock_id = ctx.keys.open_rag_session(&ctx.principal.tenant, &ctx.principal.user, client_id)?;
         obj.insert("sessionId".into(), Value::String(bedrock_id));
         note.session_unsealed = true;
     }
@@ -262,35 +319,31 @@ fn force_generation_guardrail(
 fn rewrite_kb_configuration(
     kb: &mut Map<String, Value>,
     path: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
     note: &mut RewriteNote,
 ) -> Result<(), ProxyError> {
     let kb_id = opt_str(kb, "knowledgeBaseId", &format!("{path}.knowledgeBaseId"))?
         .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.knowledgeBaseId is required")))?
         .to_string();
-    kb_allowed(policy, principal, &kb_id)?;
+    kb_allowed(ctx, &kb_id)?;
     note.knowledge_base_id = Some(kb_id);
-    note.models.push(bind_model(kb, "modelArn", &format!("{path}.modelArn"), principal, policy)?);
-    rewrite_retrieval_configuration(kb, path, principal, policy, note)
+    note.models.push(bind_model(kb, "modelArn", &format!("{path}.modelArn"), ctx)?);
+    rewrite_retrieval_configuration(kb, path, ctx, note)
 }
 
 fn check_external_sources(
     ext: &mut Map<String, Value>,
     path: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
     note: &mut RewriteNote,
 ) -> Result<(), ProxyError> {
-    note.models.push(bind_model(ext, "modelArn", &format!("{path}.modelArn"), principal, policy)?);
+    note.models.push(bind_model(ext, "modelArn", &format!("{path}.modelArn"), ctx)?);
     let sources = match ext.get("sources") {
         Some(Value::Array(s)) if !s.is_empty() => s,
         _ => return Err(ProxyError::InvalidParameter(format!("{path}.sources must be a non-empty array"))),
     };
-    let prefixes = render_source_prefixes(policy, principal)?;
-    let filter = SourceFilter::new(&prefixes);
     for (i, src) in sources.iter().enumerate() {
-        if check_source(src, &format!("{path}.sources[{i}]"), &filter, principal)? {
+        if check_source(ctx, src, &format!("{path}.sources[{i}]"))? {
             note.external_s3_sources += 1;
         }
     }
@@ -299,15 +352,10 @@ fn check_external_sources(
 
 /// Checks one document source (`ExternalSource` of RetrieveAndGenerate, or
 /// the `source` of an InvokeAgent `InputFile`): an `S3` source's
-/// `s3Location.uri` must be allowed by `filter` (403
-/// `location_not_allowed`); `BYTE_CONTENT` is allowed; any other type is
-/// `location_not_allowed`. Returns true for an S3 source.
-pub(crate) fn check_source(
-    src: &Value,
-    spath: &str,
-    filter: &SourceFilter,
-    principal: &Principal,
-) -> Result<bool, ProxyError> {
+/// `s3Location.uri` must be under the tenant's source prefixes (decided by
+/// `crate::decide`, 403 `location_not_allowed`); `BYTE_CONTENT` is allowed;
+/// any other type is `location_not_allowed`. Returns true for an S3 source.
+pub(crate) fn check_source(ctx: &Ctx<'_>, src: &Value, spath: &str) -> Result<bool, ProxyError> {
     let src = src.as_object().ok_or_else(|| ProxyError::InvalidParameter(format!("{spath} must be an object")))?;
     let ty = opt_str(src, "sourceType", &format!("{spath}.sourceType"))?;
     let s3 = match src.get("s3Location") {
@@ -319,12 +367,7 @@ pub(crate) fn check_source(
         Some(_) => return Err(ProxyError::InvalidParameter(format!("{spath}.s3Location must be an object"))),
     };
     if let Some(uri) = s3 {
-        if !filter.allows_uri(uri) {
-            return Err(ProxyError::LocationNotAllowed(format!(
-                "source {uri:?} is not under an allowed source prefix of tenant \"{}\"",
-                principal.tenant
-            )));
-        }
+        ctx.decide(Resource::SourceLocation(uri))?;
     }
     match (ty, s3) {
         (Some("S3"), Some(_)) => Ok(true),
@@ -339,5 +382,5 @@ pub(crate) fn check_source(
 }
 
 #[cfg(test)]
-#[path = "knowledge_base_tests.rs"]
+#[path = "knowledge_bases_tests.rs"]
 mod tests;

@@ -60,16 +60,60 @@
 //!                                                   X-Amzn-SageMaker-Target-Model: acme.tar.gz
 //! ```
 
-use super::missing_claim;
-use crate::config::TenantPolicy;
+use super::{missing_claim, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use crate::aws::credentials::TenantCredentials;
+use crate::decide::{self, EndpointDecision, HostedModel, Resource};
+pub use crate::decide::is_valid_endpoint_name;
+use crate::decide::{escapes_its_place, truncate};
 use crate::error::ProxyError;
-use crate::filter::uri::PrefixSet;
-use crate::glob::Glob;
+use crate::filter::eventstream::StreamShape;
+use crate::post::Post;
 use crate::principal::Principal;
-use crate::route::Operation;
-use crate::rewrite::session::SessionKeys;
+use crate::route::{Operation, Target};
+use crate::session::SessionKeys;
 use crate::template::Template;
+use crate::usage::UsageSource;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+
+/// The SageMaker runtime family.
+pub struct SageMaker;
+
+impl Hooks for SageMaker {
+    /// Routing lives in the path and headers only (bodies are opaque): it is
+    /// decided before the body is read or credentials are fetched.
+    fn before_body(ctx: &Ctx<'_>, target: &mut Target, headers: &mut HeaderMap, notes: &mut Notes) -> Result<(), ProxyError> {
+        let Target::Endpoint(endpoint) = target else {
+            return Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string()));
+        };
+        let rw = rewrite_sagemaker(ctx, endpoint, headers)?;
+        if rw.endpoint != *endpoint {
+            notes.upstream_resource = Some(rw.endpoint.clone());
+        }
+        *endpoint = rw.endpoint;
+        Ok(())
+    }
+
+    fn rewrite(
+        _ctx: &Ctx<'_>,
+        _target: &mut Target,
+        _headers: &mut HeaderMap,
+        body: RequestBody,
+        _creds: &TenantCredentials,
+        _notes: &mut Notes,
+    ) -> Result<(Bytes, Post), ProxyError> {
+        Ok((body.bytes, Post::Stream))
+    }
+
+    fn response_headers(ctx: &Ctx<'_>, _post: &Post, headers: &mut HeaderMap) {
+        seal_response_sessions(headers, ctx.principal, ctx.keys);
+    }
+
+    fn response_shape(op: Operation) -> ResponseShape {
+        let stream = if op == Operation::InvokeEndpointWithResponseStream { StreamShape::SageMaker } else { StreamShape::Other };
+        ResponseShape { usage: UsageSource::Headers, stream }
+    }
+}
 
 /// What the SageMaker rewrite decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,19 +166,13 @@ const DECIDED: &[&str] = &[
 /// docs/reference.md §5.4 for one SageMaker request: authorises and rewrites the endpoint
 /// name, decides the routing headers (see the module doc), injects the
 /// tenant's target model and checks the async input location. `endpoint` is
-/// the decoded name from the path (`Route::ids[0]`); `headers` are the
-/// client's request headers, changed in place (only the target model is ever
-/// added). The body is not involved.
+/// the decoded name from the path; `headers` are the client's request
+/// headers, changed in place (only the target model is ever added). The body
+/// is not involved. Every allow/deny is asked of `crate::decide`.
 ///
 /// On error nothing must be forwarded.
-pub fn rewrite_sagemaker(
-    op: Operation,
-    endpoint: &str,
-    headers: &mut HeaderMap,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    keys: &SessionKeys,
-) -> Result<SageMakerRewrite, ProxyError> {
+pub fn rewrite_sagemaker(ctx: &Ctx<'_>, endpoint: &str, headers: &mut HeaderMap) -> Result<SageMakerRewrite, ProxyError> {
+    let op = ctx.op;
     if !matches!(
         op,
         Operation::InvokeEndpoint | Operation::InvokeEndpointWithResponseStream | Operation::InvokeEndpointAsync
@@ -142,70 +180,37 @@ pub fn rewrite_sagemaker(
         return Err(ProxyError::OperationNotAllowed(op.name().to_string()));
     }
     let mut notes = Vec::new();
-    let real = resolve_endpoint(endpoint, principal, policy, &mut notes)?;
+    let real = resolve_endpoint(ctx, endpoint, &mut notes)?;
     check_header_set(op, headers)?;
-    open_session(headers, principal, keys, &mut notes)?;
-    check_model_selectors(headers, principal, policy, &mut notes)?;
-    target_model(headers, principal, policy, &mut notes)?;
+    open_session(headers, ctx.principal, ctx.keys, &mut notes)?;
+    check_model_selectors(ctx, headers, &mut notes)?;
+    target_model(ctx, headers, &mut notes)?;
     if op == Operation::InvokeEndpointAsync {
-        async_locations(headers, principal, policy, &mut notes)?;
+        async_locations(ctx, headers, &mut notes)?;
     }
     Ok(SageMakerRewrite { endpoint: real, notes })
-}
-
-/// `^[a-zA-Z0-9](-*[a-zA-Z0-9])*$`, at most 63 characters: SageMaker's rule
-/// for endpoint names (and, with the same shape, variant and container
-/// host names).
-pub fn is_valid_endpoint_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
 fn render(t: &Template, principal: &Principal) -> Result<String, ProxyError> {
     t.render(principal).map_err(missing_claim)
 }
 
-fn resolve_endpoint(
-    requested: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    notes: &mut Vec<String>,
-) -> Result<String, ProxyError> {
+fn resolve_endpoint(ctx: &Ctx<'_>, requested: &str, notes: &mut Vec<String>) -> Result<String, ProxyError> {
     if !is_valid_endpoint_name(requested) {
         return Err(ProxyError::InvalidParameter(format!(
             "{:?} is not a SageMaker endpoint name (1 to 63 letters, digits and inner hyphens)",
             truncate(requested, 80)
         )));
     }
-    let denied =
-        || ProxyError::EndpointNotAllowed { endpoint: requested.to_string(), tenant: principal.tenant.clone() };
-    let endpoints = &policy.sagemaker.endpoints;
-    // A logical name (the configuration keeps keys unique ignoring case).
-    if let Some((key, tpl)) = endpoints.iter().find(|(k, _)| k.eq_ignore_ascii_case(requested)) {
-        let real = render(tpl, principal)?;
-        if !is_valid_endpoint_name(&real) {
-            tracing::warn!(
-                tenant = %principal.tenant,
-                key = %key,
-                "sagemaker.endpoints value renders to an invalid endpoint name; request denied"
-            );
-            return Err(denied());
+    match decide::endpoint(&ctx.request(), requested)? {
+        EndpointDecision::Mapped { real, .. } => {
+            notes.push(format!("endpoint {requested:?} -> {real:?}"));
+            Ok(real)
         }
-        notes.push(format!("endpoint {requested:?} -> {real:?}"));
-        return Ok(real);
-    }
-    // A real name, as configured for this tenant.
-    let rendered = endpoints.iter().map(|(_, t)| render(t, principal)).collect::<Result<Vec<_>, _>>()?;
-    match rendered.into_iter().find(|r| is_valid_endpoint_name(r) && r.eq_ignore_ascii_case(requested)) {
-        Some(real) => {
+        EndpointDecision::Own(real) => {
             notes.push(format!("endpoint {real:?} is one of the tenant's endpoints"));
             Ok(real)
         }
-        None => Err(denied()),
     }
 }
 
@@ -321,58 +326,25 @@ pub fn seal_response_sessions(headers: &mut HeaderMap, principal: &Principal, ke
     }
 }
 
-/// The rendered `allowed_target_models` as globs. A rendered pattern with
-/// more wildcards than its template's literal text was widened by a
-/// substituted value (a claim holding `*`) and matches nothing.
-fn target_globs(principal: &Principal, policy: &TenantPolicy) -> Result<Vec<Glob>, ProxyError> {
-    let mut out = Vec::new();
-    for t in &policy.sagemaker.allowed_target_models {
-        let rendered = render(t, principal)?;
-        let wild = |s: &str| s.chars().filter(|c| matches!(c, '*' | '?')).count();
-        if wild(&rendered) != t.literals().map(wild).sum::<usize>() {
-            tracing::warn!(
-                tenant = %principal.tenant,
-                template = %t.source(),
-                "allowed_target_models entry rendered with wildcards from a substituted value; ignored"
-            );
-            continue;
-        }
-        if let Ok(g) = Glob::new(&rendered) {
-            out.push(g);
-        }
-    }
-    Ok(out)
-}
-
 /// Inference-Component, Target-Container-Hostname (another model on the
 /// same endpoint) and Target-Variant (a variant of the same endpoint).
-fn check_model_selectors(
-    headers: &HeaderMap,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    notes: &mut Vec<String>,
-) -> Result<(), ProxyError> {
+fn check_model_selectors(ctx: &Ctx<'_>, headers: &HeaderMap, notes: &mut Vec<String>) -> Result<(), ProxyError> {
     if let Some(v) = single(headers, TARGET_VARIANT)? {
         if !is_valid_endpoint_name(v) {
             return Err(ProxyError::InvalidParameter(format!("{TARGET_VARIANT} is not a production variant name")));
         }
         notes.push(format!("target variant {v:?} kept (a variant of the authorised endpoint)"));
     }
-    for (name, what) in [(INFERENCE_COMPONENT, "inference component"), (TARGET_CONTAINER_HOSTNAME, "container")] {
+    for (name, kind, what) in [
+        (INFERENCE_COMPONENT, HostedModel::InferenceComponent, "inference component"),
+        (TARGET_CONTAINER_HOSTNAME, HostedModel::Container, "container"),
+    ] {
         let Some(v) = single(headers, name)? else { continue };
         if !is_valid_endpoint_name(v) {
             return Err(ProxyError::InvalidParameter(format!("{name} is not a valid {what} name")));
         }
-        let globs = target_globs(principal, policy)?;
-        match globs.iter().find(|g| g.matches(v)) {
-            Some(g) => notes.push(format!("{what} {v:?} allowed by {:?}", g.as_str())),
-            None => {
-                return Err(ProxyError::CrossTenant(format!(
-                    "{what} {v:?} is not one of the models of tenant {:?}",
-                    principal.tenant
-                )))
-            }
-        }
+        let grant = ctx.decide(Resource::HostedModel { kind, name: v })?;
+        notes.push(format!("{what} {v:?} allowed by {:?}", grant.0));
     }
     Ok(())
 }
@@ -386,48 +358,19 @@ fn is_valid_target_model(v: &str) -> bool {
         && v.chars().all(|c| c == ' ' || c.is_ascii_graphic())
 }
 
-/// True when a target model (a path relative to the multi-model endpoint's
-/// S3 prefix) could step out of where its glob put it: a `.`, `..` or empty
-/// segment, a backslash, or a percent-escape.
-fn escapes_its_place(v: &str) -> bool {
-    let b = v.as_bytes();
-    v.contains('\\')
-        || b.windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
-        || crate::route::has_dot_or_empty_segment(v)
-}
-
-fn target_model(
-    headers: &mut HeaderMap,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    notes: &mut Vec<String>,
-) -> Result<(), ProxyError> {
-    let foreign = |v: &str| {
-        ProxyError::CrossTenant(format!(
-            "target model {:?} is not a model of tenant {:?}",
-            truncate(v, 200),
-            principal.tenant
-        ))
-    };
+fn target_model(ctx: &Ctx<'_>, headers: &mut HeaderMap, notes: &mut Vec<String>) -> Result<(), ProxyError> {
+    let (principal, policy) = (ctx.principal, ctx.policy);
     if let Some(v) = single(headers, TARGET_MODEL)? {
         if !is_valid_target_model(v) {
             return Err(ProxyError::InvalidParameter(format!("{TARGET_MODEL} is not a valid target model")));
         }
-        if escapes_its_place(v) {
-            return Err(foreign(v));
+        let grant = ctx.decide(Resource::TargetModel(v))?;
+        if grant.0 == decide::TARGET_MODEL_KEY {
+            notes.push(format!("client target model {v:?} is the tenant's target_model"));
+        } else {
+            notes.push(format!("client target model {v:?} allowed by {:?}", grant.0));
         }
-        if let Some(g) = target_globs(principal, policy)?.iter().find(|g| g.matches(v)) {
-            notes.push(format!("client target model {v:?} allowed by {:?}", g.as_str()));
-            return Ok(());
-        }
-        // The value tenantgate would inject is the tenant's by definition.
-        if let Some(t) = &policy.sagemaker.target_model {
-            if render(t, principal)? == v {
-                notes.push(format!("client target model {v:?} is the tenant's target_model"));
-                return Ok(());
-            }
-        }
-        return Err(foreign(v));
+        return Ok(());
     }
     let Some(t) = &policy.sagemaker.target_model else { return Ok(()) };
     let v = render(t, principal)?;
@@ -450,12 +393,7 @@ fn target_model(
 
 /// InvokeEndpointAsync: the input location is required and under an
 /// allowed prefix; the output location cannot be steered.
-fn async_locations(
-    headers: &HeaderMap,
-    principal: &Principal,
-    policy: &TenantPolicy,
-    notes: &mut Vec<String>,
-) -> Result<(), ProxyError> {
+fn async_locations(ctx: &Ctx<'_>, headers: &HeaderMap, notes: &mut Vec<String>) -> Result<(), ProxyError> {
     for (name, what) in [
         (S3_OUTPUT_PATH_EXTENSION, "the output path"),
         (FILENAME, "the output object name"),
@@ -474,24 +412,9 @@ fn async_locations(
     if loc.len() > 1024 {
         return Err(ProxyError::InvalidParameter(format!("{INPUT_LOCATION} is longer than 1024 characters")));
     }
-    let prefixes =
-        policy.sagemaker.allowed_input_prefixes.iter().map(|t| render(t, principal)).collect::<Result<Vec<_>, _>>()?;
-    if !PrefixSet::new(&prefixes).allows_uri(loc) {
-        return Err(ProxyError::LocationNotAllowed(format!(
-            "input location {:?} is not under an allowed prefix of tenant {:?}",
-            truncate(loc, 200),
-            principal.tenant
-        )));
-    }
+    ctx.decide(Resource::InputLocation(loc))?;
     notes.push(format!("input location {loc:?} is under an allowed prefix"));
     Ok(())
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]

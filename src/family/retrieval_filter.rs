@@ -30,22 +30,7 @@ use crate::error::ProxyError;
 use crate::principal::Principal;
 use serde_json::{json, Map, Value};
 
-/// Operators whose operand is a `{key, value}` attribute.
-pub const COMPARISON_OPERATORS: &[&str] = &[
-    "equals",
-    "notEquals",
-    "greaterThan",
-    "greaterThanOrEquals",
-    "lessThan",
-    "lessThanOrEquals",
-    "in",
-    "notIn",
-    "startsWith",
-    "listContains",
-    "stringContains",
-];
-/// Operators whose operand is a list of at least two filters.
-pub const LOGICAL_OPERATORS: &[&str] = &["andAll", "orAll"];
+pub use crate::config::{COMPARISON_OPERATORS, LOGICAL_OPERATORS};
 /// Deepest nesting of `andAll`/`orAll` accepted from a client.
 pub const MAX_FILTER_DEPTH: usize = 16;
 

@@ -1,41 +1,9 @@
-//! Request rewriting for one tenant (the `rewrite` stage of the pipeline,
-//! after authorization, limits and credentials, before signing).
-//!
-//! Everything here is a pure function over a parsed JSON body plus the
-//! verified `Principal` and the tenant's `TenantPolicy`: no I/O, no clock, no
-//! global state. Each function either rewrites the body in place and returns a
-//! note of what it changed (for the audit record), or returns the
-//! `ProxyError` the client gets; on error the body must be discarded, never
-//! forwarded half-rewritten.
-//!
-//! - [`knowledge_base`]: Retrieve, RetrieveAndGenerate(Stream) (docs/reference.md §5.2):
-//!   knowledge base allowlist, forced tenant metadata filter, models in the
-//!   body, external-source locations, session unsealing.
-//! - [`agent`]: InvokeAgent (docs/reference.md §5.3): agent allowlist, session attributes,
-//!   namespaced session and memory ids.
-//! - [`session`]: the MAC that binds RetrieveAndGenerate sessions and
-//!   namespaces agent sessions to (tenant, user).
-//! - [`retrieval_filter`]: validation and composition of Bedrock
-//!   `RetrievalFilter` objects.
+//! JSON helpers shared by the family modules: typed access to body members
+//! with errors that name their path, and binding a model named in a body.
 
-pub mod agent;
-pub mod bedrock;
-pub mod knowledge_base;
-pub mod model_map;
-pub mod retrieval_filter;
-pub mod sagemaker;
-pub mod session;
-
-#[cfg(test)]
-pub(crate) mod test_support;
-
-#[cfg(test)]
-#[path = "robustness_tests.rs"]
-mod robustness_tests;
-
-use crate::config::TenantPolicy;
+use super::Ctx;
+use crate::decide::Resource;
 use crate::error::ProxyError;
-use crate::principal::Principal;
 use crate::template::MissingClaim;
 use serde_json::{Map, Value};
 
@@ -51,14 +19,6 @@ pub fn parse_json_body(bytes: &[u8]) -> Result<Value, ProxyError> {
         return Err(ProxyError::InvalidJson("the request body must be a JSON object".into()));
     }
     Ok(v)
-}
-
-/// The rendered `knowledge_base.allowed_source_prefixes` of this principal, in
-/// configuration order. A template naming an absent claim is 403
-/// `missing_claim`. Also what the response post-filter
-/// (`filter::chunks`) takes.
-pub fn render_source_prefixes(policy: &TenantPolicy, principal: &Principal) -> Result<Vec<String>, ProxyError> {
-    policy.knowledge_base.allowed_source_prefixes.iter().map(|t| t.render(principal).map_err(missing_claim)).collect()
 }
 
 pub(crate) fn missing_claim(e: MissingClaim) -> ProxyError {
@@ -111,9 +71,9 @@ pub(crate) fn opt_str<'a>(map: &'a Map<String, Value>, key: &str, path: &str) ->
 /// Checks one model id found in a request body against the tenant's `models`
 /// globs (docs/reference.md §5.1, decided by `decide::check`), then resolves it through
 /// `model_map` (`model_map::upstream_model`). Returns the model to forward.
-pub(crate) fn check_model(policy: &TenantPolicy, principal: &Principal, model: &str) -> Result<String, ProxyError> {
-    crate::decide::check(principal, policy, crate::decide::Resource::Model(model))?;
-    model_map::upstream_model(policy, principal, model)
+fn check_model(ctx: &Ctx<'_>, model: &str) -> Result<String, ProxyError> {
+    ctx.decide(Resource::Model(model))?;
+    crate::decide::model_map::upstream_model(ctx.policy, ctx.principal, model)
 }
 
 /// The model id string at `map[key]` (required; `path` names it in errors),
@@ -123,13 +83,12 @@ pub(crate) fn bind_model(
     map: &mut Map<String, Value>,
     key: &str,
     path: &str,
-    principal: &Principal,
-    policy: &TenantPolicy,
+    ctx: &Ctx<'_>,
 ) -> Result<String, ProxyError> {
     let requested = opt_str(map, key, path)?
         .ok_or_else(|| ProxyError::InvalidParameter(format!("{path} is required")))?
         .to_string();
-    let upstream = check_model(policy, principal, &requested)?;
+    let upstream = check_model(ctx, &requested)?;
     if upstream != requested {
         map.insert(key.to_string(), Value::String(upstream));
     }
