@@ -112,6 +112,9 @@ pub struct AuditRecord {
     /// request's admission because the shared rate limit backend did not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_fallback: Option<&'static str>,
+    /// The Cedar policies that decided (their `@id`, else `file:index`);
+    /// null when no policy applies to the tenant (docs/reference.md §12).
+    pub policies: Option<Vec<String>>,
 }
 
 /// Default of `server.audit_queue_lines`.

@@ -26,6 +26,9 @@ pub enum ProxyError {
     OperationNotAllowed(String),
     GuardrailNotAllowed { tenant: String },
     MissingClaim(String),
+    /// The tenant's Cedar policies did not permit the request (no permit,
+    /// a forbid, or an evaluation error); docs/reference.md §12.
+    PolicyDenied { tenant: String },
     // 404
     UnknownOperation { method: String, path: String },
     /// The request body did not arrive within `server.body_timeout_secs`.
@@ -67,7 +70,8 @@ impl ProxyError {
             | LocationNotAllowed(_)
             | OperationNotAllowed(_)
             | GuardrailNotAllowed { .. }
-            | MissingClaim(_) => StatusCode::FORBIDDEN,
+            | MissingClaim(_)
+            | PolicyDenied { .. } => StatusCode::FORBIDDEN,
             UnknownOperation { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited { .. } | ConcurrencyLimited | TokenBudgetExhausted { .. } | MemoryLimited => {
@@ -98,7 +102,8 @@ impl ProxyError {
             | LocationNotAllowed(_)
             | OperationNotAllowed(_)
             | GuardrailNotAllowed { .. }
-            | MissingClaim(_) => "AccessDeniedException",
+            | MissingClaim(_)
+            | PolicyDenied { .. } => "AccessDeniedException",
             UnknownOperation { .. } => "UnknownOperationException",
             RateLimited { .. } | ConcurrencyLimited | TokenBudgetExhausted { .. } | MemoryLimited => {
                 "ThrottlingException"
@@ -131,6 +136,7 @@ impl ProxyError {
             OperationNotAllowed(_) => "operation_not_allowed",
             GuardrailNotAllowed { .. } => "guardrail_not_allowed",
             MissingClaim(_) => "missing_claim",
+            PolicyDenied { .. } => "policy_denied",
             UnknownOperation { .. } => "unknown_operation",
             BodyTooLarge { .. } => "body_too_large",
             RateLimited { .. } => "rate_limited",
@@ -177,6 +183,7 @@ impl ProxyError {
                 format!("guardrail is not the guardrail of tenant \"{tenant}\"")
             }
             MissingClaim(c) => format!("identity token lacks claim \"{c}\" required by policy"),
+            PolicyDenied { tenant } => format!("the policies of tenant \"{tenant}\" do not permit this request"),
             UnknownOperation { method, path } => format!("unknown operation {method} {path}"),
             BodyTooLarge { limit } => format!("request body exceeds {limit} bytes"),
             RateLimited { .. } => "rate limit exceeded".into(),

@@ -11,6 +11,9 @@ USAGE:
     tenantgate --config PATH          same as run
     tenantgate check --config PATH    validate a config file; exit 1 listing every error
     tenantgate demo                   self-contained demonstration on this machine
+    tenantgate policy-schema [--config PATH]
+                                      print the Cedar schema policies are checked against
+                                      (with the claims of the config, when one is given)
 
 The config path may also come from TENANTGATE_CONFIG.
 Logging: diagnostics to stderr, filter from TENANTGATE_LOG (default info);
@@ -21,6 +24,7 @@ enum Command {
     Run(PathBuf),
     Check(PathBuf),
     Demo,
+    PolicySchema(Option<PathBuf>),
     Help,
     Version,
 }
@@ -40,7 +44,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 i += 1;
             }
             _ if a.starts_with("--config=") => config = Some(PathBuf::from(&a["--config=".len()..])),
-            "run" | "check" | "demo" if sub.is_none() => sub = Some(a),
+            "run" | "check" | "demo" | "policy-schema" if sub.is_none() => sub = Some(a),
             _ => return Err(format!("unexpected argument '{a}'")),
         }
         i += 1;
@@ -51,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         "run" => Ok(Command::Run(need(config)?)),
         "check" => Ok(Command::Check(need(config)?)),
         "demo" => Ok(Command::Demo),
+        "policy-schema" => Ok(Command::PolicySchema(config)),
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -107,6 +112,18 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo => demo(),
+        Command::PolicySchema(path) => {
+            let claims = match path.map(|p| (tenantgate::config::load_file(&p), p)) {
+                None => Vec::new(),
+                Some((Ok(cfg), _)) => cfg.policy.claims.clone(),
+                Some((Err(errors), p)) => {
+                    print_config_errors(&p, &errors);
+                    return ExitCode::from(1);
+                }
+            };
+            print!("{}", tenantgate::decide::cedar::schema_text(&claims));
+            ExitCode::SUCCESS
+        }
         Command::Run(path) => {
             init_logging();
             let cfg = match tenantgate::config::load_file(&path) {
@@ -170,6 +187,7 @@ mod tests {
         assert!(matches!(parse_args(&args(&["--config", "a.toml"])), Ok(Command::Run(_))));
         assert!(matches!(parse_args(&args(&["check", "--config=a.toml"])), Ok(Command::Check(_))));
         assert!(matches!(parse_args(&args(&["demo"])), Ok(Command::Demo)));
+        assert!(matches!(parse_args(&args(&["policy-schema"])), Ok(Command::PolicySchema(_))));
         assert!(parse_args(&args(&["frobnicate"])).is_err());
         assert!(parse_args(&args(&["run", "--config"])).is_err());
     }

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 pub async fn run(cfg: Config, path: PathBuf) -> Result<(), String> {
     // The file in force is the one just loaded (taken before anything slow).
-    let in_force = InForce::new(Fingerprint::of(&path).ok());
+    // Policy files are part of what is in force (`Fingerprint::of_with`).
+    let in_force = InForce::new(Fingerprint::of_with(&path, &cfg.policy.files).ok());
+    in_force.set_companions(cfg.policy.files.clone());
     let sidecar = Sidecar::start(cfg, Some(path.clone())).await?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -29,13 +31,13 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), String> {
                 tracing::info!("SIGHUP: reloading the configuration");
                 // Whatever is on disk now is what this reload applies, so the
                 // watcher does not reload the same edit again.
-                if let Ok(fp) = Fingerprint::of(&path) {
+                if let Ok(fp) = in_force.fingerprint(&path) {
                     in_force.set(fp);
                 }
-                reload(&sidecar, &path).await;
+                reload_tracking(&sidecar, &path, &in_force).await;
             }
             Some(()) = changed.recv() => {
-                reload(&sidecar, &path).await;
+                reload_tracking(&sidecar, &path, &in_force).await;
             }
         }
     }
@@ -45,6 +47,21 @@ pub async fn run(cfg: Config, path: PathBuf) -> Result<(), String> {
     sidecar.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `reload`, then the policy files of the configuration now in force become
+/// the companions the watcher fingerprints (and the fingerprint in force is
+/// retaken with them, so the new set is not reloaded again).
+async fn reload_tracking(sidecar: &Sidecar, path: &Path, in_force: &InForce) {
+    if reload(sidecar, path).await {
+        let files = sidecar.proxy().snapshot.load().config.policy.files.clone();
+        if files != in_force.companions() {
+            in_force.set_companions(files);
+            if let Ok(fp) = in_force.fingerprint(path) {
+                in_force.set(fp);
+            }
+        }
+    }
 }
 
 /// Loads, validates and builds the new snapshot, then swaps it in; on any

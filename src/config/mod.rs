@@ -5,7 +5,7 @@
 mod parse;
 pub mod reload;
 
-pub use parse::{is_valid_tenant_id, known_keys, load_file, parse_str, COMPARISON_OPERATORS, LOGICAL_OPERATORS};
+pub use parse::{is_valid_tenant_id, PolicyConfig, known_keys, load_file, parse_str, COMPARISON_OPERATORS, LOGICAL_OPERATORS};
 
 use crate::glob::Glob;
 use crate::template::{JsonTemplate, Template};
@@ -42,6 +42,8 @@ pub struct Config {
     pub credentials: CredentialsConfig,
     pub rate_limit: RateLimitConfig,
     pub redaction: RedactionConfig,
+    /// `[policy]` and `[tenants.ID.policy]`: Cedar policies, compiled.
+    pub policy: PolicyConfig,
     /// `[tenants.ID]` merged over `[tenant_defaults]`, key by key.
     pub tenants: BTreeMap<String, Arc<TenantPolicy>>,
     /// `[tenant_defaults]` alone: the policy of a tenant admitted by

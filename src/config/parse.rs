@@ -9,6 +9,8 @@ mod credentials;
 mod filters;
 pub use filters::{COMPARISON_OPERATORS, LOGICAL_OPERATORS};
 mod identity;
+mod policy;
+pub use policy::PolicyConfig;
 mod reader;
 mod sections;
 mod tenant_merge;
@@ -21,7 +23,7 @@ use std::path::Path;
 use toml::de::DeTable;
 
 const TOP_LEVEL: &[&str] =
-    &["server", "identity", "aws", "credentials", "rate_limit", "redaction", "tenant_defaults", "tenants"];
+    &["server", "identity", "aws", "credentials", "rate_limit", "redaction", "policy", "tenant_defaults", "tenants"];
 
 /// Stands for a tenant id in the key paths of `known_keys`.
 const TENANT_ID_PLACEHOLDER: &str = "<id>";
@@ -69,7 +71,10 @@ fn table_keys(path: &str) -> Option<Vec<&'static str>> {
         "credentials" => credentials::KEYS.to_vec(),
         "rate_limit" => sections::RATE_LIMIT_KEYS.to_vec(),
         "redaction" => sections::REDACTION_KEYS.to_vec(),
-        "tenant_defaults" => tenants::POLICY_KEYS.to_vec(),
+        "policy" => policy::KEYS.to_vec(),
+        "tenant_defaults" => {
+            tenants::POLICY_KEYS.iter().copied().filter(|k| !tenants::TENANT_ONLY.contains(k)).collect()
+        }
         "tenants" => vec![TENANT_ID_PLACEHOLDER],
         p if p == tenant => {
             tenants::POLICY_KEYS.iter().copied().filter(|k| !tenants::DEFAULTS_ONLY.contains(k)).collect()
@@ -112,6 +117,7 @@ pub fn parse_str(text: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>
     let credentials = credentials::credentials(&root, &mut ctx);
     let rate_limit = sections::rate_limit(&root, &mut ctx);
     let redaction = sections::redaction(&root, &mut ctx);
+    let policy = policy::policy(&root, &mut ctx);
     let tenants = tenants::tenants(&root, &mut ctx, credentials.as_ref());
 
     if let (Some(identity), Some(tenants)) = (&identity, &tenants) {
@@ -130,6 +136,7 @@ pub fn parse_str(text: &str, base_dir: &Path) -> Result<Config, Vec<ConfigError>
             credentials,
             rate_limit,
             redaction,
+            policy,
             folded_tenants: t.tenants.keys().map(|id| super::fold_tenant_id(id)).collect(),
             tenants: t.tenants,
             unlisted: t.unlisted,

@@ -8,6 +8,10 @@
 //! ConfigMap update, where the mounted directory swaps its `..data` symlink
 //! so the path stays the same while the file behind it is new.
 //!
+//! Files the configuration reads (Cedar policy files) are companions of
+//! the path: their content is part of the fingerprint, so editing a policy
+//! file reloads the configuration like editing the file itself.
+//!
 //! A change is reported when the file behind the path or its content differs
 //! from the one in force (a `touch` alone reloads nothing; a ConfigMap swap
 //! with the same config but other sibling files, such as a JWKS, does). It is
@@ -41,9 +45,20 @@ impl Fingerprint {
     /// Reads `path` through its symlinks. Fails while the path is missing,
     /// and when the file behind it was swapped during the read.
     pub fn of(path: &Path) -> io::Result<Fingerprint> {
+        Self::of_with(path, &[])
+    }
+
+    /// `of`, with the content of each companion file in the digest (a
+    /// missing companion counts as empty: the reload then reports it).
+    pub fn of_with(path: &Path, companions: &[PathBuf]) -> io::Result<Fingerprint> {
         let target = std::fs::canonicalize(path)?;
         let meta = std::fs::metadata(&target)?;
-        let bytes = std::fs::read(&target)?;
+        let mut bytes = std::fs::read(&target)?;
+        for c in companions {
+            bytes.extend_from_slice(c.as_os_str().as_encoded_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(&Sha256::digest(std::fs::read(c).unwrap_or_default()));
+        }
         if std::fs::canonicalize(path)? != target {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "config file swapped while reading it"));
         }
@@ -64,11 +79,25 @@ impl Fingerprint {
 /// The fingerprint of the file in force, shared by the watcher and SIGHUP
 /// reloads, so one edit is reloaded once whichever noticed it first.
 #[derive(Clone, Debug, Default)]
-pub struct InForce(Arc<Mutex<Option<Fingerprint>>>);
+pub struct InForce(Arc<Mutex<Option<Fingerprint>>>, Arc<Mutex<Vec<PathBuf>>>);
 
 impl InForce {
     pub fn new(fp: Option<Fingerprint>) -> Self {
-        InForce(Arc::new(Mutex::new(fp)))
+        InForce(Arc::new(Mutex::new(fp)), Arc::default())
+    }
+
+    /// The companion files of the configuration in force.
+    pub fn companions(&self) -> Vec<PathBuf> {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_companions(&self, files: Vec<PathBuf>) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = files;
+    }
+
+    /// The fingerprint of `path` with the companions in force.
+    pub fn fingerprint(&self, path: &Path) -> io::Result<Fingerprint> {
+        Fingerprint::of_with(path, &self.companions())
     }
 
     /// Records `fp` as in force; true when it differs from what was.
@@ -85,9 +114,9 @@ impl InForce {
     }
 }
 
-async fn fingerprint(path: &Path) -> io::Result<Fingerprint> {
+async fn fingerprint(path: &Path, in_force: InForce) -> io::Result<Fingerprint> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || Fingerprint::of(&p))
+    tokio::task::spawn_blocking(move || in_force.fingerprint(&p))
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e.to_string())))
 }
@@ -126,7 +155,7 @@ async fn watch_loop(
         }
     }
     while pause(&mut stop, interval).await {
-        let seen = match fingerprint(&path).await {
+        let seen = match fingerprint(&path, in_force.clone()).await {
             Ok(fp) => {
                 if last_error.take().is_some() {
                     tracing::info!(path = %path.display(), "config file readable again");
@@ -149,7 +178,7 @@ async fn watch_loop(
         if !pause(&mut stop, settle).await {
             break;
         }
-        match fingerprint(&path).await {
+        match fingerprint(&path, in_force.clone()).await {
             Ok(again) if again == seen => {}
             _ => continue,
         }

@@ -19,6 +19,7 @@
 //! anything; a template naming a claim the token lacks is 403
 //! `missing_claim`. A policy engine plugs in at [`check`].
 
+pub mod cedar;
 pub mod model_map;
 
 use crate::config::TenantPolicy;

@@ -48,7 +48,8 @@
 //! ```
 
 use super::knowledge_bases::{check_source, kb_allowed, rewrite_retrieval_configuration, RewriteNote};
-use super::{body_object, child_object, missing_claim, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use super::{body_object, child_object, missing_claim, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
+use crate::decide::cedar::PolicyResource;
 use crate::aws::credentials::TenantCredentials;
 use crate::error::ProxyError;
 use crate::decide::{self, Resource};
@@ -73,6 +74,21 @@ impl Hooks for Agents {
             // Decided in `rewrite`, once the body is validated (a malformed
             // body is 400 whatever it names).
             Target::Agent { .. } => Ok(()),
+            _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
+        }
+    }
+
+    fn policy_question<'a>(
+        ctx: &Ctx<'_>,
+        target: &'a Target,
+        _headers: &'a HeaderMap,
+        _body: &'a RequestBody,
+    ) -> Result<PolicyQuestion<'a>, ProxyError> {
+        match target {
+            Target::Agent { agent, alias, .. } => {
+                ctx.decide(Resource::Agent { agent, alias })?;
+                Ok(PolicyQuestion::of(PolicyResource::Agent { agent, alias }))
+            }
             _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
         }
     }

@@ -2,7 +2,8 @@
 //! guardrail, at its configured version, which the path names. The body
 //! (the content to check) is forwarded as sent.
 
-use super::{Ctx, Hooks, Notes, RequestBody};
+use super::{Ctx, Hooks, Notes, PolicyQuestion, RequestBody};
+use crate::decide::cedar::PolicyResource;
 use crate::aws::credentials::TenantCredentials;
 use crate::decide::Resource;
 use crate::error::ProxyError;
@@ -18,6 +19,18 @@ impl Hooks for Guardrails {
     fn authorize(ctx: &Ctx<'_>, target: &Target) -> Result<(), ProxyError> {
         match target {
             Target::Guardrail { id, version } => ctx.decide(Resource::Guardrail { id, version }).map(drop),
+            _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
+        }
+    }
+
+    fn policy_question<'a>(
+        ctx: &Ctx<'_>,
+        target: &'a Target,
+        _headers: &'a HeaderMap,
+        _body: &'a RequestBody,
+    ) -> Result<PolicyQuestion<'a>, ProxyError> {
+        match target {
+            Target::Guardrail { id, version } => Ok(PolicyQuestion::of(PolicyResource::Guardrail { id, version })),
             _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
         }
     }

@@ -33,7 +33,8 @@
 //! body may be partly rewritten and must be discarded.
 
 use super::retrieval_filter::forced_filter;
-use super::{bind_model, body_object, child_object, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use super::{bind_model, body_object, child_object, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
+use crate::decide::cedar::PolicyResource;
 use crate::aws::credentials::TenantCredentials;
 use crate::config::TenantPolicy;
 use crate::decide::{self, Resource};
@@ -60,6 +61,35 @@ impl Hooks for KnowledgeBases {
     // `authorize` passes: the knowledge base in Retrieve's path is decided
     // in `rewrite`, once the body is validated (a malformed body is 400
     // whatever it names), like those RetrieveAndGenerate names in its body.
+
+    /// Retrieve: the knowledge base of the path. RetrieveAndGenerate: the
+    /// knowledge base of its body, else (external sources) its model.
+    fn policy_question<'a>(
+        ctx: &Ctx<'_>,
+        target: &'a Target,
+        _headers: &'a HeaderMap,
+        body: &'a RequestBody,
+    ) -> Result<PolicyQuestion<'a>, ProxyError> {
+        if let Target::KnowledgeBase(kb) = target {
+            kb_allowed(ctx, kb)?;
+            return Ok(PolicyQuestion::of(PolicyResource::KnowledgeBase(kb)));
+        }
+        let cfg = body.json.as_ref().and_then(|v| v.get("retrieveAndGenerateConfiguration"));
+        let kb = cfg.and_then(|c| c.pointer("/knowledgeBaseConfiguration/knowledgeBaseId")).and_then(Value::as_str);
+        if let Some(kb) = kb {
+            kb_allowed(ctx, kb)?;
+            return Ok(PolicyQuestion::of(PolicyResource::KnowledgeBase(kb)));
+        }
+        match cfg.and_then(|c| c.pointer("/externalSourcesConfiguration/modelArn")).and_then(Value::as_str) {
+            Some(model) => {
+                ctx.decide(Resource::Model(model))?;
+                Ok(PolicyQuestion::of(PolicyResource::Model(model)))
+            }
+            None => Err(ProxyError::InvalidParameter(
+                "retrieveAndGenerateConfiguration names neither a knowledge base nor a model".into(),
+            )),
+        }
+    }
 
     fn rewrite(
         ctx: &Ctx<'_>,

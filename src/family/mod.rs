@@ -7,6 +7,7 @@
 //! | `authorize` | before the body is read | what the path names, asked of the policy decision point (`crate::decide`) |
 //! | `before_body` | after the limits, before the body | changes decided from the path and headers alone (SageMaker routing) |
 //! | `rewrite` | after credentials, before signing | the request for this tenant: every resource the body names decided, then the body, path and headers rewritten; returns the response plan ([`Post`]) |
+//! | `policy_question` | with policies, after the body is read, before the limits | what the request names (allowlists decided first) and states (token limit, service tier), for the tenant's Cedar policies |
 //! | `response_headers` | when upstream answers | the family's header rules (session ids sealed or given back as the client's own) |
 //! | `response_shape` | when upstream answers | how token usage is read and how event streams are framed for redaction |
 //!
@@ -41,6 +42,7 @@ pub(crate) use fields::{body_object, bind_model, child_object, missing_claim, op
 
 use crate::aws::credentials::TenantCredentials;
 use crate::config::TenantPolicy;
+use crate::decide::cedar::PolicyResource;
 use crate::decide::{self, Grant, Resource};
 use crate::error::ProxyError;
 use crate::filter::eventstream::StreamShape;
@@ -113,6 +115,23 @@ fn to_bytes(v: &Value) -> Result<Bytes, ProxyError> {
     serde_json::to_vec(v).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
 }
 
+/// What a request names and states, for the tenant's Cedar policies
+/// (docs/reference.md §12). The resource has passed the allowlists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyQuestion<'a> {
+    pub resource: PolicyResource<'a>,
+    /// The output token limit the request states.
+    pub max_tokens: Option<i64>,
+    /// The service tier the request asks for.
+    pub service_tier: Option<String>,
+}
+
+impl<'a> PolicyQuestion<'a> {
+    fn of(resource: PolicyResource<'a>) -> Self {
+        PolicyQuestion { resource, max_tokens: None, service_tier: None }
+    }
+}
+
 /// How the response stage reads a family's answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponseShape {
@@ -145,6 +164,13 @@ trait Hooks {
         creds: &TenantCredentials,
         notes: &mut Notes,
     ) -> Result<(Bytes, Post), ProxyError>;
+
+    fn policy_question<'a>(
+        ctx: &Ctx<'_>,
+        target: &'a Target,
+        headers: &'a HeaderMap,
+        body: &'a RequestBody,
+    ) -> Result<PolicyQuestion<'a>, ProxyError>;
 
     fn response_headers(_ctx: &Ctx<'_>, _post: &Post, _headers: &mut HeaderMap) {}
 
@@ -185,6 +211,16 @@ pub fn rewrite(
     notes: &mut Notes,
 ) -> Result<(Bytes, Post), ProxyError> {
     dispatch!(ctx.op.family(), rewrite(ctx, &mut route.target, headers, body, creds, notes))
+}
+
+/// What the request names and states, for the tenant's policies.
+pub fn policy_question<'a>(
+    ctx: &Ctx<'_>,
+    route: &'a Route,
+    headers: &'a HeaderMap,
+    body: &'a RequestBody,
+) -> Result<PolicyQuestion<'a>, ProxyError> {
+    dispatch!(ctx.op.family(), policy_question(ctx, &route.target, headers, body))
 }
 
 /// The family's response header rules.

@@ -29,7 +29,8 @@
 //! asynchronously): then that member is bound like Converse's (see
 //! `rewrite_invoke_body`) and the body re-serialised.
 
-use super::{body_object, child_object, missing_claim, parse_json_body, to_bytes, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use super::{body_object, child_object, missing_claim, parse_json_body, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
+use crate::decide::cedar::PolicyResource;
 use crate::aws::credentials::TenantCredentials;
 use crate::config::{Guardrail, StreamProcessingMode, TenantPolicy};
 use crate::decide::{model_map, Resource};
@@ -54,6 +55,41 @@ impl Hooks for ModelCalls {
             // Rerank: the model is in the body (`rewrite`).
             _ => Ok(()),
         }
+    }
+
+    fn policy_question<'a>(
+        ctx: &Ctx<'_>,
+        target: &'a Target,
+        headers: &'a HeaderMap,
+        body: &'a RequestBody,
+    ) -> Result<PolicyQuestion<'a>, ProxyError> {
+        let model = match target {
+            Target::Model(m) => m.as_str(),
+            _ => {
+                // Rerank: its model, decided by the allowlist first.
+                let v = body.json.as_ref();
+                let m = v
+                    .and_then(|v| v.pointer("/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ProxyError::InvalidParameter("Rerank names no model".into()))?;
+                ctx.decide(Resource::Model(m))?;
+                m
+            }
+        };
+        let mut q = PolicyQuestion::of(PolicyResource::Model(model));
+        match ctx.op {
+            Operation::Converse | Operation::ConverseStream => {
+                let v = body.json.as_ref();
+                q.max_tokens = v.and_then(|v| v.pointer("/inferenceConfig/maxTokens")).and_then(Value::as_i64);
+                q.service_tier = v.and_then(|v| v.pointer("/serviceTier/type")).and_then(Value::as_str).map(String::from);
+            }
+            Operation::InvokeModel | Operation::InvokeModelWithResponseStream => {
+                q.max_tokens = invoke_max_tokens(&body.bytes)?;
+                q.service_tier = single_header(headers, SERVICE_TIER_HEADER)?;
+            }
+            _ => {}
+        }
+        Ok(q)
     }
 
     fn rewrite(
@@ -98,6 +134,68 @@ impl Hooks for ModelCalls {
             _ => ResponseShape::PLAIN,
         }
     }
+}
+
+/// InvokeModel's service tier header.
+const SERVICE_TIER_HEADER: &str = "x-amzn-bedrock-service-tier";
+
+/// The members of an InvokeModel body that state the output token limit,
+/// by provider (Anthropic and most: `max_tokens`; others `maxTokens`;
+/// Meta: `max_gen_len`).
+pub const INVOKE_MAX_TOKEN_KEYS: [&str; 3] = ["max_tokens", "maxTokens", "max_gen_len"];
+
+/// The output token limit an InvokeModel body states at its top level.
+/// Stated more than once (two of the keys, or one key twice: the model may
+/// read another copy than the policy) or not as a whole number: 400. A body
+/// that is not a JSON object states none.
+pub fn invoke_max_tokens(body: &[u8]) -> Result<Option<i64>, ProxyError> {
+    struct Stated(Vec<Value>);
+    impl<'de> serde::Deserialize<'de> for Stated {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Stated;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Stated, A::Error> {
+                    let mut found = Vec::new();
+                    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                        if INVOKE_MAX_TOKEN_KEYS.contains(&k.as_ref()) {
+                            found.push(map.next_value::<Value>()?);
+                        } else {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                    Ok(Stated(found))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    let Ok(Stated(found)) = serde_json::from_slice::<Stated>(body) else { return Ok(None) };
+    match found.as_slice() {
+        [] => Ok(None),
+        [v] => v.as_i64().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
+            ProxyError::InvalidParameter("the body's output token limit must be a whole number".into())
+        }),
+        _ => Err(ProxyError::InvalidParameter(format!(
+            "the body states its output token limit more than once ({}); state it once",
+            INVOKE_MAX_TOKEN_KEYS.join(", ")
+        ))),
+    }
+}
+
+/// The single value of a header, if sent; 400 when repeated or not text.
+fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ProxyError> {
+    let mut all = headers.get_all(name).iter();
+    let Some(v) = all.next() else { return Ok(None) };
+    if all.next().is_some() {
+        return Err(ProxyError::InvalidParameter(format!("request header {name} must appear at most once")));
+    }
+    v.to_str()
+        .map(|s| Some(s.to_string()))
+        .map_err(|_| ProxyError::InvalidParameter(format!("request header {name} must be visible ASCII")))
 }
 
 /// Rerank (docs/reference.md §5.1): the reranking model named in the body is

@@ -60,7 +60,8 @@
 //!                                                   X-Amzn-SageMaker-Target-Model: acme.tar.gz
 //! ```
 
-use super::{missing_claim, Ctx, Hooks, Notes, RequestBody, ResponseShape};
+use super::{missing_claim, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
+use crate::decide::cedar::PolicyResource;
 use crate::aws::credentials::TenantCredentials;
 use crate::decide::{self, EndpointDecision, HostedModel, Resource};
 pub use crate::decide::is_valid_endpoint_name;
@@ -92,6 +93,22 @@ impl Hooks for SageMaker {
         }
         *endpoint = rw.endpoint;
         Ok(())
+    }
+
+    /// The endpoint as requested (decided by the allowlist first) and the
+    /// target model the client sends, if one.
+    fn policy_question<'a>(
+        ctx: &Ctx<'_>,
+        target: &'a Target,
+        headers: &'a HeaderMap,
+        _body: &'a RequestBody,
+    ) -> Result<PolicyQuestion<'a>, ProxyError> {
+        let Target::Endpoint(name) = target else {
+            return Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string()));
+        };
+        resolve_endpoint(ctx, name, &mut Vec::new())?;
+        let target_model = single(headers, TARGET_MODEL)?;
+        Ok(PolicyQuestion::of(PolicyResource::Endpoint { name, target_model }))
     }
 
     fn rewrite(

@@ -32,6 +32,7 @@ use crate::post::{self, Post};
 use crate::validate::{self, is_hop_by_hop};
 use crate::ratelimit::{Permit, RateLimiter};
 use crate::session::SessionKeys;
+use crate::decide;
 use crate::family::{self, Ctx, Notes, RequestBody};
 use crate::upstream::{Endpoints, HttpClient};
 use arc_swap::ArcSwap;
@@ -290,14 +291,43 @@ impl Proxy {
         let ctx = Ctx::new(route.op, &principal, &policy, &self.session_keys);
         family::authorize(&ctx, &route)?;
 
-        // 5b. Limits, after the allowlists (a denied request costs the tenant
-        //     nothing) and before any upstream work. The permit is held until
-        //     the response body ends.
+        let (mut parts, body) = req.into_parts();
+        parts.headers = client_headers;
+        let mut body = Some(body);
+
+        // 5a. Policies (docs/reference.md §12): when any apply to the
+        //     tenant, the body is read first (the token limit it states is
+        //     context), the resource it names passes the allowlists, then
+        //     the tenant's Cedar policies must permit the request, all
+        //     before the limits: a denial costs the tenant nothing.
+        let mut early = None;
+        if let Some(policies) = cfg.policy.policies.as_ref().filter(|p| p.applies_to(&principal.tenant)) {
+            let read = self.read_body(cfg, route.op, body.take(), &principal.tenant, body_read).await?;
+            let q = family::policy_question(&ctx, &route, &parts.headers, &read.0)?;
+            let facts = decide::cedar::Facts {
+                streaming: family::response_shape(route.op).stream != crate::filter::eventstream::StreamShape::Other,
+                hour_utc: hour_utc(SystemTime::now()),
+                max_tokens: q.max_tokens,
+                service_tier: q.service_tier,
+            };
+            if let Some(v) = policies.evaluate(&principal, route.op, q.resource, &facts) {
+                rec.policies = Some(v.policies);
+                if !v.allowed {
+                    for e in &v.errors {
+                        tracing::warn!(tenant = %principal.tenant, error = %e, "policy evaluation error: request denied");
+                    }
+                    return Err(ProxyError::PolicyDenied { tenant: principal.tenant.clone() });
+                }
+            }
+            early = Some(read);
+        }
+
+        // 5b. Limits, after the allowlists and policies (a denied request
+        //     costs the tenant nothing) and before any upstream work. The
+        //     permit is held until the response body ends.
         let admission = self.limiter.acquire(&principal.tenant, &principal.user, &policy.rate_limit).await;
         rec.rate_limit_fallback = admission.fallback;
         let permit = admission.result?;
-        let (mut parts, body) = req.into_parts();
-        parts.headers = client_headers;
         // 5c. What the family decides from the path and headers alone
         //     (SageMaker routing: bodies there are opaque), before reading
         //     the body or fetching credentials.
@@ -305,25 +335,13 @@ impl Proxy {
         family::before_body(&ctx, &mut route, &mut parts.headers, &mut notes)?;
         take_notes(rec, &mut notes);
 
-        // 6. Body, bounded in size and in time (a client that stalls or
-        //    drips its body would otherwise hold the task, and any
-        //    concurrency slot, forever), and charged to the tenant's share
-        //    of the buffer budget as it is read; held until this returns.
-        let timeout = cfg.server.body_timeout;
-        let (limits, mut mem) = (cfg.server.buffer_limits(), self.budget.reservation(&principal.tenant));
-        let read = read_limited(body, cfg.server.max_body_bytes, &mut mem, &limits);
-        let body = tokio::time::timeout(timeout, read)
-            .await
-            .map_err(|_| ProxyError::BodyTimeout { secs: timeout.as_secs() })??;
-        body_read.store(true, Ordering::Relaxed);
-        // 6b. A JSON body's structure is bounded, and its tree charged,
-        //     before any tree is built.
-        crate::budget::charge_json_body(route.op, &body, &cfg.server, &mut mem)?;
-        // 6c. The body against the operation's input shape (exact-case
-        //     members, types, unions, no duplicate keys): parsed once, here,
-        //     and the tree handed to the rewrite. Payload operations are
-        //     opaque (`None`).
-        let json = validate::validate_body(route.op, &body, json_limits(&cfg.server))?;
+        // 6. Body (unless read for the policies above): bounded, charged,
+        //    validated (`read_body`); its reservation is held until this
+        //    returns.
+        let (body, mut mem) = match early {
+            Some(read) => read,
+            None => self.read_body(cfg, route.op, body.take(), &principal.tenant, body_read).await?,
+        };
 
         // 7. Credentials of this tenant and no other (before the rewrite,
         //    which may inject them into agent session attributes).
@@ -332,7 +350,6 @@ impl Proxy {
         // 8. Rewrite for this tenant (the family): every resource the body
         //    names decided, then model map, forced guardrail and request
         //    metadata, knowledge-base filters, agent session attributes.
-        let body = RequestBody { bytes: body, json };
         let rewritten = family::rewrite(&ctx, &mut route, &mut parts.headers, body, &creds, &mut notes);
         take_notes(rec, &mut notes);
         let (body, post) = rewritten?;
@@ -383,6 +400,46 @@ impl Proxy {
             Ok(Ok(r)) => r,
         };
         Ok(Forwarded { op: route.op, principal, policy, post, permit, response })
+    }
+}
+
+/// The hour of the day, UTC.
+fn hour_utc(now: SystemTime) -> i64 {
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    ((secs % 86_400) / 3_600) as i64
+}
+
+impl Proxy {
+    /// The request body, bounded in size and in time (a client that stalls
+    /// or drips its body would otherwise hold the task, and any concurrency
+    /// slot, forever), charged to the tenant's share of the buffer budget as
+    /// it is read; then its JSON structure bounded and charged before any
+    /// tree is built, and checked against the operation's input shape
+    /// (exact-case members, types, unions, no duplicate keys): parsed once,
+    /// here, and the tree handed on. Payload operations are opaque (`None`).
+    async fn read_body<B>(
+        &self,
+        cfg: &Config,
+        op: Operation,
+        body: Option<B>,
+        tenant: &str,
+        body_read: &std::sync::atomic::AtomicBool,
+    ) -> Result<(RequestBody, crate::budget::Reservation), ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let body = body.ok_or_else(|| ProxyError::InvalidParameter("request body already read".into()))?;
+        let timeout = cfg.server.body_timeout;
+        let (limits, mut mem) = (cfg.server.buffer_limits(), self.budget.reservation(tenant));
+        let read = read_limited(body, cfg.server.max_body_bytes, &mut mem, &limits);
+        let bytes = tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| ProxyError::BodyTimeout { secs: timeout.as_secs() })??;
+        body_read.store(true, Ordering::Relaxed);
+        crate::budget::charge_json_body(op, &bytes, &cfg.server, &mut mem)?;
+        let json = validate::validate_body(op, &bytes, json_limits(&cfg.server))?;
+        Ok((RequestBody { bytes, json }, mem))
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "agents",
     "sagemaker",
     "static_credentials",
+    "policy",
 ];
 pub(super) const GUARDRAIL_KEYS: &[&str] = &["id", "version", "stream_processing_mode", "allow_guard_content"];
 /// Keys of `GUARDRAIL_KEYS` every guardrail table must set.
@@ -40,6 +41,8 @@ pub(super) const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_targ
 pub(super) const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
 /// Keys of `POLICY_KEYS` valid in `[tenant_defaults]` only.
 pub(super) const DEFAULTS_ONLY: &[&str] = &["allow_unlisted"];
+/// Keys of `POLICY_KEYS` valid in `[tenants.ID]` only (read by `policy.rs`).
+pub(super) const TENANT_ONLY: &[&str] = &["policy"];
 /// Sub-tables of a tenant policy with a fixed set of keys (the other
 /// table-valued keys, such as `model_map`, are maps with free keys).
 pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
@@ -49,6 +52,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("agents", AGENT_KEYS),
     ("sagemaker", SM_KEYS),
     ("static_credentials", STATIC_KEYS),
+    ("policy", super::policy::TENANT_KEYS),
 ];
 /// Converse `requestMetadata` allows at most 16 entries.
 const MAX_REQUEST_METADATA: usize = 16;
@@ -60,7 +64,10 @@ pub(crate) struct Tenants {
 
 pub(crate) fn tenants(root: &Tbl<'_>, ctx: &mut Ctx<'_>, creds: Option<&CredentialsConfig>) -> Option<Tenants> {
     let defaults = match root.get("tenant_defaults") {
-        Some(v) => Tbl::open(ctx, "tenant_defaults".into(), v, Some(POLICY_KEYS)).map(|t| partial(&t, ctx)),
+        Some(v) => Tbl::open(ctx, "tenant_defaults".into(), v, Some(POLICY_KEYS)).map(|t| {
+            t.forbid(ctx, TENANT_ONLY, "is only valid in [tenants.ID] (policies for every tenant go in [policy])");
+            partial(&t, ctx)
+        }),
         None => Some(Partial { origin: "tenant_defaults".into(), ..Partial::default() }),
     }?;
     let mut listed = Vec::new();

@@ -1,0 +1,150 @@
+use super::*;
+use crate::test_support::principal;
+
+fn src(origin: &str, text: &str) -> PolicySource {
+    PolicySource { origin: origin.into(), text: text.into() }
+}
+
+fn claims() -> Vec<ClaimDecl> {
+    vec![
+        ClaimDecl { name: "custom:plan".into(), ty: ClaimType::String },
+        ClaimDecl { name: "level".into(), ty: ClaimType::Long },
+    ]
+}
+
+fn load(global: &[PolicySource], acme: &[PolicySource]) -> Result<Option<Policies>, Vec<PolicyError>> {
+    let tenants = BTreeMap::from([("acme".to_string(), acme.to_vec())]);
+    Policies::load(claims(), global, &tenants)
+}
+
+const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+fn facts(streaming: bool, max_tokens: Option<i64>) -> Facts {
+    Facts { streaming, hour_utc: 10, max_tokens, service_tier: None }
+}
+
+#[test]
+fn the_schema_parses_with_claims_of_every_type() {
+    let all = vec![
+        ClaimDecl { name: "custom:plan".into(), ty: ClaimType::String },
+        ClaimDecl { name: "n".into(), ty: ClaimType::Long },
+        ClaimDecl { name: "b".into(), ty: ClaimType::Bool },
+        ClaimDecl { name: "teams".into(), ty: ClaimType::StringSet },
+    ];
+    let _ = Schema::from_cedarschema_str(&schema_text(&all)).unwrap().0;
+    let _ = Schema::from_cedarschema_str(&schema_text(&[])).unwrap().0;
+}
+
+#[test]
+fn no_sources_means_no_policies() {
+    assert!(Policies::load(claims(), &[], &BTreeMap::new()).unwrap().is_none());
+}
+
+#[test]
+fn permit_forbid_and_default_deny() {
+    let p = load(
+        &[src(
+            "common.cedar",
+            r#"@id("models-for-eng")
+permit(principal, action in TenantGate::Action::"ModelCall", resource)
+when { principal.groups.contains("eng") };
+forbid(principal, action == TenantGate::Action::"ConverseStream", resource)
+when { principal.claims has "custom:plan" && principal.claims["custom:plan"] == "free" };"#,
+        )],
+        &[],
+    )
+    .unwrap()
+    .unwrap();
+    let alice = principal("acme", "alice");
+    let v = p.evaluate(&alice, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, None)).unwrap();
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.policies, ["models-for-eng"]);
+    // Not a model call: no permit applies, default deny.
+    let v = p.evaluate(&alice, Operation::Retrieve, PolicyResource::KnowledgeBase("KB1"), &facts(false, None)).unwrap();
+    assert!(!v.allowed && v.policies.is_empty(), "{v:?}");
+    // A forbid wins over the permit.
+    let mut free = principal("acme", "bob");
+    free.claims.insert("custom:plan".into(), serde_json::json!("free"));
+    let v = p.evaluate(&free, Operation::ConverseStream, PolicyResource::Model(HAIKU), &facts(true, None)).unwrap();
+    assert!(!v.allowed);
+    assert_eq!(v.policies, ["common.cedar:1"]);
+    // Without the group: no permit.
+    let mut outsider = principal("acme", "carol");
+    outsider.groups.clear();
+    assert!(!p.evaluate(&outsider, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, None)).unwrap().allowed);
+}
+
+#[test]
+fn context_and_claims_of_other_types() {
+    let p = load(
+        &[],
+        &[src(
+            "acme.cedar",
+            r#"permit(principal, action, resource is TenantGate::Model)
+when { context has max_tokens && context.max_tokens <= 1024 && principal.claims has level && principal.claims.level >= 2 };"#,
+        )],
+    )
+    .unwrap()
+    .unwrap();
+    let mut alice = principal("acme", "alice");
+    alice.claims.insert("level".into(), serde_json::json!(3));
+    let ok = |who: &Principal, max| p.evaluate(who, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, max)).unwrap().allowed;
+    assert!(ok(&alice, Some(1024)));
+    assert!(!ok(&alice, Some(1025)));
+    assert!(!ok(&alice, None), "no stated limit is not within the limit");
+    // A claim of another type than declared is absent.
+    alice.claims.insert("level".into(), serde_json::json!("3"));
+    assert!(!ok(&alice, Some(10)));
+    // Policies of acme do not apply to globex (no global policies): None.
+    assert!(p.evaluate(&principal("globex", "x"), Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, None)).is_none());
+    assert!(p.applies_to("acme") && !p.applies_to("globex"));
+}
+
+#[test]
+fn tenants_are_principals_in_their_tenant() {
+    let p = load(&[src("g.cedar", r#"permit(principal in TenantGate::Tenant::"acme", action, resource);"#)], &[])
+        .unwrap()
+        .unwrap();
+    let f = facts(false, None);
+    assert!(p.evaluate(&principal("acme", "a"), Operation::InvokeAgent, PolicyResource::Agent { agent: "A", alias: "B" }, &f).unwrap().allowed);
+    assert!(!p.evaluate(&principal("globex", "a"), Operation::InvokeAgent, PolicyResource::Agent { agent: "A", alias: "B" }, &f).unwrap().allowed);
+}
+
+#[test]
+fn errors_name_the_file_and_line() {
+    let errs = load(&[src("bad.cedar", "permit(principal, action, resource);\n\npermit(principal, action, resource) when { principal.nope == 1 };")], &[])
+        .unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].origin, "bad.cedar");
+    assert_eq!(errs[0].line, Some(3), "{errs:?}");
+    let errs = load(&[], &[src("syntax.cedar", "permit(principal, action, resource)\nforbid(")]).unwrap_err();
+    assert!(errs.iter().all(|e| e.origin == "syntax.cedar" && e.line.is_some()), "{errs:?}");
+    let errs = load(&[src("t.cedar", "permit(principal == ?principal, action, resource);")], &[]).unwrap_err();
+    assert!(errs[0].message.contains("templates"), "{errs:?}");
+    // An unknown action or entity type is a schema error.
+    let errs = load(&[src("a.cedar", r#"permit(principal, action == TenantGate::Action::"Delete", resource);"#)], &[]).unwrap_err();
+    assert_eq!(errs[0].line, Some(1), "{errs:?}");
+}
+
+#[test]
+fn slices_hold_only_policies_whose_action_scope_can_match() {
+    let p = load(
+        &[src(
+            "g.cedar",
+            r#"permit(principal, action in TenantGate::Action::"Agent", resource);
+permit(principal, action == TenantGate::Action::"Converse", resource);
+permit(principal, action in [TenantGate::Action::"Retrieve", TenantGate::Action::"SageMaker"], resource);
+forbid(principal, action, resource) when { context.hour_utc > 30 };"#,
+        )],
+        &[],
+    )
+    .unwrap()
+    .unwrap();
+    let g = p.global.as_ref().unwrap();
+    let n = |op| g.by_op[&op].policies().count();
+    assert_eq!(n(Operation::InvokeAgent), 2);
+    assert_eq!(n(Operation::Converse), 2);
+    assert_eq!(n(Operation::ConverseStream), 1);
+    assert_eq!(n(Operation::Retrieve), 2);
+    assert_eq!(n(Operation::InvokeEndpointAsync), 2);
+}
