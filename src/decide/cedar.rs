@@ -210,10 +210,9 @@ struct Slices {
 
 /// Compiled policies of a configuration.
 pub struct Policies {
-    schema: Schema,
     claims: Vec<ClaimDecl>,
-    /// Action entities (with their groups), built once.
-    actions: Entities,
+    /// Each operation's action entity and its group's, built once.
+    actions: HashMap<Operation, [Entity; 2]>,
     /// Display name of every policy.
     names: HashMap<PolicyId, String>,
     /// Tenants without files of their own: the global policies (None when
@@ -325,9 +324,16 @@ impl Policies {
         let schema = Schema::from_cedarschema_str(&schema_text(&claims))
             .map_err(|e| vec![PolicyError { origin: "policy.claims".into(), line: None, message: e.to_string() }])?
             .0;
-        let actions = schema
+        let all_actions = schema
             .action_entities()
             .map_err(|e| vec![PolicyError { origin: "policy schema".into(), line: None, message: e.to_string() }])?;
+        let mut actions = HashMap::new();
+        for op in Operation::ALL {
+            let get = |name: &str| all_actions.get(&action_uid(name)).cloned();
+            if let (Some(a), Some(g)) = (get(op.name()), get(action_group(op.family()))) {
+                actions.insert(op, [a, g]);
+            }
+        }
         let mut errors = Vec::new();
         let mut names = HashMap::new();
         let mut compile_all = |sources: &[PolicySource], errors: &mut Vec<PolicyError>| {
@@ -358,7 +364,7 @@ impl Policies {
             })
             .collect();
         let global = (!global.is_empty()).then(|| slice(&global_policies));
-        Ok(Some(Policies { schema, claims, actions, names, global, tenants, count }))
+        Ok(Some(Policies { claims, actions, names, global, tenants, count }))
     }
 
     /// Whether any policy applies to `tenant` (its own files, or global ones).
@@ -414,11 +420,12 @@ impl Policies {
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let resource_entity = Entity::new(res_uid.clone(), res_attrs, HashSet::new()).map_err(|e| e.to_string())?;
-        let entities = self
-            .actions
-            .clone()
-            .add_entities([principal_entity, resource_entity, Entity::new_no_attrs(tenant, HashSet::new())], None)
-            .map_err(|e| e.to_string())?;
+        let [action, group] = self.actions.get(&op).cloned().ok_or("no action entity for the operation")?;
+        let entities = Entities::from_entities(
+            [principal_entity, resource_entity, Entity::new_no_attrs(tenant, HashSet::new()), action, group],
+            None,
+        )
+        .map_err(|e| e.to_string())?;
         let mut ctx = vec![
             ("streaming".to_string(), RestrictedExpression::new_bool(facts.streaming)),
             ("hour_utc".to_string(), RestrictedExpression::new_long(facts.hour_utc)),
@@ -430,8 +437,10 @@ impl Policies {
             ctx.push(("service_tier".to_string(), s(t)));
         }
         let context = Context::from_pairs(ctx).map_err(|e| e.to_string())?;
-        let request =
-            Request::new(user, action_uid(op.name()), res_uid, context, Some(&self.schema)).map_err(|e| e.to_string())?;
+        // Built to the schema by construction; not validated again per
+        // request (a request the policies did not expect can only make them
+        // error, and an error denies).
+        let request = Request::new(user, action_uid(op.name()), res_uid, context, None).map_err(|e| e.to_string())?;
         let response = Authorizer::new().is_authorized(&request, set, &entities);
         let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
         let mut policies: Vec<String> = response
