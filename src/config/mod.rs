@@ -221,12 +221,9 @@ pub enum RateLimitBackend {
     Redis { url: String, on_backend_error: OnBackendError },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnBackendError {
-    Local,
-    Deny,
-    Allow,
-}
+/// `rate_limit.on_backend_error`. Defined with the audit record, which
+/// names it (`rate_limit_fallback`) when it decided a request's admission.
+pub use crate::audit::OnBackendError;
 
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {

@@ -273,7 +273,7 @@ impl Redis {
                 crate::metrics::global().rate_limit_backend_error();
                 tracing::warn!(
                     redis = %r.location,
-                    on_backend_error = mode_name(on_error),
+                    on_backend_error = on_error.name(),
                     "rate limit backend unavailable at start ({e}); on_backend_error applies until it answers"
                 );
                 tokio::spawn(probe(Arc::downgrade(&r)));
@@ -365,7 +365,7 @@ impl Redis {
         m.rate_limit_backend_transition(false);
         tracing::warn!(
             redis = %self.location,
-            on_backend_error = mode_name(self.on_error()),
+            on_backend_error = self.on_error().name(),
             "rate limit backend down ({e}); on_backend_error applies, retrying every {} s",
             PROBE_EVERY.as_secs()
         );
@@ -437,10 +437,3 @@ fn decode_mode(v: u8) -> OnBackendError {
     }
 }
 
-pub(crate) fn mode_name(m: OnBackendError) -> &'static str {
-    match m {
-        OnBackendError::Local => "local",
-        OnBackendError::Deny => "deny",
-        OnBackendError::Allow => "allow",
-    }
-}
