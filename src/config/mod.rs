@@ -194,7 +194,7 @@ pub struct Endpoints {
     pub sts: Option<http::Uri>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one per Config; boxing buys nothing
 pub enum CredentialsConfig {
     AssumeRole(AssumeRoleConfig),
@@ -202,7 +202,7 @@ pub enum CredentialsConfig {
     Static,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AssumeRoleConfig {
     pub role_arn: Template,
     pub session_name: Template,
