@@ -149,24 +149,17 @@ pub(crate) fn admit_args(limits: &TenantRateLimit) -> [u64; 5] {
 }
 
 /// Why a call did not get an answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Failure {
     /// Marked down: nothing was tried.
+    #[error("marked down")]
     Down,
+    #[error("no answer within {} ms", ROUND_TRIP.as_millis())]
     Timeout,
+    #[error("{0}")]
     Redis(redis::RedisError),
+    #[error("{}", .0.0)]
     Bad(BadAnswer),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Down => f.write_str("marked down"),
-            Failure::Timeout => write!(f, "no answer within {} ms", ROUND_TRIP.as_millis()),
-            Failure::Redis(e) => write!(f, "{e}"),
-            Failure::Bad(b) => f.write_str(&b.0),
-        }
-    }
 }
 
 struct Script {
