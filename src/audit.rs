@@ -84,6 +84,32 @@ impl StreamEnd {
     }
 }
 
+/// `rate_limit.on_backend_error` (config): what a request gets while the
+/// shared rate limit backend does not answer. When it decided, the audit
+/// record's `rate_limit_fallback` and the `action` label of
+/// `tenantgate_rate_limit_fallback_total`, both [`name`](Self::name).
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    /// This process's own limits.
+    Local,
+    /// Refused, `rate_limit_unavailable`.
+    Deny,
+    /// Admitted.
+    Allow,
+}
+
+impl OnBackendError {
+    /// The documented name: `local`, `deny` or `allow`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnBackendError::Local => "local",
+            OnBackendError::Deny => "deny",
+            OnBackendError::Allow => "allow",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Default, Clone)]
 pub struct AuditRecord {
     pub ts: String,
@@ -111,7 +137,7 @@ pub struct AuditRecord {
     /// `on_backend_error` (`local`, `deny`, `allow`) when it decided this
     /// request's admission because the shared rate limit backend did not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit_fallback: Option<&'static str>,
+    pub rate_limit_fallback: Option<OnBackendError>,
     /// The Cedar policies that decided (their `@id`, else `file:index`);
     /// null when no policy applies to the tenant (docs/reference.md §12).
     pub policies: Option<Vec<String>>,
@@ -308,6 +334,17 @@ mod tests {
             assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
         }
         assert_eq!(Decision::default(), Decision::Deny);
+    }
+
+    #[test]
+    fn rate_limit_fallback_serialises_as_its_documented_name() {
+        for (m, name) in [(OnBackendError::Local, "local"), (OnBackendError::Deny, "deny"), (OnBackendError::Allow, "allow")] {
+            assert_eq!(m.name(), name);
+            let line = serde_json::to_string(&AuditRecord { rate_limit_fallback: Some(m), ..Default::default() }).unwrap();
+            assert!(line.ends_with(&format!(r#","rate_limit_fallback":"{name}"}}"#)), "{line}");
+        }
+        let line = serde_json::to_string(&AuditRecord::default()).unwrap();
+        assert!(!line.contains("rate_limit_fallback"), "{line}");
     }
 
     use super::*;

@@ -70,15 +70,9 @@ where
 
 /// The error a client's body stream ends with when the response was cut
 /// off (its `stream_error` in the audit record).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.as_str())]
 pub struct StreamError(pub StreamEnd);
-
-impl std::fmt::Display for StreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0.as_str())
-    }
-}
-impl std::error::Error for StreamError {}
 
 /// The upstream response body, forwarded frame by frame as it arrives. If the
 /// upstream is silent for longer than `idle`, the body ends with an error,

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {}", self.reason(), self.message())]
 pub enum ProxyError {
     // 400
     InvalidJson(String),
@@ -240,14 +241,6 @@ impl ProxyError {
         resp
     }
 }
-
-impl std::fmt::Display for ProxyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.reason(), self.message())
-    }
-}
-
-impl std::error::Error for ProxyError {}
 
 /// An error and all its sources, `: `-joined, for log lines.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

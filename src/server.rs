@@ -4,7 +4,7 @@
 use crate::audit::Audit;
 use crate::aws::credentials::CredentialProvider;
 use crate::authn::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, CredentialsConfig, StaticCredentialsEnv};
 use crate::conn::{ClientConn, WatchedTcp};
 use crate::proxy::{Proxy, Snapshot};
 use crate::upstream::{build_client, Endpoints};
@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Resu
     // settings alone; anything that could change who a request is signed as
     // builds a fresh provider.
     let creds = match previous {
-        Some(prev) if credentials_fingerprint(&prev.config) == credentials_fingerprint(&config) => prev.creds.clone(),
+        Some(prev) if CredentialInputs::of(&prev.config) == CredentialInputs::of(&config) => prev.creds.clone(),
         _ => {
             let creds = CredentialProvider::from_config(&config).await?;
             creds.start(&config);
@@ -96,19 +96,38 @@ pub async fn build_snapshot(config: Config, previous: Option<&Snapshot>) -> Resu
 }
 
 /// Everything the credential provider is built from: the `[credentials]`
-/// table, the region, the STS endpoint, the extra trust roots of the STS
-/// client and, for static keys, which env vars each tenant names.
-fn credentials_fingerprint(cfg: &Config) -> String {
-    let statics: Vec<_> = cfg
-        .tenants
-        .iter()
-        .map(|(t, p)| (t.as_str(), &p.static_credentials))
-        .chain(cfg.unlisted.iter().map(|p| ("", &p.static_credentials)))
-        .collect();
-    format!(
-        "{:?}|{}|{:?}|{:?}|{:?}|{:?}",
-        cfg.credentials, cfg.aws.region, cfg.aws.endpoints.sts, cfg.aws.connect_timeout, cfg.aws.ca_file, statics
-    )
+/// table, the region, the STS endpoint, the connect timeout and extra trust
+/// roots of the STS client and, for static keys, which env vars each tenant
+/// names. Equal inputs keep the provider (and its cached STS sessions).
+#[derive(PartialEq)]
+struct CredentialInputs<'a> {
+    credentials: &'a CredentialsConfig,
+    region: &'a str,
+    sts: Option<&'a http::Uri>,
+    connect_timeout: Duration,
+    ca_file: Option<&'a Path>,
+    /// Per listed tenant, then `""` for `[tenant_defaults]` when unlisted
+    /// tenants are admitted.
+    statics: Vec<(&'a str, Option<&'a StaticCredentialsEnv>)>,
+}
+
+impl<'a> CredentialInputs<'a> {
+    fn of(cfg: &'a Config) -> Self {
+        let statics = cfg
+            .tenants
+            .iter()
+            .map(|(t, p)| (t.as_str(), p.static_credentials.as_ref()))
+            .chain(cfg.unlisted.iter().map(|p| ("", p.static_credentials.as_ref())))
+            .collect();
+        CredentialInputs {
+            credentials: &cfg.credentials,
+            region: &cfg.aws.region,
+            sts: cfg.aws.endpoints.sts.as_ref(),
+            connect_timeout: cfg.aws.connect_timeout,
+            ca_file: cfg.aws.ca_file.as_deref(),
+            statics,
+        }
+    }
 }
 
 impl Sidecar {
@@ -334,3 +353,7 @@ where
     }
     graceful
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

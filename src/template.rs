@@ -27,16 +27,9 @@ use std::fmt;
 
 /// A template named a claim the verified token does not carry (or carries
 /// with a value that cannot be rendered). Holds the claim name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the token has no usable claim {0:?}")]
 pub struct MissingClaim(pub String);
-
-impl fmt::Display for MissingClaim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the token has no usable claim {:?}", self.0)
-    }
-}
-
-impl std::error::Error for MissingClaim {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {

@@ -196,7 +196,7 @@ pub struct Endpoints {
     pub sts: Option<http::Uri>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one per Config; boxing buys nothing
 pub enum CredentialsConfig {
     AssumeRole(AssumeRoleConfig),
@@ -204,7 +204,7 @@ pub enum CredentialsConfig {
     Static,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AssumeRoleConfig {
     pub role_arn: Template,
     pub session_name: Template,
@@ -223,12 +223,9 @@ pub enum RateLimitBackend {
     Redis { url: String, on_backend_error: OnBackendError },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnBackendError {
-    Local,
-    Deny,
-    Allow,
-}
+/// `rate_limit.on_backend_error`. Defined with the audit record, which
+/// names it (`rate_limit_fallback`) when it decided a request's admission.
+pub use crate::audit::OnBackendError;
 
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {

@@ -108,10 +108,9 @@ pub struct RateLimiter {
 #[derive(Debug)]
 pub struct Admission {
     pub result: Result<Permit, ProxyError>,
-    /// The `on_backend_error` that decided (`"local"`, `"deny"`, `"allow"`)
-    /// when the shared backend did not answer; None when it did, or when
-    /// limits are local.
-    pub fallback: Option<&'static str>,
+    /// The `on_backend_error` that decided when the shared backend did not
+    /// answer; None when it did, or when limits are local.
+    pub fallback: Option<OnBackendError>,
 }
 
 impl RateLimiter {
@@ -157,8 +156,7 @@ impl RateLimiter {
                     if cur.url() == url {
                         if cur.on_error() != *on_backend_error {
                             cur.set_on_error(*on_backend_error);
-                            let mode = redis_backend::mode_name(*on_backend_error);
-                            tracing::info!(on_backend_error = mode, "rate limit backend fallback changed");
+                            tracing::info!(on_backend_error = on_backend_error.name(), "rate limit backend fallback changed");
                         }
                         return Ok(());
                     }
@@ -205,8 +203,7 @@ impl RateLimiter {
             Err(_) => {
                 // Logged and counted by the backend once per transition.
                 let mode = redis.on_error();
-                let name = redis_backend::mode_name(mode);
-                crate::metrics::global().rate_limit_fallback(name);
+                crate::metrics::global().rate_limit_fallback(mode.name());
                 let result = match mode {
                     OnBackendError::Local => {
                         drop(slot);
@@ -221,7 +218,7 @@ impl RateLimiter {
                         Ok(Permit { entry: entry.clone(), shared: shared(redis) })
                     }
                 };
-                return Admission { result, fallback: Some(name) };
+                return Admission { result, fallback: Some(mode) };
             }
         };
         Admission { result, fallback: None }

@@ -149,24 +149,17 @@ pub(crate) fn admit_args(limits: &TenantRateLimit) -> [u64; 5] {
 }
 
 /// Why a call did not get an answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Failure {
     /// Marked down: nothing was tried.
+    #[error("marked down")]
     Down,
+    #[error("no answer within {} ms", ROUND_TRIP.as_millis())]
     Timeout,
+    #[error("{0}")]
     Redis(redis::RedisError),
+    #[error("{}", .0.0)]
     Bad(BadAnswer),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Down => f.write_str("marked down"),
-            Failure::Timeout => write!(f, "no answer within {} ms", ROUND_TRIP.as_millis()),
-            Failure::Redis(e) => write!(f, "{e}"),
-            Failure::Bad(b) => f.write_str(&b.0),
-        }
-    }
 }
 
 struct Script {
@@ -273,7 +266,7 @@ impl Redis {
                 crate::metrics::global().rate_limit_backend_error();
                 tracing::warn!(
                     redis = %r.location,
-                    on_backend_error = mode_name(on_error),
+                    on_backend_error = on_error.name(),
                     "rate limit backend unavailable at start ({e}); on_backend_error applies until it answers"
                 );
                 tokio::spawn(probe(Arc::downgrade(&r)));
@@ -365,7 +358,7 @@ impl Redis {
         m.rate_limit_backend_transition(false);
         tracing::warn!(
             redis = %self.location,
-            on_backend_error = mode_name(self.on_error()),
+            on_backend_error = self.on_error().name(),
             "rate limit backend down ({e}); on_backend_error applies, retrying every {} s",
             PROBE_EVERY.as_secs()
         );
@@ -437,10 +430,3 @@ fn decode_mode(v: u8) -> OnBackendError {
     }
 }
 
-pub(crate) fn mode_name(m: OnBackendError) -> &'static str {
-    match m {
-        OnBackendError::Local => "local",
-        OnBackendError::Deny => "deny",
-        OnBackendError::Allow => "allow",
-    }
-}

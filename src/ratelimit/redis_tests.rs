@@ -115,7 +115,7 @@ fn down_backend_applies_on_backend_error_without_waiting() {
         let mut outcomes = Vec::new();
         for _ in 0..3 {
             let a = rl.acquire("acme", "u", &l).await;
-            assert_eq!(a.fallback, Some("local"));
+            assert_eq!(a.fallback, Some(OnBackendError::Local));
             outcomes.push(a.result.map(drop).map_err(|e| e.reason()));
         }
         assert_eq!(outcomes, [Ok(()), Ok(()), Err("rate_limited")], "the local limits apply");
@@ -123,13 +123,13 @@ fn down_backend_applies_on_backend_error_without_waiting() {
 
         let rl = limiter_on(&url, OnBackendError::Deny).await;
         let a = rl.acquire("acme", "u", &l).await;
-        assert_eq!(a.fallback, Some("deny"));
+        assert_eq!(a.fallback, Some(OnBackendError::Deny));
         assert_eq!(a.result.map(drop), Err(ProxyError::RateLimitUnavailable));
 
         let rl = limiter_on(&url, OnBackendError::Allow).await;
         for _ in 0..5 {
             let a = rl.acquire("acme", "u", &l).await;
-            assert_eq!(a.fallback, Some("allow"));
+            assert_eq!(a.fallback, Some(OnBackendError::Allow));
             assert!(a.result.is_ok(), "allow admits past every limit but max_concurrent");
         }
         // max_concurrent is local and still applies.
@@ -143,7 +143,7 @@ fn down_backend_applies_on_backend_error_without_waiting() {
         rl.configure(&RateLimitBackend::Redis { url: url.clone(), on_backend_error: OnBackendError::Deny })
             .await
             .expect("reconfigure");
-        assert_eq!(rl.acquire("acme", "u", &l).await.fallback, Some("deny"));
+        assert_eq!(rl.acquire("acme", "u", &l).await.fallback, Some(OnBackendError::Deny));
         rl.configure(&RateLimitBackend::Local).await.expect("local");
         assert_eq!(rl.shared_backend_up(), None);
         let a = rl.acquire("acme", "u", &l).await;
@@ -341,11 +341,11 @@ fn slow_or_dead_redis_falls_back_within_the_budget_and_recovers() {
         let started = Instant::now();
         let a = rl.acquire("acme", "u", &l).await;
         let took = started.elapsed();
-        assert_eq!((a.fallback, a.result.map(drop)), (Some("deny"), Err(ProxyError::RateLimitUnavailable)));
+        assert_eq!((a.fallback, a.result.map(drop)), (Some(OnBackendError::Deny), Err(ProxyError::RateLimitUnavailable)));
         assert!(took >= Duration::from_millis(45) && took < Duration::from_millis(300), "{took:?}");
         // Marked down: the next request does not wait at all.
         let started = Instant::now();
-        assert_eq!(rl.acquire("acme", "u", &l).await.fallback, Some("deny"));
+        assert_eq!(rl.acquire("acme", "u", &l).await.fallback, Some(OnBackendError::Deny));
         assert!(started.elapsed() < Duration::from_millis(20), "{:?}", started.elapsed());
         let _ = blocker.join();
 
@@ -356,7 +356,7 @@ fn slow_or_dead_redis_falls_back_within_the_budget_and_recovers() {
         // Killed: the next request fails fast and marks it down...
         drop(server);
         let started = Instant::now();
-        assert_eq!(rl.acquire("acme", "u", &l).await.fallback, Some("deny"));
+        assert_eq!(rl.acquire("acme", "u", &l).await.fallback, Some(OnBackendError::Deny));
         assert!(started.elapsed() < Duration::from_millis(300));
         assert_eq!(rl.shared_backend_up(), Some(false));
         // ...and a new server on the same port is found again.

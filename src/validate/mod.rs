@@ -89,7 +89,6 @@ use crate::error::ProxyError;
 use crate::route::Operation;
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use std::fmt;
 
 /// What was wrong; see [`ValidationError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +115,8 @@ pub enum ValidationErrorKind {
 /// and what is wrong. Converts into [`ProxyError`]: `Syntax` and
 /// `NotAnObject` into `InvalidJson`, everything else into
 /// `InvalidParameter` (400 ValidationException, `invalid_parameter`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}{}{message}", if .path.is_empty() { "" } else { ": " })]
 pub struct ValidationError {
     pub kind: ValidationErrorKind,
     /// e.g. `retrievalConfiguration.vectorSearchConfiguration.Filter`;
@@ -180,18 +180,6 @@ impl ValidationError {
         ValidationError { kind, path: render_path(&path), message }
     }
 }
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ValidationError {}
 
 impl From<ValidationError> for ProxyError {
     fn from(e: ValidationError) -> Self {

@@ -59,7 +59,6 @@ use aws_smithy_eventstream::frame::{read_message_from, write_message_to};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
-use std::fmt;
 use std::sync::Arc;
 
 #[cfg(test)]
@@ -98,49 +97,31 @@ pub const PROTOCOL_KEYS: &[&str] = &[
 /// Most bytes of frames waiting behind an undecided text.
 pub const MAX_QUEUED: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
     /// Bad prelude/message CRC or malformed frame from upstream.
+    #[error("invalid event-stream frame from upstream: {0}")]
     Decode(String),
     /// A frame announced more than [`MAX_FRAME`] bytes.
+    #[error("event-stream frame of {0} bytes exceeds {MAX_FRAME}")]
     FrameTooLarge(usize),
     /// The stream ended inside a frame.
+    #[error("event stream ended inside a frame ({0} bytes pending)")]
     Truncated(usize),
+    #[error("re-encoding an event-stream frame failed: {0}")]
     Encode(String),
     /// An InvokeAgent event names a knowledge-base source outside the
     /// tenant's allowed prefixes: the answer may hold another tenant's data.
+    #[error("an agent event cites a source outside the tenant's allowed prefixes")]
     ForeignSource,
     /// A would-be match kept growing past [`MAX_HOLD`] bytes, or more than
     /// [`MAX_QUEUED`] bytes of frames waited behind an undecided text.
+    #[error("a possible redaction match stayed undecided past {MAX_HOLD} bytes of text or {MAX_QUEUED} bytes of events")]
     HoldLimit,
     /// An earlier call failed; the stream must not continue.
+    #[error("event stream already failed")]
     Failed,
 }
-
-impl fmt::Display for StreamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StreamError::Decode(e) => write!(f, "invalid event-stream frame from upstream: {e}"),
-            StreamError::FrameTooLarge(n) => {
-                write!(f, "event-stream frame of {n} bytes exceeds {MAX_FRAME}")
-            }
-            StreamError::Truncated(n) => {
-                write!(f, "event stream ended inside a frame ({n} bytes pending)")
-            }
-            StreamError::Encode(e) => write!(f, "re-encoding an event-stream frame failed: {e}"),
-            StreamError::ForeignSource => {
-                f.write_str("an agent event cites a source outside the tenant's allowed prefixes")
-            }
-            StreamError::HoldLimit => write!(
-                f,
-                "a possible redaction match stayed undecided past {MAX_HOLD} bytes of text or {MAX_QUEUED} bytes of events"
-            ),
-            StreamError::Failed => f.write_str("event stream already failed"),
-        }
-    }
-}
-
-impl std::error::Error for StreamError {}
 
 /// How an operation's events carry text (the operation's family decides,
 /// `crate::family::ResponseShape`).
