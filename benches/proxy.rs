@@ -4,8 +4,8 @@
 //! nginx reverse-proxy hop; then the sidecar's memory with 10,000 cached
 //! tenant sessions. Run with `bash bench/run.sh` (see bench/README.md).
 //!
-//! Layout on a 2-core machine: this process (load generator + simulator +
-//! STS responder, one thread) on core 0; the proxy under test (tenantgate
+//! Layout on a 2-core machine: this process (load generator + simulator,
+//! whose STS the assume_role sidecars call; one thread) on core 0; the proxy under test (tenantgate
 //! release binary, or nginx with one worker) on core 1. Settings come from
 //! the environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
 //! BENCH_TENANTS (10000; 0 skips the memory phase), BENCH_TENANT_CONNS (16),
@@ -22,10 +22,10 @@ mod phases;
 mod procs;
 #[path = "proxy/report.rs"]
 mod report;
-#[path = "proxy/sts.rs"]
-mod sts;
 #[path = "proxy/tenants.rs"]
 mod tenants;
+#[path = "proxy/tokens.rs"]
+mod tokens;
 
 use bytes::Bytes;
 use loadgen::Target;
@@ -36,20 +36,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tenantgate_sim::sim::{Sim, SimOptions};
+use tenantgate_sim::sim::{Sim, SimOptions, StsOptions};
 use tenantgate_sim::secret::SecretString;
 
 const AKID: &str = "AKIABENCHACME0000001";
 const SECRET: &str = "benchsecret/abcdefghijklmnopqrstuvwxyz01";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
 /// The assume_role sidecars' base credentials (what STS AssumeRole is signed
-/// with). The simulator does not know them: a Bedrock request signed with
-/// them would fail the signing check.
+/// with). The simulator takes them for STS only: a Bedrock request signed
+/// with them would fail the signing check.
 const BASE_AKID: &str = "AKIABENCHBASE0000001";
 const BASE_SECRET: &str = "benchbasesecret/abcdefghijklmnopqrstuvwx";
-/// Sessions the STS responder issues that the simulator can verify (the
-/// assume_role variant needs one; the rest is margin).
-const STS_KEYS_KNOWN: u64 = 8;
+/// Length of the session tokens STS issues: that of a real AssumeRole token
+/// with one session tag (roughly 800-1,100 characters), so the memory
+/// figures hold realistic entries.
+const SESSION_TOKEN_LEN: usize = 1000;
 const USERS: usize = 64;
 const STATIC_NAME: &str = "tenantgate (static)";
 const ASSUME_NAME: &str = "tenantgate (assume_role)";
@@ -135,73 +136,9 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Keys and tokens, made before anything is measured.
-struct Prepared {
-    dir: TempDir,
-    public_pem: String,
-    /// Tenant acme, users 0..USERS.
-    tokens: Vec<String>,
-    /// One per memory-phase tenant (`tenants::tenant_id(i)`, user-0).
-    tenant_tokens: Vec<String>,
-    mint_secs: f64,
-}
-
-/// The RS256 key pair, and every token the run needs, minted on all cores
-/// (RSA signing in pure Rust is ~1.4 ms a token) before this process pins
-/// itself to one.
-fn prepare(s: &Settings) -> Result<Prepared, String> {
-    let dir = TempDir::new("run")?;
-    let (private_pem, public_pem) = rsa_keys(&dir.0)?;
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let tokens: Vec<String> = (0..USERS)
-        .map(|u| mint(&key, "acme", &format!("user-{u}")))
-        .collect::<Result<_, _>>()?;
-    if s.tenants > 0 {
-        eprintln!(
-            "bench: minting {} RS256 tokens for the memory phase (one tenant each)",
-            s.tenants
-        );
-    }
-    let t0 = std::time::Instant::now();
-    let threads = s.total_cores.clamp(1, 16);
-    let chunk = s.tenants.div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..s.tenants)
-            .step_by(chunk)
-            .map(|start| {
-                let key = &key;
-                scope.spawn(move || {
-                    (start..(start + chunk).min(s.tenants))
-                        .map(|i| mint(key, &tenants::tenant_id(i), "user-0"))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("minting thread panicked".into()))
-            })
-            .collect()
-    });
-    let mut tenant_tokens = Vec::with_capacity(s.tenants);
-    for p in parts {
-        tenant_tokens.extend(p?);
-    }
-    Ok(Prepared {
-        dir,
-        public_pem,
-        tokens,
-        tenant_tokens,
-        mint_secs: t0.elapsed().as_secs_f64(),
-    })
-}
-
 fn real_main() -> Result<i32, String> {
     let s = Settings::from_env();
-    let prepared = prepare(&s)?;
+    let prepared = tokens::prepare(s.tenants, s.total_cores)?;
     if let Some((core, _)) = s.cores {
         // Pin this process (and the threads it will start) before it starts any.
         let pid = std::process::id().to_string();
@@ -217,58 +154,6 @@ fn real_main() -> Result<i32, String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(run(s, prepared))
-}
-
-/// RS256 key pair from openssl: (private PEM, public PEM).
-fn rsa_keys(dir: &Path) -> Result<(String, String), String> {
-    let key = dir.join("jwt-private.pem");
-    let run = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .map_err(|e| format!("openssl: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "openssl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    let k = key.display().to_string();
-    let p = dir.join("jwt-public-src.pem").display().to_string();
-    run(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        &k,
-    ])?;
-    run(&["pkey", "-in", &k, "-pubout", "-out", &p])?;
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| e.to_string());
-    Ok((read(&k)?, read(&p)?))
-}
-
-/// An RS256 token of `user` in `tenant`, valid for an hour.
-fn mint(key: &jsonwebtoken::EncodingKey, tenant: &str, user: &str) -> Result<String, String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let claims = serde_json::json!({
-        "iss": "https://idp.bench.example/", "aud": "bench-app", "sub": user,
-        "tenant_id": tenant, "iat": now, "exp": now + 3600,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
-        key,
-    )
-    .map_err(|e| e.to_string())
 }
 
 fn target(
@@ -354,27 +239,34 @@ fn counters(admin: std::net::SocketAddr) -> SidecarCounters {
     }
 }
 
-async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
-    let Prepared {
+async fn run(s: Settings, p: tokens::Prepared) -> Result<i32, String> {
+    let tokens::Prepared {
         dir: _dir,
         public_pem,
         tokens,
         tenant_tokens,
         mint_secs,
     } = p;
-    let sts = sts::Sts::start(BASE_AKID, 0).await?;
-    let mut sim_keys = vec![(AKID.to_string(), SecretString::new(SECRET.into()))];
-    sim_keys.extend((0..STS_KEYS_KNOWN).map(|n| {
-        let (akid, secret) = sts::issued(n);
-        (akid, SecretString::new(secret))
-    }));
-    let sim = Sim::start(SimOptions {
-        credentials: sim_keys,
-        verify_signatures: true,
-        record_limit: 0,
-    })
+    // One simulator is the upstream and the STS: every session it issues
+    // is a key it then verifies. Every AssumeRole is verified, also while
+    // service calls are not (timed phases, memory phase), and counted.
+    let sim = Sim::start_with(
+        SimOptions {
+            credentials: vec![(AKID.to_string(), SecretString::new(SECRET.into()))],
+            verify_signatures: true,
+            record_limit: 0,
+        },
+        StsOptions {
+            assume_role_only: vec![(BASE_AKID.to_string(), SecretString::new(BASE_SECRET.into()))],
+            token_len: SESSION_TOKEN_LEN,
+            always_verify: true,
+        },
+    )
     .await
     .map_err(|e| format!("simulator: {e}"))?;
+    let sim_stats = sim.stats.clone();
+    let sts_calls = || sim_stats.sts_requests.load(Ordering::Relaxed);
+    let sts_refused = || sim_stats.sts_refused.load(Ordering::Relaxed);
     let proxy_core = s.cores.map(|c| c.1);
     // BENCH_BIN: another build of the sidecar to measure on the same run
     // set-up (e.g. an earlier release, to compare versions).
@@ -405,7 +297,7 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
         sim.addr,
         &public_pem,
         &Creds::AssumeRole {
-            sts: sts.addr,
+            sts: sim.addr,
             akid: BASE_AKID,
             secret: BASE_SECRET,
         },
@@ -418,11 +310,11 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
     // is per tenant, so one STS call, made at start-up or by the first
     // request), each signed with the STS-issued key and verified.
     check_signing(&sim, &assume_target, USERS as u32).await?;
-    let sts_warm = sts.stats.calls();
+    let sts_warm = sts_calls();
     sim.set_verify(false);
 
     let mut notes = vec![
-        "Upstream: the built-in AWS simulator (`src/demo/sim.rs`) in the load generator's process; \
+        "Upstream: the built-in AWS simulator (`sim/src/sim.rs`) in the load generator's process; \
          SigV4 verification is off while timing (direct and nginx requests are unsigned), \
          after a check that both sidecars' signatures verify."
             .to_string(),
@@ -432,9 +324,10 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
              Converse body rewritten (requestMetadata), audit lines written to /dev/null, rate limits \
              set far above the load (1,000,000 req/s, burst 1,000,000, 4,096 in flight, no token budget). \
              `static`: the tenant's keys from env vars. `assume_role`: STS AssumeRole (role ARN, \
-             session name `tenantgate-{{tenant}}`, tag TenantID) against a responder in the load \
-             generator's process, base keys in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; the session \
-             cache is warm before timing (start-up pre-fetch, then one request per user)."
+             session name `tenantgate-{{tenant}}`, tag TenantID) against the simulator's STS, which \
+             verifies every call and issues {SESSION_TOKEN_LEN}-character session tokens; base keys \
+             (valid for STS only) in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; the session cache is \
+             warm before timing (start-up pre-fetch, then one request per user)."
         ),
         "Errors: every non-2xx answer and every transport failure counts as an error \
          (columns `errors`); the sidecars' own `/metrics` counts of non-2xx and 429 answers are \
@@ -501,9 +394,9 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
         conns: s.conns,
         quiet_wait: Duration::from_secs(s.quiet_wait),
     };
-    let sts_before = sts.stats.calls();
+    let sts_before = sts_calls();
     let all = phases::measure_all(&subjects, &plan).await;
-    let sts_timed = sts.stats.calls() - sts_before;
+    let sts_timed = sts_calls() - sts_before;
     let redis_cpu_per_req = limited
         .redis_cpu_us()
         .zip(redis_cpu0)
@@ -528,7 +421,7 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
             bin,
             &mdir.0,
             proxy_core,
-            sim.addr,
+            &sim,
             &public_pem,
             tenant_tokens,
             mint_secs,
@@ -570,11 +463,11 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
             ));
         }
     }
-    if sts.stats.bad() > 0 {
+    if sts_refused() > 0 {
         notes.push(format!(
-            "STS responder refused {} calls; first: {}",
-            sts.stats.bad(),
-            sts.stats.first_bad().unwrap_or_default()
+            "The simulator's STS refused {} calls; first: {}",
+            sts_refused(),
+            sim_stats.sts_first_refusal().unwrap_or_default()
         ));
     }
     for m in &all {
@@ -655,7 +548,7 @@ async fn run(s: Settings, p: Prepared) -> Result<i32, String> {
     let failed = budgets.iter().any(|b| b.pass() == Some(false))
         || all.iter().any(|m| m.open.errors + m.closed.errors > 0)
         || sts_timed > 0
-        || sts.stats.bad() > 0
+        || sts_refused() > 0
         || memory_failed
         || (s.tenants > 0 && memory.is_none());
     Ok(i32::from(failed && s.strict))
@@ -674,7 +567,7 @@ fn environment(s: &Settings) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let pin = match s.cores {
         Some((g, p)) => {
-            format!("load generator + simulator + STS responder pinned to core {g}, proxy under test to core {p}")
+            format!("load generator + simulator (and its STS) pinned to core {g}, proxy under test to core {p}")
         }
         None => "not pinned (needs 2+ cores and taskset)".into(),
     };

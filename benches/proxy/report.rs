@@ -65,9 +65,9 @@ pub struct CredsCompare<'a> {
     pub direct: &'a Measured,
     pub variants: [&'a Measured; 2],
     pub counters: [SidecarCounters; 2],
-    /// STS calls at the responder before timing (start-up pre-fetch + warm-up).
+    /// STS calls at the simulator's STS before timing (start-up pre-fetch + warm-up).
     pub sts_warm: u64,
-    /// STS calls at the responder during the timed phases (and their warm-ups).
+    /// STS calls at the simulator's STS during the timed phases (and their warm-ups).
     pub sts_timed: u64,
 }
 
@@ -147,7 +147,7 @@ fn render_compare(o: &mut String, rate: u32, c: &CredsCompare<'_>) {
     );
     row(
         o,
-        "**STS calls during the timed phases** (counted at the responder)",
+        "**STS calls during the timed phases** (counted at the simulator's STS)",
         &|i| {
             if i == 0 {
                 "n/a".into()
@@ -205,7 +205,7 @@ fn render_memory(o: &mut String, m: &MemoryResult) {
          | VmRSS increment per tenant, 0 → {n} (incl. one-time costs) | {} bytes |\n\
          | VmRSS growth, start → end | {} MB |\n\
          | requests 2xx / errors | {} / {} |\n\
-         | STS calls at the responder (distinct tenants, tenants assumed twice, refused) | {} ({}, {}, {}) |\n\
+         | STS calls at the simulator (distinct tenants, tenants assumed twice, refused) | {} ({}, {}, {}) |\n\
          | sidecar `/metrics`: tenantgate_credentials_cached | {} |\n\
          | sidecar `/metrics`: STS ok, non-2xx answers | {}, {} |\n\
          | sidecar `/metrics`: tenantgate_verified_tokens_cached (of {n} tokens) | {} |\n\
@@ -240,7 +240,7 @@ fn render_memory(o: &mut String, m: &MemoryResult) {
          {} tokens at the end), the rate-limit table entry (GCRA + token budget, one per tenant), the metrics' \
          tenant label series (first 1,000 tenants only; later ones share `_other`), and allocator \
          slack. Tokens minted in {:.1} s (at the start, on every core); requests sent in {:.1} s.{}",
-        super::sts::TOKEN_LEN,
+        super::SESSION_TOKEN_LEN,
         count(m.token_cache_entries),
         m.tenants,
         m.mint_secs,

@@ -11,12 +11,18 @@
 //! holds at the end, from `/metrics`), the
 //! rate-limit table entry, and the metrics' tenant label (first 1,000
 //! tenants only).
+//!
+//! STS is the simulator's (also the upstream): the phase counts the calls,
+//! refusals and sessions it sees from the phase's start, and which tenants
+//! (`TenantID` session tag) were assumed more than once.
 
 use super::loadgen::{self, Target};
 use super::procs::{self, Creds, Sidecar, Tenants};
-use super::sts::Sts;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tenantgate_sim::sim::Sim;
 
 pub struct MemoryResult {
     pub tenants: usize,
@@ -95,7 +101,7 @@ pub async fn run(
     bin: &Path,
     dir: &Path,
     core: Option<usize>,
-    upstream: std::net::SocketAddr,
+    sim: &Sim,
     public_pem: &str,
     tokens: Vec<String>,
     mint_secs: f64,
@@ -106,8 +112,13 @@ pub async fn run(
     let tenants = tokens.len();
     let warm = (tenants / 20).clamp(1, 500).min(tenants);
 
-    // Serials far from the main responder's, so no key is issued twice.
-    let sts = Sts::start(base.0, 1_000_000).await?;
+    // No other sidecar is running: every STS call from here on is this one's.
+    let sts_count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let (calls0, refused0) = (
+        sts_count(&sim.stats.sts_requests),
+        sts_count(&sim.stats.sts_refused),
+    );
+    let sessions0 = sim.sts_sessions().len();
     let Sidecar {
         mut proc,
         addr,
@@ -116,10 +127,10 @@ pub async fn run(
         bin,
         dir,
         core,
-        upstream,
+        sim.addr,
         public_pem,
         &Creds::AssumeRole {
-            sts: sts.addr,
+            sts: sim.addr,
             akid: base.0,
             secret: base.1,
         },
@@ -170,6 +181,13 @@ pub async fn run(
             + 0.0 // an empty sum is -0.0
     });
     let alive = matches!(proc.child.try_wait(), Ok(None));
+    let sts_bad = sts_count(&sim.stats.sts_refused) - refused0;
+    let mut per_tenant: HashMap<String, u64> = HashMap::new();
+    for s in sim.sts_sessions().iter().skip(sessions0) {
+        *per_tenant
+            .entry(s.tag("TenantID").unwrap_or("").to_string())
+            .or_default() += 1;
+    }
     let out = MemoryResult {
         tenants,
         warm,
@@ -180,11 +198,15 @@ pub async fn run(
         ok: a.requests + b.requests,
         errors: a.errors + b.errors,
         first_error: a.first_error.or(b.first_error),
-        sts_calls: sts.stats.calls(),
-        sts_bad: sts.stats.bad(),
-        sts_first_bad: sts.stats.first_bad(),
-        sts_tenants: sts.stats.tenants(),
-        sts_repeated: sts.stats.repeated_tenants(),
+        sts_calls: sts_count(&sim.stats.sts_requests) - calls0,
+        sts_bad,
+        // The simulator keeps the run's first refusal: this phase's unless
+        // an earlier phase had one (which the run's notes report too).
+        sts_first_bad: (sts_bad > 0)
+            .then(|| sim.stats.sts_first_refusal())
+            .flatten(),
+        sts_tenants: per_tenant.len(),
+        sts_repeated: per_tenant.values().filter(|&&n| n > 1).count(),
         cached_metric: m("tenantgate_credentials_cached", &[]),
         sts_ok_metric: m("tenantgate_sts_requests_total", &["result=\"ok\""]),
         non_2xx_metric: non_2xx,
@@ -194,6 +216,5 @@ pub async fn run(
         alive,
     };
     drop(proc);
-    drop(sts);
     Ok(out)
 }

@@ -7,22 +7,24 @@
 //! it received. It is the upstream of `tenantgate demo` and of the benchmark.
 //!
 //! Keys: the configured keys may call every service, STS included (with or
-//! without a session token: the benchmark configures keys its own STS
-//! issued); each AssumeRole issues a temporary key that is accepted from then
-//! on, with its own session token only (`x-amz-security-token`, signed), and
-//! never for STS itself. Service calls are recorded in `records`; STS calls
-//! are not (they are not what a scenario sent), the sessions they issued are
-//! (`sts_sessions`).
+//! without a session token, which is not checked for them); keys given as
+//! `StsOptions::assume_role_only` may call STS only. Each AssumeRole issues
+//! a temporary key that is accepted from then on, with its own session token
+//! only (`x-amz-security-token`, signed), and never for STS itself. Service
+//! calls are recorded in `records`; STS calls are not (they are not what a
+//! scenario sent), the sessions they issued are (`sts_sessions`), and they
+//! are counted (`SimStats::sts_requests`, `sts_refused`).
 //!
 //! Verification can be switched off at run time (`set_verify`) for unsigned
 //! traffic such as the benchmark's direct baseline; answers are the same
-//! bytes either way.
+//! bytes either way. With `StsOptions::always_verify`, STS calls are still
+//! verified then.
 
 use super::sigv4_check::SigV4Verifier;
 use super::sim_bedrock::{self, Answer};
 use super::sim_route::{check_signature, Target};
-pub use super::sim_sts::StsSession;
 use super::sim_sts::{self, Sessions};
+pub use super::sim_sts::{StsOptions, StsSession, DEFAULT_TOKEN_LEN};
 use super::{sim_agent, sim_sagemaker};
 use crate::secret::SecretString;
 use bytes::Bytes;
@@ -107,6 +109,29 @@ pub struct SimStats {
     /// STS calls.
     pub sts_signatures_ok: AtomicU64,
     pub sts_signatures_failed: AtomicU64,
+    /// Every STS call, verified or not.
+    pub sts_requests: AtomicU64,
+    /// STS calls answered with an error (credentials, or not a valid
+    /// AssumeRole).
+    pub sts_refused: AtomicU64,
+    sts_first_refusal: Mutex<Option<String>>,
+}
+
+impl SimStats {
+    /// `STATUS CODE: message` of the first refused STS call.
+    pub fn sts_first_refusal(&self) -> Option<String> {
+        self.sts_first_refusal.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn count_sts(&self, answer: &Answer) {
+        self.sts_requests.fetch_add(1, Ordering::Relaxed);
+        if answer.status != 200 {
+            self.sts_refused.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut f) = self.sts_first_refusal.lock() {
+                f.get_or_insert_with(|| sim_sts::error_summary(answer));
+            }
+        }
+    }
 }
 
 struct State {
@@ -114,6 +139,7 @@ struct State {
     verifier: RwLock<SigV4Verifier>,
     sts: Sessions,
     verify: AtomicBool,
+    always_verify_sts: bool,
     record_limit: usize,
     records: Arc<Mutex<Vec<SimRecord>>>,
     stats: Arc<SimStats>,
@@ -137,14 +163,32 @@ impl Sim {
     }
 
     pub async fn start_on(opts: SimOptions, bind: SocketAddr) -> std::io::Result<Sim> {
+        Self::start_on_with(opts, StsOptions::default(), bind).await
+    }
+
+    /// [`Sim::start`] with STS settings other than the defaults.
+    pub async fn start_with(opts: SimOptions, sts: StsOptions) -> std::io::Result<Sim> {
+        Self::start_on_with(opts, sts, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    async fn start_on_with(
+        opts: SimOptions,
+        sts: StsOptions,
+        bind: SocketAddr,
+    ) -> std::io::Result<Sim> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let records = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(SimStats::default());
+        let keys = opts
+            .credentials
+            .into_iter()
+            .chain(sts.assume_role_only.iter().cloned());
         let state = Arc::new(State {
-            verifier: RwLock::new(SigV4Verifier::new(opts.credentials)),
-            sts: Sessions::default(),
+            verifier: RwLock::new(SigV4Verifier::new(keys)),
+            sts: Sessions::new(&sts),
             verify: AtomicBool::new(opts.verify_signatures),
+            always_verify_sts: sts.always_verify,
             record_limit: opts.record_limit,
             records: records.clone(),
             stats: stats.clone(),
@@ -281,7 +325,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
     let (access_key, service) = credential_of(&parts.headers);
     let mut signature_ok = None;
     let mut answer = None;
-    if state.verify.load(Ordering::Relaxed) {
+    if state.verify.load(Ordering::Relaxed) || (is_sts && state.always_verify_sts) {
         let res = check_signature(
             &state.verifier,
             &state.sts,
@@ -328,6 +372,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
         Target::SageMaker(name) => sim_sagemaker::answer(name, &parts.headers, &body),
         Target::Unknown => Answer::error(404, "UnknownOperationException", "Unknown operation"),
     });
+    if is_sts {
+        state.stats.count_sts(&answer);
+    }
 
     if state.record_limit > 0 && !is_sts {
         let mut headers = parts.headers.clone();

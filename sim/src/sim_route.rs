@@ -93,7 +93,8 @@ impl From<SigError> for Refusal {
 }
 
 /// The signature, its scope's service, and the session token of a
-/// temporary key; STS takes long-term keys only.
+/// temporary key; STS takes long-term keys only, and keys configured as
+/// assume-role-only call nothing but STS.
 pub fn check_signature(
     verifier: &RwLock<SigV4Verifier>,
     sts: &Sessions,
@@ -118,6 +119,17 @@ pub fn check_signature(
         }
     }
     let akid = &verified.access_key_id;
+    if !matches!(target, Target::Sts) && sts.is_assume_role_only(akid) {
+        return Err(Refusal {
+            status: 403,
+            aws_type: "AccessDeniedException",
+            sts_code: "AccessDenied",
+            message: format!(
+                "{akid} may call sts:AssumeRole only, not {}",
+                target.operation()
+            ),
+        });
+    }
     if matches!(target, Target::Sts) && sts.is_temporary(akid) {
         return Err(Refusal {
             status: 403,

@@ -6,16 +6,52 @@
 //! session tags, so a caller can tell which tenant's session signed what.
 //!
 //! Signature checks happen in `sim.rs` (service `sts`, the base keys only);
-//! this module parses, validates and answers.
+//! this module parses, validates and answers. [`StsOptions`] adapts it to a
+//! load test: realistic session-token sizes, base keys that may call STS
+//! and nothing else, and STS calls verified while service calls are not.
 
 use super::sim_bedrock::Answer;
 use crate::secret::SecretString;
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// Issued session tokens start like real ones (a serialised, base64 blob).
+const TOKEN_PREFIX: &str = "IQoJb3JpZ2luX2VjE";
+/// Length of an issued session token unless [`StsOptions::token_len`] says
+/// otherwise: the prefix and 180 random characters.
+pub const DEFAULT_TOKEN_LEN: usize = TOKEN_PREFIX.len() + 180;
+
+/// How the simulator's STS behaves beyond the defaults (which the demo uses).
+#[derive(Debug, Clone)]
+pub struct StsOptions {
+    /// Keys that may call STS and nothing else, like a base identity whose
+    /// only permission is `sts:AssumeRole`: a service call signed with one
+    /// is refused (403 `AccessDeniedException`), so a caller that signs with
+    /// its base key instead of the session's is caught.
+    pub assume_role_only: Vec<(String, SecretString)>,
+    /// Length of issued session tokens (at least the 17-character prefix
+    /// plus one). Real AssumeRole tokens with a session tag are roughly
+    /// 800-1,100 characters, which matters to a memory measurement.
+    pub token_len: usize,
+    /// Verify STS calls even while verification is switched off for
+    /// service calls (`Sim::set_verify(false)`).
+    pub always_verify: bool,
+}
+
+impl Default for StsOptions {
+    fn default() -> Self {
+        StsOptions {
+            assume_role_only: Vec::new(),
+            token_len: DEFAULT_TOKEN_LEN,
+            always_verify: false,
+        }
+    }
+}
 
 /// One issued session, without its secret and token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +86,31 @@ struct Issued {
     token: SecretString,
 }
 
-/// The sessions issued so far.
+/// Issued sessions in issue order, indexed by access key id.
 #[derive(Default)]
+struct Book {
+    list: Vec<Issued>,
+    by_key: HashMap<String, usize>,
+}
+
+impl Book {
+    fn find(&self, access_key_id: &str) -> Option<&Issued> {
+        self.by_key.get(access_key_id).map(|&i| &self.list[i])
+    }
+}
+
+/// The sessions issued so far, and the STS's settings.
 pub struct Sessions {
-    issued: Mutex<Vec<Issued>>,
+    issued: Mutex<Book>,
     counter: AtomicU64,
+    token_len: usize,
+    assume_role_only: HashSet<String>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(&StsOptions::default())
+    }
 }
 
 /// Why a service call's temporary credentials were refused.
@@ -82,19 +138,34 @@ impl TokenError {
 }
 
 impl Sessions {
+    pub fn new(opts: &StsOptions) -> Self {
+        Sessions {
+            issued: Mutex::default(),
+            counter: AtomicU64::new(0),
+            token_len: opts.token_len.max(TOKEN_PREFIX.len() + 1),
+            assume_role_only: opts
+                .assume_role_only
+                .iter()
+                .map(|(akid, _)| akid.clone())
+                .collect(),
+        }
+    }
+
     pub fn get(&self, access_key_id: &str) -> Option<StsSession> {
         let issued = self.issued.lock().ok()?;
-        issued
-            .iter()
-            .find(|i| i.session.access_key_id == access_key_id)
-            .map(|i| i.session.clone())
+        issued.find(access_key_id).map(|i| i.session.clone())
     }
 
     pub fn all(&self) -> Vec<StsSession> {
         self.issued
             .lock()
-            .map(|v| v.iter().map(|i| i.session.clone()).collect())
+            .map(|b| b.list.iter().map(|i| i.session.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// A key that may call STS only ([`StsOptions::assume_role_only`]).
+    pub fn is_assume_role_only(&self, access_key_id: &str) -> bool {
+        self.assume_role_only.contains(access_key_id)
     }
 
     pub fn is_temporary(&self, access_key_id: &str) -> bool {
@@ -104,8 +175,8 @@ impl Sessions {
     /// A request signed with `access_key_id` carried `token` (the
     /// `x-amz-security-token` header): a key this STS issued needs its own
     /// unexpired token. Keys the simulator was configured with are not
-    /// checked here: they may be temporary keys of another STS (the
-    /// benchmark's), whose tokens the simulator cannot know.
+    /// checked here: they may be temporary keys of another STS, whose
+    /// tokens the simulator cannot know.
     pub fn check_token(
         &self,
         access_key_id: &str,
@@ -115,10 +186,7 @@ impl Sessions {
         let Ok(issued) = self.issued.lock() else {
             return Err(TokenError::Invalid);
         };
-        match issued
-            .iter()
-            .find(|i| i.session.access_key_id == access_key_id)
-        {
+        match issued.find(access_key_id) {
             None => Ok(()),
             Some(i) if token != Some(i.token.expose().as_str()) => Err(TokenError::Invalid),
             Some(i) if now >= i.session.expiration => Err(TokenError::Expired),
@@ -130,7 +198,7 @@ impl Sessions {
     pub fn issued_tokens(&self) -> Vec<String> {
         self.issued
             .lock()
-            .map(|v| v.iter().map(|i| i.token.expose().clone()).collect())
+            .map(|b| b.list.iter().map(|i| i.token.expose().clone()).collect())
             .unwrap_or_default()
     }
 }
@@ -174,6 +242,24 @@ pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Answer
         xml_escape(request_id)
     );
     xml(status, body)
+}
+
+/// `CODE: message` of an STS error answer, for a log or a report.
+pub fn error_summary(answer: &Answer) -> String {
+    let body: Vec<u8> = answer.frames.concat();
+    let body = String::from_utf8_lossy(&body);
+    let inner = |tag: &str| {
+        let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+        let start = body.find(&open)? + open.len();
+        let len = body[start..].find(&close)?;
+        Some(body[start..start + len].to_string())
+    };
+    format!(
+        "{} {}: {}",
+        answer.status,
+        inner("Code").unwrap_or_default(),
+        inner("Message").unwrap_or_default()
+    )
 }
 
 fn xml(status: u16, body: String) -> Answer {
@@ -237,7 +323,10 @@ pub fn answer(
     let n = sessions.counter.fetch_add(1, Ordering::Relaxed) + 1;
     let access_key_id = format!("ASIA{:04}{}", n % 10_000, random_upper(12));
     let secret = SecretString::new(random_b64(40));
-    let token = SecretString::new(format!("IQoJb3JpZ2luX2VjE{}", random_b64(180)));
+    let token = SecretString::new(format!(
+        "{TOKEN_PREFIX}{}",
+        random_b64(sessions.token_len - TOKEN_PREFIX.len())
+    ));
     let expiration = now + Duration::from_secs(duration);
     let session = StsSession {
         access_key_id: access_key_id.clone(),
@@ -250,7 +339,9 @@ pub fn answer(
     };
     let body = assume_role_xml(&session, &secret, &token, request_id);
     if let Ok(mut issued) = sessions.issued.lock() {
-        issued.push(Issued { session, token });
+        let i = issued.list.len();
+        issued.by_key.insert(access_key_id.clone(), i);
+        issued.list.push(Issued { session, token });
     }
     (
         xml(200, body),

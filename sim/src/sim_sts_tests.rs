@@ -148,3 +148,100 @@ fn invalid_requests_get_sts_errors() {
     assert!(!valid_role_arn("arn:aws:iam::1111:role/a"));
     assert!(!valid_role_arn("arn:aws:iam::111122223333:user/a"));
 }
+
+#[test]
+fn token_length_is_configurable_and_defaults_to_the_demos() {
+    let now = SystemTime::now();
+    let s = Sessions::default();
+    answer(&s, &assume(&[]), "B", now, "r");
+    let token = s.issued_tokens().pop().unwrap();
+    assert_eq!(token.len(), DEFAULT_TOKEN_LEN);
+    assert_eq!(DEFAULT_TOKEN_LEN, 197);
+    assert!(token.starts_with("IQoJb3JpZ2luX2VjE"));
+
+    let s = Sessions::new(&StsOptions {
+        token_len: 1000,
+        ..StsOptions::default()
+    });
+    let (a, k) = answer(&s, &assume(&[]), "B", now, "r");
+    let (a2, _) = answer(&s, &assume(&[]), "B", now, "r");
+    let tokens = s.issued_tokens();
+    assert!(tokens.iter().all(|t| t.len() == 1000), "{tokens:?}");
+    assert!(tokens[0].starts_with("IQoJb3JpZ2luX2VjE"));
+    assert_ne!(tokens[0], tokens[1]);
+    let xml = String::from_utf8(a.frames[0].to_vec()).unwrap();
+    assert!(xml.contains(&format!("<SessionToken>{}</SessionToken>", tokens[0])));
+    assert!(String::from_utf8_lossy(&a2.frames[0]).contains(&tokens[1]));
+    let akid = k.unwrap().access_key_id;
+    assert_eq!(s.check_token(&akid, Some(&tokens[0]), now), Ok(()));
+    assert_eq!(
+        s.check_token(&akid, Some(&tokens[1]), now),
+        Err(TokenError::Invalid)
+    );
+
+    // Shorter than the prefix: one random character after it.
+    let s = Sessions::new(&StsOptions {
+        token_len: 3,
+        ..StsOptions::default()
+    });
+    answer(&s, &assume(&[]), "B", now, "r");
+    assert_eq!(s.issued_tokens()[0].len(), TOKEN_PREFIX.len() + 1);
+}
+
+#[test]
+fn many_sessions_are_found_by_key_in_issue_order() {
+    let s = Sessions::default();
+    let now = SystemTime::now();
+    let mut keys = Vec::new();
+    for i in 0..300 {
+        let tenant = format!("t{i}");
+        let f = assume(&[
+            ("Tags.member.1.Key", "TenantID"),
+            ("Tags.member.1.Value", &tenant),
+        ]);
+        keys.push(answer(&s, &f, "B", now, "r").1.unwrap().access_key_id);
+    }
+    let all = s.all();
+    assert_eq!(all.len(), 300);
+    let tokens = s.issued_tokens();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(all[i].access_key_id, *k);
+        assert_eq!(
+            s.get(k).unwrap().tag("TenantID"),
+            Some(format!("t{i}").as_str())
+        );
+        assert_eq!(s.check_token(k, Some(&tokens[i]), now), Ok(()));
+    }
+    assert!(s.get("ASIAUNKNOWN").is_none());
+}
+
+#[test]
+fn assume_role_only_keys_are_known_by_id() {
+    let s = Sessions::new(&StsOptions {
+        assume_role_only: vec![("AKIABASE".into(), SecretString::new("x".into()))],
+        ..StsOptions::default()
+    });
+    assert!(s.is_assume_role_only("AKIABASE"));
+    assert!(!s.is_assume_role_only("AKIAOTHER"));
+    assert!(!Sessions::default().is_assume_role_only("AKIABASE"));
+    // Not a session: its requests need no session token.
+    assert!(!s.is_temporary("AKIABASE"));
+    assert_eq!(s.check_token("AKIABASE", None, SystemTime::now()), Ok(()));
+}
+
+#[test]
+fn error_summary_names_status_code_and_message() {
+    let a = error(400, "ValidationError", "Version must be <2011-06-15>", "r");
+    assert_eq!(
+        error_summary(&a),
+        "400 ValidationError: Version must be &lt;2011-06-15&gt;"
+    );
+    let (ok, _) = answer(
+        &Sessions::default(),
+        &assume(&[]),
+        "B",
+        SystemTime::now(),
+        "r",
+    );
+    assert_eq!(error_summary(&ok), "200 : ");
+}

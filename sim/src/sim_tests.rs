@@ -419,3 +419,126 @@ async fn agent_runtime_and_sagemaker_are_answered_and_recorded() {
     let req = signed_as(&endpoint, b"1", &creds, "bedrock", "text/csv");
     assert_eq!(send(req).await.0, 403);
 }
+
+const BASE_ONLY: &str = "AKIASIMBASEONLY00001";
+const BASE_ONLY_SECRET: &str = "simbaseonlysecret/00000000000000000000";
+
+/// A simulator set up like the benchmark's: one configured service key, a
+/// base key for STS only, 1,000-character tokens, STS always verified.
+async fn load_test_sim() -> Sim {
+    Sim::start_with(
+        SimOptions {
+            credentials: vec![(AKID.into(), SecretString::new(SECRET.into()))],
+            verify_signatures: true,
+            record_limit: 100,
+        },
+        StsOptions {
+            assume_role_only: vec![(BASE_ONLY.into(), SecretString::new(BASE_ONLY_SECRET.into()))],
+            token_len: 1000,
+            always_verify: true,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn base_only_creds() -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(BASE_ONLY, BASE_ONLY_SECRET, None, None, "test")
+}
+
+#[tokio::test]
+async fn assume_role_only_keys_get_sessions_but_no_service() {
+    let plain = sim(true).await;
+    let sim = load_test_sim().await;
+    let acme = assume_role(&sim, base_only_creds(), "acme").await.unwrap();
+    assert_eq!(acme.session_token().unwrap().len(), 1000);
+    assert_eq!(
+        sim.sts_session(acme.access_key_id()).unwrap().caller,
+        BASE_ONLY
+    );
+    let uri = format!("{}/model/m/converse", sim.url());
+    let json = "application/json";
+    let (status, _, body) = send(signed_as(&uri, CONVERSE, &acme, "bedrock", json)).await;
+    assert_eq!(status, 200, "{body:?}");
+    // The base key itself: a valid signature, but not allowed to call Bedrock.
+    let (status, headers, body) = send(signed_as(
+        &uri,
+        CONVERSE,
+        &base_only_creds(),
+        "bedrock",
+        json,
+    ))
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-amzn-errortype"], "AccessDeniedException");
+    assert!(String::from_utf8_lossy(&body).contains("sts:AssumeRole only"));
+    let rec = sim.records().pop().unwrap();
+    assert_eq!(rec.signature_ok, Some(false));
+    // The configured service key still may do both.
+    assert!(assume_role(&sim, base_creds(), "globex").await.is_ok());
+    let (status, _, _) = send(signed(&uri, CONVERSE, SECRET)).await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.stats.signatures_ok.load(Ordering::Relaxed), 2);
+    assert_eq!(sim.stats.signatures_failed.load(Ordering::Relaxed), 1);
+    // Default options: no such key.
+    let e = assume_role(&plain, base_only_creds(), "acme")
+        .await
+        .unwrap_err();
+    assert!(e.contains("InvalidClientTokenId"), "{e}");
+}
+
+#[tokio::test]
+async fn sts_calls_are_counted_and_verified_while_services_are_not() {
+    let plain = sim(true).await;
+    let sim = load_test_sim().await;
+    assume_role(&sim, base_only_creds(), "acme").await.unwrap();
+    sim.set_verify(false);
+    // Service calls: unsigned is fine now.
+    let uri = format!("{}/model/m/converse", sim.url());
+    let unsigned = Request::post(&uri)
+        .body(Full::new(Bytes::from_static(CONVERSE)))
+        .unwrap();
+    assert_eq!(send(unsigned).await.0, 200);
+    // STS calls: still verified.
+    assume_role(&sim, base_only_creds(), "globex")
+        .await
+        .unwrap();
+    let wrong = aws_credential_types::Credentials::new(BASE_ONLY, "wrong", None, None, "t");
+    let e = assume_role(&sim, wrong, "acme").await.unwrap_err();
+    assert!(e.contains("SignatureDoesNotMatch"), "{e}");
+    let form = b"Action=AssumeRole&Version=2011-06-15";
+    let ct = "application/x-www-form-urlencoded; charset=utf-8";
+    let unsigned = Request::post(format!("{}/", sim.url()))
+        .header("content-type", ct)
+        .body(Full::new(Bytes::from_static(form)))
+        .unwrap();
+    assert_eq!(send(unsigned).await.0, 403);
+    // Signed, but not a valid AssumeRole (no role): refused by STS itself.
+    let uri = format!("{}/", sim.url());
+    let (status, _, _) = send(signed_as(&uri, form, &base_only_creds(), "sts", ct)).await;
+    assert_eq!(status, 400);
+
+    let stats = &sim.stats;
+    assert_eq!(stats.sts_requests.load(Ordering::Relaxed), 5);
+    assert_eq!(stats.sts_refused.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.sts_signatures_ok.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.sts_signatures_failed.load(Ordering::Relaxed), 2);
+    let first = stats.sts_first_refusal().unwrap();
+    assert!(first.starts_with("403 SignatureDoesNotMatch: "), "{first}");
+    let tenants: Vec<_> = sim
+        .sts_sessions()
+        .iter()
+        .map(|s| s.tag("TenantID").unwrap().to_string())
+        .collect();
+    assert_eq!(tenants, ["acme", "globex"]);
+    // Without `always_verify`, switching verification off covers STS too.
+    plain.set_verify(false);
+    let uri = format!("{}/", plain.url());
+    let (status, _, _) = send(signed_as(&uri, form, &base_only_creds(), "sts", ct)).await;
+    assert_eq!(
+        status, 400,
+        "not verified: only the missing RoleArn is refused"
+    );
+    assert_eq!(plain.stats.sts_signatures_failed.load(Ordering::Relaxed), 0);
+    assert_eq!(plain.stats.sts_refused.load(Ordering::Relaxed), 1);
+}

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import string
 
 import pytest
 
 import harness
 from fakeaws import FakeAws
+from fakests import random_secret
 
 # The tests talk to 127.0.0.1 only; no AWS config of the machine applies.
 os.environ["AWS_CONFIG_FILE"] = os.devnull
@@ -33,11 +33,6 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 for _v in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
            "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_v, None)
-
-
-def _secret(n=40):
-    alphabet = string.ascii_letters + string.digits + "/+"
-    return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
 class TenantCreds:
@@ -80,8 +75,8 @@ def mint(keys):
 @pytest.fixture(scope="session")
 def creds(fake_aws):
     suffix = secrets.token_hex(6).upper()
-    acme = TenantCreds("acme", "AKIAACME" + suffix, _secret())
-    globex = TenantCreds("globex", "ASIAGLOBEX" + suffix, _secret(), token="FwoGZXIvYXdz" + _secret(60))
+    acme = TenantCreds("acme", "AKIAACME" + suffix, random_secret())
+    globex = TenantCreds("globex", "ASIAGLOBEX" + suffix, random_secret(), token="FwoGZXIvYXdz" + random_secret(60))
     for c in (acme, globex):
         fake_aws.register_credentials(c.akid, c.secret, c.token, label=c.tenant)
     return {"acme": acme, "globex": globex}

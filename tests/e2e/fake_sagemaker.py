@@ -1,8 +1,8 @@
-"""SageMaker runtime operations for the fake AWS (docs/reference.md §5.4), added through
-``FakeAws.route`` so ``fakeaws.py`` stays as it is. ``install(fake)`` is
-idempotent; the routes replace the fake's built-in SageMaker answers with
-ones that echo what the tests need to check, and stay compatible with them
-(``fake.stream_parts`` drives the stream, as before).
+"""SageMaker runtime operations of the fake AWS (docs/reference.md §5.4): the
+only SageMaker answers it has, installed by every ``FakeAws`` through
+``FakeAws.route`` when it starts. ``install(fake)`` is idempotent, so a test
+may still call it to say it depends on these answers. They echo what the
+tests need to check; ``fake.stream_parts`` drives the stream.
 
 Shapes follow botocore's ``sagemaker-runtime`` model (2017-05-13):
 

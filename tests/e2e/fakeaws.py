@@ -726,22 +726,10 @@ class FakeAws:
             ["agentId", "agentAliasId", "sessionId"],
         )
         r("POST", r"/rerank", "Rerank", FakeAws._rerank)
-        # sagemaker-runtime
-        r("POST", rf"/endpoints/{_SEG}/invocations", "InvokeEndpoint", FakeAws._invoke_endpoint, ["EndpointName"])
-        r(
-            "POST",
-            rf"/endpoints/{_SEG}/invocations-response-stream",
-            "InvokeEndpointWithResponseStream",
-            FakeAws._invoke_endpoint_stream,
-            ["EndpointName"],
-        )
-        r(
-            "POST",
-            rf"/endpoints/{_SEG}/async-invocations",
-            "InvokeEndpointAsync",
-            FakeAws._invoke_endpoint_async,
-            ["EndpointName"],
-        )
+        # sagemaker-runtime: its own module, which imports this one.
+        import fake_sagemaker
+
+        fake_sagemaker.install(self)
 
     def _usage(self):
         return {
@@ -866,28 +854,6 @@ class FakeAws:
 
     def _rerank(self, rec):
         return json_body({"results": [{"index": 0, "relevanceScore": 0.9}]})
-
-    def _invoke_endpoint(self, rec):
-        ct = rec.headers.get("content-type", "application/octet-stream")
-        return Body(200, [("Content-Type", ct), ("x-Amzn-Invoked-Production-Variant", "AllTraffic")], rec.body)
-
-    def _invoke_endpoint_stream(self, rec):
-        msgs = [
-            encode_event_message(
-                [(":event-type", "PayloadPart"), (":content-type", "application/octet-stream"),
-                 (":message-type", "event")],
-                p.encode(),
-            )
-            for p in self.stream_parts
-        ]
-        return event_stream(msgs, extra_headers=[("x-Amzn-Invoked-Production-Variant", "AllTraffic")])
-
-    def _invoke_endpoint_async(self, rec):
-        return json_body(
-            {"InferenceId": "fake-inference"},
-            status=202,
-            extra_headers=[("X-Amzn-SageMaker-OutputLocation", "s3://async-out/fake.out")],
-        )
 
 
 class _Server(ThreadingHTTPServer):
