@@ -199,7 +199,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()

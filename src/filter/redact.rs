@@ -276,7 +276,7 @@ impl Redactor {
         use base64::Engine;
         let b = s.as_bytes();
         if b.len() < 16
-            || b.len() % 4 != 0
+            || !b.len().is_multiple_of(4)
             || !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=')
         {
             return None;

@@ -133,7 +133,7 @@ pub(crate) fn check(m: &Models, id: ShapeId, v: &Value) -> Result<(), Box<Fail>>
 pub(crate) fn is_base64(s: &[u8]) -> bool {
     const IN: usize = 4096;
     let mut buf = [0u8; IN / 4 * 3];
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return false;
     }
     s.chunks(IN).all(|c| base64::engine::general_purpose::STANDARD.decode_slice(c, &mut buf).is_ok())
