@@ -1,0 +1,197 @@
+use super::*;
+use crate::template::Template;
+use serde_json::json;
+
+fn policy(guardrail: bool, md: &[(&str, &str)]) -> TenantPolicy {
+    let cfg = crate::config::parse_str(
+        "[aws]\nregion='us-east-1'\n[identity]\nmode='static'\ntenant='acme'\n[credentials]\nsource='static'\n[tenants.acme.static_credentials]\naccess_key_id_env='A'\nsecret_access_key_env='B'\n",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let mut p = (**cfg.tenants.get("acme").unwrap()).clone();
+    p.guardrail = guardrail.then(|| Guardrail::new("gr-acme", "1"));
+    p.request_metadata = md.iter().map(|(k, t)| (k.to_string(), Template::compile(t).unwrap())).collect();
+    p
+}
+
+fn alice() -> Principal {
+    let mut p = Principal::static_tenant("acme");
+    p.user = "alice".into();
+    p
+}
+
+fn converse(body: Value, p: &TenantPolicy) -> Result<Value, ProxyError> {
+    let out = rewrite_model_call(Operation::Converse, Bytes::from(body.to_string()), None, &mut HeaderMap::new(), &alice(), p)?;
+    Ok(serde_json::from_slice(&out).unwrap())
+}
+
+#[test]
+fn client_guardrail_is_replaced_and_other_fields_kept() {
+    let p = policy(true, &[]);
+    let out = converse(
+        json!({"messages": [{"role": "user"}], "guardrailConfig": {"guardrailIdentifier": "gr-other", "guardrailVersion": "7", "trace": "enabled"}}),
+        &p,
+    )
+    .unwrap();
+    assert_eq!(out["guardrailConfig"], json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1", "trace": "enabled"}));
+    assert_eq!(out["messages"], json!([{"role": "user"}]));
+}
+
+#[test]
+fn request_metadata_overwrites_same_keys_and_keeps_others() {
+    let p = policy(false, &[("tenant", "{tenant}"), ("user", "{user}")]);
+    let out = converse(json!({"requestMetadata": {"tenant": "globex", "feature": "chat"}}), &p).unwrap();
+    assert_eq!(out["requestMetadata"], json!({"tenant": "acme", "user": "alice", "feature": "chat"}));
+    assert!(out.get("guardrailConfig").is_none());
+}
+
+#[test]
+fn missing_claim_is_403_and_nothing_is_returned() {
+    let p = policy(true, &[("plan", "{claims.custom:plan}")]);
+    let e = converse(json!({}), &p).unwrap_err();
+    assert_eq!(e.reason(), "missing_claim");
+}
+
+#[test]
+fn without_rewrites_the_body_is_forwarded_byte_for_byte() {
+    let p = policy(false, &[]);
+    let raw = Bytes::from_static(b"{ \"messages\" : [] ,\"x\":1}");
+    let out = rewrite_model_call(Operation::Converse, raw.clone(), None, &mut HeaderMap::new(), &alice(), &p).unwrap();
+    assert_eq!(out, raw);
+}
+
+#[test]
+fn invoke_model_gets_guardrail_headers_and_untouched_body() {
+    let p = policy(true, &[]);
+    let mut h = HeaderMap::new();
+    h.insert("x-amzn-bedrock-guardrailidentifier", HeaderValue::from_static("gr-other"));
+    let raw = Bytes::from_static(b"not json at all");
+    let out = rewrite_model_call(Operation::InvokeModel, raw.clone(), None, &mut h, &alice(), &p).unwrap();
+    assert_eq!(out, raw);
+    assert_eq!(h["x-amzn-bedrock-guardrailidentifier"], "gr-acme");
+    assert_eq!(h["x-amzn-bedrock-guardrailversion"], "1");
+    assert_eq!(h.get_all("x-amzn-bedrock-guardrailidentifier").iter().count(), 1);
+}
+
+#[test]
+fn malformed_converse_body_is_400_when_it_must_be_rewritten() {
+    let p = policy(true, &[]);
+    let e = rewrite_model_call(Operation::Converse, Bytes::from_static(b"{"), None, &mut HeaderMap::new(), &alice(), &p).unwrap_err();
+    assert_eq!(e.reason(), "invalid_json");
+    let e = converse(json!({"guardrailConfig": "x"}), &p).unwrap_err();
+    assert_eq!(e.reason(), "invalid_parameter");
+}
+
+fn with_guardrail(mode: StreamProcessingMode, allow: bool) -> TenantPolicy {
+    let mut p = policy(true, &[]);
+    let g = p.guardrail.as_mut().unwrap();
+    g.stream_processing_mode = mode;
+    g.allow_guard_content = allow;
+    p
+}
+
+fn rewrite(op: Operation, body: Value, p: &TenantPolicy) -> Result<Value, ProxyError> {
+    let out = rewrite_model_call(op, Bytes::from(body.to_string()), None, &mut HeaderMap::new(), &alice(), p)?;
+    Ok(serde_json::from_slice(&out).unwrap())
+}
+
+#[test]
+fn converse_stream_mode_is_the_tenants_and_always_set() {
+    let client = json!({"guardrailConfig": {"guardrailIdentifier": "x", "guardrailVersion": "2", "streamProcessingMode": "async", "trace": "enabled_full"}});
+    let out = rewrite(Operation::ConverseStream, client.clone(), &policy(true, &[])).unwrap();
+    assert_eq!(
+        out["guardrailConfig"],
+        json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1", "streamProcessingMode": "sync", "trace": "enabled_full"})
+    );
+    let out = rewrite(Operation::ConverseStream, json!({}), &with_guardrail(StreamProcessingMode::Async, false)).unwrap();
+    assert_eq!(out["guardrailConfig"]["streamProcessingMode"], "async");
+    // Converse has no stream mode member: none is added.
+    let out = rewrite(Operation::Converse, json!({}), &policy(true, &[])).unwrap();
+    assert_eq!(out["guardrailConfig"], json!({"guardrailIdentifier": "gr-acme", "guardrailVersion": "1"}));
+}
+
+#[test]
+fn unknown_guardrail_config_members_are_refused() {
+    for body in [
+        json!({"guardrailConfig": {"guardrailidentifier": "gr-other"}}),
+        json!({"guardrailConfig": {"future": 1}}),
+        json!({"guardrailConfig": {"streamProcessingMode": "async"}}),
+    ] {
+        let e = rewrite(Operation::Converse, body.clone(), &policy(true, &[])).unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter", "{body}");
+    }
+}
+
+#[test]
+fn guard_content_is_refused_unless_allowed() {
+    let bodies = [
+        json!({"messages": [{"role": "user", "content": [{"text": "a"}, {"guardContent": {"text": {"text": "b"}}}]}]}),
+        json!({"messages": [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"GuardContent": {}}]}]}),
+        json!({"system": [{"text": "s"}, {"guardContent": {"text": {"text": "b"}}}]}),
+    ];
+    for body in &bodies {
+        for op in [Operation::Converse, Operation::ConverseStream] {
+            let e = rewrite(op, body.clone(), &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter", "{body}");
+            let out = rewrite(op, body.clone(), &with_guardrail(StreamProcessingMode::Sync, true)).unwrap();
+            for k in ["messages", "system"] {
+                assert_eq!(out.get(k), body.get(k), "{body}");
+            }
+        }
+        // Without a forced guardrail there is nothing to narrow.
+        rewrite(Operation::Converse, body.clone(), &policy(false, &[("t", "{tenant}")])).unwrap();
+    }
+    // Odd shapes are left to AWS, never a panic.
+    rewrite(Operation::Converse, json!({"messages": "x", "system": {"guardContent": 1}}), &policy(true, &[])).unwrap();
+    rewrite(Operation::Converse, json!({"messages": [1, {"content": "x"}, {"content": [null, 2]}]}), &policy(true, &[])).unwrap();
+}
+
+fn invoke(op: Operation, raw: &[u8], p: &TenantPolicy) -> Result<Bytes, ProxyError> {
+    rewrite_model_call(op, Bytes::copy_from_slice(raw), None, &mut HeaderMap::new(), &alice(), p)
+}
+
+#[test]
+fn invoke_stream_mode_in_the_body_is_the_tenants() {
+    let stream = Operation::InvokeModelWithResponseStream;
+    let sent = br#"{"prompt":"x","amazon-bedrock-guardrailConfig":{"streamProcessingMode":"ASYNCHRONOUS"}}"#;
+    let out: Value = serde_json::from_slice(&invoke(stream, sent, &policy(true, &[])).unwrap()).unwrap();
+    assert_eq!(out, json!({"prompt": "x", "amazon-bedrock-guardrailConfig": {"streamProcessingMode": "SYNCHRONOUS"}}));
+    // An async tenant gets the member even when the client sent none.
+    let out = invoke(stream, br#"{"prompt":"x"}"#, &with_guardrail(StreamProcessingMode::Async, false)).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["amazon-bedrock-guardrailConfig"], json!({"streamProcessingMode": "ASYNCHRONOUS"}));
+    // A sync tenant's body without the member goes byte for byte.
+    let raw = br#"{ "prompt" : "x" }"#;
+    assert_eq!(invoke(stream, raw, &policy(true, &[])).unwrap(), Bytes::from_static(raw));
+    // A case variant of the member is refused, not forwarded.
+    let e = invoke(stream, br#"{"Amazon-Bedrock-GuardrailConfig":{}}"#, &policy(true, &[])).unwrap_err();
+    assert_eq!(e.reason(), "invalid_parameter");
+    // Spelled with escapes, it is still found.
+    let e = invoke(stream, br#"{"amazon-bedrock-\u0067uardrailConfig":{"tagSuffix":"x"}}"#, &policy(true, &[]))
+        .unwrap_err();
+    assert_eq!(e.reason(), "invalid_parameter");
+    assert!(!may_name_guardrail_config(br#"{"prompt":"guardrail config","x":"\n"}"#));
+    assert!(may_name_guardrail_config(br#"{"x":"\u0041"}"#));
+    assert!(may_name_guardrail_config(b"{\"AMAZON-BEDROCK-GUARDRAILCONFIG\":1}"));
+    // InvokeModel: no stream mode is set; the client's one is dropped.
+    let out = invoke(Operation::InvokeModel, sent, &policy(true, &[])).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["amazon-bedrock-guardrailConfig"], json!({}));
+}
+
+#[test]
+fn invoke_input_tags_are_refused_unless_allowed() {
+    let sent = br#"{"prompt":"x","amazon-bedrock-guardrailConfig":{"tagSuffix":"abc"}}"#;
+    for op in [Operation::InvokeModel, Operation::InvokeModelWithResponseStream] {
+        assert_eq!(invoke(op, sent, &policy(true, &[])).unwrap_err().reason(), "invalid_parameter");
+        let out = invoke(op, sent, &with_guardrail(StreamProcessingMode::Sync, true)).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["amazon-bedrock-guardrailConfig"]["tagSuffix"], "abc");
+        let e = invoke(op, br#"{"amazon-bedrock-guardrailConfig":{"other":1}}"#, &policy(true, &[])).unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+        let e = invoke(op, br#"{"amazon-bedrock-guardrailConfig":"x"}"#, &policy(true, &[])).unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter");
+    }
+    // Without a tenant guardrail the body is not looked at.
+    assert_eq!(invoke(Operation::InvokeModel, sent, &policy(false, &[])).unwrap(), Bytes::from_static(sent));
+}
