@@ -74,7 +74,7 @@ impl Hooks for Agents {
             // Decided in `rewrite`, once the body is validated (a malformed
             // body is 400 whatever it names).
             Target::Agent { .. } => Ok(()),
-            _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
+            _ => Err(super::foreign_target(ctx)),
         }
     }
 
@@ -89,7 +89,7 @@ impl Hooks for Agents {
                 ctx.decide(Resource::Agent { agent, alias })?;
                 Ok(PolicyQuestion::of(PolicyResource::Agent { agent, alias }))
             }
-            _ => Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string())),
+            _ => Err(super::foreign_target(ctx)),
         }
     }
 
@@ -102,7 +102,7 @@ impl Hooks for Agents {
         _notes: &mut Notes,
     ) -> Result<(Bytes, Post), ProxyError> {
         let Target::Agent { agent, alias, session } = target else {
-            return Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string()));
+            return Err(super::foreign_target(ctx));
         };
         let mut v = body.tree()?;
         let client_session_id = session.clone();

@@ -110,6 +110,12 @@ impl RequestBody {
     }
 }
 
+/// A target of another family: the route table never builds one; refused
+/// rather than passed if it ever did.
+fn foreign_target(ctx: &Ctx<'_>) -> ProxyError {
+    ProxyError::OperationNotAllowed(ctx.op.name().to_string())
+}
+
 /// A rewritten tree as the bytes to send.
 fn to_bytes(v: &Value) -> Result<Bytes, ProxyError> {
     serde_json::to_vec(v).map(Bytes::from).map_err(|e| ProxyError::InvalidJson(e.to_string()))
@@ -156,14 +162,17 @@ trait Hooks {
         Ok(())
     }
 
+    /// Default: the body goes as sent and the answer streams through.
     fn rewrite(
-        ctx: &Ctx<'_>,
-        target: &mut Target,
-        headers: &mut HeaderMap,
+        _ctx: &Ctx<'_>,
+        _target: &mut Target,
+        _headers: &mut HeaderMap,
         body: RequestBody,
-        creds: &TenantCredentials,
-        notes: &mut Notes,
-    ) -> Result<(Bytes, Post), ProxyError>;
+        _creds: &TenantCredentials,
+        _notes: &mut Notes,
+    ) -> Result<(Bytes, Post), ProxyError> {
+        Ok((body.bytes, Post::Stream))
+    }
 
     fn policy_question<'a>(
         ctx: &Ctx<'_>,

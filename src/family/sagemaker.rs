@@ -62,7 +62,6 @@
 
 use super::{missing_claim, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
 use crate::decide::cedar::PolicyResource;
-use crate::aws::credentials::TenantCredentials;
 use crate::decide::{self, EndpointDecision, HostedModel, Resource};
 pub use crate::decide::is_valid_endpoint_name;
 use crate::decide::{escapes_its_place, truncate};
@@ -74,7 +73,6 @@ use crate::route::{Operation, Target};
 use crate::session::SessionKeys;
 use crate::template::Template;
 use crate::usage::UsageSource;
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
 
 /// The SageMaker runtime family.
@@ -85,7 +83,7 @@ impl Hooks for SageMaker {
     /// decided before the body is read or credentials are fetched.
     fn before_body(ctx: &Ctx<'_>, target: &mut Target, headers: &mut HeaderMap, notes: &mut Notes) -> Result<(), ProxyError> {
         let Target::Endpoint(endpoint) = target else {
-            return Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string()));
+            return Err(super::foreign_target(ctx));
         };
         let rw = rewrite_sagemaker(ctx, endpoint, headers)?;
         if rw.endpoint != *endpoint {
@@ -104,23 +102,13 @@ impl Hooks for SageMaker {
         _body: &'a RequestBody,
     ) -> Result<PolicyQuestion<'a>, ProxyError> {
         let Target::Endpoint(name) = target else {
-            return Err(ProxyError::OperationNotAllowed(ctx.op.name().to_string()));
+            return Err(super::foreign_target(ctx));
         };
         resolve_endpoint(ctx, name, &mut Vec::new())?;
         let target_model = single(headers, TARGET_MODEL)?;
         Ok(PolicyQuestion::of(PolicyResource::Endpoint { name, target_model }))
     }
 
-    fn rewrite(
-        _ctx: &Ctx<'_>,
-        _target: &mut Target,
-        _headers: &mut HeaderMap,
-        body: RequestBody,
-        _creds: &TenantCredentials,
-        _notes: &mut Notes,
-    ) -> Result<(Bytes, Post), ProxyError> {
-        Ok((body.bytes, Post::Stream))
-    }
 
     fn response_headers(ctx: &Ctx<'_>, _post: &Post, headers: &mut HeaderMap) {
         seal_response_sessions(headers, ctx.principal, ctx.keys);
