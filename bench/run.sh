@@ -3,7 +3,8 @@
 # STS AssumeRole with a warm session cache) vs direct vs nginx, rate limits
 # on (local, and shared in Redis), then the sidecar's memory with 10,000
 # cached tenants, then streamed ConverseStream with response redaction on vs
-# off (time to first byte, CPU per MB), then the request validator's cost.
+# off (time to first byte, CPU per MB), then the request validator's cost,
+# then Cedar policy evaluation per request (10 and 1,000 policies).
 #   bash bench/run.sh            # ~2 min after the release build
 #   bash bench/run.sh --quick    # ~40 s: 3 s phases, 2,000 tenants
 # Environment: BENCH_SECS (10), BENCH_RATE (1000), BENCH_CONNS (16),
@@ -65,3 +66,4 @@ done
 cargo bench --bench proxy
 cargo bench --bench stream
 cargo bench --bench validate
+cargo bench --bench policy

@@ -16,6 +16,8 @@
 mod limits;
 #[path = "proxy/loadgen.rs"]
 mod loadgen;
+#[path = "proxy/policies.rs"]
+mod policies;
 #[path = "proxy/phases.rs"]
 mod phases;
 #[path = "proxy/procs.rs"]
@@ -244,6 +246,7 @@ async fn run(s: Settings, p: tokens::Prepared) -> Result<i32, String> {
         dir: _dir,
         public_pem,
         tokens,
+        outsider,
         tenant_tokens,
         mint_secs,
     } = p;
@@ -387,6 +390,28 @@ async fn run(s: Settings, p: tokens::Prepared) -> Result<i32, String> {
                 .into(),
         );
     }
+    // Policies on: the ten rules of bench/policies.cedar (policies.rs).
+    let with_policies = policies::WithPolicies::start(
+        bin,
+        proxy_core,
+        sim.addr,
+        &public_pem,
+        &Creds::Static {
+            akid: AKID,
+            secret: SECRET,
+        },
+    )?;
+    let policies_target = target(policies::NAME, with_policies.sidecar.addr, &tokens)?;
+    with_policies.check_denies(&policies_target, &outsider)?;
+    sim.set_verify(true);
+    check_signing(&sim, &policies_target, 5).await?;
+    check_signing(&sim, &target(policies::UNCACHED_NAME, with_policies.uncached.addr, &tokens)?, 5).await?;
+    sim.set_verify(false);
+    // Measured right after `tenantgate (static)`, its baseline.
+    let at = subjects.iter().position(|x| x.target.name == STATIC_NAME).map_or(subjects.len(), |i| i + 1);
+    for (i, x) in with_policies.subjects(|name, addr| target(name, addr, &tokens))?.into_iter().enumerate() {
+        subjects.insert(at + i, x);
+    }
     let redis_cpu0 = limited.redis_cpu_us();
     let plan = phases::Plan {
         secs: s.secs,
@@ -406,6 +431,7 @@ async fn run(s: Settings, p: tokens::Prepared) -> Result<i32, String> {
             after.saturating_sub(before) as f64 / n.max(1) as f64
         });
     drop(limited);
+    drop(with_policies);
     let mut sidecars = [static_sc, assume_sc];
     let alive: Vec<bool> = sidecars
         .iter_mut()
@@ -535,7 +561,9 @@ async fn run(s: Settings, p: tokens::Prepared) -> Result<i32, String> {
         &budgets,
         &notes,
     );
-    let md = md + &limits::report(&all, STATIC_NAME, redis_cpu_per_req);
+    let md = md
+        + &limits::report(&all, STATIC_NAME, redis_cpu_per_req)
+        + &policies::report(&all, STATIC_NAME);
     println!("\n{md}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     if std::fs::create_dir_all(&out)

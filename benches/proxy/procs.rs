@@ -178,7 +178,7 @@ pub struct Sidecar {
 /// Rate limits far above anything the benchmark sends: every request must be
 /// admitted (a 429 would count as an error). The defaults (20 req/s, burst
 /// 40, 16 in flight, 200,000 tokens/min) would throttle at once.
-const NO_THROTTLING: &str = "requests_per_second = 1000000
+pub const NO_THROTTLING: &str = "requests_per_second = 1000000
 burst = 1000000
 max_concurrent = 4096
 tokens_per_minute = 0";
@@ -249,6 +249,7 @@ issuer = "https://idp.bench.example/"
 audiences = ["bench-app"]
 algorithms = ["RS256"]
 pem_file = "jwt-public.pem"
+groups_claim = "groups"
 
 [aws]
 region = "us-east-1"

@@ -11,8 +11,10 @@ use std::process::Command;
 pub struct Prepared {
     pub dir: TempDir,
     pub public_pem: String,
-    /// Tenant acme, users 0..USERS.
+    /// Tenant acme, users 0..USERS (group `eng`).
     pub tokens: Vec<String>,
+    /// Tenant acme, a user in no group (the policies phase refuses it).
+    pub outsider: String,
     /// One per memory-phase tenant (`tenants::tenant_id(i)`, user-0).
     pub tenant_tokens: Vec<String>,
     pub mint_secs: f64,
@@ -27,8 +29,9 @@ pub fn prepare(n_tenants: usize, total_cores: usize) -> Result<Prepared, String>
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())
         .map_err(|e| e.to_string())?;
     let tokens: Vec<String> = (0..USERS)
-        .map(|u| mint(&key, "acme", &format!("user-{u}")))
+        .map(|u| mint(&key, "acme", &format!("user-{u}"), &["eng"]))
         .collect::<Result<_, _>>()?;
+    let outsider = mint(&key, "acme", "outsider", &[])?;
     if n_tenants > 0 {
         eprintln!(
             "bench: minting {} RS256 tokens for the memory phase (one tenant each)",
@@ -45,7 +48,7 @@ pub fn prepare(n_tenants: usize, total_cores: usize) -> Result<Prepared, String>
                 let key = &key;
                 scope.spawn(move || {
                     (start..(start + chunk).min(n_tenants))
-                        .map(|i| mint(key, &tenants::tenant_id(i), "user-0"))
+                        .map(|i| mint(key, &tenants::tenant_id(i), "user-0", &["eng"]))
                         .collect()
                 })
             })
@@ -66,6 +69,7 @@ pub fn prepare(n_tenants: usize, total_cores: usize) -> Result<Prepared, String>
         dir,
         public_pem,
         tokens,
+        outsider,
         tenant_tokens,
         mint_secs: t0.elapsed().as_secs_f64(),
     })
@@ -105,15 +109,15 @@ fn rsa_keys(dir: &Path) -> Result<(String, String), String> {
     Ok((read(&k)?, read(&p)?))
 }
 
-/// An RS256 token of `user` in `tenant`, valid for an hour.
-fn mint(key: &jsonwebtoken::EncodingKey, tenant: &str, user: &str) -> Result<String, String> {
+/// An RS256 token of `user` in `tenant` and `groups`, valid for an hour.
+fn mint(key: &jsonwebtoken::EncodingKey, tenant: &str, user: &str, groups: &[&str]) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let claims = serde_json::json!({
         "iss": "https://idp.bench.example/", "aud": "bench-app", "sub": user,
-        "tenant_id": tenant, "iat": now, "exp": now + 3600,
+        "tenant_id": tenant, "groups": groups, "iat": now, "exp": now + 3600,
     });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),

@@ -9,6 +9,7 @@
 //! match it, so a request evaluates a handful of policies however many the
 //! fleet has.
 
+use super::cedar_cache::{DecisionCache, Key};
 use crate::principal::Principal;
 use crate::route::{Family, Operation};
 use cedar_policy::{
@@ -185,7 +186,7 @@ pub enum PolicyResource<'a> {
 }
 
 /// Request facts a policy may test (`context`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Facts {
     pub streaming: bool,
     pub hour_utc: i64,
@@ -211,21 +212,61 @@ struct Slices {
 /// Compiled policies of a configuration.
 pub struct Policies {
     claims: Vec<ClaimDecl>,
-    /// Each operation's action entity and its group's, built once.
-    actions: HashMap<Operation, [Entity; 2]>,
+    /// Each operation's action uid and entity (its group is an ancestor;
+    /// the group entity itself has no attributes and is left out of the
+    /// request's entity store, as is the tenant), built once.
+    actions: HashMap<Operation, (EntityUid, Entity)>,
+    /// Entity type names, parsed once.
+    types: Types,
     /// Display name of every policy.
     names: HashMap<PolicyId, String>,
     /// Tenants without files of their own: the global policies (None when
     /// there are none).
     global: Option<Slices>,
     tenants: HashMap<String, Slices>,
+    /// Decisions already made (None: every request is evaluated).
+    cache: Option<DecisionCache>,
     /// Number of policies in all, for logs.
     pub count: usize,
 }
 
+/// Decisions remembered per compiled policy set unless configured
+/// (`policy.decision_cache`).
+pub const DEFAULT_DECISION_CACHE: usize = 10_000;
+
 impl std::fmt::Debug for Policies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Policies").field("count", &self.count).field("tenants", &self.tenants.len()).finish()
+    }
+}
+
+/// The entity type names a request uses, parsed once at load.
+struct Types {
+    tenant: EntityTypeName,
+    user: EntityTypeName,
+    model: EntityTypeName,
+    knowledge_base: EntityTypeName,
+    agent: EntityTypeName,
+    endpoint: EntityTypeName,
+    guardrail: EntityTypeName,
+}
+
+impl Types {
+    fn new() -> Types {
+        let t = |ty: &str| EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}")).expect("valid entity type name");
+        Types {
+            tenant: t("Tenant"),
+            user: t("User"),
+            model: t("Model"),
+            knowledge_base: t("KnowledgeBase"),
+            agent: t("Agent"),
+            endpoint: t("Endpoint"),
+            guardrail: t("Guardrail"),
+        }
+    }
+
+    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
     }
 }
 
@@ -329,9 +370,9 @@ impl Policies {
             .map_err(|e| vec![PolicyError { origin: "policy schema".into(), line: None, message: e.to_string() }])?;
         let mut actions = HashMap::new();
         for op in Operation::ALL {
-            let get = |name: &str| all_actions.get(&action_uid(name)).cloned();
-            if let (Some(a), Some(g)) = (get(op.name()), get(action_group(op.family()))) {
-                actions.insert(op, [a, g]);
+            let me = action_uid(op.name());
+            if let Some(a) = all_actions.get(&me) {
+                actions.insert(op, (me, a.clone()));
             }
         }
         let mut errors = Vec::new();
@@ -364,7 +405,14 @@ impl Policies {
             })
             .collect();
         let global = (!global.is_empty()).then(|| slice(&global_policies));
-        Ok(Some(Policies { claims, actions, names, global, tenants, count }))
+        let cache = DecisionCache::new(DEFAULT_DECISION_CACHE);
+        Ok(Some(Policies { claims, actions, types: Types::new(), names, global, tenants, cache, count }))
+    }
+
+    /// Remember at most `capacity` decisions (0: none; every request is
+    /// evaluated).
+    pub fn set_decision_cache(&mut self, capacity: usize) {
+        self.cache = DecisionCache::new(capacity);
     }
 
     /// Whether any policy applies to `tenant` (its own files, or global ones).
@@ -377,16 +425,25 @@ impl Policies {
     pub fn evaluate(&self, principal: &Principal, op: Operation, resource: PolicyResource<'_>, facts: &Facts) -> Option<Verdict> {
         let slices = self.tenants.get(&principal.tenant).or(self.global.as_ref())?;
         let set = slices.by_op.get(&op)?;
-        Some(match self.ask(set, principal, op, resource, facts) {
+        let key = self.cache.as_ref().map(|c| (c, Key::new(&self.claims, principal, op, resource, facts)));
+        if let Some(v) = key.as_ref().and_then(|(c, k)| c.get(k)) {
+            return Some(v);
+        }
+        let verdict = match self.ask(set, principal, op, resource, facts) {
             Ok(v) => v,
             Err(e) => Verdict { allowed: false, policies: Vec::new(), errors: vec![e] },
-        })
+        };
+        if let Some((c, k)) = key {
+            c.insert(k, verdict.clone());
+        }
+        Some(verdict)
     }
 
     fn ask(&self, set: &PolicySet, principal: &Principal, op: Operation, resource: PolicyResource<'_>, facts: &Facts) -> Result<Verdict, String> {
         let s = |v: &str| RestrictedExpression::new_string(v.to_string());
-        let tenant = uid("Tenant", &principal.tenant);
-        let user = uid("User", &format!("{}/{}", principal.tenant, principal.user));
+        let ty = &self.types;
+        let tenant = Types::uid(&ty.tenant, &principal.tenant);
+        let user = Types::uid(&ty.user, &format!("{}/{}", principal.tenant, principal.user));
         let mut claims = Vec::new();
         for c in &self.claims {
             if let Some(v) = principal.claims.get(&c.name) {
@@ -404,27 +461,28 @@ impl Policies {
         ]);
         let principal_entity = Entity::new(user.clone(), attrs, HashSet::from([tenant.clone()])).map_err(|e| e.to_string())?;
         let (res_uid, res_attrs) = match resource {
-            PolicyResource::Model(id) => (uid("Model", id), vec![("id", s(id))]),
-            PolicyResource::KnowledgeBase(id) => (uid("KnowledgeBase", id), vec![("id", s(id))]),
+            PolicyResource::Model(id) => (Types::uid(&ty.model, id), vec![("id", s(id))]),
+            PolicyResource::KnowledgeBase(id) => (Types::uid(&ty.knowledge_base, id), vec![("id", s(id))]),
             PolicyResource::Agent { agent, alias } => {
-                (uid("Agent", &format!("{agent}/{alias}")), vec![("agent", s(agent)), ("alias", s(alias))])
+                (Types::uid(&ty.agent, &format!("{agent}/{alias}")), vec![("agent", s(agent)), ("alias", s(alias))])
             }
             PolicyResource::Endpoint { name, target_model } => {
                 let mut a = vec![("name", s(name))];
                 if let Some(t) = target_model {
                     a.push(("target_model", s(t)));
                 }
-                (uid("Endpoint", name), a)
+                (Types::uid(&ty.endpoint, name), a)
             }
-            PolicyResource::Guardrail { id, version } => (uid("Guardrail", id), vec![("id", s(id)), ("version", s(version))]),
+            PolicyResource::Guardrail { id, version } => {
+                (Types::uid(&ty.guardrail, id), vec![("id", s(id)), ("version", s(version))])
+            }
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let resource_entity = Entity::new(res_uid.clone(), res_attrs, HashSet::new()).map_err(|e| e.to_string())?;
-        let [action, group] = self.actions.get(&op).cloned().ok_or("no action entity for the operation")?;
-        let entities = Entities::from_entities(
-            [principal_entity, resource_entity, Entity::new_no_attrs(tenant, HashSet::new()), action, group],
-            None,
-        )
+        let (action_id, action) = self.actions.get(&op).cloned().ok_or("no action entity for the operation")?;
+        // Entities without attributes (the tenant, the action group) need
+        // not be in the store: `in` reads the ancestors of the entity tested.
+        let entities = Entities::from_entities([principal_entity, resource_entity, action], None)
         .map_err(|e| e.to_string())?;
         let mut ctx = vec![
             ("streaming".to_string(), RestrictedExpression::new_bool(facts.streaming)),
@@ -440,7 +498,7 @@ impl Policies {
         // Built to the schema by construction; not validated again per
         // request (a request the policies did not expect can only make them
         // error, and an error denies).
-        let request = Request::new(user, action_uid(op.name()), res_uid, context, None).map_err(|e| e.to_string())?;
+        let request = Request::new(user, action_id, res_uid, context, None).map_err(|e| e.to_string())?;
         let response = Authorizer::new().is_authorized(&request, set, &entities);
         let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
         let mut policies: Vec<String> = response

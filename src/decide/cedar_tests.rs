@@ -148,3 +148,64 @@ forbid(principal, action, resource) when { context.hour_utc > 30 };"#,
     assert_eq!(n(Operation::Retrieve), 2);
     assert_eq!(n(Operation::InvokeEndpointAsync), 2);
 }
+
+/// The decision cache answers only for exactly the same inputs: every input
+/// a policy can read changes the answer when it changes, in a cached set as
+/// in an uncached one.
+#[test]
+fn remembered_decisions_answer_only_for_the_same_inputs() {
+    let text = r#"permit(principal, action in TenantGate::Action::"ModelCall", resource)
+when { principal.groups.contains("eng") && !(principal.claims has level && principal.claims.level < 1)
+  && resource.id like "*haiku*" && context.hour_utc < 18 && !context.streaming
+  && (context has max_tokens && context.max_tokens <= 1024)
+  && !(context has service_tier && context.service_tier == "priority") };
+forbid(principal == TenantGate::User::"acme/mallory", action, resource);"#;
+    let cached = load(&[src("p.cedar", text)], &[]).unwrap().unwrap();
+    let mut uncached = load(&[src("p.cedar", text)], &[]).unwrap().unwrap();
+    uncached.set_decision_cache(0);
+    let base = principal("acme", "alice");
+    let ok = Facts { streaming: false, hour_utc: 10, max_tokens: Some(512), service_tier: None };
+    let mut cases: Vec<(Principal, Operation, &str, Facts, bool)> = vec![(base.clone(), Operation::Converse, HAIKU, ok.clone(), true)];
+    let mut no_group = base.clone();
+    no_group.groups = vec!["sales".into()];
+    cases.push((no_group, Operation::Converse, HAIKU, ok.clone(), false));
+    let mut low = base.clone();
+    low.claims.insert("level".into(), serde_json::json!(0));
+    cases.push((low, Operation::Converse, HAIKU, ok.clone(), false));
+    let mut mallory = base.clone();
+    mallory.user = "mallory".into();
+    cases.push((mallory, Operation::Converse, HAIKU, ok.clone(), false));
+    let mut other_tenant = base.clone();
+    other_tenant.tenant = "globex".into();
+    cases.push((other_tenant, Operation::Converse, HAIKU, ok.clone(), true));
+    cases.push((base.clone(), Operation::Converse, "anthropic.claude-3-opus", ok.clone(), false));
+    cases.push((base.clone(), Operation::Retrieve, HAIKU, ok.clone(), false));
+    cases.push((base.clone(), Operation::Converse, HAIKU, Facts { hour_utc: 19, ..ok.clone() }, false));
+    cases.push((base.clone(), Operation::Converse, HAIKU, Facts { streaming: true, ..ok.clone() }, false));
+    cases.push((base.clone(), Operation::Converse, HAIKU, Facts { max_tokens: Some(4096), ..ok.clone() }, false));
+    cases.push((base.clone(), Operation::Converse, HAIKU, Facts { max_tokens: None, ..ok.clone() }, false));
+    cases.push((base.clone(), Operation::Converse, HAIKU, Facts { service_tier: Some("priority".into()), ..ok.clone() }, false));
+    // Twice over: the second round is answered from the cache.
+    for round in 0..2 {
+        for (who, op, model, facts, expected) in &cases {
+            let resource = if *op == Operation::Retrieve { PolicyResource::KnowledgeBase(model) } else { PolicyResource::Model(model) };
+            let a = cached.evaluate(who, *op, resource, facts).unwrap();
+            let b = uncached.evaluate(who, *op, resource, facts).unwrap();
+            assert_eq!(a, b, "round {round}: {who:?} {op:?} {model} {facts:?}");
+            assert_eq!(a.allowed, *expected, "round {round}: {who:?} {op:?} {model} {facts:?}");
+        }
+    }
+    assert_eq!(cached.cache.as_ref().unwrap().len(), cases.len());
+    assert!(uncached.cache.is_none());
+}
+
+#[test]
+fn a_full_cache_stays_bounded() {
+    let mut p = load(&[src("p.cedar", r#"permit(principal, action, resource);"#)], &[]).unwrap().unwrap();
+    p.set_decision_cache(16);
+    for i in 0..1_000 {
+        let who = principal("acme", &format!("user-{i}"));
+        assert!(p.evaluate(&who, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, None)).unwrap().allowed);
+    }
+    assert!(p.cache.as_ref().unwrap().len() <= 16);
+}

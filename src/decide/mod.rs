@@ -20,6 +20,7 @@
 //! `missing_claim`. A policy engine plugs in at [`check`].
 
 pub mod cedar;
+mod cedar_cache;
 pub mod model_map;
 
 use crate::config::TenantPolicy;

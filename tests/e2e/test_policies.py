@@ -217,6 +217,11 @@ def test_reload_of_a_policy_file_good_and_broken(start_sidecar_fn, tmp_path, min
     assert "common.cedar:1" in sc.stderr_text(), sc.stderr_tail()
     assert _allowed(sc, tok)
     assert not _allowed(sc, mint(groups=["other"]))
+    # A decision remembered under the old set does not outlive it: the same
+    # request, permitted (and cached) above, is refused once a forbid lands.
+    _write(tmp_path, "common.cedar", COMMON + '\npermit(principal, action, resource) when { principal.groups.contains("sales") };\n'
+           'forbid(principal, action, resource) when { principal.groups.contains("sales") };\n')
+    assert _eventually(lambda: not _allowed(sc, tok), timeout=15), sc.stderr_tail()
 
 
 def test_check_reports_policy_errors_with_file_and_line(tmp_path, fake_aws, jwks_path, sidecar_env):

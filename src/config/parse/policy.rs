@@ -5,13 +5,13 @@
 //! its file and line, and a broken file keeps the configuration in force.
 
 use super::reader::{index, Ctx, Tbl};
-use crate::decide::cedar::{ClaimDecl, ClaimType, Policies, PolicySource};
+use crate::decide::cedar::{ClaimDecl, ClaimType, Policies, PolicySource, DEFAULT_DECISION_CACHE};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub(crate) const KEYS: &[&str] = &["files", "inline", "claims", "claim_types"];
+pub(crate) const KEYS: &[&str] = &["files", "inline", "claims", "claim_types", "decision_cache"];
 pub(crate) const TENANT_KEYS: &[&str] = &["files", "inline"];
 
 /// What the configuration holds of policies.
@@ -92,11 +92,15 @@ pub(crate) fn policy(root: &Tbl<'_>, ctx: &mut Ctx<'_>) -> PolicyConfig {
             }
         }
     }
+    let cache = t.uint(ctx, "decision_cache", 0, 10_000_000).map_or(DEFAULT_DECISION_CACHE, |c| c.value as usize);
     if ctx.errors.len() > errors_before {
         return PolicyConfig { policies: None, claims, files };
     }
     let policies = match Policies::load(claims.clone(), &global, &per_tenant) {
-        Ok(p) => p.map(Arc::new),
+        Ok(p) => p.map(|mut p| {
+            p.set_decision_cache(cache);
+            Arc::new(p)
+        }),
         Err(errors) => {
             for e in errors {
                 match origins.iter().find(|(o, _, _)| *o == e.origin) {
