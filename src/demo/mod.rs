@@ -141,6 +141,15 @@ async fn run_with(env: &setup::DemoEnv) -> Result<DemoOutput, String> {
         } else {
             crate::audit::Decision::Deny
         };
+        if let Some(names) = row.scenario.policies {
+            let got: Vec<&str> = rec.policies.iter().flatten().map(String::as_str).collect();
+            if got != names {
+                problems.push(format!(
+                    "audit record {} names the policies {got:?}, expected {names:?}",
+                    i + 1
+                ));
+            }
+        }
         if rec.decision != want || rec.status != row.status {
             problems.push(format!(
                 "audit record {} says {} {}, the client saw {} {}",

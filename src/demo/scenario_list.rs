@@ -34,8 +34,42 @@ pub fn all() -> Vec<Scenario> {
     v.extend(agents());
     v.extend(sagemaker());
     v.extend(throttling());
+    v.extend(policies());
     v.extend(identity());
     v
+}
+
+/// Two decisions of globex's Cedar policies (setup.rs): a permit, and a
+/// forbid on the token limit the body states.
+fn policies() -> Vec<Scenario> {
+    let long = json!({
+        "messages": [{ "role": "user", "content": [{ "text": "Write the full annual report." }] }],
+        "inferenceConfig": { "maxTokens": 4096 },
+    })
+    .to_string();
+    vec![
+        allowed(
+            "Converse",
+            BOB,
+            NOVA,
+            model_path(NOVA, "converse"),
+            converse_body("Summarise Q4."),
+            vec![Check::UpstreamModel(NOVA)],
+            "policy permits: maxTokens 256 is a short answer",
+        )
+        .decided_by(&["globex-may-use-its-resources"]),
+        denied(
+            "Converse",
+            BOB,
+            NOVA,
+            model_path(NOVA, "converse"),
+            403,
+            "policy_denied",
+            "policy forbids: maxTokens 4096 is over globex's 1,024",
+        )
+        .body(long)
+        .decided_by(&["globex-short-answers-only"]),
+    ]
 }
 
 fn bedrock() -> Vec<Scenario> {

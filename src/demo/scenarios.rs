@@ -112,6 +112,8 @@ pub struct Scenario {
     pub checks: Vec<Check>,
     /// One line on why this scenario is here.
     pub note: &'static str,
+    /// The Cedar policies its audit record must name (None: not checked).
+    pub policies: Option<&'static [&'static str]>,
 }
 
 impl Scenario {
@@ -127,6 +129,13 @@ impl Scenario {
 
     pub fn check(mut self, c: Check) -> Self {
         self.checks.push(c);
+        self
+    }
+
+    /// The Cedar policies that must decide this request (its audit record
+    /// names them).
+    pub fn decided_by(mut self, policies: &'static [&'static str]) -> Self {
+        self.policies = Some(policies);
         self
     }
 }
@@ -175,6 +184,7 @@ pub fn allowed(
         reason: None,
         checks,
         note,
+        policies: None,
     }
 }
 
@@ -200,6 +210,7 @@ pub fn denied(
         reason: Some(reason),
         checks: vec![],
         note,
+        policies: None,
     }
 }
 

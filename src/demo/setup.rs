@@ -106,6 +106,16 @@ filter_key = "tenant_id"
 allowed_source_prefixes = ["s3://docs/tenants/{tenant}/"]
 [tenants.globex.sagemaker]
 endpoints = { classifier = "globex-classifier" }
+# Cedar policies on top of the allowlists (docs/policies.md): everything
+# globex's allowlists allow, but model calls only with short answers.
+[tenants.globex.policy]
+inline = '''
+@id("globex-may-use-its-resources")
+permit(principal, action, resource);
+@id("globex-short-answers-only")
+forbid(principal, action in TenantGate::Action::"ModelCall", resource)
+  unless { context has max_tokens && context.max_tokens <= 1024 };
+'''
 
 # hooli: a trial plan with a tiny request budget.
 [tenants.hooli]
