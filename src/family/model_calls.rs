@@ -80,7 +80,7 @@ impl Hooks for ModelCalls {
         match ctx.op {
             Operation::Converse | Operation::ConverseStream => {
                 let v = body.json.as_ref();
-                q.max_tokens = v.and_then(|v| v.pointer("/inferenceConfig/maxTokens")).and_then(Value::as_i64);
+                q.max_tokens = converse_max_tokens(v)?;
                 q.service_tier = v.and_then(|v| v.pointer("/serviceTier/type")).and_then(Value::as_str).map(String::from);
             }
             Operation::InvokeModel | Operation::InvokeModelWithResponseStream => {
@@ -139,50 +139,138 @@ impl Hooks for ModelCalls {
 /// InvokeModel's service tier header.
 const SERVICE_TIER_HEADER: &str = "x-amzn-bedrock-service-tier";
 
-/// The members of an InvokeModel body that state the output token limit,
-/// by provider (Anthropic and most: `max_tokens`; others `maxTokens`;
-/// Meta: `max_gen_len`).
-pub const INVOKE_MAX_TOKEN_KEYS: [&str; 3] = ["max_tokens", "maxTokens", "max_gen_len"];
+/// Where an InvokeModel body states its output token limit, by provider:
+/// top-level members (Anthropic, Mistral, Cohere, AI21, DeepSeek
+/// `max_tokens`; Claude text completions `max_tokens_to_sample`; Meta
+/// `max_gen_len`; OpenAI-style `max_completion_tokens`; `maxTokens`,
+/// `max_new_tokens`), and members of one nested object (Nova
+/// `inferenceConfig.maxTokens` / `.max_new_tokens`, Titan
+/// `textGenerationConfig.maxTokenCount`). Names are compared in ASCII lower
+/// case with `_` and `-` removed, so a spelling in other case (which some
+/// model servers accept) counts as stating the limit.
+pub const INVOKE_MAX_TOKEN_KEYS: [&str; 5] = ["maxtokens", "maxtokenstosample", "maxgenlen", "maxcompletiontokens", "maxnewtokens"];
+const INVOKE_MAX_TOKEN_NESTED: [(&str, &[&str]); 2] =
+    [("inferenceconfig", &["maxtokens", "maxnewtokens"]), ("textgenerationconfig", &["maxtokencount"])];
 
-/// The output token limit an InvokeModel body states at its top level.
-/// Stated more than once (two of the keys, or one key twice: the model may
-/// read another copy than the policy) or not as a whole number: 400. A body
-/// that is not a JSON object states none.
-pub fn invoke_max_tokens(body: &[u8]) -> Result<Option<i64>, ProxyError> {
-    struct Stated(Vec<Value>);
-    impl<'de> serde::Deserialize<'de> for Stated {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Stated;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Stated, A::Error> {
-                    let mut found = Vec::new();
-                    while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                        if INVOKE_MAX_TOKEN_KEYS.contains(&k.as_ref()) {
-                            found.push(map.next_value::<Value>()?);
-                        } else {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                    Ok(Stated(found))
-                }
-            }
-            d.deserialize_map(V)
-        }
+fn folded(key: &str) -> String {
+    key.chars().filter(|c| *c != '_' && *c != '-').map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// The values of the members named `keys` (folded) in one JSON object; with
+/// `nested`, also those inside the nested objects it names. Every copy is
+/// kept (a key sent twice yields two values).
+struct Limits<'k> {
+    keys: &'k [&'k str],
+    nested: &'k [(&'k str, &'k [&'k str])],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Limits<'_> {
+    type Value = Vec<Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+        d.deserialize_any(self)
     }
-    let Ok(Stated(found)) = serde_json::from_slice::<Stated>(body) else { return Ok(None) };
+}
+
+impl<'de> serde::de::Visitor<'de> for Limits<'_> {
+    type Value = Vec<Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<Value>, A::Error> {
+        let mut found = Vec::new();
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let k = folded(&k);
+            if self.keys.contains(&k.as_str()) {
+                found.push(map.next_value::<Value>()?);
+            } else if let Some((_, inner)) = self.nested.iter().find(|(c, _)| *c == k) {
+                found.extend(map.next_value_seed(Limits { keys: inner, nested: &[] })?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+    // Anything but an object states no limit.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Vec::new())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Vec<Value>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Vec<Value>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Vec<Value>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Vec<Value>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Vec<Value>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Vec<Value>, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// The output token limit an InvokeModel body states
+/// ([`INVOKE_MAX_TOKEN_KEYS`]). Stated more than once (two of the members,
+/// one member twice, or in two spellings: the model may read another copy
+/// than the policy) or not as a whole number: 400. A body that is not JSON
+/// states none.
+pub fn invoke_max_tokens(body: &[u8]) -> Result<Option<i64>, ProxyError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let limits = Limits { keys: &INVOKE_MAX_TOKEN_KEYS, nested: &INVOKE_MAX_TOKEN_NESTED };
+    let Ok(found) = limits.deserialize(&mut de).and_then(|f| de.end().map(|()| f)) else {
+        return Ok(None);
+    };
     match found.as_slice() {
         [] => Ok(None),
         [v] => v.as_i64().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
             ProxyError::InvalidParameter("the body's output token limit must be a whole number".into())
         }),
-        _ => Err(ProxyError::InvalidParameter(format!(
-            "the body states its output token limit more than once ({}); state it once",
-            INVOKE_MAX_TOKEN_KEYS.join(", ")
-        ))),
+        _ => Err(ProxyError::InvalidParameter(
+            "the body states its output token limit more than once (max_tokens, max_tokens_to_sample, max_gen_len, \
+             max_completion_tokens, maxTokens, max_new_tokens, inferenceConfig.maxTokens, \
+             textGenerationConfig.maxTokenCount, in any case); state it once"
+                .into(),
+        )),
+    }
+}
+
+/// The output token limit a Converse body states: `inferenceConfig.maxTokens`,
+/// or a model-specific limit in `additionalModelRequestFields` (which the
+/// model also reads) spelled as in an InvokeModel body. Both, or the
+/// latter twice: 400, as for InvokeModel. (The body was parsed strictly:
+/// no key in it is duplicated.)
+fn converse_max_tokens(body: Option<&Value>) -> Result<Option<i64>, ProxyError> {
+    let mut found: Vec<&Value> = Vec::new();
+    if let Some(v) = body.and_then(|v| v.pointer("/inferenceConfig/maxTokens")) {
+        found.push(v);
+    }
+    if let Some(Value::Object(extra)) = body.and_then(|v| v.get("additionalModelRequestFields")) {
+        for (k, v) in extra {
+            let k = folded(k);
+            if INVOKE_MAX_TOKEN_KEYS.contains(&k.as_str()) {
+                found.push(v);
+            } else if let (Some((_, inner)), Value::Object(o)) = (INVOKE_MAX_TOKEN_NESTED.iter().find(|(c, _)| *c == k), v) {
+                found.extend(o.iter().filter(|(k2, _)| inner.contains(&folded(k2).as_str())).map(|(_, v2)| v2));
+            }
+        }
+    }
+    match found.as_slice() {
+        [] => Ok(None),
+        [v] => v.as_i64().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
+            ProxyError::InvalidParameter("the body's output token limit must be a whole number".into())
+        }),
+        _ => Err(ProxyError::InvalidParameter(
+            "the body states its output token limit more than once (inferenceConfig.maxTokens, and a limit in \
+             additionalModelRequestFields); state it once"
+                .into(),
+        )),
     }
 }
 

@@ -195,3 +195,73 @@ fn invoke_input_tags_are_refused_unless_allowed() {
     // Without a tenant guardrail the body is not looked at.
     assert_eq!(invoke(Operation::InvokeModel, sent, &policy(false, &[])).unwrap(), Bytes::from_static(sent));
 }
+
+#[test]
+fn invoke_max_tokens_reads_every_provider_spelling_once() {
+    let one = |body: &str| invoke_max_tokens(body.as_bytes());
+    for (body, want) in [
+        (r#"{"max_tokens": 300, "messages": []}"#, Some(300)),
+        (r#"{"max_tokens_to_sample": 301, "prompt": "x"}"#, Some(301)),
+        (r#"{"max_gen_len": 302, "prompt": "x"}"#, Some(302)),
+        (r#"{"max_completion_tokens": 303}"#, Some(303)),
+        (r#"{"maxTokens": 304}"#, Some(304)),
+        (r#"{"max_new_tokens": 305}"#, Some(305)),
+        (r#"{"schemaVersion": "messages-v1", "inferenceConfig": {"maxTokens": 306, "temperature": 0.2}}"#, Some(306)),
+        (r#"{"inferenceConfig": {"max_new_tokens": 307}}"#, Some(307)),
+        (r#"{"inputText": "x", "textGenerationConfig": {"maxTokenCount": 308}}"#, Some(308)),
+        // Other case and separators count: some model servers accept them.
+        (r#"{"MAX_TOKENS": 309}"#, Some(309)),
+        (r#"{"Max-Tokens": 310}"#, Some(310)),
+        (r#"{"InferenceConfig": {"MaxTokens": 311}}"#, Some(311)),
+        // Escapes are decoded before the name is compared.
+        (r#"{"max\u005ftokens": 312}"#, Some(312)),
+        // Not a limit: deeper, in another object, or no JSON object at all.
+        (r#"{"messages": [{"max_tokens": 9}], "tool": {"maxTokens": 9}}"#, None),
+        (r#"{"inferenceConfig": {"nested": {"maxTokens": 9}}}"#, None),
+        (r#"[{"max_tokens": 9}]"#, None),
+        ("not json", None),
+        ("", None),
+    ] {
+        assert_eq!(one(body).unwrap(), want, "{body}");
+    }
+}
+
+#[test]
+fn invoke_max_tokens_stated_twice_or_not_whole_is_refused() {
+    for body in [
+        r#"{"max_tokens": 100, "max_tokens": 100000}"#,
+        r#"{"max_tokens": 100, "MAX_TOKENS": 100000}"#,
+        r#"{"max_tokens": 100, "maxTokens": 100000}"#,
+        r#"{"max_tokens": 100, "inferenceConfig": {"maxTokens": 100000}}"#,
+        r#"{"inferenceConfig": {"maxTokens": 100, "max_new_tokens": 100000}}"#,
+        r#"{"inferenceConfig": {"maxTokens": 100, "maxTokens": 100000}}"#,
+        r#"{"inferenceConfig": {"maxTokens": 100}, "inferenceConfig": {"maxTokens": 100000}}"#,
+        r#"{"textGenerationConfig": {"maxTokenCount": 100}, "max_gen_len": 100000}"#,
+        r#"{"max_tokens": "100"}"#,
+        r#"{"max_tokens": 100.5}"#,
+        r#"{"max_tokens": -1}"#,
+        r#"{"max_tokens": null}"#,
+        r#"{"inferenceConfig": {"maxTokens": 1e9}}"#,
+    ] {
+        assert!(matches!(invoke_max_tokens(body.as_bytes()), Err(ProxyError::InvalidParameter(_))), "{body}");
+    }
+}
+
+#[test]
+fn converse_max_tokens_reads_additional_fields_too() {
+    let one = |v: Value| converse_max_tokens(Some(&v));
+    assert_eq!(one(json!({"inferenceConfig": {"maxTokens": 500}})).unwrap(), Some(500));
+    assert_eq!(one(json!({"additionalModelRequestFields": {"max_tokens": 501}})).unwrap(), Some(501));
+    assert_eq!(one(json!({"additionalModelRequestFields": {"inferenceConfig": {"max_new_tokens": 502}}})).unwrap(), Some(502));
+    assert_eq!(one(json!({"additionalModelRequestFields": {"top_k": 5}})).unwrap(), None);
+    assert_eq!(one(json!({"messages": []})).unwrap(), None);
+    assert_eq!(converse_max_tokens(None).unwrap(), None);
+    for v in [
+        json!({"inferenceConfig": {"maxTokens": 100}, "additionalModelRequestFields": {"max_tokens": 100000}}),
+        json!({"inferenceConfig": {"maxTokens": 100}, "additionalModelRequestFields": {"MAX_TOKENS": 100000}}),
+        json!({"additionalModelRequestFields": {"max_tokens": 100, "max_gen_len": 100000}}),
+        json!({"additionalModelRequestFields": {"max_tokens": "many"}}),
+    ] {
+        assert!(matches!(one(v.clone()), Err(ProxyError::InvalidParameter(_))), "{v}");
+    }
+}

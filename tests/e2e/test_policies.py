@@ -134,9 +134,44 @@ def test_a_limit_stated_twice_is_refused(sc, mint, fake_aws):
         b'{"max_tokens": 100, "max_tokens": 100000, "messages": []}',
         b'{"max_tokens": 100, "maxTokens": 100000}',
         b'{"max\\u005ftokens": 100, "max_tokens": 100000}',
+        b'{"max_tokens": 100, "MAX_TOKENS": 100000}',
+        b'{"max_tokens": 100, "inferenceConfig": {"maxTokens": 100000}}',
+        b'{"inferenceConfig": {"maxTokens": 100, "max_new_tokens": 100000}}',
     ]:
         harness.expect_client_error(free, lambda: free.invoke_model(modelId=HAIKU, body=body), 400, "invalid_parameter")
         harness.assert_nothing_upstream(fake_aws)
+    # Converse: a model-specific limit in additionalModelRequestFields (the
+    # model reads it too) beside inferenceConfig.maxTokens.
+    args = converse_args(HAIKU)
+    args["inferenceConfig"] = {"maxTokens": 100}
+    args["additionalModelRequestFields"] = {"max_tokens": 100000}
+    harness.expect_client_error(free, lambda: free.converse(**args), 400, "invalid_parameter")
+    harness.assert_nothing_upstream(fake_aws)
+
+
+def test_a_limit_in_any_provider_spelling_is_the_limit(sc, mint, fake_aws, creds):
+    """Other case, nested (Nova, Titan) and additionalModelRequestFields
+    spellings are all read, so none of them slips past the free-tier rule."""
+    free = _client(sc, mint, groups=["eng"], **{"custom:plan": "free"})
+    for body in [
+        {"MAX_TOKENS": 4000, "messages": []},
+        {"Max-Tokens": 4000, "messages": []},
+        {"schemaVersion": "messages-v1", "messages": [], "inferenceConfig": {"maxTokens": 4000}},
+        {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": 4000}},
+        {"prompt": "hi", "max_tokens_to_sample": 4000},
+    ]:
+        raw = json.dumps(body).encode()
+        _denied(free, fake_aws, lambda: free.invoke_model(modelId=HAIKU, body=raw))
+    ok = json.dumps({"schemaVersion": "messages-v1", "messages": [], "inferenceConfig": {"maxTokens": 512}}).encode()
+    free.invoke_model(modelId=HAIKU, body=ok)
+    harness.assert_one_valid_upstream(fake_aws, "InvokeModel", creds["acme"].akid)
+    fake_aws.reset()
+    args = converse_args(HAIKU)
+    args["additionalModelRequestFields"] = {"max_tokens": 4000}
+    _denied(free, fake_aws, lambda: free.converse(**args))
+    args["additionalModelRequestFields"] = {"max_tokens": 800}
+    free.converse(**args)
+    harness.assert_one_valid_upstream(fake_aws, "Converse", creds["acme"].akid)
 
 
 def test_streaming_forbidden_for_a_group(sc, mint, fake_aws, creds):
