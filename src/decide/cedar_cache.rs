@@ -15,7 +15,7 @@ use crate::principal::Principal;
 use crate::route::Operation;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 const SHARDS: usize = 8;
@@ -97,9 +97,7 @@ impl DecisionCache {
     }
 
     fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, HashMap<Key, Verdict>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let m = &self.shards[(h.finish() as usize) % SHARDS];
+        let m = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         // A panic while holding the lock leaves at worst a missing entry.
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

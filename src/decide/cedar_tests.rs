@@ -209,3 +209,31 @@ fn a_full_cache_stays_bounded() {
     }
     assert!(p.cache.as_ref().unwrap().len() <= 16);
 }
+
+/// An error while evaluating (here an overflow on a large stated limit)
+/// denies, even beside a permit, and says why.
+#[test]
+fn an_evaluation_error_denies() {
+    let p = load(
+        &[src(
+            "p.cedar",
+            r#"@id("all")
+permit(principal, action, resource);
+@id("overflowing")
+forbid(principal, action == TenantGate::Action::"Converse", resource)
+when { context has max_tokens && context.max_tokens * 1000000000000 < 0 };"#,
+        )],
+        &[],
+    )
+    .unwrap()
+    .unwrap();
+    let alice = principal("acme", "alice");
+    let small = p.evaluate(&alice, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, Some(5))).unwrap();
+    assert!(small.allowed && small.errors.is_empty(), "{small:?}");
+    let huge = p.evaluate(&alice, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, Some(i64::MAX / 2))).unwrap();
+    assert!(!huge.allowed, "{huge:?}");
+    assert_eq!(huge.errors.len(), 1, "{huge:?}");
+    assert!(huge.errors[0].contains("overflow"), "{huge:?}");
+    // Remembered, it still denies.
+    assert_eq!(p.evaluate(&alice, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, Some(i64::MAX / 2))).unwrap(), huge);
+}
