@@ -6,6 +6,9 @@
 
 use crate::error::ProxyError;
 use http::Method;
+
+mod refused;
+pub use refused::{Refused, Why, REFUSED};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Service of an operation: decides the endpoint and the SigV4 signing name.
@@ -134,6 +137,9 @@ pub struct Route {
     pub op: Operation,
     /// What the path names, decoded.
     pub target: Target,
+    /// The query string to send upstream: the client's, once checked
+    /// against the operation's model, as the family rewrote it.
+    pub query: Option<String>,
 }
 
 /// What a request's path names, by operation family.
@@ -246,6 +252,9 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         return Err(unknown());
     }
     let raw: Vec<&str> = raw_path[1..].split('/').collect();
+    if let Some(r) = refused::find(method, &raw) {
+        return Err(ProxyError::OperationNotAllowed(format!("{} ({})", r.name, r.reason)));
+    }
     if let Some(name) = denied_operation(&raw) {
         return Err(ProxyError::OperationNotAllowed(name.to_string()));
     }
@@ -281,7 +290,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         check_id(op, i, &id)?;
         ids.push(id);
     }
-    Ok(Route { op, target: Target::from_labels(op, ids) })
+    Ok(Route { op, target: Target::from_labels(op, ids), query: None })
 }
 
 /// True when a `/`-separated value has an empty, `.` or `..` segment: one
@@ -356,6 +365,13 @@ fn denied_operation(raw: &[&str]) -> Option<&'static str> {
         ["guardrail", ..] => Some("Guardrail"),
         _ => None,
     }
+}
+
+/// The name of the refused operation (docs/operations.md) a request is,
+/// for its audit record.
+pub fn refused_name(method: &Method, raw_path: &str) -> Option<&'static str> {
+    let raw: Vec<&str> = raw_path.strip_prefix('/')?.split('/').collect();
+    refused::find(method, &raw).map(|r| r.name)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -467,6 +483,56 @@ mod tests {
         // pattern is checked by the rewrite).
         assert!(post("/endpoints/e%20x/invocations").is_err());
         assert!(post("/endpoints/acme-classifier/invocations").is_ok());
+    }
+
+    /// Every operation of the vendored models is routed (`Operation::ALL`)
+    /// or refused on purpose (`REFUSED`), never both, with the model's own
+    /// method and URI; and docs/operations.md has a row for each, saying
+    /// which.
+    #[test]
+    fn every_model_operation_is_decided() {
+        let docs = include_str!("../docs/operations.md");
+        let mut seen = std::collections::BTreeSet::new();
+        for text in [
+            include_str!("../models/aws/bedrock-runtime/service-2.json"),
+            include_str!("../models/aws/bedrock-agent-runtime/service-2.json"),
+            include_str!("../models/aws/sagemaker-runtime/service-2.json"),
+        ] {
+            let model: serde_json::Value = serde_json::from_str(text).unwrap();
+            for (name, op) in model["operations"].as_object().unwrap() {
+                let method: Method = op["http"]["method"].as_str().unwrap().parse().unwrap();
+                let uri = op["http"]["requestUri"].as_str().unwrap();
+                // A request as an SDK builds it: every label filled in.
+                let path: String = uri
+                    .split('/')
+                    .map(|seg| if seg.starts_with('{') { "x1" } else { seg })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let routed = Operation::ALL.iter().find(|o| o.name() == name);
+                let refused = REFUSED.iter().find(|r| r.name == name);
+                match (routed, refused) {
+                    (Some(o), None) => {
+                        let r = classify(&method, &path).unwrap_or_else(|e| panic!("{name}: {method} {path}: {e:?}"));
+                        assert_eq!(r.op, *o, "{name}");
+                    }
+                    (None, Some(r)) => {
+                        assert_eq!((r.method, r.uri), (method.as_str(), uri), "{name}");
+                        let e = classify(&method, &path).unwrap_err();
+                        assert_eq!(e.reason(), "operation_not_allowed", "{name}");
+                        assert_eq!(refused_name(&method, &path), Some(r.name), "{name}");
+                    }
+                    (Some(_), Some(_)) => panic!("{name} is both routed and refused"),
+                    (None, None) => panic!("{name} ({method} {uri}) is neither routed nor refused: decide it"),
+                }
+                let decision = if routed.is_some() { "routed" } else { "refused" };
+                assert!(
+                    docs.lines().any(|l| l.starts_with(&format!("| {name} |")) && l.contains(&format!("| {decision} |"))),
+                    "docs/operations.md: no row `| {name} | ... | {decision} | ...`"
+                );
+                seen.insert(name.clone());
+            }
+        }
+        assert_eq!(seen.len(), Operation::ALL.len() + REFUSED.len(), "an entry names no model operation");
     }
 
     #[test]

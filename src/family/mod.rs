@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `authorize` | before the body is read | what the path names, asked of the policy decision point (`crate::decide`) |
 //! | `before_body` | after the limits, before the body | changes decided from the path and headers alone (SageMaker routing) |
+//! | `rewrite_query` | right after `before_body` | the query string to send (ids in it namespaced or checked) |
 //! | `rewrite` | after credentials, before signing | the request for this tenant: every resource the body names decided, then the body, path and headers rewritten; returns the response plan ([`Post`]) |
 //! | `policy_question` | with policies, after the body is read, before the limits | what the request names (allowlists decided first) and states (token limit, service tier), for the tenant's Cedar policies |
 //! | `response_headers` | when upstream answers | the family's header rules (session ids sealed or given back as the client's own) |
@@ -162,6 +163,12 @@ trait Hooks {
         Ok(())
     }
 
+    /// The query string to send (already checked against the operation's
+    /// model), with the path's target. Default: as sent.
+    fn rewrite_query(_ctx: &Ctx<'_>, _target: &Target, _query: &mut Option<String>) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
     /// Default: the body goes as sent and the answer streams through.
     fn rewrite(
         _ctx: &Ctx<'_>,
@@ -207,7 +214,8 @@ pub fn authorize(ctx: &Ctx<'_>, route: &Route) -> Result<(), ProxyError> {
 
 /// Decisions and rewrites that need only the path and headers.
 pub fn before_body(ctx: &Ctx<'_>, route: &mut Route, headers: &mut HeaderMap, notes: &mut Notes) -> Result<(), ProxyError> {
-    dispatch!(ctx.op.family(), before_body(ctx, &mut route.target, headers, notes))
+    dispatch!(ctx.op.family(), before_body(ctx, &mut route.target, headers, notes))?;
+    dispatch!(ctx.op.family(), rewrite_query(ctx, &route.target, &mut route.query))
 }
 
 /// The `rewrite` stage: the body to send, and what the response needs.
@@ -272,10 +280,10 @@ mod tests {
     #[test]
     fn a_target_of_another_family_is_refused() {
         let (who, policy, keys) = (crate::test_support::alice(), crate::test_support::policy(), SessionKeys::new(b"0123456789abcdef0123456789abcdef"));
-        let model = Route { op: Operation::ApplyGuardrail, target: Target::Model("m".into()) };
+        let model = Route { op: Operation::ApplyGuardrail, target: Target::Model("m".into()), query: None };
         let ctx = Ctx::new(model.op, &who, &policy, &keys);
         assert_eq!(authorize(&ctx, &model).unwrap_err().reason(), "operation_not_allowed");
-        let mut kb = Route { op: Operation::InvokeAgent, target: Target::KnowledgeBase("KBPOOLED01".into()) };
+        let mut kb = Route { op: Operation::InvokeAgent, target: Target::KnowledgeBase("KBPOOLED01".into()), query: None };
         let ctx = Ctx::new(kb.op, &who, &policy, &keys);
         assert_eq!(authorize(&ctx, &kb).unwrap_err().reason(), "operation_not_allowed");
         let mut notes = Notes::default();

@@ -228,7 +228,9 @@ impl Proxy {
         let cfg = &snap.config;
         // 1. Route first: it needs no secret and no body, and decides the
         //    service, the signing name and what is authorised.
-        let mut route = route::classify(req.method(), req.uri().path())?;
+        let mut route = route::classify(req.method(), req.uri().path()).inspect_err(|_| {
+            rec.operation = route::refused_name(req.method(), req.uri().path());
+        })?;
         rec.operation = Some(route.op.name());
         rec.resource = Some(route.resource());
 
@@ -284,6 +286,7 @@ impl Proxy {
         //     is left is all of the client's headers the rewrites and the
         //     forwarding ever see.
         validate::query(route.op, req.uri().query())?;
+        route.query = req.uri().query().map(str::to_string);
         let client_headers = validate::request_headers(route.op, req.headers(), &cfg.identity.header)?;
 
         // 5. Authorisation of what the path names, before reading the body
@@ -358,7 +361,7 @@ impl Proxy {
         // 9. Build and sign the upstream request over the exact bytes sent.
         let endpoint = snap.endpoints.for_service(route.op.service());
         let uri = endpoint
-            .uri(&route.upstream_path(), parts.uri.query())
+            .uri(&route.upstream_path(), route.query.as_deref())
             .map_err(|e| ProxyError::InvalidParameter(format!("request URI: {e}")))?;
         let mut up = Request::builder().method(parts.method.clone()).uri(uri);
         let identity_header = &cfg.identity.header;

@@ -1,0 +1,168 @@
+//! Every operation of the three runtime APIs that tenantgate does not route,
+//! each refused on purpose with 403 `operation_not_allowed` and the reason
+//! docs/operations.md gives. With `Operation::ALL` this covers every
+//! operation of the vendored service models (`models/aws/`), which a test
+//! checks: an operation AWS adds is neither routed nor refused until it is
+//! decided here.
+
+use http::Method;
+
+/// Why an operation is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Never: the operation would let a tenant step outside its isolation
+    /// (re-tagging resources escapes IAM ABAC) or is administrative.
+    Never,
+    /// Not brought in yet: its isolation rules are not built.
+    NotYet,
+}
+
+/// An operation refused at routing.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused {
+    /// Its name in the AWS model (and in audit records).
+    pub name: &'static str,
+    pub method: &'static str,
+    /// The model's `requestUri`: `{label}` matches one non-empty segment.
+    pub uri: &'static str,
+    pub why: Why,
+    /// One line for docs/operations.md and the error message.
+    pub reason: &'static str,
+}
+
+const fn never(name: &'static str, method: &'static str, uri: &'static str, reason: &'static str) -> Refused {
+    Refused { name, method, uri, why: Why::Never, reason }
+}
+
+const fn not_yet(name: &'static str, method: &'static str, uri: &'static str, reason: &'static str) -> Refused {
+    Refused { name, method, uri, why: Why::NotYet, reason }
+}
+
+const JOBS: &str = "async jobs write to S3 and are listed account-wide; needs async_invoke.output_prefix binding (docs/reference.md §16)";
+const FLOWS: &str = "flows and their executions need the flows allowlist and execution ids bound to tenant and user (docs/reference.md §16)";
+const SESSIONS: &str = "session ids are account-wide; they need binding to tenant and user, tags and a KMS key per tenant";
+
+/// Every refused operation, by service, in the models' order.
+pub const REFUSED: &[Refused] = &[
+    // bedrock-runtime
+    not_yet("GetAsyncInvoke", "GET", "/async-invoke/{invocationArn}", JOBS),
+    not_yet("InvokeGuardrailChecks", "POST", "/guardrail-checks/invoke", "the checks it runs are not yet bound to the tenant's guardrail"),
+    not_yet(
+        "InvokeModelWithBidirectionalStream",
+        "POST",
+        "/model/{modelId}/invoke-with-bidirectional-stream",
+        "an HTTP/2 bidirectional event stream whose every input event must be re-signed",
+    ),
+    not_yet("ListAsyncInvokes", "GET", "/async-invoke", JOBS),
+    not_yet("StartAsyncInvoke", "POST", "/async-invoke", JOBS),
+    // bedrock-agent-runtime
+    not_yet(
+        "AgenticRetrieveStream",
+        "POST",
+        "/agenticRetrieveStream",
+        "every retriever's knowledge base, filter, model and guardrail must be decided",
+    ),
+    never(
+        "CheckIngestedDocumentAcl",
+        "POST",
+        "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/check-ingested-document-acl",
+        "administrative: reads the access lists of ingested documents",
+    ),
+    not_yet("CreateInvocation", "PUT", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
+    not_yet("CreateSession", "PUT", "/sessions/", SESSIONS),
+    not_yet(
+        "DeleteAgentMemory",
+        "DELETE",
+        "/agents/{agentId}/agentAliases/{agentAliasId}/memories",
+        "memory ids must be namespaced as InvokeAgent namespaces them, and a delete without one clears every tenant's memory",
+    ),
+    not_yet("DeleteSession", "DELETE", "/sessions/{sessionIdentifier}/", SESSIONS),
+    not_yet("EndSession", "PATCH", "/sessions/{sessionIdentifier}", SESSIONS),
+    not_yet("GenerateQuery", "POST", "/generateQuery", "the knowledge base it queries must be on the allowlist, with the tenant's data only"),
+    not_yet(
+        "GetAgentMemory",
+        "GET",
+        "/agents/{agentId}/agentAliases/{agentAliasId}/memories",
+        "memory ids must be namespaced as InvokeAgent namespaces them",
+    ),
+    not_yet(
+        "GetDocumentContent",
+        "POST",
+        "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/documents/{documentId}/content",
+        "documents of a shared data source must be limited to the tenant's",
+    ),
+    not_yet(
+        "GetExecutionFlowSnapshot",
+        "GET",
+        "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/flowsnapshot",
+        FLOWS,
+    ),
+    not_yet("GetFlowExecution", "GET", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}", FLOWS),
+    never(
+        "GetIngestedDocumentAcl",
+        "POST",
+        "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/get-ingested-document-acl",
+        "administrative: reads the access lists of ingested documents",
+    ),
+    not_yet("GetInvocationStep", "POST", "/sessions/{sessionIdentifier}/invocationSteps/{invocationStepId}", SESSIONS),
+    not_yet("GetSession", "GET", "/sessions/{sessionIdentifier}/", SESSIONS),
+    not_yet("InvokeFlow", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}", FLOWS),
+    not_yet(
+        "InvokeInlineAgent",
+        "POST",
+        "/agents/{sessionId}",
+        "the whole agent definition (instruction, model, action groups, knowledge bases) would come from the client",
+    ),
+    not_yet(
+        "ListFlowExecutionEvents",
+        "GET",
+        "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/events",
+        FLOWS,
+    ),
+    not_yet("ListFlowExecutions", "GET", "/flows/{flowIdentifier}/executions", FLOWS),
+    not_yet("ListInvocationSteps", "POST", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
+    not_yet("ListInvocations", "POST", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
+    not_yet("ListSessions", "POST", "/sessions/", SESSIONS),
+    never(
+        "ListTagsForResource",
+        "GET",
+        "/tags/{resourceArn}",
+        "tags carry the TenantID that IAM ABAC decides on; a tenant reads no resource's tags",
+    ),
+    not_yet("OptimizePrompt", "POST", "/optimize-prompt", "the target model must be decided by the model allowlist"),
+    not_yet("PutInvocationStep", "PUT", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
+    not_yet("StartFlowExecution", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions", FLOWS),
+    not_yet(
+        "StopFlowExecution",
+        "POST",
+        "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/stop",
+        FLOWS,
+    ),
+    never(
+        "TagResource",
+        "POST",
+        "/tags/{resourceArn}",
+        "a tenant that re-tags a resource could move it into its own IAM ABAC scope",
+    ),
+    never(
+        "UntagResource",
+        "DELETE",
+        "/tags/{resourceArn}",
+        "a tenant that removes a TenantID tag could move a resource out of another tenant's IAM ABAC scope",
+    ),
+    not_yet("UpdateSession", "PUT", "/sessions/{sessionIdentifier}/", SESSIONS),
+];
+
+/// Whether `raw_path` (its `/`-separated raw segments after the first `/`)
+/// matches the model URI `uri`: literal segments equal, `{label}` any
+/// non-empty segment.
+fn matches(uri: &str, raw: &[&str]) -> bool {
+    let want: Vec<&str> = uri[1..].split('/').collect();
+    want.len() == raw.len()
+        && want.iter().zip(raw).all(|(w, r)| if w.starts_with('{') { !r.is_empty() } else { w == r })
+}
+
+/// The refused operation a request is, when it is one.
+pub fn find(method: &Method, raw: &[&str]) -> Option<&'static Refused> {
+    REFUSED.iter().find(|r| r.method == method.as_str() && matches(r.uri, raw))
+}
