@@ -127,3 +127,22 @@ def test_operation_not_allowed_is_audited(sidecar, fake_aws, mint):
     assert rec["decision"] == "deny" and rec["reason"] == "operation_not_allowed"
     assert rec["status"] == 403 and rec["upstream_status"] is None
     harness.assert_nothing_upstream(fake_aws)
+
+
+def test_refused_on_purpose_named_in_error_and_audit(sidecar, fake_aws, mint):
+    """docs/operations.md: operations refused for good (re-tagging escapes IAM
+    ABAC) are 403 through the real SDK, the error says which and why, and the
+    audit record names the operation; nothing reaches AWS."""
+    ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
+    arn = "arn:aws:bedrock:us-east-1:111122223333:agent-alias/A/B"
+    calls = [
+        ("TagResource", lambda: ag.tag_resource(resourceArn=arn, tags={"TenantID": "globex"})),
+        ("UntagResource", lambda: ag.untag_resource(resourceArn=arn, tagKeys=["TenantID"])),
+        ("ListTagsForResource", lambda: ag.list_tags_for_resource(resourceArn=arn)),
+    ]
+    for name, call in calls:
+        err = harness.expect_client_error(ag, call, 403, "operation_not_allowed", "AccessDeniedException")
+        assert name in err.response["Error"]["Message"] and "ABAC" in err.response["Error"]["Message"], err.response
+        rec = sidecar.wait_audit(harness.request_id_of(err))
+        assert rec["operation"] == name and rec["decision"] == "deny", rec
+    harness.assert_nothing_upstream(fake_aws)
