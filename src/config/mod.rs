@@ -337,6 +337,9 @@ pub struct KnowledgeBasePolicy {
     pub filter_key: String,
     pub extra_filters: Vec<JsonTemplate>,
     pub allowed_source_prefixes: Vec<Template>,
+    /// `userContext.userId` for ACL-aware retrieval, rendered from the
+    /// verified identity; None: no userContext is sent.
+    pub user_context: Option<Template>,
 }
 
 #[derive(Debug, Clone)]

@@ -29,11 +29,17 @@
 //! - a client `sessionId` must be one tenantgate sealed for this tenant and
 //!   user (403 `cross_tenant`) and is replaced by Bedrock's id.
 //!
+//! * `userContext` (ACL-aware retrieval) is dropped and, with
+//!   `knowledge_base.user_context`, set from the verified identity.
+//!
 //! Every other field is left as sent, unknown ones included. On error the
 //! body may be partly rewritten and must be discarded.
 
 use super::retrieval_filter::forced_filter;
-use super::{bind_model, body_object, child_object, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
+use super::{
+    bind_model, body_object, child_object, missing_claim, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody,
+    ResponseShape,
+};
 use crate::decide::cedar::PolicyResource;
 use crate::aws::credentials::TenantCredentials;
 use crate::config::TenantPolicy;
@@ -155,6 +161,10 @@ pub struct RewriteNote {
     pub external_s3_sources: usize,
     /// True when a sealed `sessionId` was verified and replaced by Bedrock's.
     pub session_unsealed: bool,
+    /// True when the client sent a `userContext` (never forwarded).
+    pub client_user_context_dropped: bool,
+    /// True when `userContext.userId` was set from the verified identity.
+    pub user_context_forced: bool,
 }
 
 /// The knowledge base is on the tenant's allowlist (`decide::check`).
@@ -193,7 +203,32 @@ pub fn rewrite_retrieve(ctx: &Ctx<'_>, body: &mut Value, kb_id: &str) -> Result<
     let mut note = RewriteNote { knowledge_base_id: Some(kb_id.to_string()), ..RewriteNote::default() };
     rewrite_retrieval_configuration(obj, "", ctx, &mut note)?;
     force_guardrail(obj, ctx.policy);
+    force_user_context(obj, ctx, &mut note)?;
     Ok(note)
+}
+
+/// ACL-aware retrieval: `userContext.userId` (whose documents a data source
+/// with access lists returns) comes from the verified identity
+/// (`knowledge_base.user_context`, a template such as `"{claims.email}"`),
+/// never from the client. The client's `userContext` is always dropped;
+/// without the key none is sent, and ACL-aware data sources return nothing
+/// (AWS's behaviour for a request without one). A claim the template needs
+/// and the token lacks: 403 `missing_claim`.
+pub(crate) fn force_user_context(obj: &mut Map<String, Value>, ctx: &Ctx<'_>, note: &mut RewriteNote) -> Result<(), ProxyError> {
+    let user_id = match &ctx.policy.knowledge_base.user_context {
+        Some(t) => Some(t.render(ctx.principal).map_err(missing_claim)?),
+        None => None,
+    };
+    // The validator admits the member in exact case only; any spelling is
+    // dropped all the same.
+    let before = obj.len();
+    obj.retain(|k, _| !k.eq_ignore_ascii_case("userContext"));
+    note.client_user_context_dropped = obj.len() != before;
+    if let Some(id) = user_id {
+        obj.insert("userContext".into(), serde_json::json!({ "userId": id }));
+        note.user_context_forced = true;
+    }
+    Ok(())
 }
 
 /// Forces the filter and checks the models of `parent.retrievalConfiguration`
@@ -311,6 +346,7 @@ pub fn rewrite_retrieve_and_generate(ctx: &Ctx<'_>, body: &mut Value) -> Result<
         obj.insert("sessionId".into(), Value::String(bedrock_id));
         note.session_unsealed = true;
     }
+    force_user_context(obj, ctx, &mut note)?;
     Ok(note)
 }
 

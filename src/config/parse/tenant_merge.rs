@@ -69,6 +69,7 @@ pub(crate) fn merge(
             filter_key: get!(kb.filter_key).map_or_else(|| DEFAULT_FILTER_KEY.to_string(), |l| l.value.clone()),
             extra_filters: get!(kb.extra_filters).map(|l| l.value.clone()).unwrap_or_default(),
             allowed_source_prefixes: get!(kb.allowed_source_prefixes).map(|l| l.value.clone()).unwrap_or_default(),
+            user_context: get!(kb.user_context).map(|l| l.value.clone()),
         },
         agents: AgentsPolicy {
             allowed: get!(agents.allowed).map(|l| l.value.clone()).unwrap_or_default(),

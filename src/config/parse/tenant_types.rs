@@ -56,6 +56,7 @@ pub(crate) struct PartialKb {
     pub filter_key: Option<Loc<String>>,
     pub extra_filters: Option<Loc<Vec<JsonTemplate>>>,
     pub allowed_source_prefixes: Option<Loc<Vec<Template>>>,
+    pub user_context: Option<Loc<Template>>,
 }
 
 #[derive(Default)]

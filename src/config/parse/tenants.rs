@@ -34,7 +34,7 @@ pub(super) const GUARDRAIL_KEYS: &[&str] = &["id", "version", "stream_processing
 const GUARDRAIL_REQUIRED: &[&str] = &["id", "version"];
 pub(super) const RATE_KEYS: &[&str] =
     &["requests_per_second", "burst", "max_concurrent", "tokens_per_minute", "user_requests_per_second", "user_burst"];
-pub(super) const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes"];
+pub(super) const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", "allowed_source_prefixes", "user_context"];
 pub(super) const AGENT_KEYS: &[&str] =
     &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials", "knowledge_bases"];
 pub(super) const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
@@ -163,6 +163,7 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
         p.kb.filter_key = k.text(ctx, "filter_key");
         p.kb.extra_filters = filters::extra_filters(&k, ctx, "extra_filters");
         p.kb.allowed_source_prefixes = prefix_list(&k, ctx, "allowed_source_prefixes");
+        p.kb.user_context = k.text(ctx, "user_context").and_then(|l| template(ctx, &l).map(|tpl| l.map(|_| tpl)));
     }
     if let Some(a) = t.sub(ctx, "agents", AGENT_KEYS) {
         p.agents.allowed = glob_list(&a, ctx, "allowed", |s| {
