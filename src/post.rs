@@ -37,11 +37,14 @@ pub enum Post {
     /// client's own id; events citing sources outside `prefixes` end the
     /// stream (checked frame by frame, see `filter::eventstream`).
     Agent { client_session_id: String, client_memory_id: Option<String>, prefixes: Vec<String> },
+    /// GetAgentMemory: summaries of another memory id dropped, the
+    /// namespaced id given back as the client's.
+    AgentMemory { client_memory_id: String, upstream_memory_id: String },
 }
 
 impl Post {
     pub fn buffers(&self) -> bool {
-        matches!(self, Post::Retrieve { .. } | Post::Rag { .. } | Post::RagStream { .. })
+        matches!(self, Post::Retrieve { .. } | Post::Rag { .. } | Post::RagStream { .. } | Post::AgentMemory { .. })
     }
 }
 
@@ -91,7 +94,7 @@ where
 /// from a counting scan) and the rewritten copy, charged to `mem`.
 pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
     let tree = match post {
-        Post::Retrieve { .. } | Post::Rag { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+        Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
             Ok(shape) => shape.tree_bytes(raw.len()),
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
@@ -133,6 +136,9 @@ pub fn apply(
         Post::RagStream { prefixes } => {
             check_rag_stream(&body, prefixes)?;
             Ok((body, 0))
+        }
+        Post::AgentMemory { client_memory_id, upstream_memory_id } => {
+            crate::family::agent_memory::filter_memory_response(&body, upstream_memory_id, client_memory_id)
         }
     }
 }

@@ -50,6 +50,8 @@ pub enum Operation {
     RetrieveAndGenerate,
     RetrieveAndGenerateStream,
     InvokeAgent,
+    GetAgentMemory,
+    DeleteAgentMemory,
     Rerank,
     InvokeEndpoint,
     InvokeEndpointWithResponseStream,
@@ -58,7 +60,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 14] = {
+    pub const ALL: [Operation; 16] = {
         use Operation::*;
         [
             InvokeModel,
@@ -75,6 +77,8 @@ impl Operation {
             InvokeEndpoint,
             InvokeEndpointWithResponseStream,
             InvokeEndpointAsync,
+            GetAgentMemory,
+            DeleteAgentMemory,
         ]
     };
 
@@ -93,6 +97,8 @@ impl Operation {
             RetrieveAndGenerate => "RetrieveAndGenerate",
             RetrieveAndGenerateStream => "RetrieveAndGenerateStream",
             InvokeAgent => "InvokeAgent",
+            GetAgentMemory => "GetAgentMemory",
+            DeleteAgentMemory => "DeleteAgentMemory",
             Rerank => "Rerank",
             InvokeEndpoint => "InvokeEndpoint",
             InvokeEndpointWithResponseStream => "InvokeEndpointWithResponseStream",
@@ -105,7 +111,8 @@ impl Operation {
         match self {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream
             | CountTokens | ApplyGuardrail => Service::BedrockRuntime,
-            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | Rerank => {
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
+            | DeleteAgentMemory | Rerank => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -124,7 +131,7 @@ impl Operation {
             }
             ApplyGuardrail => Family::Guardrails,
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => Family::KnowledgeBases,
-            InvokeAgent => Family::Agents,
+            InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
         }
     }
@@ -151,6 +158,10 @@ pub enum Target {
     Guardrail { id: String, version: String },
     KnowledgeBase(String),
     Agent { agent: String, alias: String, session: String },
+    /// An agent alias without a session (GetAgentMemory,
+    /// DeleteAgentMemory); `memory` is the client's `memoryId` from the
+    /// query string once the family's query rewrite has checked it.
+    AgentAlias { agent: String, alias: String, memory: Option<String> },
     Endpoint(String),
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
     /// Rerank): what they reach is in the body.
@@ -164,6 +175,7 @@ impl Target {
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) => vec![m],
             Target::Guardrail { id, version } => vec![id, version],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
+            Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
             Target::Nothing => vec![],
         }
     }
@@ -176,6 +188,7 @@ impl Target {
             ApplyGuardrail => Target::Guardrail { id: next(), version: next() },
             Retrieve => Target::KnowledgeBase(next()),
             InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
+            GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank => Target::Nothing,
         }
@@ -188,7 +201,7 @@ impl Route {
     pub fn resource(&self) -> String {
         match &self.target {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
-            Target::Agent { agent, alias, .. } => format!("{agent}/{alias}"),
+            Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => format!("{agent}/{alias}"),
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) => m.clone(),
             Target::Nothing => String::new(),
         }
@@ -215,6 +228,7 @@ impl Route {
                 e(1),
                 e(2)
             ),
+            GetAgentMemory | DeleteAgentMemory => format!("/agents/{}/agentAliases/{}/memories", e(0), e(1)),
             Rerank => "/rerank".to_string(),
             InvokeEndpoint => format!("/endpoints/{}/invocations", e(0)),
             InvokeEndpointWithResponseStream => {
@@ -255,14 +269,14 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
     if let Some(r) = refused::find(method, &raw) {
         return Err(ProxyError::OperationNotAllowed(format!("{} ({})", r.name, r.reason)));
     }
-    if let Some(name) = denied_operation(&raw) {
+    if let Some(name) = denied_operation(method, &raw) {
         return Err(ProxyError::OperationNotAllowed(name.to_string()));
-    }
-    if method != Method::POST {
-        return Err(unknown());
     }
     use Operation::*;
     let (op, idx): (Operation, &[usize]) = match raw.as_slice() {
+        ["agents", _, "agentAliases", _, "memories"] if method == Method::GET => (GetAgentMemory, &[1, 3]),
+        ["agents", _, "agentAliases", _, "memories"] if method == Method::DELETE => (DeleteAgentMemory, &[1, 3]),
+        _ if method != Method::POST => return Err(unknown()),
         ["model", _, "invoke"] => (InvokeModel, &[1]),
         ["model", _, "invoke-with-response-stream"] => (InvokeModelWithResponseStream, &[1]),
         ["model", _, "converse"] => (Converse, &[1]),
@@ -325,6 +339,8 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeAgent, 1) => ("agent id", false),
         (InvokeAgent, 3) => ("agent alias id", false),
         (InvokeAgent, _) => ("session id", false),
+        (GetAgentMemory | DeleteAgentMemory, 1) => ("agent id", false),
+        (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
         (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank, _) => ("path id", false),
     };
     // `/` only inside an ARN: AWS's plain model ids, inference-profile ids
@@ -348,14 +364,16 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
 }
 
 /// Operations of these services that exist upstream but have no isolation
-/// rules here: denied whatever the method (docs/reference.md §5).
-fn denied_operation(raw: &[&str]) -> Option<&'static str> {
+/// rules here: denied whatever the method (docs/reference.md §5). The
+/// memories path is routed for GET and DELETE only.
+fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
     match raw {
         [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),
         ["model", _, "invoke-with-bidirectional-stream", ..] => {
             Some("InvokeModelWithBidirectionalStream")
         }
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => None,
+        ["agents", _, "agentAliases", _, "memories"] if method == Method::GET || method == Method::DELETE => None,
         ["agents", _, "agentAliases", _, "memories", ..] => Some("AgentMemory"),
         ["agents", ..] => Some("InvokeInlineAgent"),
         ["flows", ..] => Some("InvokeFlow"),
@@ -412,6 +430,23 @@ mod tests {
             assert_eq!(r.op, op, "{path}");
             assert_eq!(r.upstream_path(), path, "round trip {path}");
         }
+    }
+
+    #[test]
+    fn agent_memory_is_routed_by_method() {
+        let p = "/agents/AGENT12345/agentAliases/ALIAS6789/memories";
+        let r = classify(&Method::GET, p).unwrap();
+        assert_eq!(r.op, Operation::GetAgentMemory);
+        assert_eq!(r.target, Target::AgentAlias { agent: "AGENT12345".into(), alias: "ALIAS6789".into(), memory: None });
+        assert_eq!((r.upstream_path(), r.resource()), (p.to_string(), "AGENT12345/ALIAS6789".to_string()));
+        assert_eq!(classify(&Method::DELETE, p).unwrap().op, Operation::DeleteAgentMemory);
+        for m in [Method::POST, Method::PUT, Method::PATCH] {
+            assert_eq!(classify(&m, p).unwrap_err().reason(), "operation_not_allowed", "{m}");
+        }
+        for bad in ["/agents/A%2FX/agentAliases/B/memories", "/agents/A/agentAliases/B%20C/memories", "/agents/A/agentAliases/../memories"] {
+            assert_eq!(classify(&Method::GET, bad).unwrap_err().reason(), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(classify(&Method::GET, "/agents//agentAliases/B/memories").unwrap_err().reason(), "unknown_operation");
     }
 
     #[test]
@@ -542,7 +577,7 @@ mod tests {
             "/async-invoke/abc",
             "/model/m/invoke-with-bidirectional-stream",
             "/agents/SESSION1",
-            "/agents/A/agentAliases/B/memories",
+            "/agents/A/agentAliases/B/memories/x",
             "/flows/F/aliases/A",
             "/sessions",
             "/sessions/abc/invocations",

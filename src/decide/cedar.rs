@@ -115,7 +115,7 @@ fn resource_types(op: Operation) -> &'static str {
     match op {
         ApplyGuardrail => "Guardrail",
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
-        InvokeAgent => "Agent",
+        InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank => "Model",
     }

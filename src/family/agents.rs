@@ -1,5 +1,7 @@
 //! Agents (docs/reference.md §5.3): InvokeAgent
-//! (`POST /agents/{agentId}/agentAliases/{aliasId}/sessions/{sessionId}/text`).
+//! (`POST /agents/{agentId}/agentAliases/{aliasId}/sessions/{sessionId}/text`);
+//! GetAgentMemory and DeleteAgentMemory, whose rules are in
+//! [`super::agent_memory`].
 //!
 //! What is enforced:
 //! - `agentId/aliasId` matches one of `agents.allowed` (403 `agent_not_allowed`);
@@ -47,6 +49,7 @@
 //!  "sessionState": {"sessionAttributes": {"tenantId": "acme", "userId": "alice", "locale": "de"}}}
 //! ```
 
+use super::agent_memory::rewrite_memory_query;
 use super::knowledge_bases::{check_source, kb_allowed, rewrite_retrieval_configuration, RewriteNote};
 use super::{body_object, child_object, missing_claim, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
 use crate::decide::cedar::PolicyResource;
@@ -74,6 +77,23 @@ impl Hooks for Agents {
             // Decided in `rewrite`, once the body is validated (a malformed
             // body is 400 whatever it names).
             Target::Agent { .. } => Ok(()),
+            // Agent memory has no body: decided from the path at once.
+            Target::AgentAlias { agent, alias, .. } => ctx.decide(Resource::Agent { agent, alias }).map(|_| ()),
+            _ => Err(super::foreign_target(ctx)),
+        }
+    }
+
+    /// Agent memory: `memoryId` required and namespaced, `sessionId`
+    /// namespaced (see `agent_memory`).
+    fn rewrite_query(ctx: &Ctx<'_>, target: &mut Target, query: &mut Option<String>) -> Result<(), ProxyError> {
+        match target {
+            Target::Agent { .. } => Ok(()),
+            Target::AgentAlias { memory, .. } => {
+                let q = rewrite_memory_query(ctx, query.as_deref())?;
+                *query = Some(q.query);
+                *memory = Some(q.client_memory_id);
+                Ok(())
+            }
             _ => Err(super::foreign_target(ctx)),
         }
     }
@@ -85,7 +105,7 @@ impl Hooks for Agents {
         _body: &'a RequestBody,
     ) -> Result<PolicyQuestion<'a>, ProxyError> {
         match target {
-            Target::Agent { agent, alias, .. } => {
+            Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => {
                 ctx.decide(Resource::Agent { agent, alias })?;
                 Ok(PolicyQuestion::of(PolicyResource::Agent { agent, alias }))
             }
@@ -101,6 +121,19 @@ impl Hooks for Agents {
         creds: &TenantCredentials,
         _notes: &mut Notes,
     ) -> Result<(Bytes, Post), ProxyError> {
+        if let Target::AgentAlias { memory, .. } = target {
+            // No body goes upstream (the model defines none); the answer is
+            // filtered when it lists memory.
+            let client = memory.clone().ok_or_else(|| super::foreign_target(ctx))?;
+            let post = match ctx.op {
+                Operation::GetAgentMemory => Post::AgentMemory {
+                    upstream_memory_id: ctx.keys.agent_memory_id(&ctx.principal.tenant, &ctx.principal.user, &client),
+                    client_memory_id: client,
+                },
+                _ => Post::Stream,
+            };
+            return Ok((Bytes::new(), post));
+        }
         let Target::Agent { agent, alias, session } = target else {
             return Err(super::foreign_target(ctx));
         };
@@ -131,8 +164,11 @@ impl Hooks for Agents {
         }
     }
 
-    fn response_shape(_op: Operation) -> ResponseShape {
-        ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Agent }
+    fn response_shape(op: Operation) -> ResponseShape {
+        match op {
+            Operation::InvokeAgent => ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Agent },
+            _ => ResponseShape::PLAIN,
+        }
     }
 }
 
@@ -168,7 +204,7 @@ pub struct AgentRewrite {
 
 /// Bedrock's constraint on session and memory ids: 2 to 100 of
 /// `[0-9a-zA-Z._:-]`.
-fn check_bedrock_id(id: &str, what: &str) -> Result<(), ProxyError> {
+pub(super) fn check_bedrock_id(id: &str, what: &str) -> Result<(), ProxyError> {
     let ok = (2..=100).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if ok {

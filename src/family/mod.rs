@@ -17,7 +17,7 @@
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank | [`model_calls`] |
 //! | guardrails | ApplyGuardrail | [`guardrails`] |
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
-//! | agents | InvokeAgent | [`agents`] |
+//! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
@@ -25,6 +25,7 @@
 //! the request and the tenant's policy: no I/O, no clock, no global state.
 //! On error nothing is forwarded (a body may be half rewritten).
 
+pub mod agent_memory;
 pub mod agents;
 pub mod guardrails;
 pub mod knowledge_bases;
@@ -165,7 +166,7 @@ trait Hooks {
 
     /// The query string to send (already checked against the operation's
     /// model), with the path's target. Default: as sent.
-    fn rewrite_query(_ctx: &Ctx<'_>, _target: &Target, _query: &mut Option<String>) -> Result<(), ProxyError> {
+    fn rewrite_query(_ctx: &Ctx<'_>, _target: &mut Target, _query: &mut Option<String>) -> Result<(), ProxyError> {
         Ok(())
     }
 
@@ -215,7 +216,7 @@ pub fn authorize(ctx: &Ctx<'_>, route: &Route) -> Result<(), ProxyError> {
 /// Decisions and rewrites that need only the path and headers.
 pub fn before_body(ctx: &Ctx<'_>, route: &mut Route, headers: &mut HeaderMap, notes: &mut Notes) -> Result<(), ProxyError> {
     dispatch!(ctx.op.family(), before_body(ctx, &mut route.target, headers, notes))?;
-    dispatch!(ctx.op.family(), rewrite_query(ctx, &route.target, &mut route.query))
+    dispatch!(ctx.op.family(), rewrite_query(ctx, &mut route.target, &mut route.query))
 }
 
 /// The `rewrite` stage: the body to send, and what the response needs.
@@ -268,7 +269,8 @@ mod tests {
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
                 InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
-                InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank
+                InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
+                | DeleteAgentMemory
                 | InvokeEndpoint | InvokeEndpointAsync => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");

@@ -70,21 +70,9 @@ pub const REFUSED: &[Refused] = &[
     ),
     not_yet("CreateInvocation", "PUT", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
     not_yet("CreateSession", "PUT", "/sessions/", SESSIONS),
-    not_yet(
-        "DeleteAgentMemory",
-        "DELETE",
-        "/agents/{agentId}/agentAliases/{agentAliasId}/memories",
-        "memory ids must be namespaced as InvokeAgent namespaces them, and a delete without one clears every tenant's memory",
-    ),
     not_yet("DeleteSession", "DELETE", "/sessions/{sessionIdentifier}/", SESSIONS),
     not_yet("EndSession", "PATCH", "/sessions/{sessionIdentifier}", SESSIONS),
     not_yet("GenerateQuery", "POST", "/generateQuery", "the knowledge base it queries must be on the allowlist, with the tenant's data only"),
-    not_yet(
-        "GetAgentMemory",
-        "GET",
-        "/agents/{agentId}/agentAliases/{agentAliasId}/memories",
-        "memory ids must be namespaced as InvokeAgent namespaces them",
-    ),
     not_yet(
         "GetDocumentContent",
         "POST",

@@ -41,8 +41,25 @@ fn boto3_bodies_of_every_json_operation_validate() {
         assert_eq!(v.unwrap(), serde_json::from_slice::<Value>(&body).unwrap());
         seen.insert(op.name());
     }
+    // GetAgentMemory and DeleteAgentMemory have every member in the path
+    // or query: boto3 sends no body (checked just below).
+    let bodiless = |op| matches!(op, GetAgentMemory | DeleteAgentMemory);
     for op in Operation::ALL {
-        assert!(seen.contains(op.name()) || operation_model(op).unwrap().opaque_body(), "{op:?} has no boto3 body");
+        assert!(
+            seen.contains(op.name()) || operation_model(op).unwrap().opaque_body() || bodiless(op),
+            "{op:?} has no boto3 body"
+        );
+    }
+}
+
+#[test]
+fn agent_memory_takes_no_body_members() {
+    for op in [GetAgentMemory, DeleteAgentMemory] {
+        assert_eq!(validate_body(op, &Bytes::new(), JsonLimits::default()).unwrap(), Some(json!({})));
+        for b in [r#"{"memoryId": "x"}"#, r#"{"agentId": "A"}"#, r#"{"anything": 1}"#] {
+            let e = validate_body(op, &Bytes::from(b), JsonLimits::default()).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter", "{op:?} {b}");
+        }
     }
 }
 

@@ -21,6 +21,8 @@ fn index(op: Operation) -> usize {
         InvokeEndpoint => 11,
         InvokeEndpointWithResponseStream => 12,
         InvokeEndpointAsync => 13,
+        GetAgentMemory => 14,
+        DeleteAgentMemory => 15,
     }
 }
 
@@ -65,9 +67,17 @@ fn headers_query_and_labels_from_the_model() {
     let se = operation_model(Operation::InvokeEndpoint).unwrap();
     assert!(se.defines_header("x-amzn-sagemaker-target-model"));
     assert!(!se.defines_header("x-amz-sagemaker-target-model"));
+    let mem = operation_model(Operation::GetAgentMemory).unwrap();
+    let names: Vec<&str> = mem.query_names().iter().map(|s| &**s).collect();
+    assert_eq!(names, ["maxItems", "memoryId", "memoryType", "nextToken"]);
+    let del = operation_model(Operation::DeleteAgentMemory).unwrap();
+    let names: Vec<&str> = del.query_names().iter().map(|s| &**s).collect();
+    assert_eq!(names, ["memoryId", "sessionId"]);
     for op in Operation::ALL {
         let om = operation_model(op).unwrap();
-        assert!(om.query_names().is_empty(), "{op:?} defines a query parameter: update the docs");
+        // Agent memory's ids in the query are namespaced (`family::agent_memory`).
+        let memory = matches!(op, Operation::GetAgentMemory | Operation::DeleteAgentMemory);
+        assert!(memory || om.query_names().is_empty(), "{op:?} defines a query parameter: update the docs");
         assert!(om.header_names().iter().all(|h| h.to_ascii_lowercase() == **h));
     }
 }

@@ -32,7 +32,7 @@ import uuid
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -594,6 +594,12 @@ class FakeAws:
         # Every SigV4 signature received, for the whole session (never reset):
         # the leak checks make sure none of them shows up in the sidecar's output.
         self.seen_signatures: set[str] = set()
+        # Agent memory, account-wide as in AWS: session summaries of every
+        # user and tenant, (agentId, agentAliasId, sessionSummary dict).
+        self.agent_memory: list = []
+        # Entries GetAgentMemory adds to every answer whatever was asked
+        # (a misbehaving upstream).
+        self.agent_memory_extra: list = []
         self._routes: list = []
         self._install_default_routes()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -645,6 +651,8 @@ class FakeAws:
             self.stream_parts = ["Hello", " from", " fake", " Bedrock"]
             self.input_tokens = 11
             self.output_tokens = 7
+            self.agent_memory = []
+            self.agent_memory_extra = []
 
     def close(self):
         self._wake.set()
@@ -724,6 +732,20 @@ class FakeAws:
             "InvokeAgent",
             FakeAws._invoke_agent,
             ["agentId", "agentAliasId", "sessionId"],
+        )
+        r(
+            "GET",
+            rf"/agents/{_SEG}/agentAliases/{_SEG}/memories",
+            "GetAgentMemory",
+            FakeAws._get_agent_memory,
+            ["agentId", "agentAliasId"],
+        )
+        r(
+            "DELETE",
+            rf"/agents/{_SEG}/agentAliases/{_SEG}/memories",
+            "DeleteAgentMemory",
+            FakeAws._delete_agent_memory,
+            ["agentId", "agentAliasId"],
         )
         r("POST", r"/rerank", "Rerank", FakeAws._rerank)
         # sagemaker-runtime: its own module, which imports this one.
@@ -851,6 +873,53 @@ class FakeAws:
                 ("x-amzn-bedrock-agent-content-type", "application/json"),
             ],
         )
+
+    def add_agent_memory(self, agent_id, alias_id, memory_id, session_id, text):
+        with self._lock:
+            self.agent_memory.append((agent_id, alias_id, {
+                "memoryId": memory_id,
+                "sessionId": session_id,
+                "sessionStartTime": "2026-01-01T10:00:00Z",
+                "sessionExpiryTime": "2026-01-31T10:00:00Z",
+                "summaryText": text,
+            }))
+
+    def _memory_query(self, rec) -> dict:
+        return {k: v[0] for k, v in parse_qs(rec.query, keep_blank_values=True).items()}
+
+    def _get_agent_memory(self, rec):
+        # Like AWS: every summary of the alias whose memoryId matches; with no
+        # memoryId, every user's.
+        q = self._memory_query(rec)
+        agent, alias = rec.path_params["agentId"], rec.path_params["agentAliasId"]
+        with self._lock:
+            found = [
+                {"sessionSummary": dict(s)}
+                for a, al, s in self.agent_memory
+                if (a, al) == (agent, alias) and ("memoryId" not in q or s["memoryId"] == q["memoryId"])
+            ]
+            found += [dict(e) for e in self.agent_memory_extra]
+        limit = int(q.get("maxItems", "1000"))
+        out = {"memoryContents": found[:limit]}
+        if len(found) > limit:
+            out["nextToken"] = "fake-next"
+        return json_body(out)
+
+    def _delete_agent_memory(self, rec):
+        # Like AWS: with no memoryId, every user's memory of the alias goes.
+        q = self._memory_query(rec)
+        agent, alias = rec.path_params["agentId"], rec.path_params["agentAliasId"]
+
+        def doomed(a, al, s):
+            return (
+                (a, al) == (agent, alias)
+                and ("memoryId" not in q or s["memoryId"] == q["memoryId"])
+                and ("sessionId" not in q or s["sessionId"] == q["sessionId"])
+            )
+
+        with self._lock:
+            self.agent_memory = [m for m in self.agent_memory if not doomed(*m)]
+        return Body(202, [("Content-Type", "application/json"), ("x-amzn-RequestId", _request_id())], b"")
 
     def _rerank(self, rec):
         return json_body({"results": [{"index": 0, "relevanceScore": 0.9}]})

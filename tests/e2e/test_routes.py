@@ -55,8 +55,8 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions"),
         ("GET", "/flows/FLOW123456/executions"),
         ("POST", "/agents/session-123"),  # InvokeInlineAgent
-        ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
-        ("DELETE", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
+        ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
+        ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
         ("PUT", "/sessions/"),
         ("POST", "/sessions/"),
         ("GET", "/sessions/abc/"),
