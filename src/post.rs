@@ -37,11 +37,18 @@ pub enum Post {
     /// client's own id; events citing sources outside `prefixes` end the
     /// stream (checked frame by frame, see `filter::eventstream`).
     Agent { client_session_id: String, client_memory_id: Option<String>, prefixes: Vec<String> },
+    /// GetAsyncInvoke: the job only when it writes under `prefixes`.
+    AsyncJob { prefixes: Vec<String> },
+    /// ListAsyncInvokes: the page's jobs that write under `prefixes`.
+    AsyncJobs { prefixes: Vec<String> },
 }
 
 impl Post {
     pub fn buffers(&self) -> bool {
-        matches!(self, Post::Retrieve { .. } | Post::Rag { .. } | Post::RagStream { .. })
+        matches!(
+            self,
+            Post::Retrieve { .. } | Post::Rag { .. } | Post::RagStream { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. }
+        )
     }
 }
 
@@ -91,7 +98,7 @@ where
 /// from a counting scan) and the rewritten copy, charged to `mem`.
 pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
     let tree = match post {
-        Post::Retrieve { .. } | Post::Rag { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+        Post::Retrieve { .. } | Post::Rag { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
             Ok(shape) => shape.tree_bytes(raw.len()),
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
@@ -133,6 +140,11 @@ pub fn apply(
         Post::RagStream { prefixes } => {
             check_rag_stream(&body, prefixes)?;
             Ok((body, 0))
+        }
+        Post::AsyncJob { prefixes } => Ok((Bytes::from(crate::family::async_jobs::filter_job(&body, prefixes)?), 0)),
+        Post::AsyncJobs { prefixes } => {
+            let (out, dropped) = crate::family::async_jobs::filter_jobs(&body, prefixes)?;
+            Ok((Bytes::from(out), dropped))
         }
     }
 }

@@ -19,6 +19,7 @@
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
 //! | agents | InvokeAgent | [`agents`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
+//! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
@@ -26,6 +27,7 @@
 //! On error nothing is forwarded (a body may be half rewritten).
 
 pub mod agents;
+pub mod async_jobs;
 pub mod guardrails;
 pub mod knowledge_bases;
 pub mod model_calls;
@@ -203,6 +205,7 @@ macro_rules! dispatch {
             Family::KnowledgeBases => <knowledge_bases::KnowledgeBases as Hooks>::$hook($($arg),*),
             Family::Agents => <agents::Agents as Hooks>::$hook($($arg),*),
             Family::SageMaker => <sagemaker::SageMaker as Hooks>::$hook($($arg),*),
+            Family::AsyncJobs => <async_jobs::AsyncJobs as Hooks>::$hook($($arg),*),
         }
     };
 }
@@ -269,7 +272,9 @@ mod tests {
                 InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank
-                | InvokeEndpoint | InvokeEndpointAsync => (UsageSource::Headers, StreamShape::Other),
+                | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => {
+                    (UsageSource::Headers, StreamShape::Other)
+                }
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }
