@@ -40,11 +40,23 @@ pub enum Post {
     /// GetAgentMemory: summaries of another memory id dropped, the
     /// namespaced id given back as the client's.
     AgentMemory { client_memory_id: String, upstream_memory_id: String },
+    /// GetAsyncInvoke: the job only when it writes under `prefixes`.
+    AsyncJob { prefixes: Vec<String> },
+    /// ListAsyncInvokes: the page's jobs that write under `prefixes`.
+    AsyncJobs { prefixes: Vec<String> },
 }
 
 impl Post {
     pub fn buffers(&self) -> bool {
-        matches!(self, Post::Retrieve { .. } | Post::Rag { .. } | Post::RagStream { .. } | Post::AgentMemory { .. })
+        matches!(
+            self,
+            Post::Retrieve { .. }
+                | Post::Rag { .. }
+                | Post::RagStream { .. }
+                | Post::AgentMemory { .. }
+                | Post::AsyncJob { .. }
+                | Post::AsyncJobs { .. }
+        )
     }
 }
 
@@ -94,7 +106,7 @@ where
 /// from a counting scan) and the rewritten copy, charged to `mem`.
 pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
     let tree = match post {
-        Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+        Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
             Ok(shape) => shape.tree_bytes(raw.len()),
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
@@ -139,6 +151,11 @@ pub fn apply(
         }
         Post::AgentMemory { client_memory_id, upstream_memory_id } => {
             crate::family::agent_memory::filter_memory_response(&body, upstream_memory_id, client_memory_id)
+        }
+        Post::AsyncJob { prefixes } => Ok((Bytes::from(crate::family::async_jobs::filter_job(&body, prefixes)?), 0)),
+        Post::AsyncJobs { prefixes } => {
+            let (out, dropped) = crate::family::async_jobs::filter_jobs(&body, prefixes)?;
+            Ok((Bytes::from(out), dropped))
         }
     }
 }

@@ -36,6 +36,7 @@ pub enum Family {
     KnowledgeBases,
     Agents,
     SageMaker,
+    AsyncJobs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,11 +57,14 @@ pub enum Operation {
     InvokeEndpoint,
     InvokeEndpointWithResponseStream,
     InvokeEndpointAsync,
+    StartAsyncInvoke,
+    GetAsyncInvoke,
+    ListAsyncInvokes,
 }
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 16] = {
+    pub const ALL: [Operation; 19] = {
         use Operation::*;
         [
             InvokeModel,
@@ -79,6 +83,9 @@ impl Operation {
             InvokeEndpointAsync,
             GetAgentMemory,
             DeleteAgentMemory,
+            StartAsyncInvoke,
+            GetAsyncInvoke,
+            ListAsyncInvokes,
         ]
     };
 
@@ -103,6 +110,9 @@ impl Operation {
             InvokeEndpoint => "InvokeEndpoint",
             InvokeEndpointWithResponseStream => "InvokeEndpointWithResponseStream",
             InvokeEndpointAsync => "InvokeEndpointAsync",
+            StartAsyncInvoke => "StartAsyncInvoke",
+            GetAsyncInvoke => "GetAsyncInvoke",
+            ListAsyncInvokes => "ListAsyncInvokes",
         }
     }
 
@@ -110,7 +120,9 @@ impl Operation {
         use Operation::*;
         match self {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream
-            | CountTokens | ApplyGuardrail => Service::BedrockRuntime,
+            | CountTokens | ApplyGuardrail | StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => {
+                Service::BedrockRuntime
+            }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
             | DeleteAgentMemory | Rerank => {
                 Service::BedrockAgentRuntime
@@ -133,6 +145,7 @@ impl Operation {
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => Family::KnowledgeBases,
             InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
+            StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
         }
     }
 }
@@ -163,8 +176,11 @@ pub enum Target {
     /// query string once the family's query rewrite has checked it.
     AgentAlias { agent: String, alias: String, memory: Option<String> },
     Endpoint(String),
+    /// GetAsyncInvoke: the invocation ARN.
+    AsyncInvocation(String),
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
-    /// Rerank): what they reach is in the body.
+    /// Rerank, StartAsyncInvoke, ListAsyncInvokes): what they reach is in
+    /// the body, or in the answer.
     Nothing,
 }
 
@@ -172,7 +188,7 @@ impl Target {
     /// The path labels in the order the path carries them.
     pub fn labels(&self) -> Vec<&str> {
         match self {
-            Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) => vec![m],
+            Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => vec![m],
             Target::Guardrail { id, version } => vec![id, version],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
@@ -190,7 +206,8 @@ impl Target {
             InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
-            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank => Target::Nothing,
+            GetAsyncInvoke => Target::AsyncInvocation(next()),
+            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | StartAsyncInvoke | ListAsyncInvokes => Target::Nothing,
         }
     }
 }
@@ -202,7 +219,7 @@ impl Route {
         match &self.target {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
             Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => format!("{agent}/{alias}"),
-            Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) => m.clone(),
+            Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
             Target::Nothing => String::new(),
         }
     }
@@ -235,6 +252,8 @@ impl Route {
                 format!("/endpoints/{}/invocations-response-stream", e(0))
             }
             InvokeEndpointAsync => format!("/endpoints/{}/async-invocations", e(0)),
+            StartAsyncInvoke | ListAsyncInvokes => "/async-invoke".to_string(),
+            GetAsyncInvoke => format!("/async-invoke/{}", e(0)),
         }
     }
 }
@@ -266,13 +285,23 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         return Err(unknown());
     }
     let raw: Vec<&str> = raw_path[1..].split('/').collect();
+    use Operation::*;
+    // The async-invoke operations share a path and differ by method.
+    let by_method: Option<(Operation, &[usize])> = match (method.as_str(), raw.as_slice()) {
+        ("POST", ["async-invoke"]) => Some((StartAsyncInvoke, &[])),
+        ("GET", ["async-invoke"]) => Some((ListAsyncInvokes, &[])),
+        ("GET", ["async-invoke", _]) => Some((GetAsyncInvoke, &[1])),
+        _ => None,
+    };
+    if let Some((op, idx)) = by_method {
+        return route_of(op, &raw, idx, unknown);
+    }
     if let Some(r) = refused::find(method, &raw) {
         return Err(ProxyError::OperationNotAllowed(format!("{} ({})", r.name, r.reason)));
     }
     if let Some(name) = denied_operation(method, &raw) {
         return Err(ProxyError::OperationNotAllowed(name.to_string()));
     }
-    use Operation::*;
     let (op, idx): (Operation, &[usize]) = match raw.as_slice() {
         ["agents", _, "agentAliases", _, "memories"] if method == Method::GET => (GetAgentMemory, &[1, 3]),
         ["agents", _, "agentAliases", _, "memories"] if method == Method::DELETE => (DeleteAgentMemory, &[1, 3]),
@@ -295,6 +324,11 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["endpoints", _, "async-invocations"] => (InvokeEndpointAsync, &[1]),
         _ => return Err(unknown()),
     };
+    route_of(op, &raw, idx, unknown)
+}
+
+/// The route of `op`, its path ids (at `idx` in `raw`) decoded and checked.
+fn route_of(op: Operation, raw: &[&str], idx: &[usize], unknown: impl Fn() -> ProxyError) -> Result<Route, ProxyError> {
     let mut ids = Vec::with_capacity(idx.len());
     for &i in idx {
         let id = decode(raw[i])?;
@@ -341,7 +375,11 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeAgent, _) => ("session id", false),
         (GetAgentMemory | DeleteAgentMemory, 1) => ("agent id", false),
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
-        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank, _) => ("path id", false),
+        // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
+        (GetAsyncInvoke, _) => ("invocation ARN", true),
+        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | StartAsyncInvoke | ListAsyncInvokes, _) => {
+            ("path id", false)
+        }
     };
     // `/` only inside an ARN: AWS's plain model ids, inference-profile ids
     // and guardrail ids never hold one.
@@ -447,6 +485,29 @@ mod tests {
             assert_eq!(classify(&Method::GET, bad).unwrap_err().reason(), "invalid_parameter", "{bad}");
         }
         assert_eq!(classify(&Method::GET, "/agents//agentAliases/B/memories").unwrap_err().reason(), "unknown_operation");
+    }
+
+    #[test]
+    fn async_invoke_operations_are_told_apart_by_method() {
+        assert_eq!(post("/async-invoke").unwrap().op, Operation::StartAsyncInvoke);
+        let list = classify(&Method::GET, "/async-invoke").unwrap();
+        assert_eq!((list.op, list.upstream_path()), (Operation::ListAsyncInvokes, "/async-invoke".to_string()));
+        // The ARN arrives percent-encoded in one segment, as botocore sends it.
+        let raw = "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aasync-invoke%2Fabcdef012345";
+        let get = classify(&Method::GET, raw).unwrap();
+        assert_eq!(get.op, Operation::GetAsyncInvoke);
+        assert_eq!(get.target, Target::AsyncInvocation("arn:aws:bedrock:us-east-1:111122223333:async-invoke/abcdef012345".into()));
+        assert_eq!(get.upstream_path(), raw);
+        for bad in [
+            "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aasync-invoke%2F..%2Fx",
+            "/async-invoke/arn%3Aaws%2F%2Fx",
+            "/async-invoke/a%20b",
+            "/async-invoke/a%3Fb",
+        ] {
+            let e = classify(&Method::GET, bad).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(classify(&Method::GET, "/async-invoke/").unwrap_err().reason(), "unknown_operation");
     }
 
     #[test]
@@ -572,9 +633,21 @@ mod tests {
 
     #[test]
     fn denied_operations_are_403_whatever_the_method() {
+        // The async-invoke operations' paths with another method, or
+        // another path under the prefix.
+        for (m, p) in [
+            (Method::DELETE, "/async-invoke"),
+            (Method::PUT, "/async-invoke"),
+            (Method::DELETE, "/async-invoke/abc"),
+            (Method::POST, "/async-invoke/abc"),
+            (Method::GET, "/async-invoke/a/b"),
+            (Method::GET, "/async-invokes"),
+            (Method::POST, "/async-invoke/"),
+        ] {
+            let e = classify(&m, p).unwrap_err();
+            assert_eq!(e.reason(), "operation_not_allowed", "{m} {p}");
+        }
         for p in [
-            "/async-invoke",
-            "/async-invoke/abc",
             "/model/m/invoke-with-bidirectional-stream",
             "/agents/SESSION1",
             "/agents/A/agentAliases/B/memories/x",

@@ -25,6 +25,11 @@
 //! client id). `memoryId` uses the same construction under another label
 //! (`tgm-` prefix). Both are valid Bedrock ids (`[0-9a-zA-Z._:-]`, 43 or 44
 //! characters).
+//!
+//! StartAsyncInvoke: AWS's `clientRequestToken` is an idempotency token for
+//! the whole account (the same token returns the job it first started), so
+//! the token forwarded is `tga-` + 40 hex digits of the MAC over (tenant,
+//! user, client token): one tenant's token never names another's job.
 
 use crate::error::ProxyError;
 use crate::secret::Secret;
@@ -38,6 +43,7 @@ const LABEL_RAG: &[u8] = b"tenantgate/v1/retrieve-and-generate-session";
 const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
 const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
 const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
+const LABEL_ASYNC_TOKEN: &[u8] = b"tenantgate/v1/async-invoke-client-request-token";
 
 /// Bytes of a sealed session id's MAC kept (128 bits): RetrieveAndGenerate
 /// and SageMaker sessions.
@@ -175,6 +181,15 @@ impl SessionKeys {
     /// `tgm-` + 40 hex digits.
     pub fn agent_memory_id(&self, tenant: &str, user: &str, client_id: &str) -> String {
         format!("tgm-{}", self.tag_hex(LABEL_AGENT_MEMORY, &[tenant, user, client_id], AGENT_TAG_BYTES))
+    }
+}
+
+impl SessionKeys {
+    /// The upstream StartAsyncInvoke `clientRequestToken` for the client's
+    /// token: `tga-` + 40 hex digits (44 characters, inside AWS's `[!-~]`,
+    /// 1-256).
+    pub fn async_invoke_token(&self, tenant: &str, user: &str, client_token: &str) -> String {
+        format!("tga-{}", self.tag_hex(LABEL_ASYNC_TOKEN, &[tenant, user, client_token], AGENT_TAG_BYTES))
     }
 }
 

@@ -272,6 +272,7 @@ pub struct TenantPolicy {
     pub knowledge_base: KnowledgeBasePolicy,
     pub agents: AgentsPolicy,
     pub sagemaker: SageMakerPolicy,
+    pub async_invoke: AsyncInvokePolicy,
     pub static_credentials: Option<StaticCredentialsEnv>,
 }
 
@@ -363,6 +364,23 @@ pub struct SageMakerPolicy {
     /// Templates that render to globs.
     pub allowed_target_models: Vec<Template>,
     pub allowed_input_prefixes: Vec<Template>,
+}
+
+/// `async_invoke` (docs/reference.md §16): where the tenant's
+/// asynchronous invocations write, and what is forced on each job.
+#[derive(Debug, Clone, Default)]
+pub struct AsyncInvokePolicy {
+    /// Output `s3Uri` prefix (template); unset: the async-invoke operations
+    /// are refused for the tenant.
+    pub output_prefix: Option<Template>,
+    /// Forced `kmsKeyId` (template); unset: the client's is removed.
+    pub kms_key_id: Option<Template>,
+    /// Forced `bucketOwner` (12-digit account id); unset: the client's is
+    /// removed.
+    pub bucket_owner: Option<String>,
+    /// Tags added to every job (key -> template), replacing a client tag
+    /// with the same key.
+    pub tags: Vec<(String, Template)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

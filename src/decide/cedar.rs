@@ -106,6 +106,7 @@ pub fn action_group(family: Family) -> &'static str {
         Family::KnowledgeBases => "KnowledgeBase",
         Family::Agents => "Agent",
         Family::SageMaker => "SageMaker",
+        Family::AsyncJobs => "AsyncInvoke",
     }
 }
 
@@ -117,7 +118,9 @@ fn resource_types(op: Operation) -> &'static str {
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
-        InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank => "Model",
+        InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
+        | StartAsyncInvoke => "Model",
+        GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
     }
 }
 
@@ -159,6 +162,9 @@ namespace {NAMESPACE} {{
   // A SageMaker endpoint name as requested; the target model when one is sent.
   entity Endpoint = {{ name: String, target_model?: String }};
   entity Guardrail = {{ id: String, version: String }};
+  // An async invocation: GetAsyncInvoke's ARN; ListAsyncInvokes names none
+  // (its entity id is \"\", without `arn`).
+  entity AsyncInvocation = {{ arn?: String }};
   type RequestContext = {{
     // The answer is an event stream.
     streaming: Bool,
@@ -169,7 +175,7 @@ namespace {NAMESPACE} {{
     // The service tier the request asks for, when it asks.
     service_tier?: String,
   }};
-  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\";
+  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\";
 {actions}}}
 "
     )
@@ -183,6 +189,8 @@ pub enum PolicyResource<'a> {
     Agent { agent: &'a str, alias: &'a str },
     Endpoint { name: &'a str, target_model: Option<&'a str> },
     Guardrail { id: &'a str, version: &'a str },
+    /// GetAsyncInvoke's invocation ARN; `None` for ListAsyncInvokes.
+    AsyncInvocation(Option<&'a str>),
 }
 
 /// Request facts a policy may test (`context`).
@@ -249,6 +257,7 @@ struct Types {
     agent: EntityTypeName,
     endpoint: EntityTypeName,
     guardrail: EntityTypeName,
+    async_invocation: EntityTypeName,
 }
 
 impl Types {
@@ -262,6 +271,7 @@ impl Types {
             agent: t("Agent"),
             endpoint: t("Endpoint"),
             guardrail: t("Guardrail"),
+            async_invocation: t("AsyncInvocation"),
         }
     }
 
@@ -475,6 +485,9 @@ impl Policies {
             }
             PolicyResource::Guardrail { id, version } => {
                 (Types::uid(&ty.guardrail, id), vec![("id", s(id)), ("version", s(version))])
+            }
+            PolicyResource::AsyncInvocation(arn) => {
+                (Types::uid(&ty.async_invocation, arn.unwrap_or("")), arn.map(|a| ("arn", s(a))).into_iter().collect())
             }
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

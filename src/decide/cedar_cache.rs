@@ -28,6 +28,7 @@ enum Resource {
     Agent(String, String),
     Endpoint(String, Option<String>),
     Guardrail(String, String),
+    AsyncInvocation(Option<String>),
 }
 
 impl Resource {
@@ -38,6 +39,7 @@ impl Resource {
             PolicyResource::Agent { agent, alias } => Resource::Agent(agent.into(), alias.into()),
             PolicyResource::Endpoint { name, target_model } => Resource::Endpoint(name.into(), target_model.map(Into::into)),
             PolicyResource::Guardrail { id, version } => Resource::Guardrail(id.into(), version.into()),
+            PolicyResource::AsyncInvocation(arn) => Resource::AsyncInvocation(arn.map(Into::into)),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | SageMaker endpoint | rendered `sagemaker.endpoints` (keys map, values pass) | `endpoint_not_allowed` |
 //! | target model, inference component, container | rendered `sagemaker.allowed_target_models` (and `target_model`) | `cross_tenant` |
 //! | async input location | rendered `sagemaker.allowed_input_prefixes` | `location_not_allowed` |
+//! | async invocation output location (StartAsyncInvoke, and the jobs Get/ListAsyncInvokes return) | rendered `async_invoke.output_prefix`; unset: the operations are refused | `location_not_allowed` (`operation_not_allowed`) |
 //!
 //! The family modules (`crate::family`) ask here before they change
 //! anything; a template naming a claim the token lacks is 403
@@ -62,6 +63,9 @@ pub enum Resource<'a> {
     HostedModel { kind: HostedModel, name: &'a str },
     /// InvokeEndpointAsync's `X-Amzn-SageMaker-InputLocation`.
     InputLocation(&'a str),
+    /// An async invocation's output `s3Uri` (StartAsyncInvoke's request,
+    /// Get/ListAsyncInvokes' answers).
+    OutputLocation(&'a str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +168,34 @@ pub fn check(req: &Request<'_>, resource: Resource<'_>) -> Result<Grant, ProxyEr
                 )))
             }
         }
+        Resource::OutputLocation(uri) => {
+            // An empty key segment (`acme//x`) is never the tenant's.
+            let doubled = uri.strip_prefix("s3://").is_none_or(|rest| rest.contains("//"));
+            if !doubled && PrefixSet::new(&output_prefix(req)?).allows_uri(uri) {
+                Ok(Grant("async_invoke.output_prefix".into()))
+            } else {
+                Err(ProxyError::LocationNotAllowed(format!(
+                    "output location {:?} is not under the async_invoke.output_prefix of tenant {:?}",
+                    truncate(uri, 200),
+                    req.principal.tenant
+                )))
+            }
+        }
+    }
+}
+
+/// The rendered `async_invoke.output_prefix` of this principal (one entry):
+/// what StartAsyncInvoke's output and the jobs Get/ListAsyncInvokes return
+/// are judged against. Unset: the async-invoke operations are refused for
+/// the tenant (403 `operation_not_allowed`).
+pub fn output_prefix(req: &Request<'_>) -> Result<Vec<String>, ProxyError> {
+    match &req.policy.async_invoke.output_prefix {
+        Some(t) => Ok(vec![req.render(t)?]),
+        None => Err(ProxyError::OperationNotAllowed(format!(
+            "{} (tenant {:?} has no async_invoke.output_prefix)",
+            req.action.name(),
+            req.principal.tenant
+        ))),
     }
 }
 

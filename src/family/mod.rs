@@ -19,6 +19,7 @@
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
+//! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
@@ -27,6 +28,7 @@
 
 pub mod agent_memory;
 pub mod agents;
+pub mod async_jobs;
 pub mod guardrails;
 pub mod knowledge_bases;
 pub mod model_calls;
@@ -204,6 +206,7 @@ macro_rules! dispatch {
             Family::KnowledgeBases => <knowledge_bases::KnowledgeBases as Hooks>::$hook($($arg),*),
             Family::Agents => <agents::Agents as Hooks>::$hook($($arg),*),
             Family::SageMaker => <sagemaker::SageMaker as Hooks>::$hook($($arg),*),
+            Family::AsyncJobs => <async_jobs::AsyncJobs as Hooks>::$hook($($arg),*),
         }
     };
 }
@@ -270,8 +273,8 @@ mod tests {
                 InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
-                | DeleteAgentMemory
-                | InvokeEndpoint | InvokeEndpointAsync => (UsageSource::Headers, StreamShape::Other),
+                | DeleteAgentMemory | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke | GetAsyncInvoke
+                | ListAsyncInvokes => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

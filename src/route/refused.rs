@@ -38,14 +38,12 @@ const fn not_yet(name: &'static str, method: &'static str, uri: &'static str, re
     Refused { name, method, uri, why: Why::NotYet, reason }
 }
 
-const JOBS: &str = "async jobs write to S3 and are listed account-wide; needs async_invoke.output_prefix binding (docs/reference.md §16)";
 const FLOWS: &str = "flows and their executions need the flows allowlist and execution ids bound to tenant and user (docs/reference.md §16)";
 const SESSIONS: &str = "session ids are account-wide; they need binding to tenant and user, tags and a KMS key per tenant";
 
 /// Every refused operation, by service, in the models' order.
 pub const REFUSED: &[Refused] = &[
     // bedrock-runtime
-    not_yet("GetAsyncInvoke", "GET", "/async-invoke/{invocationArn}", JOBS),
     not_yet("InvokeGuardrailChecks", "POST", "/guardrail-checks/invoke", "the checks it runs are not yet bound to the tenant's guardrail"),
     not_yet(
         "InvokeModelWithBidirectionalStream",
@@ -53,8 +51,6 @@ pub const REFUSED: &[Refused] = &[
         "/model/{modelId}/invoke-with-bidirectional-stream",
         "an HTTP/2 bidirectional event stream whose every input event must be re-signed",
     ),
-    not_yet("ListAsyncInvokes", "GET", "/async-invoke", JOBS),
-    not_yet("StartAsyncInvoke", "POST", "/async-invoke", JOBS),
     // bedrock-agent-runtime
     not_yet(
         "AgenticRetrieveStream",

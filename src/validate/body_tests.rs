@@ -38,7 +38,9 @@ fn boto3_bodies_of_every_json_operation_validate() {
         let op = Operation::ALL.into_iter().find(|o| o.name() == c["operation"]).unwrap();
         let body = Bytes::from(c["body"].as_str().unwrap().to_string());
         let v = validate_body(op, &body, JsonLimits::default()).unwrap_or_else(|e| panic!("{op:?}: {e:?}\n{body:?}"));
-        assert_eq!(v.unwrap(), serde_json::from_slice::<Value>(&body).unwrap());
+        // GET operations (Get/ListAsyncInvokes) send no body: an empty object.
+        let sent = if body.is_empty() { Value::Object(Map::new()) } else { serde_json::from_slice::<Value>(&body).unwrap() };
+        assert_eq!(v.unwrap(), sent);
         seen.insert(op.name());
     }
     // GetAgentMemory and DeleteAgentMemory have every member in the path

@@ -23,6 +23,9 @@ fn index(op: Operation) -> usize {
         InvokeEndpointAsync => 13,
         GetAgentMemory => 14,
         DeleteAgentMemory => 15,
+        StartAsyncInvoke => 16,
+        GetAsyncInvoke => 17,
+        ListAsyncInvokes => 18,
     }
 }
 
@@ -75,9 +78,20 @@ fn headers_query_and_labels_from_the_model() {
     assert_eq!(names, ["memoryId", "sessionId"]);
     for op in Operation::ALL {
         let om = operation_model(op).unwrap();
-        // Agent memory's ids in the query are namespaced (`family::agent_memory`).
-        let memory = matches!(op, Operation::GetAgentMemory | Operation::DeleteAgentMemory);
-        assert!(memory || om.query_names().is_empty(), "{op:?} defines a query parameter: update the docs");
+        // Agent memory's ids in the query are namespaced
+        // (`family::agent_memory`); ListAsyncInvokes' parameters are checked
+        // by `family::async_jobs`.
+        let expected: &[&str] = match op {
+            Operation::GetAgentMemory => &["maxItems", "memoryId", "memoryType", "nextToken"],
+            Operation::DeleteAgentMemory => &["memoryId", "sessionId"],
+            Operation::ListAsyncInvokes => {
+                &["maxResults", "nextToken", "sortBy", "sortOrder", "statusEquals", "submitTimeAfter", "submitTimeBefore"]
+            }
+            _ => &[],
+        };
+        let mut names: Vec<&str> = om.query_names().iter().map(|s| &**s).collect();
+        names.sort();
+        assert_eq!(names, expected, "{op:?} defines other query parameters: update the docs");
         assert!(om.header_names().iter().all(|h| h.to_ascii_lowercase() == **h));
     }
 }

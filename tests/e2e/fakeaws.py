@@ -748,6 +748,10 @@ class FakeAws:
             ["agentId", "agentAliasId"],
         )
         r("POST", r"/rerank", "Rerank", FakeAws._rerank)
+        # bedrock-runtime async invocations: their own module.
+        import fake_async
+
+        fake_async.install(self)
         # sagemaker-runtime: its own module, which imports this one.
         import fake_sagemaker
 

@@ -1,5 +1,6 @@
 //! Merging (docs/reference.md §3): a tenant's value for a key replaces the default's;
-//! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`) merge
+//! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
+//! `async_invoke`) merge
 //! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
 //! `session_attributes`, ...) are replaced whole.
 //!
@@ -16,7 +17,7 @@
 use super::reader::{join, Ctx, Loc};
 use super::tenant_types::{Partial, StaticRequirement};
 use crate::config::{
-    AgentsPolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
+    AgentsPolicy, AsyncInvokePolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
 };
 
 pub(crate) const DEFAULT_RPS: f64 = 20.0;
@@ -83,6 +84,12 @@ pub(crate) fn merge(
             target_model: get!(sm.target_model).map(|l| l.value.clone()),
             allowed_target_models: get!(sm.allowed_target_models).map(|l| l.value.clone()).unwrap_or_default(),
             allowed_input_prefixes: get!(sm.allowed_input_prefixes).map(|l| l.value.clone()).unwrap_or_default(),
+        },
+        async_invoke: AsyncInvokePolicy {
+            output_prefix: get!(async_invoke.output_prefix).map(|l| l.value.clone()),
+            kms_key_id: get!(async_invoke.kms_key_id).map(|l| l.value.clone()),
+            bucket_owner: get!(async_invoke.bucket_owner).map(|l| l.value.clone()),
+            tags: get!(async_invoke.tags).map(|l| l.value.clone()).unwrap_or_default(),
         },
         static_credentials,
     }

@@ -37,6 +37,7 @@ pub(crate) struct Partial {
     pub kb: PartialKb,
     pub agents: PartialAgents,
     pub sm: PartialSageMaker,
+    pub async_invoke: PartialAsyncInvoke,
     pub creds: PartialStatic,
 }
 
@@ -74,6 +75,14 @@ pub(crate) struct PartialSageMaker {
     pub target_model: Option<Loc<Template>>,
     pub allowed_target_models: Option<Loc<Vec<Template>>>,
     pub allowed_input_prefixes: Option<Loc<Vec<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialAsyncInvoke {
+    pub output_prefix: Option<Loc<Template>>,
+    pub kms_key_id: Option<Loc<Template>>,
+    pub bucket_owner: Option<Loc<String>>,
+    pub tags: Option<Loc<Named<Template>>>,
 }
 
 #[derive(Default)]

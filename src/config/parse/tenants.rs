@@ -26,6 +26,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "knowledge_base",
     "agents",
     "sagemaker",
+    "async_invoke",
     "static_credentials",
     "policy",
 ];
@@ -38,6 +39,10 @@ pub(super) const KB_KEYS: &[&str] = &["allowed", "filter_key", "extra_filters", 
 pub(super) const AGENT_KEYS: &[&str] =
     &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials", "knowledge_bases"];
 pub(super) const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
+pub(super) const ASYNC_INVOKE_KEYS: &[&str] = &["output_prefix", "kms_key_id", "bucket_owner", "tags"];
+/// StartAsyncInvoke takes at most 200 tags; the tenant's leave room for the
+/// client's.
+const MAX_ASYNC_INVOKE_TAGS: usize = 50;
 pub(super) const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
 /// Keys of `POLICY_KEYS` valid in `[tenant_defaults]` only.
 pub(super) const DEFAULTS_ONLY: &[&str] = &["allow_unlisted"];
@@ -51,6 +56,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("knowledge_base", KB_KEYS),
     ("agents", AGENT_KEYS),
     ("sagemaker", SM_KEYS),
+    ("async_invoke", ASYNC_INVOKE_KEYS),
     ("static_credentials", STATIC_KEYS),
     ("policy", super::policy::TENANT_KEYS),
 ];
@@ -187,6 +193,39 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
         p.sm.target_model = s.text(ctx, "target_model").and_then(|l| template(ctx, &l).map(|tpl| l.map(|_| tpl)));
         p.sm.allowed_target_models = template_list(&s, ctx, "allowed_target_models", |_| None);
         p.sm.allowed_input_prefixes = prefix_list(&s, ctx, "allowed_input_prefixes");
+    }
+    if let Some(a) = t.sub(ctx, "async_invoke", ASYNC_INVOKE_KEYS) {
+        p.async_invoke.output_prefix = a.text(ctx, "output_prefix").and_then(|l| {
+            let tpl = template(ctx, &l)?;
+            let src = tpl.source();
+            if !src.starts_with("s3://") || !src.ends_with('/') {
+                ctx.err_at(&l, format!("{src:?} must be an S3 prefix ending in `/`, such as \"s3://bucket/{{tenant}}/\""));
+                return None;
+            }
+            Some(l.map(|_| tpl))
+        });
+        p.async_invoke.kms_key_id = a.text(ctx, "kms_key_id").and_then(|l| template(ctx, &l).map(|tpl| l.map(|_| tpl)));
+        p.async_invoke.bucket_owner = a.text(ctx, "bucket_owner").and_then(|l| {
+            if l.value.len() == 12 && l.value.bytes().all(|b| b.is_ascii_digit()) {
+                Some(l)
+            } else {
+                ctx.err_at(&l, "must be a 12-digit AWS account id");
+                None
+            }
+        });
+        p.async_invoke.tags = template_map(&a, ctx, "tags").inspect(|m| {
+            if m.value.len() > MAX_ASYNC_INVOKE_TAGS {
+                ctx.err_at(m, format!("at most {MAX_ASYNC_INVOKE_TAGS} tags"));
+            }
+            for (k, _) in &m.value {
+                let valid = k.chars().count() <= 128
+                    && !k.to_ascii_lowercase().starts_with("aws:")
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || " ._:/=+@-".contains(c));
+                if !valid {
+                    ctx.err_at(m, format!("{k:?} is not a valid tag key (1-128 of letters, digits, spaces and ._:/=+@-, not starting with aws:)"));
+                }
+            }
+        });
     }
     if let Some(v) = t.get("static_credentials") {
         p.creds.present = Some(Loc { value: (), key: t.key("static_credentials"), span: v.span() });

@@ -25,6 +25,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
+    do_GET = do_POST
+
     def log_message(self, *a):
         pass
 
@@ -116,6 +118,14 @@ calls = {
         rerankingConfiguration={"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {
             "modelConfiguration": {"modelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0"},
             "numberOfResults": 2}})],
+    "StartAsyncInvoke": [lambda: br.start_async_invoke(
+        modelId="amazon.nova-reel-v1:0", modelInput={"taskType": "TEXT_VIDEO", "textToVideoParams": {"text": "a cat"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://media-out/acme/v1/",
+                                                 "kmsKeyId": "arn:aws:kms:us-east-1:111122223333:alias/acme-out",
+                                                 "bucketOwner": "111122223333"}},
+        clientRequestToken="t-1", tags=[{"key": "app", "value": "x"}])],
+    "GetAsyncInvoke": [lambda: br.get_async_invoke(invocationArn="arn:aws:bedrock:us-east-1:111122223333:async-invoke/abcdef012345")],
+    "ListAsyncInvokes": [lambda: br.list_async_invokes(maxResults=10, statusEquals="Completed")],
 }
 out = []
 for op, fns in calls.items():
