@@ -53,6 +53,7 @@ pub enum Operation {
     InvokeAgent,
     GetAgentMemory,
     DeleteAgentMemory,
+    OptimizePrompt,
     Rerank,
     InvokeEndpoint,
     InvokeEndpointWithResponseStream,
@@ -64,7 +65,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 19] = {
+    pub const ALL: [Operation; 20] = {
         use Operation::*;
         [
             InvokeModel,
@@ -86,6 +87,7 @@ impl Operation {
             StartAsyncInvoke,
             GetAsyncInvoke,
             ListAsyncInvokes,
+            OptimizePrompt,
         ]
     };
 
@@ -106,6 +108,7 @@ impl Operation {
             InvokeAgent => "InvokeAgent",
             GetAgentMemory => "GetAgentMemory",
             DeleteAgentMemory => "DeleteAgentMemory",
+            OptimizePrompt => "OptimizePrompt",
             Rerank => "Rerank",
             InvokeEndpoint => "InvokeEndpoint",
             InvokeEndpointWithResponseStream => "InvokeEndpointWithResponseStream",
@@ -124,7 +127,7 @@ impl Operation {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | Rerank => {
+            | DeleteAgentMemory | OptimizePrompt | Rerank => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -138,7 +141,8 @@ impl Operation {
     pub fn family(self) -> Family {
         use Operation::*;
         match self {
-            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank => {
+            InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
+            | OptimizePrompt => {
                 Family::ModelCalls
             }
             ApplyGuardrail => Family::Guardrails,
@@ -179,8 +183,8 @@ pub enum Target {
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
-    /// Rerank, StartAsyncInvoke, ListAsyncInvokes): what they reach is in
-    /// the body, or in the answer.
+    /// Rerank, OptimizePrompt, StartAsyncInvoke, ListAsyncInvokes): what
+    /// they reach is in the body, or in the answer.
     Nothing,
 }
 
@@ -207,7 +211,8 @@ impl Target {
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
-            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | StartAsyncInvoke | ListAsyncInvokes => Target::Nothing,
+            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
+            | ListAsyncInvokes => Target::Nothing,
         }
     }
 }
@@ -247,6 +252,7 @@ impl Route {
             ),
             GetAgentMemory | DeleteAgentMemory => format!("/agents/{}/agentAliases/{}/memories", e(0), e(1)),
             Rerank => "/rerank".to_string(),
+            OptimizePrompt => "/optimize-prompt".to_string(),
             InvokeEndpoint => format!("/endpoints/{}/invocations", e(0)),
             InvokeEndpointWithResponseStream => {
                 format!("/endpoints/{}/invocations-response-stream", e(0))
@@ -317,6 +323,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
         ["rerank"] => (Rerank, &[]),
+        ["optimize-prompt"] => (OptimizePrompt, &[]),
         ["endpoints", _, "invocations"] => (InvokeEndpoint, &[1]),
         ["endpoints", _, "invocations-response-stream"] => {
             (InvokeEndpointWithResponseStream, &[1])
@@ -377,7 +384,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
-        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | StartAsyncInvoke | ListAsyncInvokes, _) => {
+        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes, _) => {
             ("path id", false)
         }
     };
@@ -403,7 +410,8 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
 
 /// Operations of these services that exist upstream but have no isolation
 /// rules here: denied whatever the method (docs/reference.md §5). The
-/// memories path is routed for GET and DELETE only.
+/// memories path is routed for GET and DELETE only, `/optimize-prompt`
+/// for POST only.
 fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
     match raw {
         [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),
@@ -416,6 +424,7 @@ fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
         ["agents", ..] => Some("InvokeInlineAgent"),
         ["flows", ..] => Some("InvokeFlow"),
         [first, ..] if first.starts_with("sessions") => Some("Sessions"),
+        ["optimize-prompt"] if method == Method::POST => None,
         ["optimize-prompt", ..] => Some("OptimizePrompt"),
         ["guardrail", _, "version", _, "apply"] => None,
         ["guardrail", ..] => Some("Guardrail"),
@@ -459,6 +468,7 @@ mod tests {
             ("/retrieveAndGenerateStream", Operation::RetrieveAndGenerateStream),
             ("/agents/A/agentAliases/B/sessions/S/text", Operation::InvokeAgent),
             ("/rerank", Operation::Rerank),
+            ("/optimize-prompt", Operation::OptimizePrompt),
             ("/endpoints/e/invocations", Operation::InvokeEndpoint),
             ("/endpoints/e/invocations-response-stream", Operation::InvokeEndpointWithResponseStream),
             ("/endpoints/e/async-invocations", Operation::InvokeEndpointAsync),
@@ -508,6 +518,13 @@ mod tests {
             assert_eq!(e.reason(), "invalid_parameter", "{bad}");
         }
         assert_eq!(classify(&Method::GET, "/async-invoke/").unwrap_err().reason(), "unknown_operation");
+    }
+
+    #[test]
+    fn optimize_prompt_is_post_only() {
+        for m in [Method::GET, Method::PUT, Method::DELETE] {
+            assert_eq!(classify(&m, "/optimize-prompt").unwrap_err().reason(), "operation_not_allowed", "{m}");
+        }
     }
 
     #[test]
@@ -654,7 +671,7 @@ mod tests {
             "/flows/F/aliases/A",
             "/sessions",
             "/sessions/abc/invocations",
-            "/optimize-prompt",
+            "/optimize-prompt/x",
             "/guardrail/g",
             "/guardrail/g/version/1/other",
         ] {

@@ -119,7 +119,7 @@ fn resource_types(op: Operation) -> &'static str {
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
-        | StartAsyncInvoke => "Model",
+        | OptimizePrompt | StartAsyncInvoke => "Model",
         GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
     }
 }

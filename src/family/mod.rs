@@ -14,7 +14,7 @@
 //!
 //! | family | operations | module |
 //! |---|---|---|
-//! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank | [`model_calls`] |
+//! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
 //! | guardrails | ApplyGuardrail | [`guardrails`] |
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
@@ -273,8 +273,8 @@ mod tests {
                 InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
-                | DeleteAgentMemory | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke | GetAsyncInvoke
-                | ListAsyncInvokes => (UsageSource::Headers, StreamShape::Other),
+                | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
+                | GetAsyncInvoke | ListAsyncInvokes => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

@@ -44,8 +44,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
-/// Model calls: the operations that name a model in the path, and Rerank,
-/// which names its model in the body.
+/// Model calls: the operations that name a model in the path, and Rerank
+/// and OptimizePrompt, which name their model in the body.
 pub struct ModelCalls;
 
 impl Hooks for ModelCalls {
@@ -66,12 +66,13 @@ impl Hooks for ModelCalls {
         let model = match target {
             Target::Model(m) => m.as_str(),
             _ => {
-                // Rerank: its model, decided by the allowlist first.
+                // Rerank, OptimizePrompt: its model, decided by the
+                // allowlist first.
                 let v = body.json.as_ref();
                 let m = v
-                    .and_then(|v| v.pointer("/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn"))
+                    .and_then(|v| v.pointer(body_model_pointer(ctx.op)))
                     .and_then(Value::as_str)
-                    .ok_or_else(|| ProxyError::InvalidParameter("Rerank names no model".into()))?;
+                    .ok_or_else(|| ProxyError::InvalidParameter(format!("{} names no model", ctx.op.name())))?;
                 ctx.decide(Resource::Model(m))?;
                 m
             }
@@ -114,11 +115,16 @@ impl Hooks for ModelCalls {
                 Ok((out, Post::Stream))
             }
             _ => {
-                // Rerank. Forward what was judged: re-serialising collapses
-                // duplicate keys, so upstream cannot read a model other than
-                // the one checked.
+                // Rerank, OptimizePrompt. Forward what was judged:
+                // re-serialising collapses duplicate keys, so upstream
+                // cannot read a model other than the one checked.
                 let v = body.tree()?;
-                check_rerank_model(ctx, &v)?;
+                let model = match ctx.op {
+                    Operation::OptimizePrompt => check_optimize_prompt_model(ctx, &v)?,
+                    _ => check_rerank_model(ctx, &v)?,
+                };
+                // The audit record's resource: the path names none.
+                notes.resource = Some(model.to_string());
                 Ok((to_bytes(&v)?, Post::Stream))
             }
         }
@@ -286,9 +292,34 @@ fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Prox
         .map_err(|_| ProxyError::InvalidParameter(format!("request header {name} must be visible ASCII")))
 }
 
+/// Where a body names the model of an operation whose path names none.
+fn body_model_pointer(op: Operation) -> &'static str {
+    match op {
+        Operation::OptimizePrompt => "/targetModelId",
+        _ => "/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn",
+    }
+}
+
+/// OptimizePrompt (docs/reference.md §5.1): `targetModelId` is decided by
+/// the model allowlist, as requested. `model_map` does not apply: the model
+/// is only the one the prompt is written for, and OptimizePrompt takes
+/// base model ids (and custom or provisioned model ARNs), not the
+/// inference profiles a map usually points to. The answer (an event stream
+/// of `analyzePromptEvent` and `optimizedPromptEvent`, each carrying a whole
+/// text) is redacted event by event (`StreamShape::Other`).
+fn check_optimize_prompt_model<'v>(ctx: &Ctx<'_>, v: &'v Value) -> Result<&'v str, ProxyError> {
+    let model = v
+        .get("targetModelId")
+        .ok_or_else(|| ProxyError::InvalidParameter("targetModelId is required".into()))?
+        .as_str()
+        .ok_or_else(|| ProxyError::InvalidParameter("targetModelId must be a string".into()))?;
+    ctx.decide(Resource::Model(model))?;
+    Ok(model)
+}
+
 /// Rerank (docs/reference.md §5.1): the reranking model named in the body is
 /// decided like a path model.
-fn check_rerank_model(ctx: &Ctx<'_>, v: &Value) -> Result<(), ProxyError> {
+fn check_rerank_model<'v>(ctx: &Ctx<'_>, v: &'v Value) -> Result<&'v str, ProxyError> {
     let model = v
         .pointer("/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn")
         .ok_or_else(|| {
@@ -298,7 +329,8 @@ fn check_rerank_model(ctx: &Ctx<'_>, v: &Value) -> Result<(), ProxyError> {
         })?
         .as_str()
         .ok_or_else(|| ProxyError::InvalidParameter("modelArn must be a string".into()))?;
-    ctx.decide(Resource::Model(model)).map(drop)
+    ctx.decide(Resource::Model(model))?;
+    Ok(model)
 }
 
 /// Rewrite one Bedrock runtime model call. Returns the body to send (the

@@ -113,7 +113,6 @@ pub const REFUSED: &[Refused] = &[
         "/tags/{resourceArn}",
         "tags carry the TenantID that IAM ABAC decides on; a tenant reads no resource's tags",
     ),
-    not_yet("OptimizePrompt", "POST", "/optimize-prompt", "the target model must be decided by the model allowlist"),
     not_yet("PutInvocationStep", "PUT", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
     not_yet("StartFlowExecution", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions", FLOWS),
     not_yet(

@@ -26,6 +26,7 @@ fn index(op: Operation) -> usize {
         StartAsyncInvoke => 16,
         GetAsyncInvoke => 17,
         ListAsyncInvokes => 18,
+        OptimizePrompt => 19,
     }
 }
 

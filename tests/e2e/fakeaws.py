@@ -600,6 +600,9 @@ class FakeAws:
         # Entries GetAgentMemory adds to every answer whatever was asked
         # (a misbehaving upstream).
         self.agent_memory_extra: list = []
+        # OptimizePrompt's canned analysis and the text put before the prompt.
+        self.optimize_analysis = "The prompt is clear; adding structure."
+        self.optimize_prefix = "You are a helpful assistant. "
         self._routes: list = []
         self._install_default_routes()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -653,6 +656,8 @@ class FakeAws:
             self.output_tokens = 7
             self.agent_memory = []
             self.agent_memory_extra = []
+            self.optimize_analysis = "The prompt is clear; adding structure."
+            self.optimize_prefix = "You are a helpful assistant. "
 
     def close(self):
         self._wake.set()
@@ -748,6 +753,7 @@ class FakeAws:
             ["agentId", "agentAliasId"],
         )
         r("POST", r"/rerank", "Rerank", FakeAws._rerank)
+        r("POST", r"/optimize-prompt", "OptimizePrompt", FakeAws._optimize_prompt)
         # bedrock-runtime async invocations: their own module.
         import fake_async
 
@@ -924,6 +930,14 @@ class FakeAws:
         with self._lock:
             self.agent_memory = [m for m in self.agent_memory if not doomed(*m)]
         return Body(202, [("Content-Type", "application/json"), ("x-amzn-RequestId", _request_id())], b"")
+
+    def _optimize_prompt(self, rec):
+        # An analysis message, then the whole optimized prompt in one event.
+        text = rec.json()["input"]["textPrompt"]["text"]
+        return event_stream([
+            event("analyzePromptEvent", {"message": self.optimize_analysis}),
+            event("optimizedPromptEvent", {"optimizedPrompt": {"textPrompt": {"text": f"{self.optimize_prefix}{text}"}}}),
+        ])
 
     def _rerank(self, rec):
         return json_body({"results": [{"index": 0, "relevanceScore": 0.9}]})

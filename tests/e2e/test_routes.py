@@ -50,7 +50,7 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/async-invoke"),
         ("GET", "/async-invoke"),
         ("GET", "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aasync-invoke%2Fabc"),
-        ("POST", "/optimize-prompt"),
+        ("GET", "/optimize-prompt"),
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345"),
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions"),
         ("GET", "/flows/FLOW123456/executions"),
@@ -95,8 +95,9 @@ def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path):
 
 
 def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
-    """docs/reference.md §5 through the real SDK: StartAsyncInvoke, ListAsyncInvokes,
-    OptimizePrompt, InvokeFlow, InvokeInlineAgent, CreateSession are denied."""
+    """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
+    ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
+    InvokeFlow, InvokeInlineAgent, CreateSession are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [
@@ -104,7 +105,6 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
             modelId="amazon.nova-reel-v1:0", modelInput={},
             outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://out/x"}})),
         (br, lambda: br.list_async_invokes()),
-        (ag, lambda: ag.optimize_prompt(input={"textPrompt": {"text": "x"}}, targetModelId=HAIKU)),
         (ag, lambda: ag.invoke_flow(flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", inputs=[
             {"content": {"document": "x"}, "nodeName": "in", "nodeOutputName": "document"}])),
         (ag, lambda: ag.invoke_inline_agent(
@@ -121,7 +121,8 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
 
 def test_operation_not_allowed_is_audited(sidecar, fake_aws, mint):
     """docs/reference.md §9: a refused operation is audited as a deny with its reason."""
-    resp = sidecar.request("POST", "/optimize-prompt", b"{}", token=mint())
+    arn = "arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aagent%2FAGENT12345"
+    resp = sidecar.request("POST", f"/tags/{arn}", b'{"tags":{"TenantID":"globex"}}', token=mint())
     harness.assert_tenantgate_error(resp, 403, "operation_not_allowed")
     rec = sidecar.wait_audit(resp.headers["x-tenantgate-request-id"])
     assert rec["decision"] == "deny" and rec["reason"] == "operation_not_allowed"

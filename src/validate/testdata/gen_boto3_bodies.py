@@ -126,6 +126,9 @@ calls = {
         clientRequestToken="t-1", tags=[{"key": "app", "value": "x"}])],
     "GetAsyncInvoke": [lambda: br.get_async_invoke(invocationArn="arn:aws:bedrock:us-east-1:111122223333:async-invoke/abcdef012345")],
     "ListAsyncInvokes": [lambda: br.list_async_invokes(maxResults=10, statusEquals="Completed")],
+    "OptimizePrompt": [lambda: list(ag.optimize_prompt(
+        input={"textPrompt": {"text": "Summarise the refund policy for {{customer}}."}},
+        targetModelId=HAIKU)["optimizedPrompt"])],
 }
 out = []
 for op, fns in calls.items():
