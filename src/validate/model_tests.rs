@@ -27,6 +27,9 @@ fn index(op: Operation) -> usize {
         GetAsyncInvoke => 17,
         ListAsyncInvokes => 18,
         OptimizePrompt => 19,
+        GetDocumentContent => 20,
+        GenerateQuery => 21,
+        InvokeGuardrailChecks => 22,
     }
 }
 
