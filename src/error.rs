@@ -22,6 +22,10 @@ pub enum ProxyError {
     KnowledgeBaseNotAllowed { kb: String, tenant: String },
     AgentNotAllowed { agent: String, tenant: String },
     EndpointNotAllowed { endpoint: String, tenant: String },
+    /// A flow alias (`flowId/aliasId`, or the flow alone for a listing)
+    /// outside `flows.allowed`, or a flow named by ARN (docs/reference.md §16).
+    /// `arn`: the flow or alias was named by ARN, which is never allowed.
+    FlowNotAllowed { flow: String, tenant: String, arn: bool },
     CrossTenant(String),
     LocationNotAllowed(String),
     OperationNotAllowed(String),
@@ -70,6 +74,7 @@ impl ProxyError {
             | KnowledgeBaseNotAllowed { .. }
             | AgentNotAllowed { .. }
             | EndpointNotAllowed { .. }
+            | FlowNotAllowed { .. }
             | CrossTenant(_)
             | LocationNotAllowed(_)
             | OperationNotAllowed(_)
@@ -103,6 +108,7 @@ impl ProxyError {
             | KnowledgeBaseNotAllowed { .. }
             | AgentNotAllowed { .. }
             | EndpointNotAllowed { .. }
+            | FlowNotAllowed { .. }
             | CrossTenant(_)
             | LocationNotAllowed(_)
             | OperationNotAllowed(_)
@@ -137,6 +143,7 @@ impl ProxyError {
             KnowledgeBaseNotAllowed { .. } => "knowledge_base_not_allowed",
             AgentNotAllowed { .. } => "agent_not_allowed",
             EndpointNotAllowed { .. } => "endpoint_not_allowed",
+            FlowNotAllowed { .. } => "flow_not_allowed",
             CrossTenant(_) => "cross_tenant",
             LocationNotAllowed(_) => "location_not_allowed",
             OperationNotAllowed(_) => "operation_not_allowed",
@@ -182,6 +189,12 @@ impl ProxyError {
             EndpointNotAllowed { endpoint, tenant } => {
                 format!("endpoint \"{endpoint}\" is not allowed for tenant \"{tenant}\"")
             }
+            FlowNotAllowed { flow, tenant, arn: false } => {
+                format!("flow \"{flow}\" is not allowed for tenant \"{tenant}\"")
+            }
+            FlowNotAllowed { flow, tenant, arn: true } => format!(
+                "flow \"{flow}\" is not allowed for tenant \"{tenant}\": flows and aliases are named by id, never by ARN"
+            ),
             CrossTenant(d) => d.clone(),
             LocationNotAllowed(d) => d.clone(),
             OperationNotAllowed(op) => format!("operation {op} is not allowed through tenantgate"),

@@ -47,6 +47,10 @@ pub enum Post {
     AsyncJob { prefixes: Vec<String> },
     /// ListAsyncInvokes: the page's jobs that write under `prefixes`.
     AsyncJobs { prefixes: Vec<String> },
+    /// ListFlowExecutions: the page's executions of `flow` (and `alias`
+    /// when the request named one) that are the caller's, through an alias
+    /// `grants` allows.
+    FlowExecutions { flow: String, alias: Option<String>, grants: Vec<crate::config::FlowGrant> },
 }
 
 impl Post {
@@ -60,6 +64,7 @@ impl Post {
                 | Post::AsyncJob { .. }
                 | Post::AsyncJobs { .. }
                 | Post::DocumentContent { .. }
+                | Post::FlowExecutions { .. }
         )
     }
 }
@@ -111,7 +116,7 @@ where
 pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
     let tree = match post {
         Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. }
-        | Post::DocumentContent { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+        | Post::DocumentContent { .. } | Post::FlowExecutions { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
             Ok(shape) => shape.tree_bytes(raw.len()),
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
@@ -163,6 +168,11 @@ pub fn apply(
         }
         Post::AsyncJobs { prefixes } => {
             let (out, dropped) = crate::family::async_jobs::filter_jobs(&body, prefixes)?;
+            Ok((Bytes::from(out), dropped))
+        }
+        Post::FlowExecutions { flow, alias, grants } => {
+            let (out, dropped) =
+                crate::family::flows::filter_executions(&body, flow, alias.as_deref(), grants, principal, keys)?;
             Ok((Bytes::from(out), dropped))
         }
     }

@@ -37,6 +37,7 @@ pub enum Family {
     Agents,
     SageMaker,
     AsyncJobs,
+    Flows,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,11 +65,18 @@ pub enum Operation {
     StartAsyncInvoke,
     GetAsyncInvoke,
     ListAsyncInvokes,
+    InvokeFlow,
+    StartFlowExecution,
+    GetFlowExecution,
+    ListFlowExecutions,
+    StopFlowExecution,
+    ListFlowExecutionEvents,
+    GetExecutionFlowSnapshot,
 }
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 23] = {
+    pub const ALL: [Operation; 30] = {
         use Operation::*;
         [
             InvokeModel,
@@ -94,6 +102,13 @@ impl Operation {
             GetDocumentContent,
             GenerateQuery,
             InvokeGuardrailChecks,
+            InvokeFlow,
+            StartFlowExecution,
+            GetFlowExecution,
+            ListFlowExecutions,
+            StopFlowExecution,
+            ListFlowExecutionEvents,
+            GetExecutionFlowSnapshot,
         ]
     };
 
@@ -125,6 +140,13 @@ impl Operation {
             StartAsyncInvoke => "StartAsyncInvoke",
             GetAsyncInvoke => "GetAsyncInvoke",
             ListAsyncInvokes => "ListAsyncInvokes",
+            InvokeFlow => "InvokeFlow",
+            StartFlowExecution => "StartFlowExecution",
+            GetFlowExecution => "GetFlowExecution",
+            ListFlowExecutions => "ListFlowExecutions",
+            StopFlowExecution => "StopFlowExecution",
+            ListFlowExecutionEvents => "ListFlowExecutionEvents",
+            GetExecutionFlowSnapshot => "GetExecutionFlowSnapshot",
         }
     }
 
@@ -137,7 +159,9 @@ impl Operation {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery => {
+            | DeleteAgentMemory | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery | InvokeFlow
+            | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
+            | ListFlowExecutionEvents | GetExecutionFlowSnapshot => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -162,6 +186,8 @@ impl Operation {
             InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
+            InvokeFlow | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
+            | ListFlowExecutionEvents | GetExecutionFlowSnapshot => Family::Flows,
         }
     }
 }
@@ -197,6 +223,17 @@ pub enum Target {
     Endpoint(String),
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
+    /// A flow alias (InvokeFlow, StartFlowExecution).
+    Flow { flow: String, alias: String },
+    /// One execution of a flow alias (GetFlowExecution, StopFlowExecution,
+    /// ListFlowExecutionEvents, GetExecutionFlowSnapshot): `execution` as
+    /// the path names it (an id or an execution ARN) until the family has
+    /// checked it and put the bare id in its place.
+    FlowExecution { flow: String, alias: String, execution: String },
+    /// ListFlowExecutions: the flow, and the alias of its
+    /// `flowAliasIdentifier` query parameter once the family's query
+    /// rewrite has checked it.
+    FlowExecutions { flow: String, alias: Option<String> },
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
     /// Rerank, OptimizePrompt, StartAsyncInvoke, ListAsyncInvokes): what
     /// they reach is in the body, or in the answer.
@@ -212,6 +249,9 @@ impl Target {
             Target::Document { kb, data_source, document } => vec![kb, data_source, document],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
+            Target::Flow { flow, alias } => vec![flow, alias],
+            Target::FlowExecution { flow, alias, execution } => vec![flow, alias, execution],
+            Target::FlowExecutions { flow, .. } => vec![flow],
             Target::Nothing => vec![],
         }
     }
@@ -228,6 +268,11 @@ impl Target {
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
+            InvokeFlow | StartFlowExecution => Target::Flow { flow: next(), alias: next() },
+            GetFlowExecution | StopFlowExecution | ListFlowExecutionEvents | GetExecutionFlowSnapshot => {
+                Target::FlowExecution { flow: next(), alias: next(), execution: next() }
+            }
+            ListFlowExecutions => Target::FlowExecutions { flow: next(), alias: None },
             RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
             | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks => Target::Nothing,
         }
@@ -244,6 +289,9 @@ impl Route {
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
             // The knowledge base decides; the document is named in the audit record too.
             Target::Document { kb, data_source, document } => format!("{kb}/{data_source}/{document}"),
+            Target::Flow { flow, alias } | Target::FlowExecution { flow, alias, .. } => format!("{flow}/{alias}"),
+            Target::FlowExecutions { flow, alias: Some(alias) } => format!("{flow}/{alias}"),
+            Target::FlowExecutions { flow, alias: None } => flow.clone(),
             Target::Nothing => String::new(),
         }
     }
@@ -275,6 +323,13 @@ impl Route {
             GetDocumentContent => format!("/knowledgebases/{}/datasources/{}/documents/{}/content", e(0), e(1), e(2)),
             GenerateQuery => "/generateQuery".to_string(),
             InvokeGuardrailChecks => "/guardrail-checks/invoke".to_string(),
+            InvokeFlow => format!("/flows/{}/aliases/{}", e(0), e(1)),
+            StartFlowExecution => format!("/flows/{}/aliases/{}/executions", e(0), e(1)),
+            GetFlowExecution => format!("/flows/{}/aliases/{}/executions/{}", e(0), e(1), e(2)),
+            ListFlowExecutions => format!("/flows/{}/executions", e(0)),
+            StopFlowExecution => format!("/flows/{}/aliases/{}/executions/{}/stop", e(0), e(1), e(2)),
+            ListFlowExecutionEvents => format!("/flows/{}/aliases/{}/executions/{}/events", e(0), e(1), e(2)),
+            GetExecutionFlowSnapshot => format!("/flows/{}/aliases/{}/executions/{}/flowsnapshot", e(0), e(1), e(2)),
             InvokeEndpoint => format!("/endpoints/{}/invocations", e(0)),
             InvokeEndpointWithResponseStream => {
                 format!("/endpoints/{}/invocations-response-stream", e(0))
@@ -314,11 +369,21 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
     }
     let raw: Vec<&str> = raw_path[1..].split('/').collect();
     use Operation::*;
-    // The async-invoke operations share a path and differ by method.
+    // The async-invoke operations share a path and differ by method; the
+    // flow operations are GETs and POSTs under `/flows`.
     let by_method: Option<(Operation, &[usize])> = match (method.as_str(), raw.as_slice()) {
         ("POST", ["async-invoke"]) => Some((StartAsyncInvoke, &[])),
         ("GET", ["async-invoke"]) => Some((ListAsyncInvokes, &[])),
         ("GET", ["async-invoke", _]) => Some((GetAsyncInvoke, &[1])),
+        ("POST", ["flows", _, "aliases", _]) => Some((InvokeFlow, &[1, 3])),
+        ("POST", ["flows", _, "aliases", _, "executions"]) => Some((StartFlowExecution, &[1, 3])),
+        ("GET", ["flows", _, "aliases", _, "executions", _]) => Some((GetFlowExecution, &[1, 3, 5])),
+        ("GET", ["flows", _, "executions"]) => Some((ListFlowExecutions, &[1])),
+        ("POST", ["flows", _, "aliases", _, "executions", _, "stop"]) => Some((StopFlowExecution, &[1, 3, 5])),
+        ("GET", ["flows", _, "aliases", _, "executions", _, "events"]) => Some((ListFlowExecutionEvents, &[1, 3, 5])),
+        ("GET", ["flows", _, "aliases", _, "executions", _, "flowsnapshot"]) => {
+            Some((GetExecutionFlowSnapshot, &[1, 3, 5]))
+        }
         _ => None,
     };
     if let Some((op, idx)) = by_method {
@@ -412,9 +477,24 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (GetDocumentContent, 1) => ("knowledge base id", false),
         (GetDocumentContent, 3) => ("data source id", false),
         (GetDocumentContent, _) => return check_document_id(id),
+        // AWS's patterns (ids, or ARNs naming the flow, alias or execution)
+        // are checked by `family::flows`.
+        (
+            InvokeFlow | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
+            | ListFlowExecutionEvents | GetExecutionFlowSnapshot,
+            1,
+        ) => ("flow identifier", true),
+        (
+            InvokeFlow | StartFlowExecution | GetFlowExecution | StopFlowExecution | ListFlowExecutionEvents
+            | GetExecutionFlowSnapshot,
+            3,
+        ) => ("flow alias identifier", true),
+        (GetFlowExecution | StopFlowExecution | ListFlowExecutionEvents | GetExecutionFlowSnapshot, _) => {
+            ("execution identifier", true)
+        }
         (
             RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes
-            | GenerateQuery | InvokeGuardrailChecks,
+            | GenerateQuery | InvokeGuardrailChecks | InvokeFlow | StartFlowExecution | ListFlowExecutions,
             _,
         ) => {
             ("path id", false)
@@ -468,7 +548,7 @@ fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
         ["agents", _, "agentAliases", _, "memories"] if method == Method::GET || method == Method::DELETE => None,
         ["agents", _, "agentAliases", _, "memories", ..] => Some("AgentMemory"),
         ["agents", ..] => Some("InvokeInlineAgent"),
-        ["flows", ..] => Some("InvokeFlow"),
+        ["flows", ..] => Some("Flows"),
         [first, ..] if first.starts_with("sessions") => Some("Sessions"),
         ["optimize-prompt"] if method == Method::POST => None,
         ["optimize-prompt", ..] => Some("OptimizePrompt"),
@@ -564,6 +644,57 @@ mod tests {
             assert_eq!(e.reason(), "invalid_parameter", "{bad}");
         }
         assert_eq!(classify(&Method::GET, "/async-invoke/").unwrap_err().reason(), "unknown_operation");
+    }
+
+    #[test]
+    fn flow_operations_are_told_apart_by_method_and_path() {
+        let cases = [
+            (Method::POST, "/flows/FLOW123456/aliases/ALIAS12345", Operation::InvokeFlow),
+            (Method::POST, "/flows/FLOW123456/aliases/ALIAS12345/executions", Operation::StartFlowExecution),
+            (Method::GET, "/flows/FLOW123456/aliases/ALIAS12345/executions/run-1", Operation::GetFlowExecution),
+            (Method::GET, "/flows/FLOW123456/executions", Operation::ListFlowExecutions),
+            (Method::POST, "/flows/FLOW123456/aliases/ALIAS12345/executions/run-1/stop", Operation::StopFlowExecution),
+            (Method::GET, "/flows/FLOW123456/aliases/ALIAS12345/executions/run-1/events", Operation::ListFlowExecutionEvents),
+            (Method::GET, "/flows/FLOW123456/aliases/ALIAS12345/executions/run-1/flowsnapshot", Operation::GetExecutionFlowSnapshot),
+        ];
+        for (m, p, op) in cases {
+            let r = classify(&m, p).unwrap();
+            assert_eq!((r.op, r.upstream_path()), (op, p.to_string()), "{m} {p}");
+        }
+        let r = classify(&Method::GET, "/flows/FLOW123456/aliases/ALIAS12345/executions/run-1").unwrap();
+        assert_eq!(
+            r.target,
+            Target::FlowExecution { flow: "FLOW123456".into(), alias: "ALIAS12345".into(), execution: "run-1".into() }
+        );
+        assert_eq!(r.resource(), "FLOW123456/ALIAS12345");
+        assert_eq!(classify(&Method::GET, "/flows/FLOW123456/executions").unwrap().resource(), "FLOW123456");
+        // An execution ARN arrives percent-encoded in one segment.
+        let arn = "/flows/F/aliases/A/executions/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aflow%2FF%2Falias%2FA%2Fexecution%2Fx";
+        let r = classify(&Method::GET, arn).unwrap();
+        assert_eq!(r.upstream_path(), arn);
+        // The same paths with another method, or other paths under /flows.
+        for (m, p) in [
+            (Method::GET, "/flows/F/aliases/A"),
+            (Method::DELETE, "/flows/F/aliases/A"),
+            (Method::GET, "/flows/F/aliases/A/executions"),
+            (Method::POST, "/flows/F/aliases/A/executions/x"),
+            (Method::DELETE, "/flows/F/aliases/A/executions/x"),
+            (Method::POST, "/flows/F/executions"),
+            (Method::GET, "/flows/F/aliases/A/executions/x/stop"),
+            (Method::POST, "/flows/F/aliases/A/executions/x/events"),
+            (Method::GET, "/flows/F/aliases/A/executions/x/other"),
+        ] {
+            assert_eq!(classify(&m, p).unwrap_err().reason(), "operation_not_allowed", "{m} {p}");
+        }
+        for bad in [
+            "/flows/F%2F..%2FG/aliases/A",
+            "/flows/F/aliases/A%20B",
+            "/flows/F/aliases/..",
+            "/flows/arn%3Aaws%2F%2Fx/aliases/A",
+        ] {
+            assert_eq!(post(bad).unwrap_err().reason(), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(post("/flows//aliases/A").unwrap_err().reason(), "unknown_operation");
     }
 
     #[test]
@@ -714,7 +845,8 @@ mod tests {
             "/model/m/invoke-with-bidirectional-stream",
             "/agents/SESSION1",
             "/agents/A/agentAliases/B/memories/x",
-            "/flows/F/aliases/A",
+            "/flows/F/aliases/A/other",
+            "/flows/F",
             "/sessions",
             "/sessions/abc/invocations",
             "/optimize-prompt/x",

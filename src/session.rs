@@ -30,6 +30,21 @@
 //! the whole account (the same token returns the job it first started), so
 //! the token forwarded is `tga-` + 40 hex digits of the MAC over (tenant,
 //! user, client token): one tenant's token never names another's job.
+//!
+//! InvokeFlow: Bedrock creates the multi-turn `executionId`; the client is
+//! given `BEDROCK_ID.MAC` (as RetrieveAndGenerate sessions, under its own
+//! label) and sends it back to continue the conversation.
+//!
+//! Flow executions (StartFlowExecution and the operations on an execution):
+//! the execution id is the `flowExecutionName` sent upstream, at most 36 of
+//! `[a-zA-Z0-9-]`, and AWS lists every execution of a flow, whoever started
+//! it. So the name carries its own MAC: `NAME-TAG`, NAME being the client's
+//! name (1 to 15 of `[a-zA-Z0-9-]`, or a random one), TAG 20 characters
+//! (100 bits, lower-case base32) of the MAC over (tenant, user, NAME). The
+//! same name is the id in every execution ARN, in the path of
+//! Get/Stop/ListFlowExecutionEvents/GetExecutionFlowSnapshot and in
+//! ListFlowExecutions' answer, where the tag tells the caller's own
+//! executions from everyone else's without any state.
 
 use crate::error::ProxyError;
 use crate::secret::Secret;
@@ -44,6 +59,14 @@ const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
 const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
 const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
 const LABEL_ASYNC_TOKEN: &[u8] = b"tenantgate/v1/async-invoke-client-request-token";
+const LABEL_FLOW_INVOKE: &[u8] = b"tenantgate/v1/invoke-flow-execution";
+const LABEL_FLOW_EXECUTION: &[u8] = b"tenantgate/v1/flow-execution-name";
+
+/// Characters of a flow execution name's tag (5 bits each: 100 bits).
+const FLOW_TAG_CHARS: usize = 20;
+/// Longest client part of a flow execution name: AWS allows 36 characters,
+/// the tag and its `-` take 21.
+pub const FLOW_NAME_MAX: usize = 36 - FLOW_TAG_CHARS - 1;
 
 /// Bytes of a sealed session id's MAC kept (128 bits): RetrieveAndGenerate
 /// and SageMaker sessions.
@@ -190,6 +213,50 @@ impl SessionKeys {
     /// 1-256).
     pub fn async_invoke_token(&self, tenant: &str, user: &str, client_token: &str) -> String {
         format!("tga-{}", self.tag_hex(LABEL_ASYNC_TOKEN, &[tenant, user, client_token], AGENT_TAG_BYTES))
+    }
+}
+
+impl SessionKeys {
+    /// The InvokeFlow `executionId` given to the client for Bedrock's id:
+    /// `bedrock_id + "." + 32 hex digits`.
+    pub fn seal_flow_invocation(&self, tenant: &str, user: &str, bedrock_id: &str) -> String {
+        self.seal(LABEL_FLOW_INVOKE, tenant, user, bedrock_id)
+    }
+
+    /// Verifies a client-sent InvokeFlow `executionId` for (tenant, user)
+    /// and returns Bedrock's id; 403 `cross_tenant` otherwise.
+    pub fn open_flow_invocation(&self, tenant: &str, user: &str, client_id: &str) -> Result<String, ProxyError> {
+        self.open(LABEL_FLOW_INVOKE, tenant, user, client_id)
+            .ok_or_else(|| ProxyError::CrossTenant("executionId does not belong to this tenant and user".into()))
+    }
+
+    /// The `flowExecutionName` sent upstream for a client part `name` (1 to
+    /// [`FLOW_NAME_MAX`] of `[a-zA-Z0-9-]`, checked by the caller):
+    /// `name-TAG`.
+    pub fn flow_execution_name(&self, tenant: &str, user: &str, name: &str) -> String {
+        format!("{name}-{}", self.flow_tag(tenant, user, name))
+    }
+
+    /// Whether an execution id (a `flowExecutionName` as AWS keeps it) was
+    /// made by [`Self::flow_execution_name`] for (tenant, user): constant
+    /// time in the tag.
+    pub fn is_own_flow_execution(&self, tenant: &str, user: &str, id: &str) -> bool {
+        let Some(cut) = id.len().checked_sub(FLOW_TAG_CHARS + 1) else { return false };
+        let (name, rest) = id.split_at(cut);
+        let Some(tag) = rest.strip_prefix('-') else { return false };
+        if name.is_empty() || name.len() > FLOW_NAME_MAX {
+            return false;
+        }
+        let want = self.flow_tag(tenant, user, name);
+        want.len() == tag.len() && want.bytes().zip(tag.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+
+    fn flow_tag(&self, tenant: &str, user: &str, name: &str) -> String {
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let mac = self.mac(LABEL_FLOW_EXECUTION, &[tenant, user, name]).finalize().into_bytes();
+        // The first 100 bits, 5 at a time.
+        let bits = u128::from_be_bytes(mac[..16].try_into().expect("a SHA-256 MAC has 32 bytes"));
+        (0..FLOW_TAG_CHARS).map(|i| ALPHABET[((bits >> (123 - 5 * i)) & 31) as usize] as char).collect()
     }
 }
 

@@ -274,6 +274,7 @@ pub struct TenantPolicy {
     pub sagemaker: SageMakerPolicy,
     pub async_invoke: AsyncInvokePolicy,
     pub guardrail_checks: GuardrailChecksPolicy,
+    pub flows: FlowsPolicy,
     pub static_credentials: Option<StaticCredentialsEnv>,
 }
 
@@ -365,6 +366,41 @@ pub struct SageMakerPolicy {
     /// Templates that render to globs.
     pub allowed_target_models: Vec<Template>,
     pub allowed_input_prefixes: Vec<Template>,
+}
+
+/// `flows` (docs/reference.md §16): the flow aliases the tenant may invoke
+/// and run executions of.
+#[derive(Debug, Clone, Default)]
+pub struct FlowsPolicy {
+    /// `flowId/aliasId` globs, each side on its own; empty: every flow
+    /// operation is refused for the tenant (403 `flow_not_allowed`).
+    pub allowed: Vec<FlowGrant>,
+}
+
+/// One `flows.allowed` entry: a glob for the flow id and one for the alias
+/// id (`*` for any alias).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowGrant {
+    pub flow: Glob,
+    pub alias: Glob,
+}
+
+impl FlowGrant {
+    /// `"flow/alias"` from a configured entry; None unless it is two
+    /// non-empty globs of letters, digits, `*` and `?` joined by one `/`.
+    pub fn parse(entry: &str) -> Option<FlowGrant> {
+        let (flow, alias) = entry.split_once('/')?;
+        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*' || b == b'?');
+        if !ok(flow) || !ok(alias) {
+            return None;
+        }
+        Some(FlowGrant { flow: Glob::new(flow).ok()?, alias: Glob::new(alias).ok()? })
+    }
+
+    /// The entry as configured.
+    pub fn source(&self) -> String {
+        format!("{}/{}", self.flow.as_str(), self.alias.as_str())
+    }
 }
 
 /// `guardrail_checks` (docs/reference.md §5.1): which kinds of checks

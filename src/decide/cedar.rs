@@ -107,6 +107,7 @@ pub fn action_group(family: Family) -> &'static str {
         Family::Agents => "Agent",
         Family::SageMaker => "SageMaker",
         Family::AsyncJobs => "AsyncInvoke",
+        Family::Flows => "Flow",
     }
 }
 
@@ -123,6 +124,8 @@ fn resource_types(op: Operation) -> &'static str {
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
         | OptimizePrompt | StartAsyncInvoke => "Model",
         GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
+        InvokeFlow | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
+        | ListFlowExecutionEvents | GetExecutionFlowSnapshot => "Flow",
     }
 }
 
@@ -171,6 +174,9 @@ namespace {NAMESPACE} {{
   // `promptAttack`, `sensitiveInformation`); `id` (and the entity id) joins
   // them with `,` in that order.
   entity GuardrailChecks = {{ id: String, kinds: Set<String> }};
+  // A flow alias, \"<flowId>/<aliasId>\"; ListFlowExecutions without an
+  // alias names the flow alone (its entity id is \"<flowId>\", without `alias`).
+  entity Flow = {{ flow: String, alias?: String }};
   type RequestContext = {{
     // The answer is an event stream.
     streaming: Bool,
@@ -181,7 +187,7 @@ namespace {NAMESPACE} {{
     // The service tier the request asks for, when it asks.
     service_tier?: String,
   }};
-  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\";
+  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\", \"Flow\";
 {actions}}}
 "
     )
@@ -200,6 +206,8 @@ pub enum PolicyResource<'a> {
     /// InvokeGuardrailChecks: the kinds of checks asked for, as a set of
     /// bits over `config::GUARDRAIL_CHECK_KINDS`.
     GuardrailChecks(u8),
+    /// A flow alias (the flow alone for a listing without an alias).
+    Flow { flow: &'a str, alias: Option<&'a str> },
 }
 
 /// The kinds of checks of a `PolicyResource::GuardrailChecks` bit set, in
@@ -279,6 +287,7 @@ struct Types {
     guardrail: EntityTypeName,
     async_invocation: EntityTypeName,
     guardrail_checks: EntityTypeName,
+    flow: EntityTypeName,
 }
 
 impl Types {
@@ -294,6 +303,7 @@ impl Types {
             guardrail: t("Guardrail"),
             async_invocation: t("AsyncInvocation"),
             guardrail_checks: t("GuardrailChecks"),
+            flow: t("Flow"),
         }
     }
 
@@ -517,6 +527,10 @@ impl Policies {
                 let id = kinds.join(",");
                 (Types::uid(&ty.guardrail_checks, &id), vec![("id", s(&id)), ("kinds", set)])
             }
+            PolicyResource::Flow { flow, alias } => match alias {
+                Some(a) => (Types::uid(&ty.flow, &format!("{flow}/{a}")), vec![("flow", s(flow)), ("alias", s(a))]),
+                None => (Types::uid(&ty.flow, flow), vec![("flow", s(flow))]),
+            },
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let resource_entity = Entity::new(res_uid.clone(), res_attrs, HashSet::new()).map_err(|e| e.to_string())?;

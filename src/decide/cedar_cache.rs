@@ -30,6 +30,7 @@ enum Resource {
     Guardrail(String, String),
     AsyncInvocation(Option<String>),
     GuardrailChecks(u8),
+    Flow(String, Option<String>),
 }
 
 impl Resource {
@@ -42,6 +43,7 @@ impl Resource {
             PolicyResource::Guardrail { id, version } => Resource::Guardrail(id.into(), version.into()),
             PolicyResource::AsyncInvocation(arn) => Resource::AsyncInvocation(arn.map(Into::into)),
             PolicyResource::GuardrailChecks(bits) => Resource::GuardrailChecks(bits),
+            PolicyResource::Flow { flow, alias } => Resource::Flow(flow.into(), alias.map(Into::into)),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | knowledge base | `knowledge_base.allowed` | `knowledge_base_not_allowed` |
 //! | document source in S3 (RetrieveAndGenerate external sources, InvokeAgent files) | rendered `knowledge_base.allowed_source_prefixes` | `location_not_allowed` |
 //! | agent alias | `agents.allowed` globs on `agent/alias` | `agent_not_allowed` |
+//! | flow alias (InvokeFlow, flow executions); a flow alone (ListFlowExecutions without an alias) | `flows.allowed` (`flow/alias` globs; a flow alone passes when some entry's flow glob matches it) | `flow_not_allowed` |
 //! | SageMaker endpoint | rendered `sagemaker.endpoints` (keys map, values pass) | `endpoint_not_allowed` |
 //! | target model, inference component, container | rendered `sagemaker.allowed_target_models` (and `target_model`) | `cross_tenant` |
 //! | async input location | rendered `sagemaker.allowed_input_prefixes` | `location_not_allowed` |
@@ -53,6 +54,9 @@ pub enum Resource<'a> {
     /// An `s3://` document source named in a request body.
     SourceLocation(&'a str),
     Agent { agent: &'a str, alias: &'a str },
+    /// A flow alias by id; `alias: None` for a listing of the flow's
+    /// executions that names no alias.
+    Flow { flow: &'a str, alias: Option<&'a str> },
     /// A SageMaker endpoint by its real name (see [`endpoint`] for logical
     /// names).
     Endpoint(&'a str),
@@ -139,6 +143,14 @@ pub fn check(req: &Request<'_>, resource: Resource<'_>) -> Result<Grant, ProxyEr
                 None => Err(ProxyError::AgentNotAllowed { agent: resource, tenant: req.tenant() }),
             }
         }
+        Resource::Flow { flow, alias } => match flow_grant(policy, flow, alias) {
+            Some(g) => Ok(Grant(g.source())),
+            None => Err(ProxyError::FlowNotAllowed {
+                flow: alias.map_or_else(|| flow.to_string(), |a| format!("{flow}/{a}")),
+                tenant: req.tenant(),
+                arn: false,
+            }),
+        },
         Resource::Endpoint(name) => match endpoint(req, name)? {
             EndpointDecision::Own(real) if real == name => Ok(Grant(real)),
             _ => Err(ProxyError::EndpointNotAllowed { endpoint: name.to_string(), tenant: req.tenant() }),
@@ -197,6 +209,12 @@ pub fn output_prefix(req: &Request<'_>) -> Result<Vec<String>, ProxyError> {
             req.principal.tenant
         ))),
     }
+}
+
+/// The `flows.allowed` entry that admits a flow alias (both globs match),
+/// or, with no alias, the first entry whose flow glob matches the flow.
+pub fn flow_grant<'p>(policy: &'p TenantPolicy, flow: &str, alias: Option<&str>) -> Option<&'p crate::config::FlowGrant> {
+    policy.flows.allowed.iter().find(|g| g.flow.matches(flow) && alias.is_none_or(|a| g.alias.matches(a)))
 }
 
 /// The `models` glob that admits a model id; a foundation-model ARN also

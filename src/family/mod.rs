@@ -20,6 +20,7 @@
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
+//! | flows | InvokeFlow; StartFlowExecution, GetFlowExecution, ListFlowExecutions, StopFlowExecution, ListFlowExecutionEvents, GetExecutionFlowSnapshot | [`flows`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
@@ -29,6 +30,7 @@
 pub mod agent_memory;
 pub mod agents;
 pub mod async_jobs;
+pub mod flows;
 pub mod guardrails;
 pub mod kb_documents;
 pub mod knowledge_bases;
@@ -208,6 +210,7 @@ macro_rules! dispatch {
             Family::Agents => <agents::Agents as Hooks>::$hook($($arg),*),
             Family::SageMaker => <sagemaker::SageMaker as Hooks>::$hook($($arg),*),
             Family::AsyncJobs => <async_jobs::AsyncJobs as Hooks>::$hook($($arg),*),
+            Family::Flows => <flows::Flows as Hooks>::$hook($($arg),*),
         }
     };
 }
@@ -276,7 +279,14 @@ mod tests {
                 InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery => {
+                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery | StartFlowExecution
+                | GetFlowExecution | ListFlowExecutions | StopFlowExecution | ListFlowExecutionEvents
+                | GetExecutionFlowSnapshot => {
+                    (UsageSource::Headers, StreamShape::Other)
+                }
+                // Every flow event is whole (an output, a trace, a request
+                // for input): redacted event by event.
+                InvokeFlow => {
                     (UsageSource::Headers, StreamShape::Other)
                 }
             };

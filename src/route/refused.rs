@@ -38,7 +38,6 @@ const fn not_yet(name: &'static str, method: &'static str, uri: &'static str, re
     Refused { name, method, uri, why: Why::NotYet, reason }
 }
 
-const FLOWS: &str = "flows and their executions need the flows allowlist and execution ids bound to tenant and user (docs/reference.md §16)";
 const SESSIONS: &str = "session ids are account-wide; they need binding to tenant and user, tags and a KMS key per tenant";
 
 /// Every refused operation, by service, in the models' order.
@@ -67,13 +66,6 @@ pub const REFUSED: &[Refused] = &[
     not_yet("CreateSession", "PUT", "/sessions/", SESSIONS),
     not_yet("DeleteSession", "DELETE", "/sessions/{sessionIdentifier}/", SESSIONS),
     not_yet("EndSession", "PATCH", "/sessions/{sessionIdentifier}", SESSIONS),
-    not_yet(
-        "GetExecutionFlowSnapshot",
-        "GET",
-        "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/flowsnapshot",
-        FLOWS,
-    ),
-    not_yet("GetFlowExecution", "GET", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}", FLOWS),
     never(
         "GetIngestedDocumentAcl",
         "POST",
@@ -82,20 +74,12 @@ pub const REFUSED: &[Refused] = &[
     ),
     not_yet("GetInvocationStep", "POST", "/sessions/{sessionIdentifier}/invocationSteps/{invocationStepId}", SESSIONS),
     not_yet("GetSession", "GET", "/sessions/{sessionIdentifier}/", SESSIONS),
-    not_yet("InvokeFlow", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}", FLOWS),
     not_yet(
         "InvokeInlineAgent",
         "POST",
         "/agents/{sessionId}",
         "the whole agent definition (instruction, model, action groups, knowledge bases) would come from the client",
     ),
-    not_yet(
-        "ListFlowExecutionEvents",
-        "GET",
-        "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/events",
-        FLOWS,
-    ),
-    not_yet("ListFlowExecutions", "GET", "/flows/{flowIdentifier}/executions", FLOWS),
     not_yet("ListInvocationSteps", "POST", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
     not_yet("ListInvocations", "POST", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
     not_yet("ListSessions", "POST", "/sessions/", SESSIONS),
@@ -106,13 +90,6 @@ pub const REFUSED: &[Refused] = &[
         "tags carry the TenantID that IAM ABAC decides on; a tenant reads no resource's tags",
     ),
     not_yet("PutInvocationStep", "PUT", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
-    not_yet("StartFlowExecution", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions", FLOWS),
-    not_yet(
-        "StopFlowExecution",
-        "POST",
-        "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/stop",
-        FLOWS,
-    ),
     never(
         "TagResource",
         "POST",

@@ -30,6 +30,13 @@ fn index(op: Operation) -> usize {
         GetDocumentContent => 20,
         GenerateQuery => 21,
         InvokeGuardrailChecks => 22,
+        InvokeFlow => 23,
+        StartFlowExecution => 24,
+        GetFlowExecution => 25,
+        ListFlowExecutions => 26,
+        StopFlowExecution => 27,
+        ListFlowExecutionEvents => 28,
+        GetExecutionFlowSnapshot => 29,
     }
 }
 
@@ -88,6 +95,9 @@ fn headers_query_and_labels_from_the_model() {
         let expected: &[&str] = match op {
             Operation::GetAgentMemory => &["maxItems", "memoryId", "memoryType", "nextToken"],
             Operation::DeleteAgentMemory => &["memoryId", "sessionId"],
+            // Checked (and the alias decided) by `family::flows`.
+            Operation::ListFlowExecutions => &["flowAliasIdentifier", "maxResults", "nextToken"],
+            Operation::ListFlowExecutionEvents => &["eventType", "maxResults", "nextToken"],
             Operation::ListAsyncInvokes => {
                 &["maxResults", "nextToken", "sortBy", "sortOrder", "statusEquals", "submitTimeAfter", "submitTimeBefore"]
             }

@@ -1,6 +1,6 @@
 //! Merging (docs/reference.md §3): a tenant's value for a key replaces the default's;
 //! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
-//! `async_invoke`, `guardrail_checks`) merge
+//! `async_invoke`, `guardrail_checks`, `flows`) merge
 //! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
 //! `session_attributes`, ...) are replaced whole.
 //!
@@ -17,7 +17,7 @@
 use super::reader::{join, Ctx, Loc};
 use super::tenant_types::{Partial, StaticRequirement};
 use crate::config::{
-    AgentsPolicy, AsyncInvokePolicy, GuardrailChecksPolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
+    AgentsPolicy, AsyncInvokePolicy, FlowsPolicy, GuardrailChecksPolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
 };
 
 pub(crate) const DEFAULT_RPS: f64 = 20.0;
@@ -94,6 +94,7 @@ pub(crate) fn merge(
         guardrail_checks: GuardrailChecksPolicy {
             allowed: get!(guardrail_checks.allowed).map(|l| l.value.clone()).unwrap_or_default(),
         },
+        flows: FlowsPolicy { allowed: get!(flows.allowed).map(|l| l.value.clone()).unwrap_or_default() },
         static_credentials,
     }
 }

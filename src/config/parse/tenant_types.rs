@@ -39,6 +39,7 @@ pub(crate) struct Partial {
     pub sm: PartialSageMaker,
     pub async_invoke: PartialAsyncInvoke,
     pub guardrail_checks: PartialGuardrailChecks,
+    pub flows: PartialFlows,
     pub creds: PartialStatic,
 }
 
@@ -81,6 +82,11 @@ pub(crate) struct PartialSageMaker {
 #[derive(Default)]
 pub(crate) struct PartialGuardrailChecks {
     pub allowed: Option<Loc<Vec<String>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialFlows {
+    pub allowed: Option<Loc<Vec<crate::config::FlowGrant>>>,
 }
 
 #[derive(Default)]

@@ -28,6 +28,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "sagemaker",
     "async_invoke",
     "guardrail_checks",
+    "flows",
     "static_credentials",
     "policy",
 ];
@@ -45,6 +46,7 @@ pub(super) const GUARDRAIL_CHECKS_KEYS: &[&str] = &["allowed"];
 /// StartAsyncInvoke takes at most 200 tags; the tenant's leave room for the
 /// client's.
 const MAX_ASYNC_INVOKE_TAGS: usize = 50;
+pub(super) const FLOWS_KEYS: &[&str] = &["allowed"];
 pub(super) const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
 /// Keys of `POLICY_KEYS` valid in `[tenant_defaults]` only.
 pub(super) const DEFAULTS_ONLY: &[&str] = &["allow_unlisted"];
@@ -60,6 +62,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("sagemaker", SM_KEYS),
     ("async_invoke", ASYNC_INVOKE_KEYS),
     ("guardrail_checks", GUARDRAIL_CHECKS_KEYS),
+    ("flows", FLOWS_KEYS),
     ("static_credentials", STATIC_KEYS),
     ("policy", super::policy::TENANT_KEYS),
 ];
@@ -228,6 +231,24 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
                     ctx.err_at(m, format!("{k:?} is not a valid tag key (1-128 of letters, digits, spaces and ._:/=+@-, not starting with aws:)"));
                 }
             }
+        });
+    }
+    if let Some(f) = t.sub(ctx, "flows", FLOWS_KEYS) {
+        p.flows.allowed = f.string_list(ctx, "allowed").map(|l| {
+            let mut out = Vec::new();
+            for entry in &l.value {
+                match crate::config::FlowGrant::parse(&entry.value) {
+                    Some(g) => out.push(g),
+                    None => ctx.err_at(
+                        entry,
+                        format!(
+                            "{:?} must be `flowId/aliasId` (ids, not ARNs; letters, digits and the wildcards `*` and `?`, e.g. \"FLOWABCDEF/*\")",
+                            entry.value
+                        ),
+                    ),
+                }
+            }
+            l.map(|_| out)
         });
     }
     if let Some(g) = t.sub(ctx, "guardrail_checks", GUARDRAIL_CHECKS_KEYS) {

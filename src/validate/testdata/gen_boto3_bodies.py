@@ -142,6 +142,30 @@ calls = {
         checks={"contentFilter": {"categories": [{"category": "HATE"}, {"category": "VIOLENCE"}]},
                 "promptAttack": {"categories": [{"category": "JAILBREAK"}]},
                 "sensitiveInformation": {"entities": [{"type": "CREDIT_DEBIT_CARD_NUMBER"}]}})],
+    "InvokeFlow": [
+        lambda: ag.invoke_flow(flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", inputs=[
+            {"nodeName": "FlowInputNode", "nodeOutputName": "document", "content": {"document": "Where is order 7?"}}]),
+        lambda: ag.invoke_flow(flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", enableTrace=True,
+                               executionId="3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60.0123456789abcdef0123456789abcdef",
+                               modelPerformanceConfiguration={"performanceConfig": {"latency": "standard"}},
+                               inputs=[{"nodeName": "AgentNode", "nodeInputName": "agentInputText",
+                                        "content": {"document": {"answer": "yes", "items": [1, 2]}}}]),
+    ],
+    "StartFlowExecution": [lambda: ag.start_flow_execution(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", flowExecutionName="order-42",
+        inputs=[{"nodeName": "FlowInputNode", "nodeOutputName": "document", "content": {"document": "Summarise order 42"}}],
+        modelPerformanceConfiguration={"performanceConfig": {"latency": "optimized"}})],
+    "GetFlowExecution": [lambda: ag.get_flow_execution(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", executionIdentifier="order-42")],
+    "ListFlowExecutions": [lambda: ag.list_flow_executions(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", maxResults=10, nextToken="t")],
+    "StopFlowExecution": [lambda: ag.stop_flow_execution(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", executionIdentifier="order-42")],
+    "ListFlowExecutionEvents": [lambda: ag.list_flow_execution_events(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", executionIdentifier="order-42",
+        eventType="Node", maxResults=10)],
+    "GetExecutionFlowSnapshot": [lambda: ag.get_execution_flow_snapshot(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", executionIdentifier="order-42")],
 }
 out = []
 for op, fns in calls.items():
