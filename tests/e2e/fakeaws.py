@@ -658,6 +658,9 @@ class FakeAws:
             self.agent_memory_extra = []
             self.optimize_analysis = "The prompt is clear; adding structure."
             self.optimize_prefix = "You are a helpful assistant. "
+        # Modules with canned content of their own (fake_flows).
+        for hook in getattr(self, "reset_hooks", []):
+            hook(self)
 
     def close(self):
         self._wake.set()
@@ -762,6 +765,10 @@ class FakeAws:
         import fake_kb_extras
 
         fake_kb_extras.install(self)
+        # Flows and their executions.
+        import fake_flows
+
+        fake_flows.install(self)
         # sagemaker-runtime: its own module, which imports this one.
         import fake_sagemaker
 

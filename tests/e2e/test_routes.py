@@ -51,9 +51,10 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("GET", "/async-invoke"),
         ("GET", "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aasync-invoke%2Fabc"),
         ("GET", "/optimize-prompt"),
-        ("POST", "/flows/FLOW123456/aliases/ALIAS12345"),
-        ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions"),
-        ("GET", "/flows/FLOW123456/executions"),
+        ("DELETE", "/flows/FLOW123456/aliases/ALIAS12345"),
+        ("GET", "/flows/FLOW123456"),
+        ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions/x"),
+        ("GET", "/flows/FLOW123456/aliases/ALIAS12345/executions/x/other"),
         ("POST", "/agents/session-123"),  # InvokeInlineAgent
         ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
         ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
@@ -85,6 +86,10 @@ REFUSED = {403: "operation_not_allowed"}
         ("POST", "/knowledgebases/KBPOOLED01/datasources/DS1/documents/D1/content",
          {403: "knowledge_base_not_allowed"}),
         ("POST", "/agenticRetrieveStream", REFUSED),
+        # Flows are routed; this tenant has no flows.allowed.
+        ("POST", "/flows/FLOW123456/aliases/ALIAS12345", {403: "flow_not_allowed"}),
+        ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions", {403: "flow_not_allowed"}),
+        ("GET", "/flows/FLOW123456/executions", {403: "flow_not_allowed"}),
         ("GET", "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aflow%2Fx", REFUSED),
         ("POST", "/model//converse", {403: "model_not_allowed", 404: "unknown_operation"}),
     ],
@@ -101,7 +106,8 @@ def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path, expected
 def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
     """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
     ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
-    InvokeFlow, InvokeInlineAgent, CreateSession are denied."""
+    InvokeInlineAgent, CreateSession are denied; InvokeFlow for a tenant
+    without `flows.allowed` too, as flow_not_allowed."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [
@@ -109,8 +115,6 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
             modelId="amazon.nova-reel-v1:0", modelInput={},
             outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://out/x"}})),
         (br, lambda: br.list_async_invokes()),
-        (ag, lambda: ag.invoke_flow(flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345", inputs=[
-            {"content": {"document": "x"}, "nodeName": "in", "nodeOutputName": "document"}])),
         (ag, lambda: ag.invoke_inline_agent(
             sessionId="s1", foundationModel=HAIKU, instruction="x" * 40, inputText="hi")),
         (ag, lambda: ag.create_session()),
@@ -120,6 +124,9 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
             harness.expect_client_error(client, call, 403, "operation_not_allowed")
         except ClientError as e:  # pragma: no cover - message for the report
             raise AssertionError(str(e))
+    harness.expect_client_error(ag, lambda: ag.invoke_flow(
+        flowIdentifier="FLOW123456", flowAliasIdentifier="ALIAS12345",
+        inputs=[{"content": {"document": "x"}, "nodeName": "in", "nodeOutputName": "document"}]), 403, "flow_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
 
 
