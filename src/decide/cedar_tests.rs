@@ -237,3 +237,39 @@ when { context has max_tokens && context.max_tokens * 1000000000000 < 0 };"#,
     // Remembered, it still denies.
     assert_eq!(p.evaluate(&alice, Operation::Converse, PolicyResource::Model(HAIKU), &facts(false, Some(i64::MAX / 2))).unwrap(), huge);
 }
+
+#[test]
+fn flow_actions_and_resources() {
+    let p = load(
+        &[src(
+            "flows.cedar",
+            r#"permit(principal, action in TenantGate::Action::"Flow", resource is TenantGate::Flow)
+when { resource.flow == "FLOW123456" }
+unless { resource has alias && resource.alias == "TSTALIASID" };
+forbid(principal, action == TenantGate::Action::"StopFlowExecution", resource)
+unless { principal.groups.contains("ops") };"#,
+        )],
+        &[],
+    )
+    .unwrap()
+    .unwrap();
+    let alice = principal("acme", "alice");
+    let flow = |alias| PolicyResource::Flow { flow: "FLOW123456", alias };
+    let ask = |who, op, r| p.evaluate(who, op, r, &facts(false, None)).unwrap().allowed;
+    assert!(ask(&alice, Operation::InvokeFlow, flow(Some("ALIAS12345"))));
+    assert!(ask(&alice, Operation::ListFlowExecutions, flow(None)));
+    assert!(!ask(&alice, Operation::StartFlowExecution, flow(Some("TSTALIASID"))));
+    assert!(!ask(&alice, Operation::GetFlowExecution, PolicyResource::Flow { flow: "FLOWABCDEF", alias: Some("A") }));
+    // alice is in "eng" and "ops" (test_support); without ops, Stop is forbidden.
+    assert!(ask(&alice, Operation::StopFlowExecution, flow(Some("ALIAS12345"))));
+    let mut dev = principal("acme", "dev");
+    dev.groups = vec!["eng".into()];
+    assert!(!ask(&dev, Operation::StopFlowExecution, flow(Some("ALIAS12345"))));
+    assert!(ask(&dev, Operation::GetExecutionFlowSnapshot, flow(Some("ALIAS12345"))));
+    // Another family's action is not in the group.
+    assert!(!ask(&alice, Operation::InvokeAgent, PolicyResource::Agent { agent: "FLOW123456", alias: "A" }));
+    let schema = schema_text(&[]);
+    for op in ["InvokeFlow", "StartFlowExecution", "GetFlowExecution", "ListFlowExecutions", "StopFlowExecution", "ListFlowExecutionEvents", "GetExecutionFlowSnapshot"] {
+        assert!(schema.contains(&format!("action \"{op}\" in [\"Flow\"] appliesTo {{ principal: User, resource: Flow,")), "{op}");
+    }
+}
