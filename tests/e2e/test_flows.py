@@ -432,3 +432,32 @@ def test_without_a_token_nothing_is_sent(sidecar, fake_aws):
         r = sidecar.request(method, path, b"{}" if method == "POST" else b"")
         assert r.status == 401, r
     harness.assert_nothing_upstream(fake_aws)
+
+
+def test_every_flow_operation_is_named_in_audit_and_metrics(alice, sidecar, fake_aws):
+    """docs/reference.md §9: the seven operations are audited and counted
+    under their own names, allowed and denied."""
+    ident = {"flowIdentifier": FLOW, "flowAliasIdentifier": ALIAS}
+    out, _ = invoke(alice)
+    started = start(alice, flowExecutionName="m1")
+    arn = started["executionArn"]
+    calls = {
+        "InvokeFlow": out,
+        "StartFlowExecution": started,
+        "GetFlowExecution": alice.get_flow_execution(executionIdentifier=arn, **ident),
+        "ListFlowExecutionEvents": alice.list_flow_execution_events(executionIdentifier=arn, eventType="Node", **ident),
+        "GetExecutionFlowSnapshot": alice.get_execution_flow_snapshot(executionIdentifier=arn, **ident),
+        "ListFlowExecutions": alice.list_flow_executions(flowIdentifier=FLOW),
+        "StopFlowExecution": alice.stop_flow_execution(executionIdentifier=arn, **ident),
+    }
+    for op, resp in calls.items():
+        rec = sidecar.wait_audit(harness.request_id_of(resp))
+        assert (rec["operation"], rec["decision"], rec["tenant"], rec["user"]) == (op, "allow", "acme", "alice"), rec
+    harness.expect_client_error(alice, lambda: invoke(alice, FLOW, "TSTALIASID"), 403, "flow_not_allowed")
+    text = sidecar.admin("/metrics").body.decode()
+    lines = [line for line in text.splitlines() if line.startswith("tenantgate_requests_total{")]
+    for op in calls:
+        assert any(f'operation="{op}"' in line and 'decision="allow"' in line and 'tenant="acme"' in line
+                   for line in lines), (op, lines)
+    assert any('operation="InvokeFlow"' in line and 'decision="deny"' in line and 'status="403"' in line
+               for line in lines), lines
