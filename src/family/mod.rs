@@ -24,7 +24,9 @@
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
-//! the request and the tenant's policy: no I/O, no clock, no global state.
+//! the request and the tenant's policy: no I/O, no clock, no global state
+//! (one exception: a StartFlowExecution without a name is given a random
+//! one, see [`flows`]).
 //! On error nothing is forwarded (a body may be half rewritten).
 
 pub mod agent_memory;
