@@ -53,6 +53,7 @@ pub enum Operation {
     InvokeAgent,
     GetAgentMemory,
     DeleteAgentMemory,
+    InvokeInlineAgent,
     OptimizePrompt,
     Rerank,
     InvokeEndpoint,
@@ -65,7 +66,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 20] = {
+    pub const ALL: [Operation; 21] = {
         use Operation::*;
         [
             InvokeModel,
@@ -88,6 +89,7 @@ impl Operation {
             GetAsyncInvoke,
             ListAsyncInvokes,
             OptimizePrompt,
+            InvokeInlineAgent,
         ]
     };
 
@@ -108,6 +110,7 @@ impl Operation {
             InvokeAgent => "InvokeAgent",
             GetAgentMemory => "GetAgentMemory",
             DeleteAgentMemory => "DeleteAgentMemory",
+            InvokeInlineAgent => "InvokeInlineAgent",
             OptimizePrompt => "OptimizePrompt",
             Rerank => "Rerank",
             InvokeEndpoint => "InvokeEndpoint",
@@ -127,7 +130,7 @@ impl Operation {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | OptimizePrompt | Rerank => {
+            | DeleteAgentMemory | InvokeInlineAgent | OptimizePrompt | Rerank => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -147,7 +150,7 @@ impl Operation {
             }
             ApplyGuardrail => Family::Guardrails,
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => Family::KnowledgeBases,
-            InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
+            InvokeAgent | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
         }
@@ -179,6 +182,9 @@ pub enum Target {
     /// DeleteAgentMemory); `memory` is the client's `memoryId` from the
     /// query string once the family's query rewrite has checked it.
     AgentAlias { agent: String, alias: String, memory: Option<String> },
+    /// InvokeInlineAgent: the client's session id (the agent itself is the
+    /// tenant's `inline_agent` configuration).
+    InlineAgent { session: String },
     Endpoint(String),
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
@@ -196,6 +202,7 @@ impl Target {
             Target::Guardrail { id, version } => vec![id, version],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
+            Target::InlineAgent { session } => vec![session],
             Target::Nothing => vec![],
         }
     }
@@ -209,6 +216,7 @@ impl Target {
             Retrieve => Target::KnowledgeBase(next()),
             InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
+            InvokeInlineAgent => Target::InlineAgent { session: next() },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
             RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
@@ -219,13 +227,14 @@ impl Target {
 
 impl Route {
     /// The resource named in audit records: model id, KB id,
-    /// `agentId/aliasId` or endpoint name, as requested.
+    /// `agentId/aliasId` or endpoint name, as requested (InvokeInlineAgent
+    /// names none in its path: its family notes the configured model).
     pub fn resource(&self) -> String {
         match &self.target {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
             Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => format!("{agent}/{alias}"),
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
-            Target::Nothing => String::new(),
+            Target::InlineAgent { .. } | Target::Nothing => String::new(),
         }
     }
 
@@ -251,6 +260,7 @@ impl Route {
                 e(2)
             ),
             GetAgentMemory | DeleteAgentMemory => format!("/agents/{}/agentAliases/{}/memories", e(0), e(1)),
+            InvokeInlineAgent => format!("/agents/{}", e(0)),
             Rerank => "/rerank".to_string(),
             OptimizePrompt => "/optimize-prompt".to_string(),
             InvokeEndpoint => format!("/endpoints/{}/invocations", e(0)),
@@ -322,6 +332,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["retrieveAndGenerate"] => (RetrieveAndGenerate, &[]),
         ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
+        ["agents", _] => (InvokeInlineAgent, &[1]),
         ["rerank"] => (Rerank, &[]),
         ["optimize-prompt"] => (OptimizePrompt, &[]),
         ["endpoints", _, "invocations"] => (InvokeEndpoint, &[1]),
@@ -382,6 +393,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeAgent, _) => ("session id", false),
         (GetAgentMemory | DeleteAgentMemory, 1) => ("agent id", false),
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
+        (InvokeInlineAgent, _) => ("session id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
         (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes, _) => {
@@ -411,7 +423,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
 /// Operations of these services that exist upstream but have no isolation
 /// rules here: denied whatever the method (docs/reference.md §5). The
 /// memories path is routed for GET and DELETE only, `/optimize-prompt`
-/// for POST only.
+/// and `/agents/{sessionId}` (InvokeInlineAgent) for POST only.
 fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
     match raw {
         [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),
@@ -421,6 +433,7 @@ fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => None,
         ["agents", _, "agentAliases", _, "memories"] if method == Method::GET || method == Method::DELETE => None,
         ["agents", _, "agentAliases", _, "memories", ..] => Some("AgentMemory"),
+        ["agents", _] if method == Method::POST => None,
         ["agents", ..] => Some("InvokeInlineAgent"),
         ["flows", ..] => Some("InvokeFlow"),
         [first, ..] if first.starts_with("sessions") => Some("Sessions"),
@@ -525,6 +538,23 @@ mod tests {
         for m in [Method::GET, Method::PUT, Method::DELETE] {
             assert_eq!(classify(&m, "/optimize-prompt").unwrap_err().reason(), "operation_not_allowed", "{m}");
         }
+    }
+
+    #[test]
+    fn inline_agent_is_routed_for_post_only() {
+        let r = post("/agents/chat-42:x.y_z").unwrap();
+        assert_eq!(r.op, Operation::InvokeInlineAgent);
+        assert_eq!(r.target, Target::InlineAgent { session: "chat-42:x.y_z".into() });
+        // `:` encoded as the SDKs encode it, whether the client did or not.
+        assert_eq!((r.upstream_path(), r.resource()), ("/agents/chat-42%3Ax.y_z".to_string(), String::new()));
+        assert_eq!(post("/agents/a%3Ab").unwrap().upstream_path(), "/agents/a%3Ab");
+        for m in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert_eq!(classify(&m, "/agents/SESSION1").unwrap_err().reason(), "operation_not_allowed", "{m}");
+        }
+        for bad in ["/agents/a%2Fb", "/agents/..", "/agents/a%20b", "/agents/%2E%2E", "/agents/a%3Fb"] {
+            assert_eq!(post(bad).unwrap_err().reason(), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(post("/agents/").unwrap_err().reason(), "unknown_operation");
     }
 
     #[test]
@@ -666,7 +696,7 @@ mod tests {
         }
         for p in [
             "/model/m/invoke-with-bidirectional-stream",
-            "/agents/SESSION1",
+            "/agents/SESSION1/x",
             "/agents/A/agentAliases/B/memories/x",
             "/flows/F/aliases/A",
             "/sessions",

@@ -117,6 +117,8 @@ fn resource_types(op: Operation) -> &'static str {
         ApplyGuardrail => "Guardrail",
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
+        // The inline agent's configured model: the client names nothing.
+        InvokeInlineAgent => "Model",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
         | OptimizePrompt | StartAsyncInvoke => "Model",

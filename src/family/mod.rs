@@ -17,7 +17,7 @@
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
 //! | guardrails | ApplyGuardrail | [`guardrails`] |
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
-//! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
+//! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
 //!
@@ -30,6 +30,7 @@ pub mod agent_memory;
 pub mod agents;
 pub mod async_jobs;
 pub mod guardrails;
+pub mod inline_agent;
 pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
@@ -184,8 +185,10 @@ trait Hooks {
         Ok((body.bytes, Post::Stream))
     }
 
+    /// `ctx` may be borrowed for `'a` (a resource the tenant's
+    /// configuration names, such as the inline agent's model).
     fn policy_question<'a>(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'a>,
         target: &'a Target,
         headers: &'a HeaderMap,
         body: &'a RequestBody,
@@ -236,7 +239,7 @@ pub fn rewrite(
 
 /// What the request names and states, for the tenant's policies.
 pub fn policy_question<'a>(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx<'a>,
     route: &'a Route,
     headers: &'a HeaderMap,
     body: &'a RequestBody,
@@ -270,7 +273,7 @@ mod tests {
                 ConverseStream => (UsageSource::ConverseEvents, StreamShape::Converse),
                 InvokeModelWithResponseStream => (UsageSource::ModelChunks, StreamShape::Model),
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
-                InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
+                InvokeAgent | InvokeInlineAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke

@@ -38,6 +38,7 @@ pub(crate) struct Partial {
     pub agents: PartialAgents,
     pub sm: PartialSageMaker,
     pub async_invoke: PartialAsyncInvoke,
+    pub inline_agent: PartialInlineAgent,
     pub creds: PartialStatic,
 }
 
@@ -83,6 +84,15 @@ pub(crate) struct PartialAsyncInvoke {
     pub kms_key_id: Option<Loc<Template>>,
     pub bucket_owner: Option<Loc<String>>,
     pub tags: Option<Loc<Named<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialInlineAgent {
+    pub foundation_model: Option<Loc<String>>,
+    pub instruction: Option<Loc<Template>>,
+    pub action_groups: Option<Loc<Vec<JsonTemplate>>>,
+    pub knowledge_bases: Option<Loc<Named<Template>>>,
+    pub idle_session_ttl_secs: Option<Loc<u64>>,
 }
 
 #[derive(Default)]

@@ -27,6 +27,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "agents",
     "sagemaker",
     "async_invoke",
+    "inline_agent",
     "static_credentials",
     "policy",
 ];
@@ -57,6 +58,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("agents", AGENT_KEYS),
     ("sagemaker", SM_KEYS),
     ("async_invoke", ASYNC_INVOKE_KEYS),
+    ("inline_agent", super::inline_agent::INLINE_AGENT_KEYS),
     ("static_credentials", STATIC_KEYS),
     ("policy", super::policy::TENANT_KEYS),
 ];
@@ -227,6 +229,7 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
             }
         });
     }
+    p.inline_agent = super::inline_agent::read(t, ctx);
     if let Some(v) = t.get("static_credentials") {
         p.creds.present = Some(Loc { value: (), key: t.key("static_credentials"), span: v.span() });
         if let Some(c) = t.sub(ctx, "static_credentials", STATIC_KEYS) {
