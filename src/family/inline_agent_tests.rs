@@ -356,6 +356,7 @@ fn check_explains_what_is_wrong() {
             "[tenants.acme]\nmodels = [\"amazon.nova-*\"]\n[tenants.acme.inline_agent]\nfoundation_model = \"amazon.nova-pro-v1:0\"\ninstruction = \"Be brief, {tenant}.\"\n",
             "must hold at least 40 characters besides its placeholders",
         ),
+        ("[tenants.acme]\nmodels = [\"amazon.nova-*\"]\n[tenants.acme.inline_agent]\n", "tenants.acme.inline_agent: is empty"),
         (
             "[tenants.acme]\nmodels = [\"anthropic.*\"]\n[tenants.acme.inline_agent]\nfoundation_model = \"amazon.nova-pro-v1:0\"\ninstruction = \"You answer questions about the weather and nothing else.\"\n",
             "\"amazon.nova-pro-v1:0\" does not match a `models` glob of tenant \"acme\"",
@@ -397,6 +398,9 @@ fn check_explains_what_is_wrong() {
             "tenants.acme.inline_agent.collaborators",
         ),
     ];
+    let errs = errors("[tenants.acme]\nmodels = [\"anthropic.*\"]\n[tenants.acme.inline_agent]\nfoundation_model = \"amazon.nova-pro-v1:0\"\ninstruction = \"short\"\n");
+    assert!(errs.iter().any(|e| e.contains("does not match a `models` glob")), "{errs:#?}");
+    assert!(!errs.iter().any(|e| e.contains("is required")), "{errs:#?}");
     for (text, want) in cases {
         let errs = errors(text);
         assert!(errs.iter().any(|e| e.contains(want)), "want {want:?} in {errs:#?}");

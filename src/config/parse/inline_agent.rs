@@ -27,6 +27,10 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 pub(super) fn read(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> PartialInlineAgent {
     let mut p = PartialInlineAgent::default();
     let Some(a) = t.sub(ctx, "inline_agent", INLINE_AGENT_KEYS) else { return p };
+    p.written = INLINE_AGENT_KEYS.iter().filter(|k| a.has(k)).map(|k| k.to_string()).collect();
+    if p.written.is_empty() {
+        ctx.err(&a.path, a.span.as_ref(), "is empty: set `foundation_model` and `instruction`, or remove the table");
+    }
     p.foundation_model = a.text(ctx, "foundation_model").and_then(|l| {
         if l.value.contains(['{', '}']) || l.value.chars().any(char::is_whitespace) {
             ctx.err_at(&l, "must be a model id, ARN or inference profile (no template placeholders, no spaces)");

@@ -98,10 +98,11 @@ pub(crate) fn merge(
 }
 
 /// `inline_agent`, merged key by key: None when neither table sets a key.
-/// Once any key is set, `foundation_model` and `instruction` are required;
-/// the model must pass the tenant's `models` and each knowledge base be in
-/// its `knowledge_base.allowed`, else every InvokeInlineAgent of the tenant
-/// would be refused.
+/// Once any key is written, `foundation_model` and `instruction` are
+/// required; the model must pass the tenant's `models` and each knowledge
+/// base be in its `knowledge_base.allowed`, else every InvokeInlineAgent of
+/// the tenant would be refused. A key written with an invalid value was
+/// reported where it was read; the table then gives no inline agent.
 fn inline_agent(ctx: &mut Ctx<'_>, id: &str, t: Option<&Partial>, d: &Partial) -> Option<InlineAgentPolicy> {
     macro_rules! get {
         ($($f:ident).+) => {
@@ -109,32 +110,26 @@ fn inline_agent(ctx: &mut Ctx<'_>, id: &str, t: Option<&Partial>, d: &Partial) -
         };
     }
     let whom = || if t.is_some() { format!("tenant {id:?}") } else { "unlisted tenants (allow_unlisted)".into() };
+    let written = |k: &str| t.is_some_and(|t| t.inline_agent.written.iter().any(|w| w == k)) || d.inline_agent.written.iter().any(|w| w == k);
+    let table = match t {
+        Some(t) if !t.inline_agent.written.is_empty() => join(&t.origin, "inline_agent"),
+        _ if !d.inline_agent.written.is_empty() => join(&d.origin, "inline_agent"),
+        _ => return None,
+    };
     let (model, instruction) = (get!(inline_agent.foundation_model), get!(inline_agent.instruction));
     let (groups, kbs, ttl) =
         (get!(inline_agent.action_groups), get!(inline_agent.knowledge_bases), get!(inline_agent.idle_session_ttl_secs));
-    let some_key = [model.map(|l| &l.key), instruction.map(|l| &l.key), groups.map(|l| &l.key), kbs.map(|l| &l.key), ttl.map(|l| &l.key)]
-        .into_iter()
-        .flatten()
-        .next()
-        .cloned();
-    let some_key = some_key?;
-    let (Some(model), Some(instruction)) = (model, instruction) else {
-        let table = some_key.rsplit_once('.').map_or(some_key.as_str(), |(table, _)| table).to_string();
-        for k in super::inline_agent::INLINE_AGENT_REQUIRED {
-            let set = match *k {
-                "foundation_model" => model.is_some(),
-                _ => instruction.is_some(),
-            };
-            if !set {
-                ctx.err(&join(&table, k), None, format!("is required for {}: an inline agent needs `foundation_model` and `instruction`", whom()));
-            }
+    for k in super::inline_agent::INLINE_AGENT_REQUIRED {
+        if !written(k) {
+            ctx.err(&join(&table, k), None, format!("is required for {}: an inline agent needs `foundation_model` and `instruction`", whom()));
         }
-        return None;
-    };
+    }
     let globs = get!(models).map(|l| l.value.as_slice()).unwrap_or_default();
-    let bare = crate::model_id::foundation_model_id(&model.value);
-    if !globs.iter().any(|g| g.matches(&model.value) || bare.is_some_and(|b| g.matches(b))) {
-        ctx.err_at(model, format!("{:?} does not match a `models` glob of {}", model.value, whom()));
+    if let Some(model) = model {
+        let bare = crate::model_id::foundation_model_id(&model.value);
+        if !globs.iter().any(|g| g.matches(&model.value) || bare.is_some_and(|b| g.matches(b))) {
+            ctx.err_at(model, format!("{:?} does not match a `models` glob of {}", model.value, whom()));
+        }
     }
     let allowed = get!(kb.allowed).map(|l| l.value.as_slice()).unwrap_or_default();
     if let Some(kbs) = kbs {
@@ -142,6 +137,7 @@ fn inline_agent(ctx: &mut Ctx<'_>, id: &str, t: Option<&Partial>, d: &Partial) -
             ctx.err_at(kbs, format!("knowledge base {kb:?} is not in knowledge_base.allowed of {}", whom()));
         }
     }
+    let (model, instruction) = (model?, instruction?);
     Some(InlineAgentPolicy {
         foundation_model: model.value.clone(),
         instruction: instruction.value.clone(),

@@ -88,6 +88,8 @@ pub(crate) struct PartialAsyncInvoke {
 
 #[derive(Default)]
 pub(crate) struct PartialInlineAgent {
+    /// The keys written in the table, valid or not.
+    pub written: Vec<String>,
     pub foundation_model: Option<Loc<String>>,
     pub instruction: Option<Loc<Template>>,
     pub action_groups: Option<Loc<Vec<JsonTemplate>>>,
