@@ -134,6 +134,8 @@ impl Hooks for Agents {
         notes: &mut Notes,
     ) -> Result<(Bytes, Post), ProxyError> {
         if let Target::InlineAgent { session } = target {
+            // The audit record names the configured model, refused or not.
+            notes.resource = Some(inline_agent::definition(ctx)?.foundation_model.clone());
             let mut v = body.tree()?;
             let client_session_id = session.clone();
             let inject = ctx.policy.agents.inject_scoped_credentials.then_some(creds);
@@ -142,7 +144,6 @@ impl Hooks for Agents {
             if out.upstream_model != out.model {
                 notes.upstream_resource = Some(out.upstream_model);
             }
-            notes.resource = Some(out.model);
             let prefixes = decide::source_prefixes(&ctx.request())?;
             return Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id: None, prefixes }));
         }

@@ -168,6 +168,7 @@ def test_a_definition_member_from_the_app_is_refused(alice, sidecar, fake_aws, m
     harness.assert_nothing_upstream(fake_aws)
     rec = sidecar.wait_audit(harness.request_id_of(e))
     assert (rec["operation"], rec["decision"], rec["reason"]) == ("InvokeInlineAgent", "deny", "invalid_parameter")
+    assert rec["resource"] == HAIKU and rec.get("upstream_resource") is None
 
 
 def test_boto3_with_its_own_validation_cannot_call_without_a_definition(sidecar, mint, fake_aws):
@@ -427,3 +428,22 @@ def test_check_explains_a_bad_inline_agent(tmp_path, fake_aws, jwks_path, sideca
     r = subprocess.run([harness.tenantgate_bin(), "check", "--config", str(path)], env=sidecar_env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
+
+
+def test_policies_see_the_action_in_the_agent_group_on_the_configured_model(start_sidecar, mint, fake_aws):
+    """docs/policies.md: `Action::"InvokeInlineAgent"` is in the `Agent`
+    group and its resource is the configured model, as requested: a permit
+    for alice on that model lets her through; bob, whom no policy permits,
+    gets 403 policy_denied with nothing upstream."""
+    policy = ('permit(principal, action in TenantGate::Action::"Agent", resource) when { principal.user == "alice" '
+              f'&& resource is TenantGate::Model && resource.id == "{HAIKU}" }};')
+    sc = start_sidecar(harness.deep_merge(SIDECAR_OVERRIDES, {"tenants": {"acme": {"policy": {"inline": policy}}}}),
+                       name="inline-policies")
+    invoke(client(sc, mint))
+    upstream(fake_aws)
+    fake_aws.reset()
+    bob = client(sc, mint, "acme", "bob")
+    e = harness.expect_client_error(bob, lambda: invoke(bob), 403, "policy_denied")
+    harness.assert_nothing_upstream(fake_aws)
+    rec = sc.wait_audit(harness.request_id_of(e))
+    assert (rec["operation"], rec["decision"], rec["reason"]) == ("InvokeInlineAgent", "deny", "policy_denied")
