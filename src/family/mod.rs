@@ -15,8 +15,8 @@
 //! | family | operations | module |
 //! |---|---|---|
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
-//! | guardrails | ApplyGuardrail | [`guardrails`] |
-//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
+//! | guardrails | ApplyGuardrail, InvokeGuardrailChecks | [`guardrails`] |
+//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery | [`knowledge_bases`], [`kb_documents`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
@@ -31,6 +31,7 @@ pub mod agents;
 pub mod async_jobs;
 pub mod guardrails;
 pub mod inline_agent;
+pub mod kb_documents;
 pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
@@ -275,9 +276,12 @@ mod tests {
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
                 InvokeAgent | InvokeInlineAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
+                InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes => (UsageSource::Headers, StreamShape::Other),
+                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery => {
+                    (UsageSource::Headers, StreamShape::Other)
+                }
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

@@ -758,6 +758,10 @@ class FakeAws:
         import fake_async
 
         fake_async.install(self)
+        # Knowledge-base documents, generated queries, guardrail checks.
+        import fake_kb_extras
+
+        fake_kb_extras.install(self)
         # bedrock-agent-runtime inline agents: their own module.
         import fake_inline_agent
 
