@@ -54,6 +54,7 @@ pub enum Operation {
     InvokeAgent,
     GetAgentMemory,
     DeleteAgentMemory,
+    InvokeInlineAgent,
     OptimizePrompt,
     Rerank,
     GetDocumentContent,
@@ -76,7 +77,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 30] = {
+    pub const ALL: [Operation; 31] = {
         use Operation::*;
         [
             InvokeModel,
@@ -102,6 +103,7 @@ impl Operation {
             GetDocumentContent,
             GenerateQuery,
             InvokeGuardrailChecks,
+            InvokeInlineAgent,
             InvokeFlow,
             StartFlowExecution,
             GetFlowExecution,
@@ -129,6 +131,7 @@ impl Operation {
             InvokeAgent => "InvokeAgent",
             GetAgentMemory => "GetAgentMemory",
             DeleteAgentMemory => "DeleteAgentMemory",
+            InvokeInlineAgent => "InvokeInlineAgent",
             OptimizePrompt => "OptimizePrompt",
             Rerank => "Rerank",
             GetDocumentContent => "GetDocumentContent",
@@ -159,8 +162,8 @@ impl Operation {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery | InvokeFlow
-            | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
+            | DeleteAgentMemory | InvokeInlineAgent | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery
+            | InvokeFlow | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
             | ListFlowExecutionEvents | GetExecutionFlowSnapshot => {
                 Service::BedrockAgentRuntime
             }
@@ -183,7 +186,7 @@ impl Operation {
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | GetDocumentContent | GenerateQuery => {
                 Family::KnowledgeBases
             }
-            InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
+            InvokeAgent | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
             InvokeFlow | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
@@ -220,6 +223,9 @@ pub enum Target {
     /// DeleteAgentMemory); `memory` is the client's `memoryId` from the
     /// query string once the family's query rewrite has checked it.
     AgentAlias { agent: String, alias: String, memory: Option<String> },
+    /// InvokeInlineAgent: the client's session id (the agent itself is the
+    /// tenant's `inline_agent` configuration).
+    InlineAgent { session: String },
     Endpoint(String),
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
@@ -252,6 +258,7 @@ impl Target {
             Target::Flow { flow, alias } => vec![flow, alias],
             Target::FlowExecution { flow, alias, execution } => vec![flow, alias, execution],
             Target::FlowExecutions { flow, .. } => vec![flow],
+            Target::InlineAgent { session } => vec![session],
             Target::Nothing => vec![],
         }
     }
@@ -266,6 +273,7 @@ impl Target {
             GetDocumentContent => Target::Document { kb: next(), data_source: next(), document: next() },
             InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
+            InvokeInlineAgent => Target::InlineAgent { session: next() },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
             InvokeFlow | StartFlowExecution => Target::Flow { flow: next(), alias: next() },
@@ -281,7 +289,8 @@ impl Target {
 
 impl Route {
     /// The resource named in audit records: model id, KB id,
-    /// `agentId/aliasId` or endpoint name, as requested.
+    /// `agentId/aliasId` or endpoint name, as requested (InvokeInlineAgent
+    /// names none in its path: its family notes the configured model).
     pub fn resource(&self) -> String {
         match &self.target {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
@@ -292,7 +301,7 @@ impl Route {
             Target::Flow { flow, alias } | Target::FlowExecution { flow, alias, .. } => format!("{flow}/{alias}"),
             Target::FlowExecutions { flow, alias: Some(alias) } => format!("{flow}/{alias}"),
             Target::FlowExecutions { flow, alias: None } => flow.clone(),
-            Target::Nothing => String::new(),
+            Target::InlineAgent { .. } | Target::Nothing => String::new(),
         }
     }
 
@@ -318,6 +327,7 @@ impl Route {
                 e(2)
             ),
             GetAgentMemory | DeleteAgentMemory => format!("/agents/{}/agentAliases/{}/memories", e(0), e(1)),
+            InvokeInlineAgent => format!("/agents/{}", e(0)),
             Rerank => "/rerank".to_string(),
             OptimizePrompt => "/optimize-prompt".to_string(),
             GetDocumentContent => format!("/knowledgebases/{}/datasources/{}/documents/{}/content", e(0), e(1), e(2)),
@@ -409,6 +419,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["retrieveAndGenerate"] => (RetrieveAndGenerate, &[]),
         ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
+        ["agents", _] => (InvokeInlineAgent, &[1]),
         ["rerank"] => (Rerank, &[]),
         ["optimize-prompt"] => (OptimizePrompt, &[]),
         ["knowledgebases", _, "datasources", _, "documents", _, "content"] => (GetDocumentContent, &[1, 3, 5]),
@@ -472,6 +483,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeAgent, _) => ("session id", false),
         (GetAgentMemory | DeleteAgentMemory, 1) => ("agent id", false),
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
+        (InvokeInlineAgent, _) => ("session id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
         (GetDocumentContent, 1) => ("knowledge base id", false),
@@ -537,7 +549,7 @@ fn check_document_id(id: &str) -> Result<(), ProxyError> {
 /// Operations of these services that exist upstream but have no isolation
 /// rules here: denied whatever the method (docs/reference.md §5). The
 /// memories path is routed for GET and DELETE only, `/optimize-prompt`
-/// for POST only.
+/// and `/agents/{sessionId}` (InvokeInlineAgent) for POST only.
 fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
     match raw {
         [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),
@@ -547,6 +559,7 @@ fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => None,
         ["agents", _, "agentAliases", _, "memories"] if method == Method::GET || method == Method::DELETE => None,
         ["agents", _, "agentAliases", _, "memories", ..] => Some("AgentMemory"),
+        ["agents", _] if method == Method::POST => None,
         ["agents", ..] => Some("InvokeInlineAgent"),
         ["flows", ..] => Some("Flows"),
         [first, ..] if first.starts_with("sessions") => Some("Sessions"),
@@ -705,6 +718,23 @@ mod tests {
     }
 
     #[test]
+    fn inline_agent_is_routed_for_post_only() {
+        let r = post("/agents/chat-42:x.y_z").unwrap();
+        assert_eq!(r.op, Operation::InvokeInlineAgent);
+        assert_eq!(r.target, Target::InlineAgent { session: "chat-42:x.y_z".into() });
+        // `:` encoded as the SDKs encode it, whether the client did or not.
+        assert_eq!((r.upstream_path(), r.resource()), ("/agents/chat-42%3Ax.y_z".to_string(), String::new()));
+        assert_eq!(post("/agents/a%3Ab").unwrap().upstream_path(), "/agents/a%3Ab");
+        for m in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert_eq!(classify(&m, "/agents/SESSION1").unwrap_err().reason(), "operation_not_allowed", "{m}");
+        }
+        for bad in ["/agents/a%2Fb", "/agents/..", "/agents/a%20b", "/agents/%2E%2E", "/agents/a%3Fb"] {
+            assert_eq!(post(bad).unwrap_err().reason(), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(post("/agents/").unwrap_err().reason(), "unknown_operation");
+    }
+
+    #[test]
     fn arn_model_ids_are_decoded_and_reencoded_like_the_sdks() {
         let raw = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-3-haiku-20240307-v1%3A0/converse";
         let r = post(raw).unwrap();
@@ -843,7 +873,7 @@ mod tests {
         }
         for p in [
             "/model/m/invoke-with-bidirectional-stream",
-            "/agents/SESSION1",
+            "/agents/SESSION1/x",
             "/agents/A/agentAliases/B/memories/x",
             "/flows/F/aliases/A/other",
             "/flows/F",

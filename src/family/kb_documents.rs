@@ -106,6 +106,13 @@ pub fn s3_location_of_url(url: &str) -> Option<String> {
 /// GenerateQuery's knowledge base (its id, from the ARN), decided by the
 /// allowlist.
 pub(crate) fn generate_query_kb<'v>(ctx: &Ctx<'_>, v: Option<&'v Value>) -> Result<&'v str, ProxyError> {
+    let id = generate_query_kb_id(v)?;
+    kb_allowed(ctx, id)?;
+    Ok(id)
+}
+
+/// GenerateQuery's knowledge base id (from the ARN), not yet decided.
+fn generate_query_kb_id(v: Option<&Value>) -> Result<&str, ProxyError> {
     let arn = v
         .and_then(|v| v.pointer(GENERATE_QUERY_KB))
         .ok_or_else(|| {
@@ -121,15 +128,18 @@ pub(crate) fn generate_query_kb<'v>(ctx: &Ctx<'_>, v: Option<&'v Value>) -> Resu
             decide::truncate(arn, 200)
         ))
     })?;
-    kb_allowed(ctx, id)?;
     Ok(id)
 }
 
 /// GenerateQuery's request, forwarded as judged; returns the knowledge base.
-pub(crate) fn rewrite_generate_query(ctx: &Ctx<'_>, body: RequestBody) -> Result<(Bytes, String), ProxyError> {
+/// The knowledge base goes into `resource` (the audit record's) before it
+/// is decided, so a denial names it too.
+pub(crate) fn rewrite_generate_query(ctx: &Ctx<'_>, body: RequestBody, resource: &mut Option<String>) -> Result<Bytes, ProxyError> {
     let v = body.tree()?;
-    let kb = generate_query_kb(ctx, Some(&v))?.to_string();
-    Ok((to_bytes(&v)?, kb))
+    let kb = generate_query_kb_id(Some(&v))?;
+    *resource = Some(kb.to_string());
+    kb_allowed(ctx, kb)?;
+    to_bytes(&v)
 }
 
 /// `arn:aws(-cn|-us-gov):bedrock:REGION:ACCOUNT:knowledge-base/ID` -> `ID`.

@@ -117,12 +117,15 @@ fn generate_query_decides_the_knowledge_base_of_its_arn() {
         }))
     };
     ctx_run(Operation::GenerateQuery, &[], |ctx| {
-        let (_, kb) = rewrite_generate_query(ctx, req("arn:aws:bedrock:us-east-1:111122223333:knowledge-base/KBPOOLED01")).unwrap();
-        assert_eq!(kb, "KBPOOLED01");
-        let e = rewrite_generate_query(ctx, req("arn:aws:bedrock:us-east-1:111122223333:knowledge-base/KBOTHER001")).unwrap_err();
+        let mut kb = None;
+        rewrite_generate_query(ctx, req("arn:aws:bedrock:us-east-1:111122223333:knowledge-base/KBPOOLED01"), &mut kb).unwrap();
+        assert_eq!(kb.as_deref(), Some("KBPOOLED01"));
+        let e = rewrite_generate_query(ctx, req("arn:aws:bedrock:us-east-1:111122223333:knowledge-base/KBOTHER001"), &mut kb).unwrap_err();
         assert_eq!(e.reason(), "knowledge_base_not_allowed");
-        assert_eq!(rewrite_generate_query(ctx, req("KBPOOLED01")).unwrap_err().reason(), "invalid_parameter");
+        // A denial names the knowledge base in the audit record too.
+        assert_eq!(kb.as_deref(), Some("KBOTHER001"));
+        assert_eq!(rewrite_generate_query(ctx, req("KBPOOLED01"), &mut kb).unwrap_err().reason(), "invalid_parameter");
         let none = body(json!({"queryGenerationInput": {"type": "TEXT", "text": "x"}, "transformationConfiguration": {"mode": "TEXT_TO_SQL"}}));
-        assert_eq!(rewrite_generate_query(ctx, none).unwrap_err().reason(), "invalid_parameter");
+        assert_eq!(rewrite_generate_query(ctx, none, &mut kb).unwrap_err().reason(), "invalid_parameter");
     });
 }

@@ -122,8 +122,7 @@ impl Hooks for KnowledgeBases {
                 return super::kb_documents::rewrite_get_document(ctx, kb, body);
             }
             (Operation::GenerateQuery, _) => {
-                let (out, kb) = super::kb_documents::rewrite_generate_query(ctx, body)?;
-                notes.resource = Some(kb);
+                let out = super::kb_documents::rewrite_generate_query(ctx, body, &mut notes.resource)?;
                 return Ok((out, Post::Stream));
             }
             (Operation::GetDocumentContent, _) => return Err(super::foreign_target(ctx)),

@@ -74,12 +74,6 @@ pub const REFUSED: &[Refused] = &[
     ),
     not_yet("GetInvocationStep", "POST", "/sessions/{sessionIdentifier}/invocationSteps/{invocationStepId}", SESSIONS),
     not_yet("GetSession", "GET", "/sessions/{sessionIdentifier}/", SESSIONS),
-    not_yet(
-        "InvokeInlineAgent",
-        "POST",
-        "/agents/{sessionId}",
-        "the whole agent definition (instruction, model, action groups, knowledge bases) would come from the client",
-    ),
     not_yet("ListInvocationSteps", "POST", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
     not_yet("ListInvocations", "POST", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
     not_yet("ListSessions", "POST", "/sessions/", SESSIONS),

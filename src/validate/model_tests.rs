@@ -30,13 +30,14 @@ fn index(op: Operation) -> usize {
         GetDocumentContent => 20,
         GenerateQuery => 21,
         InvokeGuardrailChecks => 22,
-        InvokeFlow => 23,
-        StartFlowExecution => 24,
-        GetFlowExecution => 25,
-        ListFlowExecutions => 26,
-        StopFlowExecution => 27,
-        ListFlowExecutionEvents => 28,
-        GetExecutionFlowSnapshot => 29,
+        InvokeInlineAgent => 23,
+        InvokeFlow => 24,
+        StartFlowExecution => 25,
+        GetFlowExecution => 26,
+        ListFlowExecutions => 27,
+        StopFlowExecution => 28,
+        ListFlowExecutionEvents => 29,
+        GetExecutionFlowSnapshot => 30,
     }
 }
 
