@@ -37,6 +37,7 @@ pub enum Family {
     Agents,
     SageMaker,
     AsyncJobs,
+    Sessions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,11 +62,21 @@ pub enum Operation {
     StartAsyncInvoke,
     GetAsyncInvoke,
     ListAsyncInvokes,
+    CreateSession,
+    GetSession,
+    UpdateSession,
+    EndSession,
+    DeleteSession,
+    CreateInvocation,
+    ListInvocations,
+    PutInvocationStep,
+    GetInvocationStep,
+    ListInvocationSteps,
 }
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 20] = {
+    pub const ALL: [Operation; 30] = {
         use Operation::*;
         [
             InvokeModel,
@@ -88,6 +99,16 @@ impl Operation {
             GetAsyncInvoke,
             ListAsyncInvokes,
             OptimizePrompt,
+            CreateSession,
+            GetSession,
+            UpdateSession,
+            EndSession,
+            DeleteSession,
+            CreateInvocation,
+            ListInvocations,
+            PutInvocationStep,
+            GetInvocationStep,
+            ListInvocationSteps,
         ]
     };
 
@@ -116,6 +137,16 @@ impl Operation {
             StartAsyncInvoke => "StartAsyncInvoke",
             GetAsyncInvoke => "GetAsyncInvoke",
             ListAsyncInvokes => "ListAsyncInvokes",
+            CreateSession => "CreateSession",
+            GetSession => "GetSession",
+            UpdateSession => "UpdateSession",
+            EndSession => "EndSession",
+            DeleteSession => "DeleteSession",
+            CreateInvocation => "CreateInvocation",
+            ListInvocations => "ListInvocations",
+            PutInvocationStep => "PutInvocationStep",
+            GetInvocationStep => "GetInvocationStep",
+            ListInvocationSteps => "ListInvocationSteps",
         }
     }
 
@@ -127,7 +158,9 @@ impl Operation {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | OptimizePrompt | Rerank => {
+            | DeleteAgentMemory | OptimizePrompt | Rerank | CreateSession | GetSession | UpdateSession | EndSession
+            | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep | GetInvocationStep
+            | ListInvocationSteps => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -150,6 +183,8 @@ impl Operation {
             InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
+            CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation
+            | ListInvocations | PutInvocationStep | GetInvocationStep | ListInvocationSteps => Family::Sessions,
         }
     }
 }
@@ -182,6 +217,11 @@ pub enum Target {
     Endpoint(String),
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
+    /// The Sessions API under `/sessions/{sessionIdentifier}`: the session
+    /// identifier as the client sent it (sealed, `family::sessions`; the
+    /// family puts Bedrock's id in its place once it verifies), and
+    /// GetInvocationStep's `invocationStepId`.
+    Session { session: String, step: Option<String> },
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
     /// Rerank, OptimizePrompt, StartAsyncInvoke, ListAsyncInvokes): what
     /// they reach is in the body, or in the answer.
@@ -196,6 +236,7 @@ impl Target {
             Target::Guardrail { id, version } => vec![id, version],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
+            Target::Session { session, step } => std::iter::once(session.as_str()).chain(step.as_deref()).collect(),
             Target::Nothing => vec![],
         }
     }
@@ -211,8 +252,11 @@ impl Target {
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
+            GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
+            | PutInvocationStep | ListInvocationSteps => Target::Session { session: next(), step: None },
+            GetInvocationStep => Target::Session { session: next(), step: Some(next()) },
             RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
-            | ListAsyncInvokes => Target::Nothing,
+            | ListAsyncInvokes | CreateSession => Target::Nothing,
         }
     }
 }
@@ -225,6 +269,7 @@ impl Route {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
             Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => format!("{agent}/{alias}"),
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
+            Target::Session { session, .. } => session.clone(),
             Target::Nothing => String::new(),
         }
     }
@@ -260,6 +305,12 @@ impl Route {
             InvokeEndpointAsync => format!("/endpoints/{}/async-invocations", e(0)),
             StartAsyncInvoke | ListAsyncInvokes => "/async-invoke".to_string(),
             GetAsyncInvoke => format!("/async-invoke/{}", e(0)),
+            CreateSession => "/sessions/".to_string(),
+            GetSession | UpdateSession | DeleteSession => format!("/sessions/{}/", e(0)),
+            EndSession => format!("/sessions/{}", e(0)),
+            CreateInvocation | ListInvocations => format!("/sessions/{}/invocations/", e(0)),
+            PutInvocationStep | ListInvocationSteps => format!("/sessions/{}/invocationSteps/", e(0)),
+            GetInvocationStep => format!("/sessions/{}/invocationSteps/{}", e(0), e(1)),
         }
     }
 }
@@ -297,6 +348,17 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ("POST", ["async-invoke"]) => Some((StartAsyncInvoke, &[])),
         ("GET", ["async-invoke"]) => Some((ListAsyncInvokes, &[])),
         ("GET", ["async-invoke", _]) => Some((GetAsyncInvoke, &[1])),
+        // The Sessions API (`family::sessions`): one path, several methods.
+        ("PUT", ["sessions", ""]) => Some((CreateSession, &[])),
+        ("GET", ["sessions", _, ""]) => Some((GetSession, &[1])),
+        ("PUT", ["sessions", _, ""]) => Some((UpdateSession, &[1])),
+        ("PATCH", ["sessions", _]) => Some((EndSession, &[1])),
+        ("DELETE", ["sessions", _, ""]) => Some((DeleteSession, &[1])),
+        ("PUT", ["sessions", _, "invocations", ""]) => Some((CreateInvocation, &[1])),
+        ("POST", ["sessions", _, "invocations", ""]) => Some((ListInvocations, &[1])),
+        ("PUT", ["sessions", _, "invocationSteps", ""]) => Some((PutInvocationStep, &[1])),
+        ("POST", ["sessions", _, "invocationSteps", ""]) => Some((ListInvocationSteps, &[1])),
+        ("POST", ["sessions", _, "invocationSteps", _]) => Some((GetInvocationStep, &[1, 3])),
         _ => None,
     };
     if let Some((op, idx)) = by_method {
@@ -384,7 +446,15 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
-        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes, _) => {
+        // A session ARN passes here to be refused as unsealed (403
+        // `cross_tenant`) by `family::sessions`, like any id it cannot open.
+        (GetInvocationStep, 3) => ("invocation step id", false),
+        (
+            GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
+            | PutInvocationStep | GetInvocationStep | ListInvocationSteps,
+            _,
+        ) => ("session identifier", true),
+        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes | CreateSession, _) => {
             ("path id", false)
         }
     };

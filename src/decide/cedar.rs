@@ -107,6 +107,7 @@ pub fn action_group(family: Family) -> &'static str {
         Family::Agents => "Agent",
         Family::SageMaker => "SageMaker",
         Family::AsyncJobs => "AsyncInvoke",
+        Family::Sessions => "Sessions",
     }
 }
 
@@ -121,6 +122,8 @@ fn resource_types(op: Operation) -> &'static str {
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
         | OptimizePrompt | StartAsyncInvoke => "Model",
         GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
+        CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
+        | PutInvocationStep | GetInvocationStep | ListInvocationSteps => "Session",
     }
 }
 
@@ -165,6 +168,10 @@ namespace {NAMESPACE} {{
   // An async invocation: GetAsyncInvoke's ARN; ListAsyncInvokes names none
   // (its entity id is \"\", without `arn`).
   entity AsyncInvocation = {{ arn?: String }};
+  // A session of the Sessions API: Bedrock's session id (once the sealed
+  // identifier is verified); CreateSession names none (its entity id is
+  // \"\", without `id`).
+  entity Session = {{ id?: String }};
   type RequestContext = {{
     // The answer is an event stream.
     streaming: Bool,
@@ -175,7 +182,7 @@ namespace {NAMESPACE} {{
     // The service tier the request asks for, when it asks.
     service_tier?: String,
   }};
-  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\";
+  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\", \"Sessions\";
 {actions}}}
 "
     )
@@ -191,6 +198,8 @@ pub enum PolicyResource<'a> {
     Guardrail { id: &'a str, version: &'a str },
     /// GetAsyncInvoke's invocation ARN; `None` for ListAsyncInvokes.
     AsyncInvocation(Option<&'a str>),
+    /// Bedrock's session id; `None` for CreateSession.
+    Session(Option<&'a str>),
 }
 
 /// Request facts a policy may test (`context`).
@@ -258,6 +267,7 @@ struct Types {
     endpoint: EntityTypeName,
     guardrail: EntityTypeName,
     async_invocation: EntityTypeName,
+    session: EntityTypeName,
 }
 
 impl Types {
@@ -272,6 +282,7 @@ impl Types {
             endpoint: t("Endpoint"),
             guardrail: t("Guardrail"),
             async_invocation: t("AsyncInvocation"),
+            session: t("Session"),
         }
     }
 
@@ -488,6 +499,9 @@ impl Policies {
             }
             PolicyResource::AsyncInvocation(arn) => {
                 (Types::uid(&ty.async_invocation, arn.unwrap_or("")), arn.map(|a| ("arn", s(a))).into_iter().collect())
+            }
+            PolicyResource::Session(id) => {
+                (Types::uid(&ty.session, id.unwrap_or("")), id.map(|i| ("id", s(i))).into_iter().collect())
             }
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -20,6 +20,7 @@
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
+//! | sessions | CreateSession, GetSession, UpdateSession, EndSession, DeleteSession, CreateInvocation, ListInvocations, PutInvocationStep, GetInvocationStep, ListInvocationSteps | [`sessions`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
@@ -34,6 +35,7 @@ pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
 pub mod sagemaker;
+pub mod sessions;
 
 mod fields;
 
@@ -207,6 +209,7 @@ macro_rules! dispatch {
             Family::Agents => <agents::Agents as Hooks>::$hook($($arg),*),
             Family::SageMaker => <sagemaker::SageMaker as Hooks>::$hook($($arg),*),
             Family::AsyncJobs => <async_jobs::AsyncJobs as Hooks>::$hook($($arg),*),
+            Family::Sessions => <sessions::Sessions as Hooks>::$hook($($arg),*),
         }
     };
 }
@@ -274,7 +277,9 @@ mod tests {
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes => (UsageSource::Headers, StreamShape::Other),
+                | GetAsyncInvoke | ListAsyncInvokes | CreateSession | GetSession | UpdateSession | EndSession
+                | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep | GetInvocationStep
+                | ListInvocationSteps => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

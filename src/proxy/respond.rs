@@ -137,7 +137,7 @@ impl Proxy {
                 None => out,
             };
             rec.dropped_results = dropped;
-            if matches!(fwd.post, Post::Retrieve { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. }) {
+            if fwd.post.counts_dropped() {
                 parts.headers.insert(DROPPED_RESULTS_HEADER, HeaderValue::from(dropped));
             }
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));

@@ -27,6 +27,16 @@ fn index(op: Operation) -> usize {
         GetAsyncInvoke => 17,
         ListAsyncInvokes => 18,
         OptimizePrompt => 19,
+        CreateSession => 20,
+        GetSession => 21,
+        UpdateSession => 22,
+        EndSession => 23,
+        DeleteSession => 24,
+        CreateInvocation => 25,
+        ListInvocations => 26,
+        PutInvocationStep => 27,
+        GetInvocationStep => 28,
+        ListInvocationSteps => 29,
     }
 }
 
@@ -85,6 +95,8 @@ fn headers_query_and_labels_from_the_model() {
         let expected: &[&str] = match op {
             Operation::GetAgentMemory => &["maxItems", "memoryId", "memoryType", "nextToken"],
             Operation::DeleteAgentMemory => &["memoryId", "sessionId"],
+            // Checked by `family::sessions`.
+            Operation::ListInvocations | Operation::ListInvocationSteps => &["maxResults", "nextToken"],
             Operation::ListAsyncInvokes => {
                 &["maxResults", "nextToken", "sortBy", "sortOrder", "statusEquals", "submitTimeAfter", "submitTimeBefore"]
             }
