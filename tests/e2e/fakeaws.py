@@ -758,6 +758,10 @@ class FakeAws:
         import fake_async
 
         fake_async.install(self)
+        # bedrock-agent-runtime sessions: their own module.
+        import fake_sessions
+
+        fake_sessions.install(self)
         # sagemaker-runtime: its own module, which imports this one.
         import fake_sagemaker
 

@@ -57,8 +57,11 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/agents/session-123"),  # InvokeInlineAgent
         ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
         ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
+        ("POST", "/sessions/"),  # ListSessions
+        ("GET", "/sessions/abc"),
+        ("POST", "/sessions/abc/invocations"),
+        # The Sessions API for a tenant without sessions.kms_key_arn.
         ("PUT", "/sessions/"),
-        ("POST", "/sessions/"),
         ("GET", "/sessions/abc/"),
         ("PATCH", "/sessions/abc"),
         ("POST", "/guardrail/gr-acme/version/1/other"),
@@ -97,7 +100,8 @@ def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path):
 def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
     """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
     ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
-    InvokeFlow, InvokeInlineAgent, CreateSession are denied."""
+    InvokeFlow, InvokeInlineAgent, CreateSession for a tenant without
+    `sessions.kms_key_arn`, ListSessions are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [
@@ -110,6 +114,7 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
         (ag, lambda: ag.invoke_inline_agent(
             sessionId="s1", foundationModel=HAIKU, instruction="x" * 40, inputText="hi")),
         (ag, lambda: ag.create_session()),
+        (ag, lambda: ag.list_sessions()),
     ]
     for client, call in calls:
         try:
