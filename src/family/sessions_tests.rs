@@ -363,3 +363,40 @@ fn uuids_are_aws_uuids() {
         assert!(!is_uuid(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn sessions_config_is_checked() {
+    let base = CONFIG.replace("key/globex-sessions\"", "key/globex-sessions\"\ntags = { Team = \"{claims.team}\" }");
+    assert!(crate::config::parse_str(&base, std::path::Path::new(".")).is_ok());
+    for (bad, want) in [
+        ("kms_key_arn = \"arn:aws:s3:::bucket/key/x\"", "must be a KMS key ARN"),
+        ("kms_key_arn = \"alias/acme\"", "must be a KMS key ARN"),
+        ("kms_key_arn = \"arn:aws:kms:us-east-1:111122223333:alias/x\"", "must be a KMS key ARN"),
+        ("kms_key_arn = \"arn:aws:kms:us-east-1:111122223333:key/{nope}\"", "nope"),
+        ("tags = { \"aws:x\" = \"y\" }", "not a valid tag key"),
+        ("tags = { \"a*b\" = \"y\" }", "not a valid tag key"),
+        ("encryption = \"x\"", "encryption"),
+    ] {
+        let text = CONFIG.replace("kms_key_arn = \"arn:aws:kms:us-east-1:111122223333:key/globex-sessions\"", bad);
+        let errs = crate::config::parse_str(&text, std::path::Path::new(".")).unwrap_err();
+        let all: String = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(all.contains(want) && all.contains("tenants.globex.sessions"), "{bad}: {all}");
+    }
+    let many: String = (0..51).map(|i| format!("k{i} = \"v\"")).collect::<Vec<_>>().join(", ");
+    let text = CONFIG.replace("tags = { TenantID = \"{tenant}\", User = \"{user}\" }", &format!("tags = {{ {many} }}"));
+    let all: String = crate::config::parse_str(&text, std::path::Path::new(".")).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert!(all.contains("at most 50 tags"), "{all}");
+}
+
+#[test]
+fn a_claim_the_token_lacks_leaves_nothing_half_done() {
+    let text = CONFIG.replace("User = \"{user}\"", "Team = \"{claims.team}\"");
+    let cfg = crate::config::parse_str(&text, std::path::Path::new(".")).unwrap();
+    let policy = (**cfg.tenants.get("acme").unwrap()).clone();
+    let (who, keys) = (alice(), keys());
+    let ctx = Ctx::new(Operation::CreateSession, &who, &policy, &keys);
+    let mut v = json!({"tags": {"app": "x"}});
+    let e = rewrite_create(&ctx, &mut v, "k".into()).unwrap_err();
+    assert_eq!(e.reason(), "missing_claim");
+    assert_eq!(v, json!({"tags": {"app": "x"}}));
+}
