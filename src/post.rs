@@ -68,9 +68,9 @@ impl Post {
     /// Whether the answer is a list that may lose entries (counted in
     /// `x-tenantgate-dropped-results`).
     pub fn counts_dropped(&self) -> bool {
-        use crate::route::Operation::{ListInvocationSteps, ListInvocations};
+        use crate::route::Operation::{ListInvocationSteps, ListInvocations, ListSessions};
         matches!(self, Post::Retrieve { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. })
-            || matches!(self, Post::Session { op: ListInvocations | ListInvocationSteps, .. })
+            || matches!(self, Post::Session { op: ListInvocations | ListInvocationSteps | ListSessions, .. })
     }
 }
 

@@ -72,11 +72,12 @@ pub enum Operation {
     PutInvocationStep,
     GetInvocationStep,
     ListInvocationSteps,
+    ListSessions,
 }
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 30] = {
+    pub const ALL: [Operation; 31] = {
         use Operation::*;
         [
             InvokeModel,
@@ -109,6 +110,7 @@ impl Operation {
             PutInvocationStep,
             GetInvocationStep,
             ListInvocationSteps,
+            ListSessions,
         ]
     };
 
@@ -147,6 +149,7 @@ impl Operation {
             PutInvocationStep => "PutInvocationStep",
             GetInvocationStep => "GetInvocationStep",
             ListInvocationSteps => "ListInvocationSteps",
+            ListSessions => "ListSessions",
         }
     }
 
@@ -160,7 +163,7 @@ impl Operation {
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
             | DeleteAgentMemory | OptimizePrompt | Rerank | CreateSession | GetSession | UpdateSession | EndSession
             | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep | GetInvocationStep
-            | ListInvocationSteps => {
+            | ListInvocationSteps | ListSessions => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -184,7 +187,7 @@ impl Operation {
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
             CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation
-            | ListInvocations | PutInvocationStep | GetInvocationStep | ListInvocationSteps => Family::Sessions,
+            | ListInvocations | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions => Family::Sessions,
         }
     }
 }
@@ -256,7 +259,7 @@ impl Target {
             | PutInvocationStep | ListInvocationSteps => Target::Session { session: next(), step: None },
             GetInvocationStep => Target::Session { session: next(), step: Some(next()) },
             RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
-            | ListAsyncInvokes | CreateSession => Target::Nothing,
+            | ListAsyncInvokes | CreateSession | ListSessions => Target::Nothing,
         }
     }
 }
@@ -305,7 +308,7 @@ impl Route {
             InvokeEndpointAsync => format!("/endpoints/{}/async-invocations", e(0)),
             StartAsyncInvoke | ListAsyncInvokes => "/async-invoke".to_string(),
             GetAsyncInvoke => format!("/async-invoke/{}", e(0)),
-            CreateSession => "/sessions/".to_string(),
+            CreateSession | ListSessions => "/sessions/".to_string(),
             GetSession | UpdateSession | DeleteSession => format!("/sessions/{}/", e(0)),
             EndSession => format!("/sessions/{}", e(0)),
             CreateInvocation | ListInvocations => format!("/sessions/{}/invocations/", e(0)),
@@ -350,6 +353,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ("GET", ["async-invoke", _]) => Some((GetAsyncInvoke, &[1])),
         // The Sessions API (`family::sessions`): one path, several methods.
         ("PUT", ["sessions", ""]) => Some((CreateSession, &[])),
+        ("POST", ["sessions", ""]) => Some((ListSessions, &[])),
         ("GET", ["sessions", _, ""]) => Some((GetSession, &[1])),
         ("PUT", ["sessions", _, ""]) => Some((UpdateSession, &[1])),
         ("PATCH", ["sessions", _]) => Some((EndSession, &[1])),
@@ -454,7 +458,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
             | PutInvocationStep | GetInvocationStep | ListInvocationSteps,
             _,
         ) => ("session identifier", true),
-        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes | CreateSession, _) => {
+        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes | CreateSession | ListSessions, _) => {
             ("path id", false)
         }
     };

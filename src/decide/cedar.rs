@@ -123,7 +123,7 @@ fn resource_types(op: Operation) -> &'static str {
         | OptimizePrompt | StartAsyncInvoke => "Model",
         GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
         CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
-        | PutInvocationStep | GetInvocationStep | ListInvocationSteps => "Session",
+        | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions => "Session",
     }
 }
 
@@ -169,8 +169,8 @@ namespace {NAMESPACE} {{
   // (its entity id is \"\", without `arn`).
   entity AsyncInvocation = {{ arn?: String }};
   // A session of the Sessions API: Bedrock's session id (once the sealed
-  // identifier is verified); CreateSession names none (its entity id is
-  // \"\", without `id`).
+  // identifier is verified); CreateSession and ListSessions name none (its
+  // entity id is \"\", without `id`).
   entity Session = {{ id?: String }};
   type RequestContext = {{
     // The answer is an event stream.
@@ -198,7 +198,7 @@ pub enum PolicyResource<'a> {
     Guardrail { id: &'a str, version: &'a str },
     /// GetAsyncInvoke's invocation ARN; `None` for ListAsyncInvokes.
     AsyncInvocation(Option<&'a str>),
-    /// Bedrock's session id; `None` for CreateSession.
+    /// Bedrock's session id; `None` for CreateSession and ListSessions.
     Session(Option<&'a str>),
 }
 

@@ -20,7 +20,7 @@
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
-//! | sessions | CreateSession, GetSession, UpdateSession, EndSession, DeleteSession, CreateInvocation, ListInvocations, PutInvocationStep, GetInvocationStep, ListInvocationSteps | [`sessions`] |
+//! | sessions | CreateSession, GetSession, UpdateSession, EndSession, DeleteSession, CreateInvocation, ListInvocations, PutInvocationStep, GetInvocationStep, ListInvocationSteps, ListSessions | [`sessions`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
@@ -279,7 +279,7 @@ mod tests {
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
                 | GetAsyncInvoke | ListAsyncInvokes | CreateSession | GetSession | UpdateSession | EndSession
                 | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep | GetInvocationStep
-                | ListInvocationSteps => (UsageSource::Headers, StreamShape::Other),
+                | ListInvocationSteps | ListSessions => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

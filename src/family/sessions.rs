@@ -1,5 +1,6 @@
 //! The Sessions API of bedrock-agent-runtime (docs/reference.md §5.3,
-//! docs/agents.md "Sessions"): CreateSession (`PUT /sessions/`), GetSession,
+//! docs/agents.md "Sessions"): CreateSession (`PUT /sessions/`),
+//! ListSessions (`POST /sessions/`), GetSession,
 //! UpdateSession, EndSession, DeleteSession, CreateInvocation,
 //! ListInvocations, PutInvocationStep, GetInvocationStep and
 //! ListInvocationSteps (under `/sessions/{sessionIdentifier}`).
@@ -50,8 +51,14 @@
 //! the client gets {"sessionId":"3f1c2a9e-...9b1e0c6f5a7d4e2b8c3f1a0d9e8b7c6a",..}
 //! ```
 //!
-//! ListSessions stays refused (`route::refused`): its summaries name no
-//! owner.
+//! ListSessions: the summaries name no owner, so the sidecar asks
+//! GetSession (signed as the tenant, `proxy::session_owners`) about every
+//! summary of the page and keeps the sessions whose `tenantgate.tenant` and
+//! `tenantgate.user` are the caller's, sealed, without `sessionArn`; a
+//! session gone in between (404) is dropped, any other failed look-up
+//! fails the request (502). `maxResults` is capped at
+//! [`LIST_SESSIONS_PAGE`] (the default when absent), so a page costs at
+//! most that many look-ups; `nextToken` passes unchanged.
 
 use super::{missing_claim, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody};
 use crate::aws::credentials::TenantCredentials;
@@ -76,6 +83,9 @@ pub const METADATA_TENANT: &str = "tenantgate.tenant";
 pub const METADATA_USER: &str = "tenantgate.user";
 /// AWS's limit on `sessionMetadata` entries.
 const MAX_METADATA: usize = 50;
+/// Most sessions a ListSessions page asks for upstream: each one listed
+/// costs a GetSession look-up.
+pub const LIST_SESSIONS_PAGE: u32 = 20;
 
 impl Hooks for Sessions {
     /// The tenant must have a sessions KMS key; the path's session
@@ -84,8 +94,8 @@ impl Hooks for Sessions {
     fn authorize(ctx: &Ctx<'_>, target: &Target) -> Result<(), ProxyError> {
         decide::sessions_key(&ctx.request())?;
         match (ctx.op, target) {
-            (Operation::CreateSession, Target::Nothing) => Ok(()),
-            (Operation::CreateSession, _) => Err(super::foreign_target(ctx)),
+            (Operation::CreateSession | Operation::ListSessions, Target::Nothing) => Ok(()),
+            (Operation::CreateSession | Operation::ListSessions, _) => Err(super::foreign_target(ctx)),
             (op, Target::Session { session, step }) => {
                 open(ctx, session)?;
                 match (op, step) {
@@ -108,9 +118,14 @@ impl Hooks for Sessions {
         Ok(())
     }
 
-    /// ListInvocations, ListInvocationSteps: each parameter at most once,
-    /// each value as the model defines it; forwarded as sent.
+    /// ListInvocations, ListInvocationSteps, ListSessions: each parameter at
+    /// most once, each value as the model defines it; forwarded as sent,
+    /// but ListSessions' `maxResults` capped at [`LIST_SESSIONS_PAGE`].
     fn rewrite_query(ctx: &Ctx<'_>, _target: &mut Target, query: &mut Option<String>) -> Result<(), ProxyError> {
+        if ctx.op == Operation::ListSessions {
+            *query = Some(cap_list_sessions_query(query.as_deref().unwrap_or_default())?);
+            return Ok(());
+        }
         match query.as_deref() {
             Some(q) if matches!(ctx.op, Operation::ListInvocations | Operation::ListInvocationSteps) => check_list_query(q),
             // The others define no query parameter (the validator refused
@@ -131,7 +146,7 @@ impl Hooks for Sessions {
         let op = ctx.op;
         let session = match target {
             Target::Session { session, .. } => Some(session.clone()),
-            Target::Nothing if op == Operation::CreateSession => None,
+            Target::Nothing if matches!(op, Operation::CreateSession | Operation::ListSessions) => None,
             _ => return Err(super::foreign_target(ctx)),
         };
         let judged = |invocation: Option<String>| Post::Session { op, session: session.clone(), invocation };
@@ -147,7 +162,9 @@ impl Hooks for Sessions {
                 force_metadata(ctx.principal, obj)?;
                 Ok((to_bytes(&v)?, judged(None)))
             }
-            Operation::GetSession | Operation::EndSession | Operation::ListInvocations => Ok((body.bytes, judged(None))),
+            Operation::GetSession | Operation::EndSession | Operation::ListInvocations | Operation::ListSessions => {
+                Ok((body.bytes, judged(None)))
+            }
             Operation::DeleteSession => Ok((body.bytes, Post::Stream)),
             Operation::CreateInvocation => {
                 let v = body.tree()?;
@@ -183,7 +200,9 @@ impl Hooks for Sessions {
         _body: &'a RequestBody,
     ) -> Result<PolicyQuestion<'a>, ProxyError> {
         match target {
-            Target::Nothing if ctx.op == Operation::CreateSession => Ok(PolicyQuestion::of(PolicyResource::Session(None))),
+            Target::Nothing if matches!(ctx.op, Operation::CreateSession | Operation::ListSessions) => {
+                Ok(PolicyQuestion::of(PolicyResource::Session(None)))
+            }
             Target::Session { session, .. } => {
                 let raw = open(ctx, session)?;
                 // The sealed form is `raw.MAC`: its prefix is the id opened.
@@ -324,6 +343,86 @@ fn check_list_query(q: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// ListSessions' query: checked as the other lists', `maxResults` at most
+/// [`LIST_SESSIONS_PAGE`] (that when absent), `nextToken` as sent.
+fn cap_list_sessions_query(q: &str) -> Result<String, ProxyError> {
+    check_list_query(q)?;
+    let mut out = Vec::new();
+    let mut max = LIST_SESSIONS_PAGE;
+    for part in q.split('&').filter(|p| !p.is_empty()) {
+        let (raw_name, raw_value) = part.split_once('=').unwrap_or((part, ""));
+        let decoded = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        // The name as AWS reads it (`max%52esults` is `maxResults`).
+        if decoded(raw_name) == "maxResults" {
+            max = decoded(raw_value).parse::<u32>().map_or(max, |n| n.min(LIST_SESSIONS_PAGE));
+        } else {
+            out.push(part.to_string());
+        }
+    }
+    out.insert(0, format!("maxResults={max}"));
+    Ok(out.join("&"))
+}
+
+/// The session ids a ListSessions page names (each must be a Bedrock id):
+/// the sessions to look up.
+pub fn listed_session_ids(body: &[u8]) -> Result<Vec<String>, ProxyError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| upstream(&format!("is not JSON: {e}")))?;
+    let items = match v.get("sessionSummaries") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(upstream("has a sessionSummaries that is not a list")),
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    for it in items {
+        match it.get("sessionId").and_then(Value::as_str) {
+            Some(id) if is_uuid(id) => {
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+            _ => return Err(upstream("lists a session without a valid sessionId")),
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether a GetSession answer (the look-up of a listed session) is session
+/// `id` of this caller.
+pub fn answer_is_owned(body: &[u8], id: &str, who: &Principal) -> bool {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else { return false };
+    obj.get("sessionId").and_then(Value::as_str) == Some(id) && owned_by(&obj, who)
+}
+
+/// A ListSessions page as the caller may see it: the summaries of
+/// `owned` sessions, sealed, without `sessionArn`; the others dropped and
+/// counted. `nextToken` and the other members pass unchanged.
+pub fn filter_session_list(body: &[u8], owned: &[String], who: &Principal, keys: &SessionKeys) -> Result<(Bytes, u64), ProxyError> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| upstream(&format!("is not JSON: {e}")))?;
+    let obj = v.as_object_mut().ok_or_else(|| upstream("is not a JSON object"))?;
+    let mut dropped = 0u64;
+    match obj.get_mut("sessionSummaries") {
+        None => {}
+        Some(Value::Array(items)) => {
+            let before = items.len();
+            items.retain(|it| it.get("sessionId").and_then(Value::as_str).is_some_and(|id| owned.iter().any(|o| o == id)));
+            dropped = (before - items.len()) as u64;
+            for it in items.iter_mut() {
+                let Some(m) = it.as_object_mut() else { continue };
+                let sealed = m
+                    .get("sessionId")
+                    .and_then(Value::as_str)
+                    .map(|id| keys.seal_bedrock_session(&who.tenant, &who.user, id))
+                    .unwrap_or_default();
+                m.insert("sessionId".into(), Value::String(sealed));
+                m.remove("sessionArn");
+            }
+        }
+        Some(_) => return Err(upstream("has a sessionSummaries that is not a list")),
+    }
+    let out = serde_json::to_vec(&v).map_err(|e| upstream(&e.to_string()))?;
+    Ok((Bytes::from(out), dropped))
+}
+
 /// What a request asked about, for judging its answer: Bedrock's session
 /// id and the invocation named in the body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -403,6 +502,9 @@ pub fn filter_answer(
                 Some(_) => return Err(upstream(&format!("has a {key} that is not a list"))),
             }
         }
+        // Judged with its owner look-ups (`filter_session_list`); never
+        // passed without them.
+        Operation::ListSessions => return Err(upstream("of ListSessions was not checked against its owners")),
         _ => return Ok((Bytes::copy_from_slice(body), 0)),
     }
     let out = serde_json::to_vec(&v).map_err(|e| upstream(&e.to_string()))?;

@@ -91,6 +91,7 @@ fn every_operation_is_routed_by_method_and_path() {
     let s = "SEALED.x";
     let cases = [
         (Method::PUT, "/sessions/".to_string(), Operation::CreateSession),
+        (Method::POST, "/sessions/".to_string(), Operation::ListSessions),
         (Method::GET, format!("/sessions/{s}/"), Operation::GetSession),
         (Method::PUT, format!("/sessions/{s}/"), Operation::UpdateSession),
         (Method::PATCH, format!("/sessions/{s}"), Operation::EndSession),
@@ -106,10 +107,11 @@ fn every_operation_is_routed_by_method_and_path() {
         assert_eq!((r.op, r.upstream_path()), (op, p.clone()), "{m} {p}");
         assert_eq!(r.op.family(), crate::route::Family::Sessions);
     }
-    // ListSessions stays refused; other methods and shapes are refused too.
+    // Other methods and shapes are refused.
     for (m, p) in [
-        (Method::POST, "/sessions/"),
         (Method::GET, "/sessions/"),
+        (Method::DELETE, "/sessions/"),
+        (Method::POST, "/sessions"),
         (Method::POST, "/sessions/x/"),
         (Method::GET, "/sessions/x"),
         (Method::PATCH, "/sessions/x/"),
@@ -120,7 +122,6 @@ fn every_operation_is_routed_by_method_and_path() {
     ] {
         assert_eq!(classify(&m, p).unwrap_err().reason(), "operation_not_allowed", "{m} {p}");
     }
-    assert_eq!(crate::route::refused_name(&Method::POST, "/sessions/"), Some("ListSessions"));
     // Path ids outside AWS's alphabet: 400; an ARN reaches the family.
     for p in ["/sessions/a%20b/", "/sessions/..%2Fx/", "/sessions/a%2F%2Fb/", "/sessions/a/invocationSteps/b%2Fc"] {
         let m = if p.contains("invocationSteps") { Method::POST } else { Method::GET };
@@ -399,4 +400,62 @@ fn a_claim_the_token_lacks_leaves_nothing_half_done() {
     let e = rewrite_create(&ctx, &mut v, "k".into()).unwrap_err();
     assert_eq!(e.reason(), "missing_claim");
     assert_eq!(v, json!({"tags": {"app": "x"}}));
+}
+
+#[test]
+fn list_sessions_asks_for_small_pages() {
+    let me = alice();
+    for (q, want) in [
+        (None, "maxResults=20"),
+        (Some("maxResults=5"), "maxResults=5"),
+        (Some("maxResults=1000&nextToken=abc%3D"), "maxResults=20&nextToken=abc%3D"),
+        (Some("nextToken=abc&max%52esults=500"), "maxResults=20&nextToken=abc"),
+        (Some("nextToken=abc"), "maxResults=20&nextToken=abc"),
+    ] {
+        let (route, _, post) = run(&me, Method::POST, "/sessions/", q, json!({})).unwrap();
+        assert_eq!(route.query.as_deref(), Some(want), "{q:?}");
+        assert!(matches!(post, Post::Session { op: Operation::ListSessions, session: None, .. }));
+    }
+    for q in ["maxResults=0", "maxResults=20&maxResults=1", "nextToken=a%20b", "maxResults=x"] {
+        assert_eq!(reason(run(&me, Method::POST, "/sessions/", Some(q), json!({}))), "invalid_parameter", "{q}");
+    }
+    assert_eq!(reason(run(&principal("initech", "ivan"), Method::POST, "/sessions/", None, json!({}))), "operation_not_allowed");
+}
+
+#[test]
+fn list_sessions_keeps_only_the_callers_sessions() {
+    let me = alice();
+    let page = json!({"sessionSummaries": [
+        {"sessionId": ID, "sessionArn": format!("arn:aws:bedrock:us-east-1:111122223333:session/{ID}"), "sessionStatus": "ACTIVE"},
+        {"sessionId": OTHER, "sessionArn": "x", "sessionStatus": "ENDED"},
+        {"sessionId": ID, "sessionArn": "y", "sessionStatus": "ACTIVE"}
+    ], "nextToken": "n2"});
+    let raw = page.to_string();
+    assert_eq!(listed_session_ids(raw.as_bytes()).unwrap(), vec![ID.to_string(), OTHER.to_string()]);
+    let (out, dropped) = filter_session_list(raw.as_bytes(), &[ID.to_string()], &me, &keys()).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(v, json!({"sessionSummaries": [
+        {"sessionId": sealed(&me, ID), "sessionStatus": "ACTIVE"},
+        {"sessionId": sealed(&me, ID), "sessionStatus": "ACTIVE"}
+    ], "nextToken": "n2"}));
+    let (out, dropped) = filter_session_list(raw.as_bytes(), &[], &me, &keys()).unwrap();
+    assert_eq!((serde_json::from_slice::<Value>(&out).unwrap()["sessionSummaries"].clone(), dropped), (json!([]), 3));
+    for bad in [json!({"sessionSummaries": [{"sessionArn": "x"}]}), json!({"sessionSummaries": [{"sessionId": "S1"}]}), json!({"sessionSummaries": {}})] {
+        assert_eq!(listed_session_ids(bad.to_string().as_bytes()).unwrap_err().reason(), "upstream_error", "{bad}");
+    }
+    assert_eq!(listed_session_ids(b"{}").unwrap(), Vec::<String>::new());
+    // A listing is never shown without its owner look-ups.
+    assert_eq!(answer(Operation::ListSessions, None, None, &me, page).unwrap_err().reason(), "upstream_error");
+    // The look-up answer decides.
+    let got = |meta: Value, id: &str| json!({"sessionId": id, "sessionMetadata": meta}).to_string();
+    assert!(answer_is_owned(got(owner_meta(), ID).as_bytes(), ID, &me));
+    assert!(!answer_is_owned(got(owner_meta(), OTHER).as_bytes(), ID, &me));
+    assert!(!answer_is_owned(got(json!({"tenantgate.tenant": "acme", "tenantgate.user": "bob"}), ID).as_bytes(), ID, &me));
+    assert!(!answer_is_owned(got(json!({"tenantgate.tenant": "acme"}), ID).as_bytes(), ID, &me));
+    assert!(!answer_is_owned(b"not json", ID, &me));
+}
+
+fn owner_meta() -> Value {
+    json!({"tenantgate.tenant": "acme", "tenantgate.user": "alice"})
 }

@@ -109,7 +109,16 @@ impl Proxy {
             }
             fwd.permit.charge_tokens(rec.input_tokens.unwrap_or(0) + rec.output_tokens.unwrap_or(0));
             let (out, dropped) = if parts.status.is_success() {
-                post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?
+                match &fwd.post {
+                    // ListSessions names no owners: each listed session is
+                    // looked up first (`session_owners`).
+                    Post::Session { op: Operation::ListSessions, .. } => {
+                        let ids = family::sessions::listed_session_ids(&raw)?;
+                        let owned = self.owned_sessions(snap, &fwd.principal, &fwd.policy, ids).await?;
+                        family::sessions::filter_session_list(&raw, &owned, &fwd.principal, &self.session_keys)?
+                    }
+                    _ => post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?,
+                }
             } else {
                 (raw, 0)
             };

@@ -39,7 +39,6 @@ const fn not_yet(name: &'static str, method: &'static str, uri: &'static str, re
 }
 
 const FLOWS: &str = "flows and their executions need the flows allowlist and execution ids bound to tenant and user (docs/reference.md §16)";
-const LIST_SESSIONS: &str = "its summaries name no owner: telling the tenant's and user's sessions apart would take one GetSession per entry; each session's sealed id comes from CreateSession";
 
 /// Every refused operation, by service, in the models' order.
 pub const REFUSED: &[Refused] = &[
@@ -98,7 +97,6 @@ pub const REFUSED: &[Refused] = &[
         FLOWS,
     ),
     not_yet("ListFlowExecutions", "GET", "/flows/{flowIdentifier}/executions", FLOWS),
-    not_yet("ListSessions", "POST", "/sessions/", LIST_SESSIONS),
     never(
         "ListTagsForResource",
         "GET",

@@ -37,6 +37,7 @@ fn index(op: Operation) -> usize {
         PutInvocationStep => 27,
         GetInvocationStep => 28,
         ListInvocationSteps => 29,
+        ListSessions => 30,
     }
 }
 
@@ -96,7 +97,7 @@ fn headers_query_and_labels_from_the_model() {
             Operation::GetAgentMemory => &["maxItems", "memoryId", "memoryType", "nextToken"],
             Operation::DeleteAgentMemory => &["memoryId", "sessionId"],
             // Checked by `family::sessions`.
-            Operation::ListInvocations | Operation::ListInvocationSteps => &["maxResults", "nextToken"],
+            Operation::ListInvocations | Operation::ListInvocationSteps | Operation::ListSessions => &["maxResults", "nextToken"],
             Operation::ListAsyncInvokes => {
                 &["maxResults", "nextToken", "sortBy", "sortOrder", "statusEquals", "submitTimeAfter", "submitTimeBefore"]
             }

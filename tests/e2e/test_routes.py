@@ -57,10 +57,10 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/agents/session-123"),  # InvokeInlineAgent
         ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
         ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
-        ("POST", "/sessions/"),  # ListSessions
         ("GET", "/sessions/abc"),
         ("POST", "/sessions/abc/invocations"),
         # The Sessions API for a tenant without sessions.kms_key_arn.
+        ("POST", "/sessions/"),
         ("PUT", "/sessions/"),
         ("GET", "/sessions/abc/"),
         ("PATCH", "/sessions/abc"),
@@ -101,7 +101,7 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
     """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
     ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
     InvokeFlow, InvokeInlineAgent, CreateSession for a tenant without
-    `sessions.kms_key_arn`, ListSessions are denied."""
+    `sessions.kms_key_arn` (CreateSession, ListSessions) are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [

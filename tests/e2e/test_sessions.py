@@ -17,7 +17,7 @@ import pytest
 
 import fake_sessions
 import harness
-from fakeaws import Respond
+from fakeaws import Error, Respond
 
 ACME_KMS = "arn:aws:kms:us-east-1:111122223333:key/acme-sessions"
 GLOBEX_KMS = "arn:aws:kms:us-east-1:111122223333:key/globex-sessions"
@@ -236,16 +236,77 @@ def test_a_tenant_without_sessions_config_is_refused(sidecar, mint, fake_aws):
     c = client(sidecar, mint, "initech", "ivan")
     e = harness.expect_client_error(c, lambda: c.create_session(), 403, "operation_not_allowed")
     assert "sessions.kms_key_arn" in e.response["Error"]["Message"]
-    for _, call in _every_call(c, "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60.9b1e0c6f5a7d4e2b8c3f1a0d9e8b7c6a"):
+    for _, call in _every_call(c, "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60.9b1e0c6f5a7d4e2b8c3f1a0d9e8b7c6a") + [
+            ("ListSessions", lambda: c.list_sessions())]:
         harness.expect_client_error(c, call, 403, "operation_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
 
 
-def test_list_sessions_stays_refused(alice, sidecar, fake_aws):
-    new_session(alice, fake_aws)
-    e = harness.expect_client_error(alice, lambda: alice.list_sessions(), 403, "operation_not_allowed")
+def test_list_sessions_shows_only_the_callers_sessions(sidecar, mint, fake_aws, creds):
+    """The account holds sessions of other users, tenants and of nobody (made
+    outside the sidecar): each listed one is looked up as the tenant and only
+    the caller's come back, sealed, without ARN, a page at a time with
+    nextToken kept."""
+    user = "lister-" + harness.new_id()
+    me = client(sidecar, mint, "acme", user)
+    mine = [SEALED.match(me.create_session()["sessionId"]).group(1) for _ in range(3)]
+    client(sidecar, mint, "acme", "bob").create_session()
+    client(sidecar, mint, "globex", user).create_session()
+    fake_sessions.seed_session(fake_aws)
+    fake_sessions.seed_session(fake_aws, metadata={"tenantgate.tenant": "acme"})
+    fake_aws.reset()
+    seen, sealed_ids, token, pages, dropped = [], [], None, 0, 0
+    while True:
+        page = me.list_sessions(maxResults=4, **({"nextToken": token} if token else {}))
+        pages += 1
+        for s in page["sessionSummaries"]:
+            m = SEALED.match(s["sessionId"])
+            assert m and "sessionArn" not in s, s
+            seen.append(m.group(1))
+            sealed_ids.append(s["sessionId"])
+        dropped += int(page["ResponseMetadata"]["HTTPHeaders"]["x-tenantgate-dropped-results"])
+        assert sidecar.wait_audit(harness.request_id_of(page))["operation"] == "ListSessions"
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert sorted(seen) == sorted(mine)
+    listed = fake_aws.recorded("ListSessions")
+    assert len(listed) == pages and all(r.query.startswith("maxResults=4") for r in listed)
+    assert dropped == len(fake_aws.bedrock_sessions) - 3
+    lookups = fake_aws.recorded("GetSession")
+    assert len(lookups) == len(fake_aws.bedrock_sessions)
+    assert all(r.signature_valid and r.access_key_id == creds["acme"].akid for r in lookups)
+    # Every sealed id works for its owner.
+    got = me.get_session(sessionIdentifier=sealed_ids[0])
+    assert got["sessionMetadata"] == {"tenantgate.tenant": "acme", "tenantgate.user": user}
+
+
+def test_list_sessions_pages_are_capped(sidecar, mint, fake_aws):
+    me = client(sidecar, mint, "acme", "cap-" + harness.new_id())
+    me.list_sessions(maxResults=1000)
+    assert fake_aws.recorded("ListSessions")[0].query == "maxResults=20"
+    assert 0 < len(fake_aws.recorded("GetSession")) <= 20
+
+
+def test_list_sessions_lookup_failures(sidecar, mint, fake_aws):
+    """A look-up that fails withholds the page (502); a session gone in
+    between (404) is left out."""
+    user = "gone-" + harness.new_id()
+    me = client(sidecar, mint, "acme", user)
+    mine = SEALED.match(me.create_session()["sessionId"]).group(1)
+    fake_aws.reset()
+    fake_aws.script(Error(500, "InternalServerException"), operation="GetSession", times=1)
+    harness.expect_client_error(me, lambda: me.list_sessions(), 502, "upstream_error")
+    fake_aws.reset()
+    fake_aws.script(Error(404, "ResourceNotFoundException"), operation="GetSession")
+    page = me.list_sessions()
+    assert page["sessionSummaries"] == [] and mine in fake_aws.bedrock_sessions
+
+
+def test_an_unconfigured_tenant_cannot_list(sidecar, mint, fake_aws):
+    c = client(sidecar, mint, "initech", "ivan")
+    e = harness.expect_client_error(c, lambda: c.list_sessions(), 403, "operation_not_allowed")
     assert "ListSessions" in e.response["Error"]["Message"]
-    assert sidecar.wait_audit(harness.request_id_of(e))["operation"] == "ListSessions"
     harness.assert_nothing_upstream(fake_aws)
 
 
@@ -271,6 +332,8 @@ def test_malformed_requests_are_400_and_never_sent(alice, sidecar, mint, fake_aw
         ("POST", f"/sessions/{sealed}/invocations/?maxResults=1&maxResults=2", b""),
         ("POST", f"/sessions/{sealed}/invocations/?maxResults=0", b""),
         ("POST", f"/sessions/{sealed}/invocations/?sessionId=x", b""),
+        ("POST", "/sessions/?maxResults=5&maxResults=6", b""),
+        ("POST", "/sessions/", b'{"maxResults": 5}'),
     ]
     for method, path, body in raw_cases:
         resp = sidecar.request(method, path, body, token=tok)

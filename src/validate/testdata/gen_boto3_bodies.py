@@ -135,6 +135,7 @@ calls = {
     "CreateSession": [lambda: ag.create_session(), lambda: ag.create_session(
         encryptionKeyArn="arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555",
         sessionMetadata={"topic": "refunds"}, tags={"app": "support"})],
+    "ListSessions": [lambda: ag.list_sessions(), lambda: ag.list_sessions(maxResults=5, nextToken="abc")],
     "GetSession": [lambda: ag.get_session(sessionIdentifier=SESSION)],
     "UpdateSession": [lambda: ag.update_session(sessionIdentifier=SESSION, sessionMetadata={"topic": "billing"})],
     "EndSession": [lambda: ag.end_session(sessionIdentifier=SESSION)],
