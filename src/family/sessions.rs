@@ -16,7 +16,7 @@
 //!   read or sent, and Bedrock's id goes upstream in its place;
 //! - CreateSession: `encryptionKeyArn` is always the tenant's rendered
 //!   `sessions.kms_key_arn` (the client's is replaced), `sessions.tags`
-//!   are added (replacing client tags with the same key);
+//!   are added (replacing client tags with the same key in any case);
 //!   CreateSession and UpdateSession: `sessionMetadata` keys beginning
 //!   `tenantgate.` (in any case) are the sidecar's: the client's are
 //!   removed, and `tenantgate.tenant` and `tenantgate.user` are set to the
@@ -268,6 +268,9 @@ fn rewrite_create(ctx: &Ctx<'_>, v: &mut Value, kms: String) -> Result<(), Proxy
             Value::Object(m) => m,
             _ => return Err(ProxyError::InvalidParameter("tags must be a map".into())),
         };
+        // A client tag whose key differs only in case goes too: IAM
+        // compares tag keys in conditions without case.
+        map.retain(|ck, _| !tags.iter().any(|(k, _)| k.eq_ignore_ascii_case(ck)));
         for (k, val) in tags {
             map.insert(k, Value::String(val));
         }
@@ -413,8 +416,7 @@ pub fn filter_session_list(body: &[u8], owned: &[String], who: &Principal, keys:
                     .and_then(Value::as_str)
                     .map(|id| keys.seal_bedrock_session(&who.tenant, &who.user, id))
                     .unwrap_or_default();
-                m.insert("sessionId".into(), Value::String(sealed));
-                m.remove("sessionArn");
+                give_sealed(m, sealed);
             }
         }
         Some(_) => return Err(upstream("has a sessionSummaries that is not a list")),
@@ -457,8 +459,7 @@ pub fn filter_answer(
         Operation::CreateSession => {
             let id = obj.get("sessionId").and_then(Value::as_str).filter(|s| is_uuid(s)).ok_or_else(|| upstream("has no session id"))?;
             let sealed = seal(id);
-            obj.insert("sessionId".into(), Value::String(sealed));
-            obj.remove("sessionArn");
+            give_sealed(obj, sealed);
         }
         Operation::GetSession | Operation::UpdateSession | Operation::EndSession | Operation::CreateInvocation => {
             let id = asked.session.ok_or_else(|| upstream("has no session asked for"))?;
@@ -468,8 +469,7 @@ pub fn filter_answer(
                     "the session's tenantgate.tenant and tenantgate.user metadata are not this tenant and user".into(),
                 ));
             }
-            obj.insert("sessionId".into(), Value::String(seal(id)));
-            obj.remove("sessionArn");
+            give_sealed(obj, seal(id));
         }
         Operation::GetInvocationStep => {
             let id = asked.session.ok_or_else(|| upstream("has no session asked for"))?;
@@ -480,7 +480,7 @@ pub fn filter_answer(
                     return Err(foreign_answer("an invocation"));
                 }
             }
-            step.insert("sessionId".into(), Value::String(seal(id)));
+            give_sealed(step, seal(id));
         }
         Operation::ListInvocations | Operation::ListInvocationSteps => {
             let id = asked.session.ok_or_else(|| upstream("has no session asked for"))?;
@@ -495,8 +495,8 @@ pub fn filter_answer(
                             && asked.invocation.is_none_or(|inv| it.get("invocationId").and_then(Value::as_str) == Some(inv))
                     });
                     dropped = (before - items.len()) as u64;
-                    for it in items.iter_mut() {
-                        it["sessionId"] = Value::String(sealed.clone());
+                    for it in items.iter_mut().filter_map(Value::as_object_mut) {
+                        give_sealed(it, sealed.clone());
                     }
                 }
                 Some(_) => return Err(upstream(&format!("has a {key} that is not a list"))),
@@ -509,6 +509,13 @@ pub fn filter_answer(
     }
     let out = serde_json::to_vec(&v).map_err(|e| upstream(&e.to_string()))?;
     Ok((Bytes::from(out), dropped))
+}
+
+/// The sealed id as `sessionId`; no `sessionArn`, and no member spelling
+/// either in another case (which would carry Bedrock's raw id).
+fn give_sealed(obj: &mut Map<String, Value>, sealed: String) {
+    obj.retain(|k, _| !k.eq_ignore_ascii_case("sessionId") && !k.eq_ignore_ascii_case("sessionArn"));
+    obj.insert("sessionId".into(), Value::String(sealed));
 }
 
 /// The answer's `sessionId` must be the session asked about.

@@ -176,7 +176,7 @@ fn a_tenant_without_a_sessions_kms_key_is_refused() {
 fn create_forces_the_key_tags_and_owner_metadata() {
     let body = json!({
         "encryptionKeyArn": "arn:aws:kms:us-east-1:444455556666:key/11111111-2222-3333-4444-555555555555",
-        "tags": {"TenantID": "globex", "app": "x"},
+        "tags": {"TenantID": "globex", "tenantid": "globex", "USER": "mallory", "app": "x"},
         "sessionMetadata": {"topic": "refunds", "tenantgate.tenant": "globex", "TenantGate.User": "mallory", "TENANTGATE.x": "y"}
     });
     let (_, sent, post) = run(&alice(), Method::PUT, "/sessions/", None, body).unwrap();
@@ -277,7 +277,7 @@ fn answer(op: Operation, session: Option<&str>, invocation: Option<&str>, who: &
 fn answers_carry_sealed_ids_and_no_arn() {
     let me = alice();
     let arn = format!("arn:aws:bedrock:us-east-1:111122223333:session/{ID}");
-    let created = json!({"sessionId": ID, "sessionArn": arn, "sessionStatus": "ACTIVE", "createdAt": "2026-01-01T00:00:00Z"});
+    let created = json!({"sessionId": ID, "sessionArn": arn, "SessionArn": arn, "SESSIONID": ID, "sessionStatus": "ACTIVE", "createdAt": "2026-01-01T00:00:00Z"});
     let (v, _) = answer(Operation::CreateSession, None, None, &me, created).unwrap();
     assert_eq!(v, json!({"sessionId": sealed(&me, ID), "sessionStatus": "ACTIVE", "createdAt": "2026-01-01T00:00:00Z"}));
     let meta = json!({"tenantgate.tenant": "acme", "tenantgate.user": "alice", "topic": "x"});
@@ -332,7 +332,7 @@ fn answers_about_another_session_or_owner_are_refused() {
 fn lists_keep_only_the_session_asked_and_their_next_token() {
     let me = alice();
     let body = json!({"invocationSummaries": [
-        {"sessionId": ID, "invocationId": INV, "createdAt": 1},
+        {"sessionId": ID, "SessionId": ID, "invocationId": INV, "createdAt": 1},
         {"sessionId": OTHER, "invocationId": STEP, "createdAt": 2},
         {"invocationId": STEP, "createdAt": 3},
         {"sessionId": ID, "invocationId": STEP, "createdAt": 4}

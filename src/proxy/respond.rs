@@ -114,6 +114,8 @@ impl Proxy {
                     // looked up first (`session_owners`).
                     Post::Session { op: Operation::ListSessions, .. } => {
                         let ids = family::sessions::listed_session_ids(&raw)?;
+                        // The look-ups' answers are held at once: charged first.
+                        mem.grow(ids.len() as u64 * session_owners::MAX_LOOKUP_ANSWER as u64, &limits)?;
                         let owned = self.owned_sessions(snap, &fwd.principal, &fwd.policy, ids).await?;
                         family::sessions::filter_session_list(&raw, &owned, &fwd.principal, &self.session_keys)?
                     }

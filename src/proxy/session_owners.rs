@@ -5,7 +5,9 @@
 //! and `tenantgate.user` metadata are the caller's are kept
 //! (`family::sessions::filter_session_list`). A session gone in between
 //! (404) is not the caller's; any other failed look-up fails the request
-//! (502, or 504 on timeout): nothing of the page is shown.
+//! (502, or 504 on timeout): nothing of the page is shown. The answers are
+//! charged to the tenant's share of `server.max_buffered_bytes` up front
+//! (`MAX_LOOKUP_ANSWER` each).
 
 use super::*;
 use crate::family::sessions::answer_is_owned;
@@ -16,8 +18,10 @@ use http::{Method, StatusCode};
 use std::time::Duration;
 
 /// Largest GetSession answer read for a look-up (50 metadata entries of
-/// 5,000 characters fit).
-const MAX_LOOKUP_ANSWER: usize = 1 << 20;
+/// 100-character keys and 5,000-character values fit, JSON-escaped text
+/// aside); charged to the tenant's buffer budget for every listed session
+/// before the look-ups start.
+pub(super) const MAX_LOOKUP_ANSWER: usize = 320 * 1024;
 
 impl Proxy {
     /// The sessions of `ids` that belong to `principal`.

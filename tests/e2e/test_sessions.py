@@ -77,7 +77,7 @@ def test_create_forces_the_tenants_key_tags_and_owner(alice, sidecar, fake_aws, 
     """The client's KMS key, TenantID tag and tenantgate.* metadata never go
     upstream; the answer's id is sealed and carries no ARN."""
     out = alice.create_session(
-        encryptionKeyArn=CLIENT_KMS, tags={"TenantID": "globex", "app": "support"},
+        encryptionKeyArn=CLIENT_KMS, tags={"TenantID": "globex", "tenantId": "globex", "app": "support"},
         sessionMetadata={"topic": "refunds", "tenantgate.tenant": "globex", "TenantGate.User": "mallory"})
     rec = only_upstream(fake_aws, "CreateSession", creds["acme"].akid)
     assert (rec.method, rec.path) == ("PUT", "/sessions/")
