@@ -454,3 +454,52 @@ def test_operations_are_counted_in_metrics(alice, sidecar, fake_aws):
     text = sidecar.admin("/metrics").body.decode()
     for op in ("CreateSession", "GetSession"):
         assert re.search(rf'tenantgate_requests_total\{{[^}}]*operation="{op}"[^}}]*\}} [1-9]', text), op
+
+
+def test_policies_decide_the_sessions_actions(start_sidecar_fn, mint, fake_aws, creds):
+    """docs/policies.md: the Sessions action group, `Session` resources with
+    Bedrock's id once the sealed one is verified, none for Create/List."""
+    policies = """
+@id("sessions-for-eng")
+permit(principal, action in TenantGate::Action::"Sessions", resource) when { principal.groups.contains("eng") };
+@id("interns-do-not-list")
+forbid(principal, action == TenantGate::Action::"ListSessions", resource)
+when { principal.groups.contains("interns") && !(resource has id) };
+@id("one-session-frozen")
+forbid(principal, action == TenantGate::Action::"UpdateSession", resource)
+when { resource has id && resource.id == "FROZEN" };
+"""
+    eng = ["eng"]
+
+    def start(frozen="none"):
+        overrides = harness.deep_merge(SIDECAR_OVERRIDES, {
+            "identity": {"groups_claim": "groups"},
+            "policy": {"inline": policies.replace("FROZEN", frozen)},
+        })
+        return start_sidecar_fn(overrides)
+
+    sc = start()
+    alice_eng = harness.make_client(sc.url, "bedrock-agent-runtime", token=mint("acme", "alice", groups=eng))
+    out = alice_eng.create_session()
+    assert sc.wait_audit(harness.request_id_of(out))["policies"] == ["sessions-for-eng"]
+    sealed = out["sessionId"]
+    sid = SEALED.match(sealed).group(1)
+    fake_aws.reset()
+    sales = harness.make_client(sc.url, "bedrock-agent-runtime", token=mint("acme", "alice", groups=["sales"]))
+    for call in (lambda: sales.create_session(), lambda: sales.get_session(sessionIdentifier=sealed),
+                 lambda: sales.list_sessions()):
+        harness.expect_client_error(sales, call, 403, "policy_denied")
+    intern = harness.make_client(sc.url, "bedrock-agent-runtime", token=mint("acme", "alice", groups=["eng", "interns"]))
+    e = harness.expect_client_error(intern, lambda: intern.list_sessions(), 403, "policy_denied")
+    assert sc.wait_audit(harness.request_id_of(e))["policies"] == ["interns-do-not-list"]
+    harness.assert_nothing_upstream(fake_aws)
+    assert intern.get_session(sessionIdentifier=sealed)["sessionId"] == sealed
+    sc.stop()
+    fake_aws.reset()
+    # The resource is Bedrock's id: a policy can name one session.
+    sc = start(frozen=sid)
+    alice_eng = harness.make_client(sc.url, "bedrock-agent-runtime", token=mint("acme", "alice", groups=eng))
+    e = harness.expect_client_error(alice_eng, lambda: alice_eng.update_session(
+        sessionIdentifier=sealed, sessionMetadata={"a": "b"}), 403, "policy_denied")
+    assert sc.wait_audit(harness.request_id_of(e))["policies"] == ["one-session-frozen"]
+    harness.assert_nothing_upstream(fake_aws)
