@@ -116,7 +116,9 @@ fn resource_types(op: Operation) -> &'static str {
     use Operation::*;
     match op {
         ApplyGuardrail => "Guardrail",
+        InvokeGuardrailChecks => "GuardrailChecks",
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
+        GetDocumentContent | GenerateQuery => "KnowledgeBase",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
@@ -172,6 +174,10 @@ namespace {NAMESPACE} {{
   // identifier is verified); CreateSession and ListSessions name none (its
   // entity id is \"\", without `id`).
   entity Session = {{ id?: String }};
+  // The kinds of checks one InvokeGuardrailChecks runs (`contentFilter`,
+  // `promptAttack`, `sensitiveInformation`); `id` (and the entity id) joins
+  // them with `,` in that order.
+  entity GuardrailChecks = {{ id: String, kinds: Set<String> }};
   type RequestContext = {{
     // The answer is an event stream.
     streaming: Bool,
@@ -200,6 +206,20 @@ pub enum PolicyResource<'a> {
     AsyncInvocation(Option<&'a str>),
     /// Bedrock's session id; `None` for CreateSession and ListSessions.
     Session(Option<&'a str>),
+    /// InvokeGuardrailChecks: the kinds of checks asked for, as a set of
+    /// bits over `config::GUARDRAIL_CHECK_KINDS`.
+    GuardrailChecks(u8),
+}
+
+/// The kinds of checks of a `PolicyResource::GuardrailChecks` bit set, in
+/// `config::GUARDRAIL_CHECK_KINDS` order.
+pub fn guardrail_check_kinds(bits: u8) -> Vec<&'static str> {
+    crate::config::GUARDRAIL_CHECK_KINDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, k)| *k)
+        .collect()
 }
 
 /// Request facts a policy may test (`context`).
@@ -268,6 +288,7 @@ struct Types {
     guardrail: EntityTypeName,
     async_invocation: EntityTypeName,
     session: EntityTypeName,
+    guardrail_checks: EntityTypeName,
 }
 
 impl Types {
@@ -283,6 +304,7 @@ impl Types {
             guardrail: t("Guardrail"),
             async_invocation: t("AsyncInvocation"),
             session: t("Session"),
+            guardrail_checks: t("GuardrailChecks"),
         }
     }
 
@@ -502,6 +524,12 @@ impl Policies {
             }
             PolicyResource::Session(id) => {
                 (Types::uid(&ty.session, id.unwrap_or("")), id.map(|i| ("id", s(i))).into_iter().collect())
+            }
+            PolicyResource::GuardrailChecks(bits) => {
+                let kinds = guardrail_check_kinds(bits);
+                let set = RestrictedExpression::new_set(kinds.iter().map(|k| s(k)));
+                let id = kinds.join(",");
+                (Types::uid(&ty.guardrail_checks, &id), vec![("id", s(&id)), ("kinds", set)])
             }
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

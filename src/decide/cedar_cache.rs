@@ -30,6 +30,7 @@ enum Resource {
     Guardrail(String, String),
     AsyncInvocation(Option<String>),
     Session(Option<String>),
+    GuardrailChecks(u8),
 }
 
 impl Resource {
@@ -42,6 +43,7 @@ impl Resource {
             PolicyResource::Guardrail { id, version } => Resource::Guardrail(id.into(), version.into()),
             PolicyResource::AsyncInvocation(arn) => Resource::AsyncInvocation(arn.map(Into::into)),
             PolicyResource::Session(id) => Resource::Session(id.map(Into::into)),
+            PolicyResource::GuardrailChecks(bits) => Resource::GuardrailChecks(bits),
         }
     }
 }

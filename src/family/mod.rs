@@ -15,8 +15,8 @@
 //! | family | operations | module |
 //! |---|---|---|
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
-//! | guardrails | ApplyGuardrail | [`guardrails`] |
-//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream) | [`knowledge_bases`] |
+//! | guardrails | ApplyGuardrail, InvokeGuardrailChecks | [`guardrails`] |
+//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery | [`knowledge_bases`], [`kb_documents`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
@@ -31,6 +31,7 @@ pub mod agent_memory;
 pub mod agents;
 pub mod async_jobs;
 pub mod guardrails;
+pub mod kb_documents;
 pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
@@ -275,11 +276,12 @@ mod tests {
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
                 InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
+                InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes | CreateSession | GetSession | UpdateSession | EndSession
-                | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep | GetInvocationStep
-                | ListInvocationSteps | ListSessions => (UsageSource::Headers, StreamShape::Other),
+                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery | CreateSession | GetSession
+                | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep
+                | GetInvocationStep | ListInvocationSteps | ListSessions => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

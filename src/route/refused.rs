@@ -43,7 +43,6 @@ const FLOWS: &str = "flows and their executions need the flows allowlist and exe
 /// Every refused operation, by service, in the models' order.
 pub const REFUSED: &[Refused] = &[
     // bedrock-runtime
-    not_yet("InvokeGuardrailChecks", "POST", "/guardrail-checks/invoke", "the checks it runs are not yet bound to the tenant's guardrail"),
     not_yet(
         "InvokeModelWithBidirectionalStream",
         "POST",
@@ -62,13 +61,6 @@ pub const REFUSED: &[Refused] = &[
         "POST",
         "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/check-ingested-document-acl",
         "administrative: reads the access lists of ingested documents",
-    ),
-    not_yet("GenerateQuery", "POST", "/generateQuery", "the knowledge base it queries must be on the allowlist, with the tenant's data only"),
-    not_yet(
-        "GetDocumentContent",
-        "POST",
-        "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/documents/{documentId}/content",
-        "documents of a shared data source must be limited to the tenant's",
     ),
     not_yet(
         "GetExecutionFlowSnapshot",

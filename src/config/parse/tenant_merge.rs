@@ -1,6 +1,6 @@
 //! Merging (docs/reference.md §3): a tenant's value for a key replaces the default's;
 //! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
-//! `async_invoke`, `sessions`) merge
+//! `async_invoke`, `sessions`, `guardrail_checks`) merge
 //! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
 //! `session_attributes`, ...) are replaced whole.
 //!
@@ -17,7 +17,8 @@
 use super::reader::{join, Ctx, Loc};
 use super::tenant_types::{Partial, StaticRequirement};
 use crate::config::{
-    AgentsPolicy, AsyncInvokePolicy, KnowledgeBasePolicy, SageMakerPolicy, SessionsPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
+    AgentsPolicy, AsyncInvokePolicy, GuardrailChecksPolicy, KnowledgeBasePolicy, SageMakerPolicy, SessionsPolicy, StaticCredentialsEnv,
+    TenantPolicy, TenantRateLimit,
 };
 
 pub(crate) const DEFAULT_RPS: f64 = 20.0;
@@ -94,6 +95,9 @@ pub(crate) fn merge(
         sessions: SessionsPolicy {
             kms_key_arn: get!(sessions.kms_key_arn).map(|l| l.value.clone()),
             tags: get!(sessions.tags).map(|l| l.value.clone()).unwrap_or_default(),
+        },
+        guardrail_checks: GuardrailChecksPolicy {
+            allowed: get!(guardrail_checks.allowed).map(|l| l.value.clone()).unwrap_or_default(),
         },
         static_credentials,
     }

@@ -39,6 +39,7 @@ pub(crate) struct Partial {
     pub sm: PartialSageMaker,
     pub async_invoke: PartialAsyncInvoke,
     pub sessions: PartialSessions,
+    pub guardrail_checks: PartialGuardrailChecks,
     pub creds: PartialStatic,
 }
 
@@ -76,6 +77,11 @@ pub(crate) struct PartialSageMaker {
     pub target_model: Option<Loc<Template>>,
     pub allowed_target_models: Option<Loc<Vec<Template>>>,
     pub allowed_input_prefixes: Option<Loc<Vec<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialGuardrailChecks {
+    pub allowed: Option<Loc<Vec<String>>>,
 }
 
 #[derive(Default)]
