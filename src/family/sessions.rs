@@ -367,7 +367,8 @@ fn cap_list_sessions_query(q: &str) -> Result<String, ProxyError> {
 }
 
 /// The session ids a ListSessions page names (each must be a Bedrock id):
-/// the sessions to look up.
+/// the sessions to look up. A page of more than [`LIST_SESSIONS_PAGE`]
+/// summaries (more than was asked for) is refused: look-ups stay bounded.
 pub fn listed_session_ids(body: &[u8]) -> Result<Vec<String>, ProxyError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| upstream(&format!("is not JSON: {e}")))?;
     let items = match v.get("sessionSummaries") {
@@ -375,6 +376,9 @@ pub fn listed_session_ids(body: &[u8]) -> Result<Vec<String>, ProxyError> {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(upstream("has a sessionSummaries that is not a list")),
     };
+    if items.len() > LIST_SESSIONS_PAGE as usize {
+        return Err(upstream(&format!("lists {} sessions, more than the {LIST_SESSIONS_PAGE} asked for", items.len())));
+    }
     let mut ids = Vec::with_capacity(items.len());
     for it in items {
         match it.get("sessionId").and_then(Value::as_str) {

@@ -445,6 +445,9 @@ fn list_sessions_keeps_only_the_callers_sessions() {
         assert_eq!(listed_session_ids(bad.to_string().as_bytes()).unwrap_err().reason(), "upstream_error", "{bad}");
     }
     assert_eq!(listed_session_ids(b"{}").unwrap(), Vec::<String>::new());
+    let many = |n: usize| json!({"sessionSummaries": vec![json!({"sessionId": ID}); n]}).to_string();
+    assert_eq!(listed_session_ids(many(20).as_bytes()).unwrap(), vec![ID.to_string()]);
+    assert_eq!(listed_session_ids(many(21).as_bytes()).unwrap_err().reason(), "upstream_error");
     // A listing is never shown without its owner look-ups.
     assert_eq!(answer(Operation::ListSessions, None, None, &me, page).unwrap_err().reason(), "upstream_error");
     // The look-up answer decides.

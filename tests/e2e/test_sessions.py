@@ -301,6 +301,14 @@ def test_list_sessions_lookup_failures(sidecar, mint, fake_aws):
     fake_aws.script(Error(404, "ResourceNotFoundException"), operation="GetSession")
     page = me.list_sessions()
     assert page["sessionSummaries"] == [] and mine in fake_aws.bedrock_sessions
+    # An upstream page longer than asked for is not looked up at all.
+    fake_aws.reset()
+    summaries = [{"sessionId": mine, "sessionArn": fake_sessions.session_arn(mine), "sessionStatus": "ACTIVE",
+                  "createdAt": "2026-01-01T00:00:00Z", "lastUpdatedAt": "2026-01-01T00:00:00Z"}] * 21
+    fake_aws.script(Respond(200, {"Content-Type": "application/json"},
+                            json.dumps({"sessionSummaries": summaries}).encode()), operation="ListSessions")
+    harness.expect_client_error(me, lambda: me.list_sessions(), 502, "upstream_error")
+    assert fake_aws.recorded("GetSession") == []
 
 
 def test_an_unconfigured_tenant_cannot_list(sidecar, mint, fake_aws):
