@@ -54,7 +54,9 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345"),
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions"),
         ("GET", "/flows/FLOW123456/executions"),
-        ("POST", "/agents/session-123"),  # InvokeInlineAgent
+        ("POST", "/agents/session-123"),  # InvokeInlineAgent, for a tenant without inline_agent
+        ("GET", "/agents/session-123"),
+        ("POST", "/agents/session-123/x"),
         ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
         ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
         ("GET", "/sessions/abc"),
@@ -104,8 +106,9 @@ def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path, expected
 def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
     """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
     ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
-    InvokeFlow, InvokeInlineAgent, CreateSession for a tenant without
-    `sessions.kms_key_arn` (CreateSession, ListSessions) are denied."""
+    InvokeInlineAgent for a tenant without `inline_agent`, InvokeFlow,
+    CreateSession and ListSessions for a tenant without
+    `sessions.kms_key_arn` are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [

@@ -40,6 +40,7 @@ pub(crate) struct Partial {
     pub async_invoke: PartialAsyncInvoke,
     pub sessions: PartialSessions,
     pub guardrail_checks: PartialGuardrailChecks,
+    pub inline_agent: PartialInlineAgent,
     pub creds: PartialStatic,
 }
 
@@ -96,6 +97,17 @@ pub(crate) struct PartialAsyncInvoke {
 pub(crate) struct PartialSessions {
     pub kms_key_arn: Option<Loc<Template>>,
     pub tags: Option<Loc<Named<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialInlineAgent {
+    /// The keys written in the table, valid or not.
+    pub written: Vec<String>,
+    pub foundation_model: Option<Loc<String>>,
+    pub instruction: Option<Loc<Template>>,
+    pub action_groups: Option<Loc<Vec<JsonTemplate>>>,
+    pub knowledge_bases: Option<Loc<Named<Template>>>,
+    pub idle_session_ttl_secs: Option<Loc<u64>>,
 }
 
 #[derive(Default)]
