@@ -20,6 +20,7 @@
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
+//! | sessions | CreateSession, GetSession, UpdateSession, EndSession, DeleteSession, CreateInvocation, ListInvocations, PutInvocationStep, GetInvocationStep, ListInvocationSteps, ListSessions | [`sessions`] |
 //! | flows | InvokeFlow; StartFlowExecution, GetFlowExecution, ListFlowExecutions, StopFlowExecution, ListFlowExecutionEvents, GetExecutionFlowSnapshot | [`flows`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
@@ -40,6 +41,7 @@ pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
 pub mod sagemaker;
+pub mod sessions;
 
 mod fields;
 
@@ -215,6 +217,7 @@ macro_rules! dispatch {
             Family::Agents => <agents::Agents as Hooks>::$hook($($arg),*),
             Family::SageMaker => <sagemaker::SageMaker as Hooks>::$hook($($arg),*),
             Family::AsyncJobs => <async_jobs::AsyncJobs as Hooks>::$hook($($arg),*),
+            Family::Sessions => <sessions::Sessions as Hooks>::$hook($($arg),*),
             Family::Flows => <flows::Flows as Hooks>::$hook($($arg),*),
         }
     };
@@ -284,16 +287,15 @@ mod tests {
                 InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery | StartFlowExecution
-                | GetFlowExecution | ListFlowExecutions | StopFlowExecution | ListFlowExecutionEvents
-                | GetExecutionFlowSnapshot => {
+                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery | CreateSession | GetSession
+                | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep
+                | GetInvocationStep | ListInvocationSteps | ListSessions | StartFlowExecution | GetFlowExecution
+                | ListFlowExecutions | StopFlowExecution | ListFlowExecutionEvents | GetExecutionFlowSnapshot => {
                     (UsageSource::Headers, StreamShape::Other)
                 }
                 // Every flow event is whole (an output, a trace, a request
                 // for input): redacted event by event.
-                InvokeFlow => {
-                    (UsageSource::Headers, StreamShape::Other)
-                }
+                InvokeFlow => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

@@ -31,13 +31,24 @@ fn index(op: Operation) -> usize {
         GenerateQuery => 21,
         InvokeGuardrailChecks => 22,
         InvokeInlineAgent => 23,
-        InvokeFlow => 24,
-        StartFlowExecution => 25,
-        GetFlowExecution => 26,
-        ListFlowExecutions => 27,
-        StopFlowExecution => 28,
-        ListFlowExecutionEvents => 29,
-        GetExecutionFlowSnapshot => 30,
+        CreateSession => 24,
+        GetSession => 25,
+        UpdateSession => 26,
+        EndSession => 27,
+        DeleteSession => 28,
+        CreateInvocation => 29,
+        ListInvocations => 30,
+        PutInvocationStep => 31,
+        GetInvocationStep => 32,
+        ListInvocationSteps => 33,
+        ListSessions => 34,
+        InvokeFlow => 35,
+        StartFlowExecution => 36,
+        GetFlowExecution => 37,
+        ListFlowExecutions => 38,
+        StopFlowExecution => 39,
+        ListFlowExecutionEvents => 40,
+        GetExecutionFlowSnapshot => 41,
     }
 }
 
@@ -96,6 +107,8 @@ fn headers_query_and_labels_from_the_model() {
         let expected: &[&str] = match op {
             Operation::GetAgentMemory => &["maxItems", "memoryId", "memoryType", "nextToken"],
             Operation::DeleteAgentMemory => &["memoryId", "sessionId"],
+            // Checked by `family::sessions`.
+            Operation::ListInvocations | Operation::ListInvocationSteps | Operation::ListSessions => &["maxResults", "nextToken"],
             // Checked (and the alias decided) by `family::flows`.
             Operation::ListFlowExecutions => &["flowAliasIdentifier", "maxResults", "nextToken"],
             Operation::ListFlowExecutionEvents => &["eventType", "maxResults", "nextToken"],
