@@ -2,7 +2,7 @@
 //! request targets into `route::classify`. Oracles:
 //! - no panic; every refusal is a 4xx `ProxyError`;
 //! - a classified route's ids are ones AWS could accept (no `/` outside
-//!   model, guardrail, async-invocation and session ARNs, no empty, `.` or
+//!   model, guardrail, async-invocation, session and flow ARNs, no empty, `.` or
 //!   `..` segment);
 //! - the path sent upstream (`Route::upstream_path`) classifies again to the
 //!   same operation and ids, and encodes every id as one URI label (no raw
@@ -34,10 +34,18 @@ fuzz_target!(|data: &[u8]| {
         if id.contains('/') {
             use tenantgate::route::Target;
             // ARNs: models, guardrails, async invocations; a session
-            // identifier sent as an ARN (refused later as unsealed).
+            // identifier sent as an ARN (refused later as unsealed); flows,
+            // aliases and executions (flow ARNs refused later, execution
+            // ARNs checked and sent as the bare id).
             let arn_label = matches!(
                 route.target,
-                Target::Model(_) | Target::Guardrail { .. } | Target::AsyncInvocation(_) | Target::Session { .. }
+                Target::Model(_)
+                    | Target::Guardrail { .. }
+                    | Target::AsyncInvocation(_)
+                    | Target::Session { .. }
+                    | Target::Flow { .. }
+                    | Target::FlowExecution { .. }
+                    | Target::FlowExecutions { .. }
             );
             assert!(arn_label && id.starts_with("arn:"), "{path:?} -> {:?}", route.target);
         }
