@@ -38,7 +38,6 @@ const fn not_yet(name: &'static str, method: &'static str, uri: &'static str, re
     Refused { name, method, uri, why: Why::NotYet, reason }
 }
 
-
 /// Every refused operation, by service, in the models' order.
 pub const REFUSED: &[Refused] = &[
     // bedrock-runtime
