@@ -32,14 +32,15 @@ fn globex_alice() -> Principal {
     p
 }
 
-/// Classifies, authorizes and runs `before_body` + `rewrite_query`, as the
-/// pipeline does before the body is read.
+/// Classifies, authorizes and runs `rewrite_query` and `before_body`, as
+/// the pipeline does before the body is read.
 fn front(who: &Principal, method: Method, path: &str, query: Option<&str>) -> Result<Route, ProxyError> {
     let (policy, keys) = (flows_policy(), keys());
     let mut route = classify(&method, path)?;
     route.query = query.map(str::to_string);
     let ctx = Ctx::new(route.op, who, &policy, &keys);
     family::authorize(&ctx, &route)?;
+    family::rewrite_query(&ctx, &mut route)?;
     family::before_body(&ctx, &mut route, &mut HeaderMap::new(), &mut Notes::default())?;
     Ok(route)
 }

@@ -5,8 +5,8 @@
 //! | hook | when | what |
 //! |---|---|---|
 //! | `authorize` | before the body is read | what the path names, asked of the policy decision point (`crate::decide`) |
+//! | `rewrite_query` | right after `authorize`, before the policies and the limits | the query string to send (ids in it namespaced or checked, what it names decided: ListFlowExecutions' alias) |
 //! | `before_body` | after the limits, before the body | changes decided from the path and headers alone (SageMaker routing) |
-//! | `rewrite_query` | right after `before_body` | the query string to send (ids in it namespaced or checked) |
 //! | `rewrite` | after credentials, before signing | the request for this tenant: every resource the body names decided, then the body, path and headers rewritten; returns the response plan ([`Post`]) |
 //! | `policy_question` | with policies, after the body is read, before the limits | what the request names (allowlists decided first) and states (token limit, service tier), for the tenant's Cedar policies |
 //! | `response_headers` | when upstream answers | the family's header rules (session ids sealed or given back as the client's own) |
@@ -228,10 +228,15 @@ pub fn authorize(ctx: &Ctx<'_>, route: &Route) -> Result<(), ProxyError> {
     dispatch!(ctx.op.family(), authorize(ctx, &route.target))
 }
 
+/// The query string to send, right after `authorize`: before the policies,
+/// so they see what the query names too.
+pub fn rewrite_query(ctx: &Ctx<'_>, route: &mut Route) -> Result<(), ProxyError> {
+    dispatch!(ctx.op.family(), rewrite_query(ctx, &mut route.target, &mut route.query))
+}
+
 /// Decisions and rewrites that need only the path and headers.
 pub fn before_body(ctx: &Ctx<'_>, route: &mut Route, headers: &mut HeaderMap, notes: &mut Notes) -> Result<(), ProxyError> {
-    dispatch!(ctx.op.family(), before_body(ctx, &mut route.target, headers, notes))?;
-    dispatch!(ctx.op.family(), rewrite_query(ctx, &mut route.target, &mut route.query))
+    dispatch!(ctx.op.family(), before_body(ctx, &mut route.target, headers, notes))
 }
 
 /// The `rewrite` stage: the body to send, and what the response needs.

@@ -74,6 +74,7 @@ fn run(who: &Principal, method: Method, path: &str, query: Option<&str>, body: V
     route.query = query.map(str::to_string);
     let ctx = Ctx::new(route.op, who, &policy, &keys);
     crate::family::authorize(&ctx, &route)?;
+    crate::family::rewrite_query(&ctx, &mut route)?;
     let mut notes = Notes::default();
     crate::family::before_body(&ctx, &mut route, &mut HeaderMap::new(), &mut notes)?;
     let body = RequestBody { bytes: Bytes::from(body.to_string()), json: Some(body) };

@@ -290,9 +290,13 @@ impl Proxy {
         let client_headers = validate::request_headers(route.op, req.headers(), &cfg.identity.header)?;
 
         // 5. Authorisation of what the path names, before reading the body
-        //    (the family asks the policy decision point).
+        //    (the family asks the policy decision point), then the query
+        //    string (ids in it checked or namespaced, and what it names
+        //    decided), so the policies below see everything the request
+        //    names.
         let ctx = Ctx::new(route.op, &principal, &policy, &self.session_keys);
         family::authorize(&ctx, &route)?;
+        family::rewrite_query(&ctx, &mut route)?;
 
         let (mut parts, body) = req.into_parts();
         parts.headers = client_headers;

@@ -461,3 +461,51 @@ def test_every_flow_operation_is_named_in_audit_and_metrics(alice, sidecar, fake
                    for line in lines), (op, lines)
     assert any('operation="InvokeFlow"' in line and 'decision="deny"' in line and 'status="403"' in line
                for line in lines), lines
+
+
+FLOW_POLICY = """
+@id("flows-for-staff")
+permit(principal, action in TenantGate::Action::"Flow", resource is TenantGate::Flow)
+when { resource.flow == "FLOW123456" };
+
+@id("only-ops-stop")
+forbid(principal, action == TenantGate::Action::"StopFlowExecution", resource)
+unless { principal.groups.contains("ops") };
+
+@id("no-test-alias")
+forbid(principal, action in TenantGate::Action::"Flow", resource)
+when { resource has alias && resource.alias == "TSTALIASID" };
+"""
+
+
+def test_cedar_policies_decide_flow_operations(start_sidecar_fn, mint, fake_aws, tmp_path):
+    """docs/flows.md "Policies": the Flow action group and resource. A
+    permit on the flow, a forbid on StopFlowExecution outside the ops group
+    and one on an alias the allowlist admits: 403 policy_denied, nothing
+    upstream, the deciding policy in the audit record."""
+    (tmp_path / "flows.cedar").write_text(FLOW_POLICY)
+    sc = start_sidecar_fn(harness.deep_merge(SIDECAR_OVERRIDES, {
+        "identity": {"groups_claim": "groups"},
+        "policy": {"files": [str(tmp_path / "flows.cedar")]},
+        "tenants": {"acme": {"flows": {"allowed": [f"{FLOW}/*", f"{WILD_FLOW}/*"]}}},
+    }))
+    dev = harness.make_client(sc.url, "bedrock-agent-runtime", token=mint("acme", "dev", groups=["eng"]))
+    ops = harness.make_client(sc.url, "bedrock-agent-runtime", token=mint("acme", "dev", groups=["eng", "ops"]))
+    arn = start(dev, flowExecutionName="p1")["executionArn"]
+    ident = {"flowIdentifier": FLOW, "flowAliasIdentifier": ALIAS}
+    assert dev.get_flow_execution(executionIdentifier=arn, **ident)["status"] == "Running"
+    assert dev.list_flow_executions(flowIdentifier=FLOW)["flowExecutionSummaries"]
+    fake_aws.reset()
+    for client, call, policy in (
+        (dev, lambda: dev.stop_flow_execution(executionIdentifier=arn, **ident), "only-ops-stop"),
+        (dev, lambda: invoke(dev, FLOW, "TSTALIASID"), "no-test-alias"),
+        (dev, lambda: dev.list_flow_executions(flowIdentifier=FLOW, flowAliasIdentifier="TSTALIASID"), "no-test-alias"),
+        (dev, lambda: invoke(dev, WILD_FLOW, "ANYALIAS01"), None),
+    ):
+        err = harness.expect_client_error(client, call, 403, "policy_denied")
+        harness.assert_nothing_upstream(fake_aws)
+        rec = sc.wait_audit(harness.request_id_of(err))
+        assert rec["reason"] == "policy_denied" and rec["policies"] == ([policy] if policy else []), rec
+    # The same user with the ops group stops the execution (same tenant and
+    # user: the execution is theirs).
+    assert ops.stop_flow_execution(executionIdentifier=arn, **ident)["status"] == "Aborted"
