@@ -50,6 +50,7 @@ pub enum Operation {
     Retrieve,
     RetrieveAndGenerate,
     RetrieveAndGenerateStream,
+    AgenticRetrieveStream,
     InvokeAgent,
     GetAgentMemory,
     DeleteAgentMemory,
@@ -65,7 +66,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 20] = {
+    pub const ALL: [Operation; 21] = {
         use Operation::*;
         [
             InvokeModel,
@@ -88,6 +89,7 @@ impl Operation {
             GetAsyncInvoke,
             ListAsyncInvokes,
             OptimizePrompt,
+            AgenticRetrieveStream,
         ]
     };
 
@@ -105,6 +107,7 @@ impl Operation {
             Retrieve => "Retrieve",
             RetrieveAndGenerate => "RetrieveAndGenerate",
             RetrieveAndGenerateStream => "RetrieveAndGenerateStream",
+            AgenticRetrieveStream => "AgenticRetrieveStream",
             InvokeAgent => "InvokeAgent",
             GetAgentMemory => "GetAgentMemory",
             DeleteAgentMemory => "DeleteAgentMemory",
@@ -126,8 +129,8 @@ impl Operation {
             | CountTokens | ApplyGuardrail | StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => {
                 Service::BedrockRuntime
             }
-            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | OptimizePrompt | Rerank => {
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | InvokeAgent
+            | GetAgentMemory | DeleteAgentMemory | OptimizePrompt | Rerank => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -146,7 +149,7 @@ impl Operation {
                 Family::ModelCalls
             }
             ApplyGuardrail => Family::Guardrails,
-            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => Family::KnowledgeBases,
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream => Family::KnowledgeBases,
             InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
@@ -183,7 +186,8 @@ pub enum Target {
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
-    /// Rerank, OptimizePrompt, StartAsyncInvoke, ListAsyncInvokes): what
+    /// AgenticRetrieveStream, Rerank, OptimizePrompt, StartAsyncInvoke,
+    /// ListAsyncInvokes): what
     /// they reach is in the body, or in the answer.
     Nothing,
 }
@@ -211,8 +215,8 @@ impl Target {
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
-            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
-            | ListAsyncInvokes => Target::Nothing,
+            RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
+            | StartAsyncInvoke | ListAsyncInvokes => Target::Nothing,
         }
     }
 }
@@ -244,6 +248,7 @@ impl Route {
             Retrieve => format!("/knowledgebases/{}/retrieve", e(0)),
             RetrieveAndGenerate => "/retrieveAndGenerate".to_string(),
             RetrieveAndGenerateStream => "/retrieveAndGenerateStream".to_string(),
+            AgenticRetrieveStream => "/agenticRetrieveStream".to_string(),
             InvokeAgent => format!(
                 "/agents/{}/agentAliases/{}/sessions/{}/text",
                 e(0),
@@ -321,6 +326,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["knowledgebases", _, "retrieve"] => (Retrieve, &[1]),
         ["retrieveAndGenerate"] => (RetrieveAndGenerate, &[]),
         ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
+        ["agenticRetrieveStream"] => (AgenticRetrieveStream, &[]),
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
         ["rerank"] => (Rerank, &[]),
         ["optimize-prompt"] => (OptimizePrompt, &[]),
@@ -384,7 +390,11 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
-        (RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes, _) => {
+        (
+            RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
+            | StartAsyncInvoke | ListAsyncInvokes,
+            _,
+        ) => {
             ("path id", false)
         }
     };
@@ -466,6 +476,7 @@ mod tests {
             ("/knowledgebases/KB1/retrieve", Operation::Retrieve),
             ("/retrieveAndGenerate", Operation::RetrieveAndGenerate),
             ("/retrieveAndGenerateStream", Operation::RetrieveAndGenerateStream),
+            ("/agenticRetrieveStream", Operation::AgenticRetrieveStream),
             ("/agents/A/agentAliases/B/sessions/S/text", Operation::InvokeAgent),
             ("/rerank", Operation::Rerank),
             ("/optimize-prompt", Operation::OptimizePrompt),

@@ -30,6 +30,11 @@
 //! the whole account (the same token returns the job it first started), so
 //! the token forwarded is `tga-` + 40 hex digits of the MAC over (tenant,
 //! user, client token): one tenant's token never names another's job.
+//!
+//! AgenticRetrieveStream: the `nextToken` of a `result` event goes to the
+//! client sealed like a RetrieveAndGenerate session id (`token.MAC`, its own
+//! label), and only a token sealed for the same (tenant, user) is accepted
+//! back and forwarded without its suffix.
 
 use crate::error::ProxyError;
 use crate::secret::Secret;
@@ -44,6 +49,7 @@ const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
 const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
 const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
 const LABEL_ASYNC_TOKEN: &[u8] = b"tenantgate/v1/async-invoke-client-request-token";
+const LABEL_AGENTIC_TOKEN: &[u8] = b"tenantgate/v1/agentic-retrieve-next-token";
 
 /// Bytes of a sealed session id's MAC kept (128 bits): RetrieveAndGenerate
 /// and SageMaker sessions.
@@ -190,6 +196,19 @@ impl SessionKeys {
     /// 1-256).
     pub fn async_invoke_token(&self, tenant: &str, user: &str, client_token: &str) -> String {
         format!("tga-{}", self.tag_hex(LABEL_ASYNC_TOKEN, &[tenant, user, client_token], AGENT_TAG_BYTES))
+    }
+
+    /// The AgenticRetrieveStream `nextToken` given to the client for
+    /// Bedrock's: `token + "." + 32 hex digits`.
+    pub fn seal_agentic_token(&self, tenant: &str, user: &str, token: &str) -> String {
+        self.seal(LABEL_AGENTIC_TOKEN, tenant, user, token)
+    }
+
+    /// Verifies a client-sent AgenticRetrieveStream `nextToken` for (tenant,
+    /// user) and returns Bedrock's; 403 `cross_tenant` otherwise.
+    pub fn open_agentic_token(&self, tenant: &str, user: &str, client_token: &str) -> Result<String, ProxyError> {
+        self.open(LABEL_AGENTIC_TOKEN, tenant, user, client_token)
+            .ok_or_else(|| ProxyError::CrossTenant("nextToken does not belong to this tenant and user".into()))
     }
 }
 

@@ -116,6 +116,7 @@ fn resource_types(op: Operation) -> &'static str {
     match op {
         ApplyGuardrail => "Guardrail",
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
+        AgenticRetrieveStream => "KnowledgeBase",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank

@@ -115,7 +115,8 @@ impl Proxy {
             };
             let out = match &redactor {
                 Some(r) if is_event_stream => {
-                    // A judged event stream (RetrieveAndGenerateStream):
+                    // A judged event stream (RetrieveAndGenerateStream,
+                    // AgenticRetrieveStream):
                     // frame by frame like any stream, just all at once.
                     let mut s = StreamRedactor::new(shape.stream, r.clone());
                     let red = s.push(&out).and_then(|a| Ok((a, s.finish()?)));
@@ -137,7 +138,7 @@ impl Proxy {
                 None => out,
             };
             rec.dropped_results = dropped;
-            if matches!(fwd.post, Post::Retrieve { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. }) {
+            if matches!(fwd.post, Post::Retrieve { .. } | Post::AgenticStream { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. }) {
                 parts.headers.insert(DROPPED_RESULTS_HEADER, HeaderValue::from(dropped));
             }
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));

@@ -27,6 +27,7 @@ fn index(op: Operation) -> usize {
         GetAsyncInvoke => 17,
         ListAsyncInvokes => 18,
         OptimizePrompt => 19,
+        AgenticRetrieveStream => 20,
     }
 }
 
