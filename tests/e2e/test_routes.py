@@ -76,7 +76,6 @@ def test_operation_not_allowed(sidecar, fake_aws, mint, method, path):
     "method,path",
     [
         ("POST", "/guardrail-checks/invoke"),
-        ("POST", "/agenticRetrieveStream"),
         ("POST", "/generateQuery"),
         ("GET", "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aflow%2Fx"),
         ("POST", "/knowledgebases/KBPOOLED01/datasources/DS1/documents/D1/content"),
