@@ -163,6 +163,8 @@ def test_routed_with_the_forced_filter_guardrail_and_user_context(acme, sidecar,
     audit = sidecar.wait_audit(harness.request_id_of(out))
     assert (audit["decision"], audit["operation"], audit["resource"], audit["status"], audit["dropped_results"]) == \
         ("allow", "AgenticRetrieveStream", KB, 200, 0)
+    metrics = sidecar.admin("/metrics").body.decode()
+    assert re.search(r'tenantgate_requests_total\{[^}]*operation="AgenticRetrieveStream"[^}]*\} [1-9]', metrics), metrics
 
 
 def test_every_retriever_gets_the_filter_and_every_model_is_checked(acme, fake_aws):
