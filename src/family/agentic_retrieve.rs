@@ -40,7 +40,9 @@
 //! `allowed_source_prefixes` are dropped and counted; a citation of a
 //! dropped result withholds the whole answer (502
 //! `unauthorized_source_in_answer`); the citations' `resultIndex` follow
-//! the results kept; `nextToken` is sealed for (tenant, user).
+//! the results kept; `nextToken` is sealed for (tenant, user). An event of
+//! a type the model does not define cannot be judged: the answer is
+//! withheld (502 `upstream_error`); exception messages pass.
 
 use super::knowledge_bases::{force_guardrail_member, force_user_context, kb_allowed, RewriteNote};
 use super::retrieval_filter::forced_filter;
@@ -303,7 +305,10 @@ pub fn filter_stream(body: &[u8], prefixes: &[String], principal: &Principal, ke
                 dropped += n;
                 (n > 0).then_some(v)
             }
-            _ => None,
+            (true, Some("responseEvent")) | (false, _) => None,
+            // An event the model does not define (or another spelling of
+            // one) cannot be judged.
+            (true, other) => return Err(corrupt(&format!("an event of type {:?}", other.unwrap_or("")))),
         };
         match changed {
             Some(v) => {

@@ -306,6 +306,16 @@ fn without_prefixes_nothing_is_dropped_but_the_token_is_sealed() {
     let sealed = ev[0].1["nextToken"].as_str().unwrap().to_string();
     assert_eq!(k.open_agentic_token("acme", "alice", &sealed).unwrap(), "page-2");
     assert_eq!(k.open_agentic_token("acme", "bob", &sealed).unwrap_err().reason(), "cross_tenant");
+    // Exceptions pass as they are.
+    let exception = {
+        let msg = Message::new(br#"{"message":"throttled"}"#.to_vec())
+            .add_header(Header::new(":message-type", EsHeaderValue::String("exception".into())))
+            .add_header(Header::new(":exception-type", EsHeaderValue::String("throttlingException".into())));
+        let mut out = Vec::new();
+        write_message_to(&msg, &mut out).unwrap();
+        out
+    };
+    assert_eq!(&filter_stream(&exception, &prefixes(), &alice(), &k).unwrap().0[..], &exception[..]);
     // A stream with nothing to change goes out byte for byte.
     let plain = [frame("responseEvent", &json!({"text": "hi"})), frame("result", &json!({"results": [result_item(ACME_DOC)]}))].concat();
     assert_eq!(&filter_stream(&plain, &prefixes(), &alice(), &k).unwrap().0[..], &plain[..]);
@@ -333,6 +343,8 @@ fn streams_that_cannot_be_judged_are_withheld() {
         ("results not a list", frame("result", &json!({"results": {"a": 1}}))),
         ("token not a string", frame("result", &json!({"results": [], "nextToken": 7}))),
         ("trace attributes", frame("traceEvent", &json!({"attributes": [1]}))),
+        ("other spelling", frame("Result", &json!({"results": [result_item(GLOBEX_DOC)]}))),
+        ("unknown event", frame("chunk", &json!({"bytes": "Z2xvYmV4"}))),
     ] {
         let e = filter_stream(&s, &prefixes(), &alice(), &keys()).unwrap_err();
         assert_eq!(e.reason(), "upstream_error", "{what}");

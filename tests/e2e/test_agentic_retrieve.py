@@ -17,7 +17,7 @@ import pytest
 
 import harness
 from fake_agentic import agentic_reply, result_item, seed_doc
-from fakeaws import Respond, encode_event_message
+from fakeaws import Respond, encode_event_message, event, event_stream
 from harness import HAIKU_ARN
 
 KB = "KBPOOLED01"
@@ -301,11 +301,23 @@ REST = ('"messages": [{"role": "user", "content": {"text": "q"}}], "agenticRetri
     '{"retrievers": [' + KB_JSON + '], "policyConfiguration": {"BedrockGuardrailConfiguration": {"guardrailId": "x", "guardrailVersion": "1"}}, ' + REST + '}',
     '{"retrievers": [{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KBPOOLED01"}, "webSearch": {}}}], ' + REST + '}',
     '{"retrievers": [' + KB_JSON + '], "nextToken": null, ' + REST + '}',
+    '{"retrievers": [' + KB_JSON + '], "retr\\u0069evers": [{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KBGLOBEX99"}}}], ' + REST + '}',
 ])
 def test_hostile_spellings_are_refused(sidecar, mint, fake_aws, raw):
     """Other case, a duplicate member, an undefined member, null: 400 before anything is sent."""
     resp = sidecar.request("POST", "/agenticRetrieveStream", raw.encode(), token=_token(mint))
     harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
+    harness.assert_nothing_upstream(fake_aws)
+
+
+@pytest.mark.parametrize("method,path,status,reason", [
+    ("POST", "/agenticRetrieveStream?knowledgeBaseId=KBGLOBEX99", 400, "invalid_parameter"),
+    ("POST", "/agenticRetrieveStream/KBGLOBEX99", 404, "unknown_operation"),
+    ("GET", "/agenticRetrieveStream", 404, "unknown_operation"),
+])
+def test_other_methods_paths_and_query_strings_fail_closed(sidecar, mint, fake_aws, method, path, status, reason):
+    resp = sidecar.request(method, path, json.dumps(args()).encode(), token=_token(mint))
+    harness.assert_tenantgate_error(resp, status, reason)
     harness.assert_nothing_upstream(fake_aws)
 
 
@@ -367,6 +379,18 @@ def test_an_answer_citing_a_foreign_result_is_withheld(acme, sidecar, fake_aws, 
     harness.assert_tenantgate_error(resp, 502, "unauthorized_source_in_answer")
     assert b":event-type" not in resp.body and b"globex" not in resp.body
     assert len(fake_aws.recorded("AgenticRetrieveStream")) == 2
+
+
+def test_an_event_the_model_does_not_define_is_withheld(acme, fake_aws):
+    """A `Result` event (another spelling) carrying a globex result cannot
+    be judged: 502 and nothing of the answer."""
+    def reply(fake, rec):
+        return event_stream([event("responseEvent", {"text": "globex secret"}),
+                             event("Result", {"results": [result_item(KB, GLOBEX_DOC, "globex secret")]})])
+
+    fake_aws.script(reply, operation="AgenticRetrieveStream")
+    harness.expect_client_error(acme, lambda: run(acme, **args()), 502, "upstream_error")
+    assert b"secret" not in acme.tap.body
 
 
 def test_a_citation_of_no_result_is_withheld(acme, fake_aws):
