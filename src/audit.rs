@@ -141,6 +141,10 @@ pub struct AuditRecord {
     /// The Cedar policies that decided (their `@id`, else `file:index`);
     /// null when no policy applies to the tenant (docs/reference.md §12).
     pub policies: Option<Vec<String>>,
+    /// Guardrail text units an InvokeGuardrailChecks answer reported
+    /// (summed over its kinds of checks); absent for other operations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guardrail_text_units: Option<u64>,
 }
 
 /// Default of `server.audit_queue_lines`.

@@ -156,6 +156,9 @@ impl<B> UpstreamBody<B> {
                 r.input_tokens = usage.input;
                 r.output_tokens = usage.output;
             }
+            if usage.text_units.is_some() {
+                r.guardrail_text_units = usage.text_units;
+            }
             total = r.input_tokens.unwrap_or(0) + r.output_tokens.unwrap_or(0);
         }
         if let Some(p) = self.permit.take() {

@@ -26,6 +26,9 @@ pub enum ProxyError {
     LocationNotAllowed(String),
     OperationNotAllowed(String),
     GuardrailNotAllowed { tenant: String },
+    /// InvokeGuardrailChecks asked for a kind of check outside
+    /// `guardrail_checks.allowed`.
+    GuardrailCheckNotAllowed { check: String, tenant: String },
     MissingClaim(String),
     /// The tenant's Cedar policies did not permit the request (no permit,
     /// a forbid, or an evaluation error); docs/reference.md §12.
@@ -71,6 +74,7 @@ impl ProxyError {
             | LocationNotAllowed(_)
             | OperationNotAllowed(_)
             | GuardrailNotAllowed { .. }
+            | GuardrailCheckNotAllowed { .. }
             | MissingClaim(_)
             | PolicyDenied { .. } => StatusCode::FORBIDDEN,
             UnknownOperation { .. } => StatusCode::NOT_FOUND,
@@ -103,6 +107,7 @@ impl ProxyError {
             | LocationNotAllowed(_)
             | OperationNotAllowed(_)
             | GuardrailNotAllowed { .. }
+            | GuardrailCheckNotAllowed { .. }
             | MissingClaim(_)
             | PolicyDenied { .. } => "AccessDeniedException",
             UnknownOperation { .. } => "UnknownOperationException",
@@ -135,7 +140,7 @@ impl ProxyError {
             CrossTenant(_) => "cross_tenant",
             LocationNotAllowed(_) => "location_not_allowed",
             OperationNotAllowed(_) => "operation_not_allowed",
-            GuardrailNotAllowed { .. } => "guardrail_not_allowed",
+            GuardrailNotAllowed { .. } | GuardrailCheckNotAllowed { .. } => "guardrail_not_allowed",
             MissingClaim(_) => "missing_claim",
             PolicyDenied { .. } => "policy_denied",
             UnknownOperation { .. } => "unknown_operation",
@@ -182,6 +187,9 @@ impl ProxyError {
             OperationNotAllowed(op) => format!("operation {op} is not allowed through tenantgate"),
             GuardrailNotAllowed { tenant } => {
                 format!("guardrail is not the guardrail of tenant \"{tenant}\"")
+            }
+            GuardrailCheckNotAllowed { check, tenant } => {
+                format!("guardrail check {check:?} is not in guardrail_checks.allowed of tenant {tenant:?}")
             }
             MissingClaim(c) => format!("identity token lacks claim \"{c}\" required by policy"),
             PolicyDenied { tenant } => format!("the policies of tenant \"{tenant}\" do not permit this request"),

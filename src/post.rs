@@ -46,6 +46,9 @@ pub enum Post {
     /// GetAgentMemory: summaries of another memory id dropped, the
     /// namespaced id given back as the client's.
     AgentMemory { client_memory_id: String, upstream_memory_id: String },
+    /// GetDocumentContent: the presigned URL only when the document is
+    /// stored under `prefixes`.
+    DocumentContent { prefixes: Vec<String> },
     /// GetAsyncInvoke: the job only when it writes under `prefixes`.
     AsyncJob { prefixes: Vec<String> },
     /// ListAsyncInvokes: the page's jobs that write under `prefixes`.
@@ -63,6 +66,7 @@ impl Post {
                 | Post::AgentMemory { .. }
                 | Post::AsyncJob { .. }
                 | Post::AsyncJobs { .. }
+                | Post::DocumentContent { .. }
         )
     }
 }
@@ -113,7 +117,8 @@ where
 /// from a counting scan) and the rewritten copy, charged to `mem`.
 pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
     let tree = match post {
-        Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+        Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. }
+        | Post::DocumentContent { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
             Ok(shape) => shape.tree_bytes(raw.len()),
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
@@ -164,6 +169,9 @@ pub fn apply(
             crate::family::agent_memory::filter_memory_response(&body, upstream_memory_id, client_memory_id)
         }
         Post::AsyncJob { prefixes } => Ok((Bytes::from(crate::family::async_jobs::filter_job(&body, prefixes)?), 0)),
+        Post::DocumentContent { prefixes } => {
+            Ok((Bytes::from(crate::family::kb_documents::filter_document_content(&body, prefixes)?), 0))
+        }
         Post::AsyncJobs { prefixes } => {
             let (out, dropped) = crate::family::async_jobs::filter_jobs(&body, prefixes)?;
             Ok((Bytes::from(out), dropped))

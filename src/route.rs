@@ -56,6 +56,9 @@ pub enum Operation {
     DeleteAgentMemory,
     OptimizePrompt,
     Rerank,
+    GetDocumentContent,
+    GenerateQuery,
+    InvokeGuardrailChecks,
     InvokeEndpoint,
     InvokeEndpointWithResponseStream,
     InvokeEndpointAsync,
@@ -66,7 +69,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 21] = {
+    pub const ALL: [Operation; 24] = {
         use Operation::*;
         [
             InvokeModel,
@@ -89,6 +92,9 @@ impl Operation {
             GetAsyncInvoke,
             ListAsyncInvokes,
             OptimizePrompt,
+            GetDocumentContent,
+            GenerateQuery,
+            InvokeGuardrailChecks,
             AgenticRetrieveStream,
         ]
     };
@@ -113,6 +119,9 @@ impl Operation {
             DeleteAgentMemory => "DeleteAgentMemory",
             OptimizePrompt => "OptimizePrompt",
             Rerank => "Rerank",
+            GetDocumentContent => "GetDocumentContent",
+            GenerateQuery => "GenerateQuery",
+            InvokeGuardrailChecks => "InvokeGuardrailChecks",
             InvokeEndpoint => "InvokeEndpoint",
             InvokeEndpointWithResponseStream => "InvokeEndpointWithResponseStream",
             InvokeEndpointAsync => "InvokeEndpointAsync",
@@ -126,11 +135,12 @@ impl Operation {
         use Operation::*;
         match self {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream
-            | CountTokens | ApplyGuardrail | StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => {
+            | CountTokens | ApplyGuardrail | StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes
+            | InvokeGuardrailChecks => {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | InvokeAgent
-            | GetAgentMemory | DeleteAgentMemory | OptimizePrompt | Rerank => {
+            | GetAgentMemory | DeleteAgentMemory | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -148,8 +158,9 @@ impl Operation {
             | OptimizePrompt => {
                 Family::ModelCalls
             }
-            ApplyGuardrail => Family::Guardrails,
-            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream => Family::KnowledgeBases,
+            ApplyGuardrail | InvokeGuardrailChecks => Family::Guardrails,
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | GetDocumentContent
+            | GenerateQuery => Family::KnowledgeBases,
             InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
@@ -177,6 +188,9 @@ pub enum Target {
     Model(String),
     Guardrail { id: String, version: String },
     KnowledgeBase(String),
+    /// GetDocumentContent: a document of one data source of a knowledge
+    /// base.
+    Document { kb: String, data_source: String, document: String },
     Agent { agent: String, alias: String, session: String },
     /// An agent alias without a session (GetAgentMemory,
     /// DeleteAgentMemory); `memory` is the client's `memoryId` from the
@@ -198,6 +212,7 @@ impl Target {
         match self {
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => vec![m],
             Target::Guardrail { id, version } => vec![id, version],
+            Target::Document { kb, data_source, document } => vec![kb, data_source, document],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
             Target::Nothing => vec![],
@@ -211,12 +226,13 @@ impl Target {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens => Target::Model(next()),
             ApplyGuardrail => Target::Guardrail { id: next(), version: next() },
             Retrieve => Target::KnowledgeBase(next()),
+            GetDocumentContent => Target::Document { kb: next(), data_source: next(), document: next() },
             InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
-            | StartAsyncInvoke | ListAsyncInvokes => Target::Nothing,
+            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks => Target::Nothing,
         }
     }
 }
@@ -229,6 +245,8 @@ impl Route {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
             Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => format!("{agent}/{alias}"),
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
+            // The knowledge base decides; the document is named in the audit record too.
+            Target::Document { kb, data_source, document } => format!("{kb}/{data_source}/{document}"),
             Target::Nothing => String::new(),
         }
     }
@@ -258,6 +276,9 @@ impl Route {
             GetAgentMemory | DeleteAgentMemory => format!("/agents/{}/agentAliases/{}/memories", e(0), e(1)),
             Rerank => "/rerank".to_string(),
             OptimizePrompt => "/optimize-prompt".to_string(),
+            GetDocumentContent => format!("/knowledgebases/{}/datasources/{}/documents/{}/content", e(0), e(1), e(2)),
+            GenerateQuery => "/generateQuery".to_string(),
+            InvokeGuardrailChecks => "/guardrail-checks/invoke".to_string(),
             InvokeEndpoint => format!("/endpoints/{}/invocations", e(0)),
             InvokeEndpointWithResponseStream => {
                 format!("/endpoints/{}/invocations-response-stream", e(0))
@@ -330,6 +351,9 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
         ["rerank"] => (Rerank, &[]),
         ["optimize-prompt"] => (OptimizePrompt, &[]),
+        ["knowledgebases", _, "datasources", _, "documents", _, "content"] => (GetDocumentContent, &[1, 3, 5]),
+        ["generateQuery"] => (GenerateQuery, &[]),
+        ["guardrail-checks", "invoke"] => (InvokeGuardrailChecks, &[]),
         ["endpoints", _, "invocations"] => (InvokeEndpoint, &[1]),
         ["endpoints", _, "invocations-response-stream"] => {
             (InvokeEndpointWithResponseStream, &[1])
@@ -390,9 +414,12 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
+        (GetDocumentContent, 1) => ("knowledge base id", false),
+        (GetDocumentContent, 3) => ("data source id", false),
+        (GetDocumentContent, _) => return check_document_id(id),
         (
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
-            | StartAsyncInvoke | ListAsyncInvokes,
+            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks,
             _,
         ) => {
             ("path id", false)
@@ -414,6 +441,20 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
     };
     Err(ProxyError::InvalidParameter(format!(
         "{what} {:?} is not valid: it may hold only {allowed} (no empty, '.' or '..' segments, at most {MAX_ID_LEN} characters)",
+        truncate(id, 200)
+    )))
+}
+
+/// A document id (GetDocumentContent): AWS allows 1 to 1,825 characters
+/// without control characters, `/` included (custom data sources name
+/// documents freely). It travels as one encoded path label, so no character
+/// can change the path upstream; control characters are refused.
+fn check_document_id(id: &str) -> Result<(), ProxyError> {
+    if id.chars().count() <= 1825 && !id.chars().any(char::is_control) {
+        return Ok(());
+    }
+    Err(ProxyError::InvalidParameter(format!(
+        "document id {:?} is not valid: at most 1825 characters, no control characters",
         truncate(id, 200)
     )))
 }

@@ -20,6 +20,9 @@ pub const MAX_OBSERVED: usize = 4 * 1024 * 1024;
 pub struct Usage {
     pub input: Option<u64>,
     pub output: Option<u64>,
+    /// Guardrail text units (InvokeGuardrailChecks' `usage`, summed over
+    /// the kinds of checks run); not tokens, never charged to token limits.
+    pub text_units: Option<u64>,
 }
 
 impl Usage {
@@ -36,6 +39,9 @@ pub enum UsageSource {
     Headers,
     /// The `usage` member of a JSON answer (Converse).
     ConverseBody,
+    /// The `usage` member of InvokeGuardrailChecks' JSON answer: text
+    /// units per kind of check.
+    GuardrailChecksBody,
     /// ConverseStream `metadata` events.
     ConverseEvents,
     /// `amazon-bedrock-invocationMetrics` inside InvokeModelWithResponseStream chunks.
@@ -44,7 +50,8 @@ pub enum UsageSource {
 
 enum Mode {
     Off,
-    Json(BytesMut),
+    /// A JSON answer; `units`: guardrail text units rather than tokens.
+    Json { buf: BytesMut, units: bool },
     Stream { buf: BytesMut, decoder: MessageFrameDecoder, chunks: bool },
 }
 
@@ -58,7 +65,8 @@ impl UsageTap {
         let mode = match source {
             _ if !status_ok => Mode::Off,
             UsageSource::Headers => Mode::Off,
-            UsageSource::ConverseBody => Mode::Json(BytesMut::new()),
+            UsageSource::ConverseBody => Mode::Json { buf: BytesMut::new(), units: false },
+            UsageSource::GuardrailChecksBody => Mode::Json { buf: BytesMut::new(), units: true },
             UsageSource::ConverseEvents => {
                 Mode::Stream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), chunks: false }
             }
@@ -80,7 +88,7 @@ impl UsageTap {
     pub fn observe(&mut self, data: &[u8]) {
         match &mut self.mode {
             Mode::Off => {}
-            Mode::Json(buf) => {
+            Mode::Json { buf, .. } => {
                 if buf.len() + data.len() > MAX_OBSERVED {
                     self.mode = Mode::Off;
                 } else {
@@ -112,17 +120,35 @@ impl UsageTap {
 
     /// Usage known at the end of the response.
     pub fn finish(&mut self) -> Usage {
-        if let Mode::Json(buf) = &self.mode {
+        if let Mode::Json { buf, units } = &self.mode {
             if let Ok(v) = serde_json::from_slice::<Value>(buf) {
-                self.usage = Usage {
-                    input: v.pointer("/usage/inputTokens").and_then(Value::as_u64),
-                    output: v.pointer("/usage/outputTokens").and_then(Value::as_u64),
+                self.usage = if *units {
+                    Usage { text_units: guardrail_text_units(&v), ..Usage::default() }
+                } else {
+                    Usage {
+                        input: v.pointer("/usage/inputTokens").and_then(Value::as_u64),
+                        output: v.pointer("/usage/outputTokens").and_then(Value::as_u64),
+                        text_units: None,
+                    }
                 };
             }
             self.mode = Mode::Off;
         }
         self.usage
     }
+}
+
+/// InvokeGuardrailChecks' `usage`: `{"contentFilter": {"textUnits": N}, ...}`,
+/// summed over the kinds present; none when it states none.
+fn guardrail_text_units(v: &Value) -> Option<u64> {
+    let usage = v.get("usage")?.as_object()?;
+    let mut total: Option<u64> = None;
+    for kind in crate::config::GUARDRAIL_CHECK_KINDS {
+        if let Some(n) = usage.get(kind).and_then(|k| k.get("textUnits")).and_then(Value::as_u64) {
+            total = Some(total.unwrap_or(0).saturating_add(n));
+        }
+    }
+    total
 }
 
 fn event_type(msg: &Message) -> Option<&str> {
@@ -142,6 +168,7 @@ fn stream_usage(msg: &Message, chunks: bool) -> Option<Usage> {
         return Some(Usage {
             input: v.pointer("/usage/inputTokens").and_then(Value::as_u64),
             output: v.pointer("/usage/outputTokens").and_then(Value::as_u64),
+            text_units: None,
         });
     }
     if et != "chunk" {
@@ -155,6 +182,7 @@ fn stream_usage(msg: &Message, chunks: bool) -> Option<Usage> {
     Some(Usage {
         input: m.get("inputTokenCount").and_then(Value::as_u64),
         output: m.get("outputTokenCount").and_then(Value::as_u64),
+        text_units: None,
     })
 }
 
@@ -181,7 +209,7 @@ mod tests {
         for c in body.chunks(5) {
             tap.observe(c);
         }
-        assert_eq!(tap.finish(), Usage { input: Some(11), output: Some(7) });
+        assert_eq!(tap.finish(), Usage { input: Some(11), output: Some(7), text_units: None });
     }
 
     #[test]
@@ -192,7 +220,7 @@ mod tests {
         for b in &bytes {
             tap.observe(std::slice::from_ref(b));
         }
-        assert_eq!(tap.finish(), Usage { input: Some(31), output: Some(9) });
+        assert_eq!(tap.finish(), Usage { input: Some(31), output: Some(9), text_units: None });
     }
 
     #[test]
@@ -202,7 +230,7 @@ mod tests {
         let mut tap = UsageTap::new(UsageSource::ModelChunks, true);
         tap.observe(&frame("chunk", br#"{"bytes":"e30="}"#));
         tap.observe(&frame("chunk", payload.as_bytes()));
-        assert_eq!(tap.finish(), Usage { input: Some(5), output: Some(3) });
+        assert_eq!(tap.finish(), Usage { input: Some(5), output: Some(3), text_units: None });
     }
 
     #[test]
@@ -220,5 +248,20 @@ mod tests {
     fn error_responses_are_not_tapped() {
         assert!(UsageTap::new(UsageSource::ConverseBody, false).is_off());
         assert!(UsageTap::new(UsageSource::Headers, true).is_off());
+    }
+
+    #[test]
+    fn guardrail_checks_text_units_summed_and_never_tokens() {
+        let body = br#"{"results":{},"usage":{"contentFilter":{"textUnits":3},"sensitiveInformation":{"textUnits":2},"other":{"textUnits":100}}}"#;
+        let mut tap = UsageTap::new(UsageSource::GuardrailChecksBody, true);
+        for c in body.chunks(7) {
+            tap.observe(c);
+        }
+        let u = tap.finish();
+        assert_eq!(u, Usage { input: None, output: None, text_units: Some(5) });
+        assert_eq!(u.total(), 0);
+        let mut none = UsageTap::new(UsageSource::GuardrailChecksBody, true);
+        none.observe(br#"{"results":{},"usage":{}}"#);
+        assert_eq!(none.finish().text_units, None);
     }
 }

@@ -318,7 +318,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<FramesBody> {
             }
         };
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let target = Target::classify(&parts.method, parts.uri.path(), &parts.headers);
+    let target = Target::classify(&parts.method, parts.uri.path(), parts.uri.query(), &parts.headers);
     let is_sts = matches!(target, Target::Sts);
     let now = SystemTime::now();
 

@@ -24,6 +24,12 @@ pub enum Op {
         alias: String,
         session: String,
     },
+    /// `GET /agents/{agentId}/agentAliases/{aliasId}/memories?memoryId=...`.
+    GetAgentMemory {
+        agent: String,
+        alias: String,
+        memory_id: String,
+    },
 }
 
 impl Op {
@@ -31,13 +37,16 @@ impl Op {
         match self {
             Op::Retrieve { .. } => "Retrieve",
             Op::InvokeAgent { .. } => "InvokeAgent",
+            Op::GetAgentMemory { .. } => "GetAgentMemory",
         }
     }
 
     pub fn resource(&self) -> String {
         match self {
             Op::Retrieve { kb } => kb.clone(),
-            Op::InvokeAgent { agent, alias, .. } => format!("{agent}/{alias}"),
+            Op::InvokeAgent { agent, alias, .. } | Op::GetAgentMemory { agent, alias, .. } => {
+                format!("{agent}/{alias}")
+            }
         }
     }
 }
@@ -65,7 +74,49 @@ pub fn route(path: &str) -> Option<Op> {
     }
 }
 
+/// `GET .../memories?memoryId=...` -> GetAgentMemory (a missing
+/// `memoryId` is AWS's 400, answered by `answer`).
+pub fn route_get(path: &str, query: Option<&str>) -> Option<Op> {
+    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let ["agents", agent, "agentAliases", alias, "memories"] = segs[..] else {
+        return None;
+    };
+    let memory_id = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("memoryId="))
+        .and_then(decode)
+        .unwrap_or_default();
+    Some(Op::GetAgentMemory { agent: decode(agent)?, alias: decode(alias)?, memory_id })
+}
+
+/// GetAgentMemory like a misbehaving agent memory store: the summary of the
+/// memory asked for, and one of another memory (another user's) that the
+/// sidecar must drop.
+fn get_agent_memory(memory_id: &str) -> Answer {
+    if memory_id.is_empty() {
+        return Answer::error(400, "ValidationException", "memoryId is required");
+    }
+    let summary = |id: &str, session: &str, text: &str| {
+        json!({ "sessionSummary": {
+            "memoryId": id, "sessionId": session,
+            "sessionStartTime": "2026-12-01T09:00:00Z", "sessionExpiryTime": "2026-12-31T09:00:00Z",
+            "summaryText": text,
+        } })
+    };
+    Answer::json(
+        200,
+        &json!({ "memoryContents": [
+            summary(memory_id, "chat-41", "The user asked about refunds for order 7."),
+            summary("tgm-0therusersmemory", "chat-9", "Another user's salary discussion."),
+        ] }),
+    )
+}
+
 pub fn answer(op: &Op, body: &[u8]) -> Answer {
+    if let Op::GetAgentMemory { memory_id, .. } = op {
+        return get_agent_memory(memory_id);
+    }
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return Answer::error(400, "ValidationException", "Malformed request body");
     };
@@ -76,6 +127,7 @@ pub fn answer(op: &Op, body: &[u8]) -> Answer {
             alias,
             session,
         } => invoke_agent(agent, alias, session, &req),
+        Op::GetAgentMemory { .. } => unreachable!("answered above"),
     }
 }
 

@@ -45,6 +45,10 @@ pub enum Op {
     InvokeModel,
     InvokeModelWithResponseStream,
     CountTokens,
+    /// `POST /async-invoke`: the model is in the body.
+    StartAsyncInvoke,
+    /// `GET /async-invoke/{invocationArn}`: the ARN takes the model's place.
+    GetAsyncInvoke,
 }
 
 impl Op {
@@ -55,12 +59,18 @@ impl Op {
             Op::InvokeModel => "InvokeModel",
             Op::InvokeModelWithResponseStream => "InvokeModelWithResponseStream",
             Op::CountTokens => "CountTokens",
+            Op::StartAsyncInvoke => "StartAsyncInvoke",
+            Op::GetAsyncInvoke => "GetAsyncInvoke",
         }
     }
 }
 
 /// `/model/{id}/{op}` -> (decoded model id, op).
 pub fn route(path: &str) -> Option<(String, Op)> {
+    if path == "/async-invoke" {
+        // The model is named in the body; `answer` reads it.
+        return Some((String::new(), Op::StartAsyncInvoke));
+    }
     let rest = path.strip_prefix("/model/")?;
     let (id, op) = rest.split_once('/')?;
     let op = match op {
@@ -81,7 +91,44 @@ pub fn route(path: &str) -> Option<(String, Op)> {
     Some((id, op))
 }
 
+/// `GET /async-invoke/{invocationArn}` -> (decoded ARN, GetAsyncInvoke).
+pub fn route_get(path: &str) -> Option<(String, Op)> {
+    let arn = path.strip_prefix("/async-invoke/")?;
+    let arn = percent_encoding::percent_decode_str(arn).decode_utf8().ok()?.into_owned();
+    (!arn.is_empty()).then_some((arn, Op::GetAsyncInvoke))
+}
+
+/// The account's async invocations the simulator knows, started before the
+/// demo (every tenant's jobs live in one account): job id -> output location.
+pub const ASYNC_JOBS: [(&str, &str); 2] = [
+    ("acmejob00001", "s3://media-out/acme/launch-video/"),
+    ("globexjob001", "s3://media-out/globex/board-video/"),
+];
+
+/// GetAsyncInvoke as Bedrock answers it: the job, or 400
+/// `ValidationException` for an ARN the account does not have.
+fn get_async_invoke(arn: &str) -> Answer {
+    let id = arn.rsplit_once("async-invoke/").map(|(_, id)| id).unwrap_or("");
+    match ASYNC_JOBS.iter().find(|(j, _)| *j == id) {
+        Some((_, uri)) => Answer::json(
+            200,
+            &json!({
+                "invocationArn": arn,
+                "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-reel-v1:0",
+                "status": "Completed",
+                "submitTime": "2026-12-01T09:00:00Z",
+                "endTime": "2026-12-01T09:04:00Z",
+                "outputDataConfig": { "s3OutputDataConfig": { "s3Uri": uri } },
+            }),
+        ),
+        None => Answer::error(400, "ValidationException", &format!("Invocation {arn} not found")),
+    }
+}
+
 pub fn answer(op: Op, model: &str, body: &[u8]) -> Answer {
+    if op == Op::GetAsyncInvoke {
+        return get_async_invoke(model);
+    }
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return Answer::error(
             400,
@@ -89,6 +136,9 @@ pub fn answer(op: Op, model: &str, body: &[u8]) -> Answer {
             "Malformed input request, please reformat your input and try again.",
         );
     };
+    if op == Op::StartAsyncInvoke {
+        return start_async_invoke(&req);
+    }
     let prompt = last_user_text(&req);
     let text = reply_text(model, &prompt);
     let input_tokens = estimate_tokens(&prompt) + 8;
@@ -109,7 +159,41 @@ pub fn answer(op: Op, model: &str, body: &[u8]) -> Answer {
             invoke_stream(model, &text, input_tokens, output_tokens)
         }
         Op::CountTokens => Answer::json(200, &json!({ "inputTokens": input_tokens })),
+        Op::StartAsyncInvoke | Op::GetAsyncInvoke => unreachable!("answered above"),
     }
+}
+
+/// StartAsyncInvoke as Bedrock answers it: `modelId`, `modelInput` and
+/// `outputDataConfig.s3OutputDataConfig.s3Uri` are required (400
+/// `ValidationException` otherwise); the answer is the job's
+/// `invocationArn` (`arn:aws:bedrock:REGION:ACCOUNT:async-invoke/` + 12
+/// lower-case letters and digits), the same for the same
+/// `clientRequestToken` (AWS's idempotency), else derived from the body.
+fn start_async_invoke(req: &Value) -> Answer {
+    let uri = req.pointer("/outputDataConfig/s3OutputDataConfig/s3Uri").and_then(Value::as_str);
+    let model = req.get("modelId").and_then(Value::as_str);
+    let (Some(uri), Some(_), Some(_)) = (uri, model, req.get("modelInput")) else {
+        return Answer::error(
+            400,
+            "ValidationException",
+            "modelId, modelInput and outputDataConfig.s3OutputDataConfig.s3Uri are required",
+        );
+    };
+    if !uri.starts_with("s3://") {
+        return Answer::error(400, "ValidationException", "s3Uri must be an s3:// URI");
+    }
+    let seed = match req.get("clientRequestToken").and_then(Value::as_str) {
+        Some(t) => t.to_string(),
+        None => req.to_string(),
+    };
+    // FNV-1a: a stable id per token, no extra dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let id: String = (0..12).map(|i| ALPHABET[((h >> (i * 5)) % 36) as usize] as char).collect();
+    Answer::json(200, &json!({ "invocationArn": format!("arn:aws:bedrock:us-east-1:111122223333:async-invoke/{id}") }))
 }
 
 fn usage(input: u64, output: u64) -> Value {
@@ -297,6 +381,28 @@ fn invoke_stream(model: &str, text: &str, input: u64, output: u64) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_async_invoke_answers_an_invocation_arn() {
+        assert_eq!(route("/async-invoke"), Some((String::new(), Op::StartAsyncInvoke)));
+        let body = json!({ "modelId": "amazon.nova-reel-v1:0", "modelInput": {},
+            "outputDataConfig": { "s3OutputDataConfig": { "s3Uri": "s3://media-out/acme/" } },
+            "clientRequestToken": "tga-1" });
+        let arn = |b: &Value| {
+            let a = answer(Op::StartAsyncInvoke, "", b.to_string().as_bytes());
+            assert_eq!(a.status, 200);
+            serde_json::from_slice::<Value>(&a.frames.concat()).unwrap()["invocationArn"].as_str().unwrap().to_string()
+        };
+        let first = arn(&body);
+        let id = first.strip_prefix("arn:aws:bedrock:us-east-1:111122223333:async-invoke/").unwrap();
+        assert!(id.len() == 12 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{first}");
+        assert_eq!(arn(&body), first, "the same token gives the same job");
+        let mut other = body.clone();
+        other["clientRequestToken"] = json!("tga-2");
+        assert_ne!(arn(&other), first);
+        let a = answer(Op::StartAsyncInvoke, "", br#"{"modelId":"m","modelInput":{}}"#);
+        assert_eq!(a.status, 400);
+    }
 
     #[test]
     fn routes_and_decodes_model_ids() {

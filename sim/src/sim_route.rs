@@ -18,7 +18,16 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn classify(method: &http::Method, path: &str, headers: &http::HeaderMap) -> Target {
+    pub fn classify(method: &http::Method, path: &str, query: Option<&str>, headers: &http::HeaderMap) -> Target {
+        if method == http::Method::GET {
+            if let Some((arn, op)) = sim_bedrock::route_get(path) {
+                return Target::Bedrock(arn, op);
+            }
+            if let Some(op) = sim_agent::route_get(path, query) {
+                return Target::Agent(op);
+            }
+            return Target::Unknown;
+        }
         if method != http::Method::POST {
             return Target::Unknown;
         }

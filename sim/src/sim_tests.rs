@@ -542,3 +542,33 @@ async fn sts_calls_are_counted_and_verified_while_services_are_not() {
     assert_eq!(plain.stats.sts_signatures_failed.load(Ordering::Relaxed), 0);
     assert_eq!(plain.stats.sts_refused.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn async_invocations_and_agent_memory_are_answered_like_bedrock() {
+    use crate::{sim_agent, sim_bedrock};
+    // StartAsyncInvoke: the same token, the same job.
+    let start = br#"{"modelId":"amazon.nova-reel-v1:0","modelInput":{},"outputDataConfig":{"s3OutputDataConfig":{"s3Uri":"s3://media-out/acme/x/"}},"clientRequestToken":"t-1"}"#;
+    let (_, op) = sim_bedrock::route("/async-invoke").unwrap();
+    let a = sim_bedrock::answer(op, "", start);
+    let b = sim_bedrock::answer(op, "", start);
+    assert_eq!((a.status, a.frames.concat()), (200, b.frames.concat()));
+    let missing = sim_bedrock::answer(op, "", br#"{"modelId":"m","modelInput":{}}"#);
+    assert_eq!(missing.status, 400);
+    // GetAsyncInvoke: a job of the account, whoever it belongs to.
+    let (arn, op) = sim_bedrock::route_get(
+        "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aasync-invoke%2Fglobexjob001",
+    )
+    .unwrap();
+    let job = sim_bedrock::answer(op, &arn, b"");
+    let v: serde_json::Value = serde_json::from_slice(&job.frames.concat()).unwrap();
+    assert_eq!(v["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"], "s3://media-out/globex/board-video/");
+    assert_eq!(sim_bedrock::answer(op, "arn:aws:bedrock:us-east-1:111122223333:async-invoke/nosuchjob000", b"").status, 400);
+    // GetAgentMemory: the memory asked for and a foreign one.
+    let op = sim_agent::route_get("/agents/SUPPORT001/agentAliases/LIVEALIAS1/memories", Some("memoryType=SESSION_SUMMARY&memoryId=tgm-x")).unwrap();
+    let m = sim_agent::answer(&op, b"");
+    let v: serde_json::Value = serde_json::from_slice(&m.frames.concat()).unwrap();
+    let ids: Vec<&str> = v["memoryContents"].as_array().unwrap().iter().map(|c| c["sessionSummary"]["memoryId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["tgm-x", "tgm-0therusersmemory"]);
+    let none = sim_agent::route_get("/agents/A/agentAliases/B/memories", None).unwrap();
+    assert_eq!(sim_agent::answer(&none, b"").status, 400);
+}

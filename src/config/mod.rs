@@ -273,6 +273,7 @@ pub struct TenantPolicy {
     pub agents: AgentsPolicy,
     pub sagemaker: SageMakerPolicy,
     pub async_invoke: AsyncInvokePolicy,
+    pub guardrail_checks: GuardrailChecksPolicy,
     pub static_credentials: Option<StaticCredentialsEnv>,
 }
 
@@ -365,6 +366,20 @@ pub struct SageMakerPolicy {
     pub allowed_target_models: Vec<Template>,
     pub allowed_input_prefixes: Vec<Template>,
 }
+
+/// `guardrail_checks` (docs/reference.md §5.1): which kinds of checks
+/// InvokeGuardrailChecks may run for the tenant.
+#[derive(Debug, Clone, Default)]
+pub struct GuardrailChecksPolicy {
+    /// Check kinds, as AWS names the members of `checks`
+    /// (`contentFilter`, `promptAttack`, `sensitiveInformation`); empty:
+    /// InvokeGuardrailChecks is refused for the tenant.
+    pub allowed: Vec<String>,
+}
+
+/// The kinds of checks InvokeGuardrailChecks runs (the members of its
+/// `checks` and of its answer's `results` and `usage`).
+pub const GUARDRAIL_CHECK_KINDS: [&str; 3] = ["contentFilter", "promptAttack", "sensitiveInformation"];
 
 /// `async_invoke` (docs/reference.md §16): where the tenant's
 /// asynchronous invocations write, and what is forced on each job.

@@ -115,8 +115,9 @@ fn resource_types(op: Operation) -> &'static str {
     use Operation::*;
     match op {
         ApplyGuardrail => "Guardrail",
+        InvokeGuardrailChecks => "GuardrailChecks",
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
-        AgenticRetrieveStream => "KnowledgeBase",
+        GetDocumentContent | GenerateQuery | AgenticRetrieveStream => "KnowledgeBase",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
@@ -166,6 +167,10 @@ namespace {NAMESPACE} {{
   // An async invocation: GetAsyncInvoke's ARN; ListAsyncInvokes names none
   // (its entity id is \"\", without `arn`).
   entity AsyncInvocation = {{ arn?: String }};
+  // The kinds of checks one InvokeGuardrailChecks runs (`contentFilter`,
+  // `promptAttack`, `sensitiveInformation`); `id` (and the entity id) joins
+  // them with `,` in that order.
+  entity GuardrailChecks = {{ id: String, kinds: Set<String> }};
   type RequestContext = {{
     // The answer is an event stream.
     streaming: Bool,
@@ -192,6 +197,20 @@ pub enum PolicyResource<'a> {
     Guardrail { id: &'a str, version: &'a str },
     /// GetAsyncInvoke's invocation ARN; `None` for ListAsyncInvokes.
     AsyncInvocation(Option<&'a str>),
+    /// InvokeGuardrailChecks: the kinds of checks asked for, as a set of
+    /// bits over `config::GUARDRAIL_CHECK_KINDS`.
+    GuardrailChecks(u8),
+}
+
+/// The kinds of checks of a `PolicyResource::GuardrailChecks` bit set, in
+/// `config::GUARDRAIL_CHECK_KINDS` order.
+pub fn guardrail_check_kinds(bits: u8) -> Vec<&'static str> {
+    crate::config::GUARDRAIL_CHECK_KINDS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, k)| *k)
+        .collect()
 }
 
 /// Request facts a policy may test (`context`).
@@ -259,6 +278,7 @@ struct Types {
     endpoint: EntityTypeName,
     guardrail: EntityTypeName,
     async_invocation: EntityTypeName,
+    guardrail_checks: EntityTypeName,
 }
 
 impl Types {
@@ -273,6 +293,7 @@ impl Types {
             endpoint: t("Endpoint"),
             guardrail: t("Guardrail"),
             async_invocation: t("AsyncInvocation"),
+            guardrail_checks: t("GuardrailChecks"),
         }
     }
 
@@ -489,6 +510,12 @@ impl Policies {
             }
             PolicyResource::AsyncInvocation(arn) => {
                 (Types::uid(&ty.async_invocation, arn.unwrap_or("")), arn.map(|a| ("arn", s(a))).into_iter().collect())
+            }
+            PolicyResource::GuardrailChecks(bits) => {
+                let kinds = guardrail_check_kinds(bits);
+                let set = RestrictedExpression::new_set(kinds.iter().map(|k| s(k)));
+                let id = kinds.join(",");
+                (Types::uid(&ty.guardrail_checks, &id), vec![("id", s(&id)), ("kinds", set)])
             }
         };
         let res_attrs = res_attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

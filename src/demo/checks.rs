@@ -99,7 +99,85 @@ pub fn judge(c: &Check, s: &Scenario, rec: Option<&SimRecord>, resp: &Response, 
             kept,
         } => agent_session(client_session, set, kept, s, &sent, rec, resp, out),
         Check::Endpoint { name, target_model } => endpoint(name, *target_model, s, rec, resp, out),
+        Check::AsyncInvoke { kms_key_id, tenant_tag } => async_invoke(kms_key_id, tenant_tag, s, &sent, out),
+        Check::AgentMemory { client_memory } => agent_memory(client_memory, rec, resp, out),
         Check::RetryAfter | Check::EventStream { .. } | Check::Redacted { .. } => {}
+    }
+}
+
+/// StartAsyncInvoke: what AWS received against what the client sent.
+fn async_invoke(kms: &str, tenant: &str, s: &Scenario, sent: &Value, out: &mut Outcome) {
+    let client: Value = serde_json::from_str(&s.body).unwrap_or(Value::Null);
+    let s3 = sent.pointer("/outputDataConfig/s3OutputDataConfig");
+    let got_kms = s3.and_then(|o| o.get("kmsKeyId")).and_then(Value::as_str);
+    let client_kms = client.pointer("/outputDataConfig/s3OutputDataConfig/kmsKeyId").and_then(Value::as_str);
+    match got_kms {
+        Some(k) if k == kms => out.details.push(format!(
+            "kmsKeyId AWS received: {k} (the tenant's; client sent {})",
+            client_kms.unwrap_or("none")
+        )),
+        other => out.problems.push(format!("AWS got kmsKeyId {other:?}, not the tenant's {kms}")),
+    }
+    let tags: Vec<(&str, &str)> = sent
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| Some((t.get("key")?.as_str()?, t.get("value")?.as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tenant_tags: Vec<&str> = tags.iter().filter(|(k, _)| *k == "TenantID").map(|(_, v)| *v).collect();
+    if tenant_tags == [tenant] {
+        out.details.push(format!("job tagged TenantID={tenant} (the client's TenantID tag replaced)"));
+    } else {
+        out.problems.push(format!("AWS got TenantID tags {tenant_tags:?}, not exactly [{tenant}]"));
+    }
+    let token = sent.get("clientRequestToken").and_then(Value::as_str).unwrap_or("");
+    let client_token = client.get("clientRequestToken").and_then(Value::as_str).unwrap_or("");
+    if token.starts_with("tga-") && token != client_token {
+        out.details.push(format!(
+            "clientRequestToken {client_token} -> {}... at AWS (per tenant and user: nobody else's retry returns this job)",
+            token.get(..12).unwrap_or(token)
+        ));
+    } else {
+        out.problems.push(format!("AWS got clientRequestToken {token:?}: not namespaced"));
+    }
+}
+
+/// GetAgentMemory: the namespaced id upstream, only that memory back.
+fn agent_memory(client_memory: &str, rec: &SimRecord, resp: &Response, out: &mut Outcome) {
+    let upstream = rec
+        .path
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("memoryId="))
+        .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        .unwrap_or_default();
+    if upstream.starts_with("tgm-") && upstream != client_memory {
+        out.details.push(format!(
+            "memoryId {client_memory} -> {}... at AWS (per tenant and user)",
+            upstream.get(..12).unwrap_or(&upstream)
+        ));
+    } else {
+        out.problems.push(format!("AWS was asked for memoryId {upstream:?}: not namespaced"));
+    }
+    let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    let ids: Vec<&str> = v
+        .get("memoryContents")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|c| c.pointer("/sessionSummary/memoryId")?.as_str()).collect())
+        .unwrap_or_default();
+    let dropped = header(&resp.headers, "x-tenantgate-dropped-results");
+    if !ids.is_empty() && ids.iter().all(|i| *i == client_memory) && dropped == Some("1") {
+        out.details.push(format!(
+            "client got {} summary of its own memory {client_memory}; AWS's summary of another memory dropped (x-tenantgate-dropped-results: 1)",
+            ids.len()
+        ));
+    } else {
+        out.problems.push(format!("client got memory ids {ids:?}, dropped {dropped:?}"));
     }
 }
 

@@ -101,6 +101,8 @@ pub struct Summary {
     pub sts_signatures_failed: u64,
     pub sts_sessions: Vec<SessionLine>,
     pub denied: usize,
+    /// Denials made on AWS's answer, which was withheld from the client.
+    pub withheld: usize,
     pub denied_reaching_upstream: usize,
 }
 
@@ -210,6 +212,13 @@ pub fn summary(s: &Summary, base_key: &str) -> String {
             s.denied_reaching_upstream.to_string()
         }
     );
+    if s.withheld > 0 {
+        let _ = writeln!(
+            out,
+            "{} more denied on AWS's answer (only the answer says where a job lives): AWS was asked once, the client got none of the answer.",
+            s.withheld
+        );
+    }
     out
 }
 

@@ -37,7 +37,9 @@ pub struct Runner<'a> {
 
 impl Runner<'_> {
     async fn send(&self, s: &Scenario) -> Result<Response, String> {
-        let mut req = http::Request::post(format!("http://{}{}", self.proxy, s.path));
+        let mut req = http::Request::builder()
+            .method(s.method.clone())
+            .uri(format!("http://{}{}", self.proxy, s.path));
         if !s
             .headers
             .iter()
@@ -118,6 +120,22 @@ impl Runner<'_> {
         if !resp.headers.contains_key("x-tenantgate-request-id") {
             row.problems
                 .push("response has no x-tenantgate-request-id".into());
+        }
+        if s.status >= 400 && s.withheld {
+            // Refused on AWS's answer: asked once, signed as the tenant,
+            // and nothing of the answer reached the client.
+            let [rec] = &new[..] else {
+                row.problems.push(format!("expected exactly one upstream request, AWS saw {}", new.len()));
+                return row;
+            };
+            let out = self.judge(&row.scenario, rec, &resp);
+            row.details = out.details;
+            row.problems.extend(out.problems);
+            row.details.push(format!(
+                "AWS answered {}; the sidecar withheld the answer ({})",
+                rec.status, row.scenario.note
+            ));
+            return row;
         }
         if s.status >= 400 {
             if !new.is_empty() {

@@ -24,6 +24,7 @@ const HANK: Caller = Caller::Tenant {
 pub const POOLED_KB: &str = "KBPOOLED01";
 pub const GLOBEX_KB: &str = "KBGLOBEX01";
 const AGENT: &str = "SUPPORT001/LIVEALIAS1";
+const NOVA_REEL: &str = "amazon.nova-reel-v1:0";
 /// A Cognito identity id, matched by the default `redaction.patterns`.
 const IDENTITY_ID: &str = "us-west-2:12345678-abcd-1234-462b-123456789abc";
 const AGENT_PATH: &str = "/agents/SUPPORT001/agentAliases/LIVEALIAS1/sessions/chat-42/text";
@@ -32,6 +33,8 @@ pub fn all() -> Vec<Scenario> {
     let mut v = bedrock();
     v.extend(knowledge_bases());
     v.extend(agents());
+    v.extend(agent_memory());
+    v.extend(async_invocations());
     v.extend(sagemaker());
     v.extend(throttling());
     v.extend(policies());
@@ -256,6 +259,98 @@ fn agents() -> Vec<Scenario> {
     ]
 }
 
+/// Agent memory: one memory store for every tenant's users; ids namespaced
+/// like session ids, so a user reads and deletes only their own.
+fn agent_memory() -> Vec<Scenario> {
+    let memories = "/agents/SUPPORT001/agentAliases/LIVEALIAS1/memories";
+    vec![
+        allowed(
+            "GetAgentMemory",
+            ALICE,
+            AGENT,
+            format!("{memories}?memoryType=SESSION_SUMMARY&memoryId=mem-alice"),
+            String::new(),
+            vec![Check::AgentMemory { client_memory: "mem-alice" }],
+            "memory id namespaced; another memory's summary dropped",
+        )
+        .method(http::Method::GET),
+        denied(
+            "DeleteAgentMemory",
+            ALICE,
+            AGENT,
+            memories.into(),
+            400,
+            "invalid_parameter",
+            "a delete without memoryId would clear every user's memory",
+        )
+        .body(String::new())
+        .method(http::Method::DELETE),
+    ]
+}
+
+/// Async invocations: jobs are the account's, so they are bound to the
+/// tenant by where they write (`async_invoke.output_prefix`).
+fn async_invocations() -> Vec<Scenario> {
+    let start = |uri: &str| {
+        json!({
+            "modelId": NOVA_REEL,
+            "modelInput": { "taskType": "TEXT_VIDEO", "textToVideoParams": { "text": "a product launch" } },
+            "outputDataConfig": { "s3OutputDataConfig": {
+                "s3Uri": uri, "kmsKeyId": "arn:aws:kms:us-east-1:444455556666:key/attacker" } },
+            "clientRequestToken": "launch-1",
+            "tags": [{ "key": "TenantID", "value": "globex" }, { "key": "campaign", "value": "q1" }],
+        })
+        .to_string()
+    };
+    let job = |id: &str| format!("/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aasync-invoke%2F{id}");
+    vec![
+        allowed(
+            "StartAsyncInvoke",
+            ALICE,
+            NOVA_REEL,
+            "/async-invoke".into(),
+            start("s3://media-out/acme/launch/"),
+            vec![Check::AsyncInvoke {
+                kms_key_id: "arn:aws:kms:us-east-1:111122223333:alias/acme-media",
+                tenant_tag: "acme",
+            }],
+            "output under acme's prefix; KMS key, tag and token forced",
+        ),
+        denied(
+            "StartAsyncInvoke",
+            ALICE,
+            NOVA_REEL,
+            "/async-invoke".into(),
+            403,
+            "location_not_allowed",
+            "output into globex's prefix",
+        )
+        .body(start("s3://media-out/globex/launch/")),
+        allowed(
+            "GetAsyncInvoke",
+            ALICE,
+            "acmejob00001",
+            job("acmejob00001"),
+            String::new(),
+            vec![],
+            "acme's own job (writes under s3://media-out/acme/)",
+        )
+        .method(http::Method::GET),
+        denied(
+            "GetAsyncInvoke",
+            ALICE,
+            "globexjob001",
+            job("globexjob001"),
+            403,
+            "location_not_allowed",
+            "globex's job: AWS returns any job of the account",
+        )
+        .body(String::new())
+        .method(http::Method::GET)
+        .withheld(),
+    ]
+}
+
 fn sagemaker() -> Vec<Scenario> {
     let path = |name: &str| format!("/endpoints/{name}/invocations");
     let csv = "5.1,3.5,1.4,0.2".to_string();
@@ -406,13 +501,13 @@ fn identity() -> Vec<Scenario> {
             "not a Bedrock/SageMaker operation",
         ),
         denied(
-            "StartAsyncInvoke",
+            "TagResource",
             ALICE,
             "-",
-            "/async-invoke".into(),
+            "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aagent-alias%2FSUPPORT001%2FLIVEALIAS1".into(),
             403,
             "operation_not_allowed",
-            "real operation without isolation rules yet",
+            "refused on purpose: re-tagging would escape IAM ABAC",
         ),
     ]
 }

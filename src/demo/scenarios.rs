@@ -94,6 +94,17 @@ pub enum Check {
     /// ConverseStream: the model echoed an identity id split across deltas;
     /// the client's text has it replaced, the id appears in no frame.
     Redacted { id: &'static str },
+    /// StartAsyncInvoke: AWS got the tenant's KMS key and `TenantID` tag
+    /// (whatever the client sent) and an idempotency token namespaced to
+    /// tenant and user, not the client's.
+    AsyncInvoke {
+        kms_key_id: &'static str,
+        tenant_tag: &'static str,
+    },
+    /// GetAgentMemory: AWS was asked for a namespaced memory id, not the
+    /// client's; the client got only that memory's summaries (another
+    /// memory's dropped and counted), under its own id.
+    AgentMemory { client_memory: &'static str },
 }
 
 #[derive(Debug, Clone)]
@@ -114,11 +125,28 @@ pub struct Scenario {
     pub note: &'static str,
     /// The Cedar policies its audit record must name (None: not checked).
     pub policies: Option<&'static [&'static str]>,
+    /// The HTTP method (POST unless `.method()` says otherwise).
+    pub method: http::Method,
+    /// A denial the sidecar can only make on AWS's answer (the answer names
+    /// where a job or document lives): the request reaches AWS once and the
+    /// answer is withheld.
+    pub withheld: bool,
 }
 
 impl Scenario {
     pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
         self.headers.push((name, value));
+        self
+    }
+
+    pub fn method(mut self, method: http::Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// The refusal is made on AWS's answer (see `withheld`).
+    pub fn withheld(mut self) -> Self {
+        self.withheld = true;
         self
     }
 
@@ -185,6 +213,8 @@ pub fn allowed(
         checks,
         note,
         policies: None,
+        method: http::Method::POST,
+        withheld: false,
     }
 }
 
@@ -211,6 +241,8 @@ pub fn denied(
         checks: vec![],
         note,
         policies: None,
+        method: http::Method::POST,
+        withheld: false,
     }
 }
 

@@ -79,7 +79,7 @@ burst = 100
 # acme: pooled resources (a shared knowledge base, a shared multi-model
 # endpoint), isolated by server-side rewriting and response filtering.
 [tenants.acme]
-models = ["anthropic.claude-3-haiku-*", "amazon.titan-embed-text-v2:0"]
+models = ["anthropic.claude-3-haiku-*", "amazon.titan-embed-text-v2:0", "amazon.nova-reel-v1:0"]
 model_map = { "anthropic.claude-3-haiku-20240307-v1:0" = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/acme-haiku" }
 guardrail = { id = "gr-acme", version = "1" }
 request_metadata = { tenant = "{tenant}", user = "{user}" }
@@ -90,6 +90,10 @@ allowed_source_prefixes = ["s3://docs/tenants/{tenant}/", "s3://docs/public/"]
 [tenants.acme.agents]
 allowed = ["SUPPORT001/*"]
 session_attributes = { tenantId = "{tenant}", userId = "{user}" }
+[tenants.acme.async_invoke]
+output_prefix = "s3://media-out/{tenant}/"
+kms_key_id = "arn:aws:kms:us-east-1:111122223333:alias/{tenant}-media"
+tags = { TenantID = "{tenant}" }
 [tenants.acme.sagemaker]
 endpoints = { classifier = "shared-classifier" }
 target_model = "{tenant}.tar.gz"

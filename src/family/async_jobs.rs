@@ -83,6 +83,8 @@ impl Hooks for AsyncJobs {
         match ctx.op {
             Operation::StartAsyncInvoke => {
                 let mut v = body.tree()?;
+                // The audit record names the model asked for, denied too.
+                notes.resource = v.get("modelId").and_then(Value::as_str).map(String::from);
                 let (model, upstream) = rewrite_start(ctx, &mut v)?;
                 notes.resource = Some(model);
                 notes.upstream_resource = upstream;

@@ -77,8 +77,18 @@ impl Hooks for KnowledgeBases {
         _headers: &'a HeaderMap,
         body: &'a RequestBody,
     ) -> Result<PolicyQuestion<'a>, ProxyError> {
-        if ctx.op == Operation::AgenticRetrieveStream {
-            return super::agentic_retrieve::policy_question(ctx, body);
+        match (ctx.op, target) {
+            (Operation::AgenticRetrieveStream, _) => return super::agentic_retrieve::policy_question(ctx, body),
+            (Operation::GetDocumentContent, Target::Document { kb, .. }) => {
+                kb_allowed(ctx, kb)?;
+                return Ok(PolicyQuestion::of(PolicyResource::KnowledgeBase(kb)));
+            }
+            (Operation::GenerateQuery, _) => {
+                let kb = super::kb_documents::generate_query_kb(ctx, body.json.as_ref())?;
+                return Ok(PolicyQuestion::of(PolicyResource::KnowledgeBase(kb)));
+            }
+            (Operation::GetDocumentContent, _) => return Err(super::foreign_target(ctx)),
+            _ => {}
         }
         if let Target::KnowledgeBase(kb) = target {
             kb_allowed(ctx, kb)?;
@@ -109,6 +119,17 @@ impl Hooks for KnowledgeBases {
         _creds: &TenantCredentials,
         notes: &mut Notes,
     ) -> Result<(Bytes, Post), ProxyError> {
+        match (ctx.op, &*target) {
+            (Operation::GetDocumentContent, Target::Document { kb, .. }) => {
+                return super::kb_documents::rewrite_get_document(ctx, kb, body);
+            }
+            (Operation::GenerateQuery, _) => {
+                let out = super::kb_documents::rewrite_generate_query(ctx, body, &mut notes.resource)?;
+                return Ok((out, Post::Stream));
+            }
+            (Operation::GetDocumentContent, _) => return Err(super::foreign_target(ctx)),
+            _ => {}
+        }
         let mut v = body.tree()?;
         let prefixes = decide::source_prefixes(&ctx.request());
         if ctx.op == Operation::AgenticRetrieveStream {

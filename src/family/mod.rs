@@ -15,8 +15,8 @@
 //! | family | operations | module |
 //! |---|---|---|
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
-//! | guardrails | ApplyGuardrail | [`guardrails`] |
-//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); AgenticRetrieveStream | [`knowledge_bases`], [`agentic_retrieve`] |
+//! | guardrails | ApplyGuardrail, InvokeGuardrailChecks | [`guardrails`] |
+//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery; AgenticRetrieveStream | [`knowledge_bases`], [`kb_documents`], [`agentic_retrieve`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
@@ -31,6 +31,7 @@ pub mod agentic_retrieve;
 pub mod agents;
 pub mod async_jobs;
 pub mod guardrails;
+pub mod kb_documents;
 pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
@@ -277,9 +278,12 @@ mod tests {
                 AgenticRetrieveStream => (UsageSource::Headers, StreamShape::Agentic),
                 InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
+                InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes => (UsageSource::Headers, StreamShape::Other),
+                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery => {
+                    (UsageSource::Headers, StreamShape::Other)
+                }
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

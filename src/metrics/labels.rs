@@ -26,6 +26,11 @@ pub(super) struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct TenantOnlyLabels {
+    pub(super) tenant: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ThrottleLabels {
     pub(super) tenant: Arc<str>,
     pub(super) reason: &'static str,

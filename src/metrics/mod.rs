@@ -29,7 +29,7 @@ use crate::audit::{AuditObserver, AuditRecord};
 use crate::aws::credentials::CredentialProvider;
 use labels::{
     ActionLabels, OperationLabels, RequestLabels, ResponseLabels, ResultLabels, StateLabels, TenantLabels,
-    ThrottleLabels, TokenLabels,
+    TenantOnlyLabels, ThrottleLabels, TokenLabels,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -74,6 +74,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     tokens: Family<TokenLabels, Counter>,
+    guardrail_units: Family<TenantOnlyLabels, Counter>,
     throttled: Family<ThrottleLabels, Counter>,
     redactions: Counter,
     audit_dropped: Counter,
@@ -135,6 +136,12 @@ impl Metrics {
             "tenantgate_tokens",
             "Model tokens by tenant and direction (input, output)",
             tokens.clone(),
+        );
+        let guardrail_units = Family::<TenantOnlyLabels, Counter>::default();
+        registry.register(
+            "tenantgate_guardrail_text_units",
+            "Guardrail text units InvokeGuardrailChecks answers reported, by tenant",
+            guardrail_units.clone(),
         );
         let throttled = Family::<ThrottleLabels, Counter>::default();
         registry.register(
@@ -229,6 +236,7 @@ impl Metrics {
             requests,
             duration,
             tokens,
+            guardrail_units,
             throttled,
             redactions,
             audit_dropped,
@@ -274,6 +282,9 @@ impl Metrics {
         }
         if let Some(n) = rec.output_tokens {
             self.tokens.get_or_create(&TokenLabels { tenant: tenant.clone(), direction: "output" }).inc_by(n);
+        }
+        if let Some(n) = rec.guardrail_text_units {
+            self.guardrail_units.get_or_create(&TenantOnlyLabels { tenant: tenant.clone() }).inc_by(n);
         }
         if let Some(reason) = rec.reason.and_then(throttle_reason) {
             self.throttled.get_or_create(&ThrottleLabels { tenant, reason }).inc();

@@ -107,6 +107,9 @@ impl Proxy {
                 rec.input_tokens = usage.input;
                 rec.output_tokens = usage.output;
             }
+            if usage.text_units.is_some() {
+                rec.guardrail_text_units = usage.text_units;
+            }
             fwd.permit.charge_tokens(rec.input_tokens.unwrap_or(0) + rec.output_tokens.unwrap_or(0));
             let (out, dropped) = if parts.status.is_success() {
                 post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?

@@ -44,7 +44,6 @@ const SESSIONS: &str = "session ids are account-wide; they need binding to tenan
 /// Every refused operation, by service, in the models' order.
 pub const REFUSED: &[Refused] = &[
     // bedrock-runtime
-    not_yet("InvokeGuardrailChecks", "POST", "/guardrail-checks/invoke", "the checks it runs are not yet bound to the tenant's guardrail"),
     not_yet(
         "InvokeModelWithBidirectionalStream",
         "POST",
@@ -62,13 +61,6 @@ pub const REFUSED: &[Refused] = &[
     not_yet("CreateSession", "PUT", "/sessions/", SESSIONS),
     not_yet("DeleteSession", "DELETE", "/sessions/{sessionIdentifier}/", SESSIONS),
     not_yet("EndSession", "PATCH", "/sessions/{sessionIdentifier}", SESSIONS),
-    not_yet("GenerateQuery", "POST", "/generateQuery", "the knowledge base it queries must be on the allowlist, with the tenant's data only"),
-    not_yet(
-        "GetDocumentContent",
-        "POST",
-        "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/documents/{documentId}/content",
-        "documents of a shared data source must be limited to the tenant's",
-    ),
     not_yet(
         "GetExecutionFlowSnapshot",
         "GET",

@@ -27,7 +27,10 @@ fn index(op: Operation) -> usize {
         GetAsyncInvoke => 17,
         ListAsyncInvokes => 18,
         OptimizePrompt => 19,
-        AgenticRetrieveStream => 20,
+        GetDocumentContent => 20,
+        GenerateQuery => 21,
+        InvokeGuardrailChecks => 22,
+        AgenticRetrieveStream => 23,
     }
 }
 

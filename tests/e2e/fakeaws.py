@@ -762,6 +762,10 @@ class FakeAws:
         import fake_async
 
         fake_async.install(self)
+        # Knowledge-base documents, generated queries, guardrail checks.
+        import fake_kb_extras
+
+        fake_kb_extras.install(self)
         # sagemaker-runtime: its own module, which imports this one.
         import fake_sagemaker
 

@@ -630,6 +630,14 @@ def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None,
     return client
 
 
+def metric_value(sc, series: str) -> float:
+    """The value of one series of the sidecar's /metrics (`name{labels}` as
+    rendered), 0 before it first appears."""
+    text = sc.admin("/metrics").body.decode()
+    hits = [line for line in text.splitlines() if line.startswith(series + " ")]
+    return float(hits[0].rsplit(" ", 1)[1]) if hits else 0.0
+
+
 def converse_args(model=HAIKU, text="Hi there"):
     return {"modelId": model, "messages": [{"role": "user", "content": [{"text": text}]}]}
 

@@ -72,24 +72,29 @@ def test_operation_not_allowed(sidecar, fake_aws, mint, method, path):
     harness.assert_nothing_upstream(fake_aws)
 
 
+REFUSED = {403: "operation_not_allowed"}
+
+
 @pytest.mark.parametrize(
-    "method,path",
+    "method,path,expected",
     [
-        ("POST", "/guardrail-checks/invoke"),
-        ("POST", "/generateQuery"),
-        ("GET", "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aflow%2Fx"),
-        ("POST", "/knowledgebases/KBPOOLED01/datasources/DS1/documents/D1/content"),
-        ("POST", "/model//converse"),
+        # Routed now: refused for this tenant (no guardrail_checks, no
+        # knowledge base) or for an empty body the AWS model refuses.
+        ("POST", "/guardrail-checks/invoke", REFUSED),
+        ("POST", "/generateQuery", {400: "invalid_parameter"}),
+        ("POST", "/knowledgebases/KBPOOLED01/datasources/DS1/documents/D1/content",
+         {403: "knowledge_base_not_allowed"}),
+        ("POST", "/agenticRetrieveStream", {400: "invalid_parameter"}),
+        ("GET", "/tags/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aflow%2Fx", REFUSED),
+        ("POST", "/model//converse", {403: "model_not_allowed", 404: "unknown_operation"}),
     ],
 )
-def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path):
-    """docs/reference.md §5 (silent on these newer operations and odd ids): fail closed,
-    either 403 (operation or model not allowed) or 404 unknown_operation,
-    never upstream."""
+def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path, expected):
+    """docs/reference.md §5 (silent on these newer operations and odd ids): fail closed
+    with tenantgate's own error, never upstream."""
     resp = sidecar.request(method, path, b"{}" if method != "GET" else b"", token=mint())
-    assert resp.status in (403, 404), resp
-    reasons = {403: {"operation_not_allowed", "model_not_allowed"}, 404: "unknown_operation"}
-    harness.assert_tenantgate_error(resp, resp.status, reasons[resp.status])
+    assert resp.status in expected, resp
+    harness.assert_tenantgate_error(resp, resp.status, expected[resp.status])
     harness.assert_nothing_upstream(fake_aws)
 
 

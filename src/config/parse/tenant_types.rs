@@ -38,6 +38,7 @@ pub(crate) struct Partial {
     pub agents: PartialAgents,
     pub sm: PartialSageMaker,
     pub async_invoke: PartialAsyncInvoke,
+    pub guardrail_checks: PartialGuardrailChecks,
     pub creds: PartialStatic,
 }
 
@@ -75,6 +76,11 @@ pub(crate) struct PartialSageMaker {
     pub target_model: Option<Loc<Template>>,
     pub allowed_target_models: Option<Loc<Vec<Template>>>,
     pub allowed_input_prefixes: Option<Loc<Vec<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialGuardrailChecks {
+    pub allowed: Option<Loc<Vec<String>>>,
 }
 
 #[derive(Default)]

@@ -27,6 +27,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "agents",
     "sagemaker",
     "async_invoke",
+    "guardrail_checks",
     "static_credentials",
     "policy",
 ];
@@ -40,6 +41,7 @@ pub(super) const AGENT_KEYS: &[&str] =
     &["allowed", "session_attributes", "inject_user_token", "inject_scoped_credentials", "knowledge_bases"];
 pub(super) const SM_KEYS: &[&str] = &["endpoints", "target_model", "allowed_target_models", "allowed_input_prefixes"];
 pub(super) const ASYNC_INVOKE_KEYS: &[&str] = &["output_prefix", "kms_key_id", "bucket_owner", "tags"];
+pub(super) const GUARDRAIL_CHECKS_KEYS: &[&str] = &["allowed"];
 /// StartAsyncInvoke takes at most 200 tags; the tenant's leave room for the
 /// client's.
 const MAX_ASYNC_INVOKE_TAGS: usize = 50;
@@ -57,6 +59,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("agents", AGENT_KEYS),
     ("sagemaker", SM_KEYS),
     ("async_invoke", ASYNC_INVOKE_KEYS),
+    ("guardrail_checks", GUARDRAIL_CHECKS_KEYS),
     ("static_credentials", STATIC_KEYS),
     ("policy", super::policy::TENANT_KEYS),
 ];
@@ -225,6 +228,23 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
                     ctx.err_at(m, format!("{k:?} is not a valid tag key (1-128 of letters, digits, spaces and ._:/=+@-, not starting with aws:)"));
                 }
             }
+        });
+    }
+    if let Some(g) = t.sub(ctx, "guardrail_checks", GUARDRAIL_CHECKS_KEYS) {
+        p.guardrail_checks.allowed = g.string_list(ctx, "allowed").map(|l| {
+            for kind in &l.value {
+                if !crate::config::GUARDRAIL_CHECK_KINDS.contains(&kind.value.as_str()) {
+                    ctx.err_at(
+                        kind,
+                        format!(
+                            "{:?} is not a kind of guardrail check (one of {})",
+                            kind.value,
+                            crate::config::GUARDRAIL_CHECK_KINDS.join(", ")
+                        ),
+                    );
+                }
+            }
+            l.map(|v| v.into_iter().map(|x| x.value).collect())
         });
     }
     if let Some(v) = t.get("static_credentials") {
