@@ -134,7 +134,14 @@ impl Hooks for KnowledgeBases {
         let prefixes = decide::source_prefixes(&ctx.request());
         if ctx.op == Operation::AgenticRetrieveStream {
             let note = super::agentic_retrieve::rewrite(ctx, &mut v)?;
-            notes.resource = Some(note.knowledge_bases.join(","));
+            // The audit names each knowledge base once, in request order.
+            let mut kbs: Vec<&str> = Vec::new();
+            for kb in &note.knowledge_bases {
+                if !kbs.contains(&kb.as_str()) {
+                    kbs.push(kb);
+                }
+            }
+            notes.resource = Some(kbs.join(","));
             return Ok((to_bytes(&v)?, Post::AgenticStream { prefixes: prefixes? }));
         }
         if let Target::KnowledgeBase(kb) = target {

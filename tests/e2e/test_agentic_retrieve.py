@@ -167,13 +167,13 @@ def test_routed_with_the_forced_filter_guardrail_and_user_context(acme, sidecar,
     assert re.search(r'tenantgate_requests_total\{[^}]*operation="AgenticRetrieveStream"[^}]*\} [1-9]', metrics), metrics
 
 
-def test_every_retriever_gets_the_filter_and_every_model_is_checked(acme, fake_aws):
+def test_every_retriever_gets_the_filter_and_every_model_is_checked(acme, sidecar, fake_aws):
     """Two retrievers, a reranking model on the globs: each retriever gets
     its own forced filter, the models go as sent."""
     rerank = {"type": "BEDROCK_RERANKING_MODEL",
               "bedrockRerankingConfiguration": {"modelConfiguration": {"modelArn": RERANK_ARN}}}
     year = {"equals": {"key": "year", "value": 2023}}
-    _, events = run(acme, **args([kb(), kb(filter=year)],
+    out, events = run(acme, **args([kb(), kb(filter=year)],
                                  agenticRetrieveConfiguration=config(rerankingModelType="CUSTOM", rerankingConfiguration=rerank)))
     rec = harness.assert_one_valid_upstream(fake_aws, "AgenticRetrieveStream")
     assert filter_of(rec, 0) == ACME_CLAUSE
@@ -181,6 +181,8 @@ def test_every_retriever_gets_the_filter_and_every_model_is_checked(acme, fake_a
     assert rec.json()["agenticRetrieveConfiguration"]["rerankingConfiguration"] == rerank
     uris = [r["metadata"]["x-amz-bedrock-kb-source-uri"] for r in of(events, "result")[0]["results"]]
     assert uris == [ACME_DOC, "s3://docs/tenants/acme/refunds-2023.pdf", "s3://docs/tenants/acme/refunds-2023.pdf"]
+    # The audit names the knowledge base once.
+    assert sidecar.wait_audit(harness.request_id_of(out))["resource"] == KB
 
 
 def test_next_token_is_sealed_to_tenant_and_user(acme, sidecar, mint, fake_aws):
