@@ -54,6 +54,7 @@ pub enum Operation {
     InvokeAgent,
     GetAgentMemory,
     DeleteAgentMemory,
+    InvokeInlineAgent,
     OptimizePrompt,
     Rerank,
     GetDocumentContent,
@@ -69,7 +70,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 24] = {
+    pub const ALL: [Operation; 25] = {
         use Operation::*;
         [
             InvokeModel,
@@ -96,6 +97,7 @@ impl Operation {
             GenerateQuery,
             InvokeGuardrailChecks,
             AgenticRetrieveStream,
+            InvokeInlineAgent,
         ]
     };
 
@@ -117,6 +119,7 @@ impl Operation {
             InvokeAgent => "InvokeAgent",
             GetAgentMemory => "GetAgentMemory",
             DeleteAgentMemory => "DeleteAgentMemory",
+            InvokeInlineAgent => "InvokeInlineAgent",
             OptimizePrompt => "OptimizePrompt",
             Rerank => "Rerank",
             GetDocumentContent => "GetDocumentContent",
@@ -140,7 +143,8 @@ impl Operation {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | InvokeAgent
-            | GetAgentMemory | DeleteAgentMemory | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery => {
+            | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent | OptimizePrompt | Rerank | GetDocumentContent
+            | GenerateQuery => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -161,7 +165,7 @@ impl Operation {
             ApplyGuardrail | InvokeGuardrailChecks => Family::Guardrails,
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | GetDocumentContent
             | GenerateQuery => Family::KnowledgeBases,
-            InvokeAgent | GetAgentMemory | DeleteAgentMemory => Family::Agents,
+            InvokeAgent | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
         }
@@ -196,6 +200,9 @@ pub enum Target {
     /// DeleteAgentMemory); `memory` is the client's `memoryId` from the
     /// query string once the family's query rewrite has checked it.
     AgentAlias { agent: String, alias: String, memory: Option<String> },
+    /// InvokeInlineAgent: the client's session id (the agent itself is the
+    /// tenant's `inline_agent` configuration).
+    InlineAgent { session: String },
     Endpoint(String),
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
@@ -215,6 +222,7 @@ impl Target {
             Target::Document { kb, data_source, document } => vec![kb, data_source, document],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
+            Target::InlineAgent { session } => vec![session],
             Target::Nothing => vec![],
         }
     }
@@ -229,6 +237,7 @@ impl Target {
             GetDocumentContent => Target::Document { kb: next(), data_source: next(), document: next() },
             InvokeAgent => Target::Agent { agent: next(), alias: next(), session: next() },
             GetAgentMemory | DeleteAgentMemory => Target::AgentAlias { agent: next(), alias: next(), memory: None },
+            InvokeInlineAgent => Target::InlineAgent { session: next() },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
@@ -239,7 +248,8 @@ impl Target {
 
 impl Route {
     /// The resource named in audit records: model id, KB id,
-    /// `agentId/aliasId` or endpoint name, as requested.
+    /// `agentId/aliasId` or endpoint name, as requested (InvokeInlineAgent
+    /// names none in its path: its family notes the configured model).
     pub fn resource(&self) -> String {
         match &self.target {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
@@ -247,7 +257,7 @@ impl Route {
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
             // The knowledge base decides; the document is named in the audit record too.
             Target::Document { kb, data_source, document } => format!("{kb}/{data_source}/{document}"),
-            Target::Nothing => String::new(),
+            Target::InlineAgent { .. } | Target::Nothing => String::new(),
         }
     }
 
@@ -274,6 +284,7 @@ impl Route {
                 e(2)
             ),
             GetAgentMemory | DeleteAgentMemory => format!("/agents/{}/agentAliases/{}/memories", e(0), e(1)),
+            InvokeInlineAgent => format!("/agents/{}", e(0)),
             Rerank => "/rerank".to_string(),
             OptimizePrompt => "/optimize-prompt".to_string(),
             GetDocumentContent => format!("/knowledgebases/{}/datasources/{}/documents/{}/content", e(0), e(1), e(2)),
@@ -349,6 +360,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
         ["agenticRetrieveStream"] => (AgenticRetrieveStream, &[]),
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
+        ["agents", _] => (InvokeInlineAgent, &[1]),
         ["rerank"] => (Rerank, &[]),
         ["optimize-prompt"] => (OptimizePrompt, &[]),
         ["knowledgebases", _, "datasources", _, "documents", _, "content"] => (GetDocumentContent, &[1, 3, 5]),
@@ -412,6 +424,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeAgent, _) => ("session id", false),
         (GetAgentMemory | DeleteAgentMemory, 1) => ("agent id", false),
         (GetAgentMemory | DeleteAgentMemory, _) => ("agent alias id", false),
+        (InvokeInlineAgent, _) => ("session id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
         (GetDocumentContent, 1) => ("knowledge base id", false),
@@ -462,7 +475,7 @@ fn check_document_id(id: &str) -> Result<(), ProxyError> {
 /// Operations of these services that exist upstream but have no isolation
 /// rules here: denied whatever the method (docs/reference.md §5). The
 /// memories path is routed for GET and DELETE only, `/optimize-prompt`
-/// for POST only.
+/// and `/agents/{sessionId}` (InvokeInlineAgent) for POST only.
 fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
     match raw {
         [first, ..] if first.starts_with("async-invoke") => Some("AsyncInvoke"),
@@ -472,6 +485,7 @@ fn denied_operation(method: &Method, raw: &[&str]) -> Option<&'static str> {
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => None,
         ["agents", _, "agentAliases", _, "memories"] if method == Method::GET || method == Method::DELETE => None,
         ["agents", _, "agentAliases", _, "memories", ..] => Some("AgentMemory"),
+        ["agents", _] if method == Method::POST => None,
         ["agents", ..] => Some("InvokeInlineAgent"),
         ["flows", ..] => Some("InvokeFlow"),
         [first, ..] if first.starts_with("sessions") => Some("Sessions"),
@@ -577,6 +591,23 @@ mod tests {
         for m in [Method::GET, Method::PUT, Method::DELETE] {
             assert_eq!(classify(&m, "/optimize-prompt").unwrap_err().reason(), "operation_not_allowed", "{m}");
         }
+    }
+
+    #[test]
+    fn inline_agent_is_routed_for_post_only() {
+        let r = post("/agents/chat-42:x.y_z").unwrap();
+        assert_eq!(r.op, Operation::InvokeInlineAgent);
+        assert_eq!(r.target, Target::InlineAgent { session: "chat-42:x.y_z".into() });
+        // `:` encoded as the SDKs encode it, whether the client did or not.
+        assert_eq!((r.upstream_path(), r.resource()), ("/agents/chat-42%3Ax.y_z".to_string(), String::new()));
+        assert_eq!(post("/agents/a%3Ab").unwrap().upstream_path(), "/agents/a%3Ab");
+        for m in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert_eq!(classify(&m, "/agents/SESSION1").unwrap_err().reason(), "operation_not_allowed", "{m}");
+        }
+        for bad in ["/agents/a%2Fb", "/agents/..", "/agents/a%20b", "/agents/%2E%2E", "/agents/a%3Fb"] {
+            assert_eq!(post(bad).unwrap_err().reason(), "invalid_parameter", "{bad}");
+        }
+        assert_eq!(post("/agents/").unwrap_err().reason(), "unknown_operation");
     }
 
     #[test]
@@ -718,7 +749,7 @@ mod tests {
         }
         for p in [
             "/model/m/invoke-with-bidirectional-stream",
-            "/agents/SESSION1",
+            "/agents/SESSION1/x",
             "/agents/A/agentAliases/B/memories/x",
             "/flows/F/aliases/A",
             "/sessions",

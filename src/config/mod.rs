@@ -274,6 +274,9 @@ pub struct TenantPolicy {
     pub sagemaker: SageMakerPolicy,
     pub async_invoke: AsyncInvokePolicy,
     pub guardrail_checks: GuardrailChecksPolicy,
+    /// `inline_agent`: the agent InvokeInlineAgent runs for the tenant;
+    /// None: InvokeInlineAgent is refused (403 `operation_not_allowed`).
+    pub inline_agent: Option<InlineAgentPolicy>,
     pub static_credentials: Option<StaticCredentialsEnv>,
 }
 
@@ -396,6 +399,26 @@ pub struct AsyncInvokePolicy {
     /// Tags added to every job (key -> template), replacing a client tag
     /// with the same key.
     pub tags: Vec<(String, Template)>,
+}
+
+/// `inline_agent` (docs/agents.md, "Inline agents"): the whole agent
+/// definition of every InvokeInlineAgent of the tenant. The client sends
+/// only its input and session; everything here is forced.
+#[derive(Debug, Clone)]
+pub struct InlineAgentPolicy {
+    /// `foundationModel`, as configured: decided by `models` and mapped by
+    /// `model_map` on every request.
+    pub foundation_model: String,
+    /// `instruction` (template; at least 40 characters of literal text).
+    pub instruction: Template,
+    /// `actionGroups`: AWS `AgentActionGroup` objects whose string values
+    /// are templates (checked against the AWS model at load).
+    pub action_groups: Vec<JsonTemplate>,
+    /// `knowledgeBases`: knowledge base id -> description (template); each
+    /// id is in `knowledge_base.allowed` and gets the forced filter.
+    pub knowledge_bases: Vec<(String, Template)>,
+    /// `idleSessionTTLInSeconds` (60 to 3600); None: AWS's default.
+    pub idle_session_ttl_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -9,6 +9,7 @@ mod credentials;
 mod filters;
 pub use filters::{COMPARISON_OPERATORS, LOGICAL_OPERATORS};
 mod identity;
+mod inline_agent;
 mod policy;
 pub use policy::PolicyConfig;
 mod reader;

@@ -119,6 +119,8 @@ fn resource_types(op: Operation) -> &'static str {
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
         GetDocumentContent | GenerateQuery | AgenticRetrieveStream => "KnowledgeBase",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
+        // The inline agent's configured model: the client names nothing.
+        InvokeInlineAgent => "Model",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
         | OptimizePrompt | StartAsyncInvoke => "Model",

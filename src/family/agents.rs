@@ -1,7 +1,8 @@
 //! Agents (docs/reference.md §5.3): InvokeAgent
 //! (`POST /agents/{agentId}/agentAliases/{aliasId}/sessions/{sessionId}/text`);
 //! GetAgentMemory and DeleteAgentMemory, whose rules are in
-//! [`super::agent_memory`].
+//! [`super::agent_memory`]; InvokeInlineAgent, whose rules are in
+//! [`super::inline_agent`].
 //!
 //! What is enforced:
 //! - `agentId/aliasId` matches one of `agents.allowed` (403 `agent_not_allowed`);
@@ -50,6 +51,7 @@
 //! ```
 
 use super::agent_memory::rewrite_memory_query;
+use super::inline_agent;
 use super::knowledge_bases::{check_source, kb_allowed, rewrite_retrieval_configuration, RewriteNote};
 use super::{body_object, child_object, missing_claim, opt_object, opt_str, to_bytes, Ctx, Hooks, Notes, PolicyQuestion, RequestBody, ResponseShape};
 use crate::decide::cedar::PolicyResource;
@@ -79,6 +81,9 @@ impl Hooks for Agents {
             Target::Agent { .. } => Ok(()),
             // Agent memory has no body: decided from the path at once.
             Target::AgentAlias { agent, alias, .. } => ctx.decide(Resource::Agent { agent, alias }).map(|_| ()),
+            // A tenant without an inline agent is refused before its body
+            // is read.
+            Target::InlineAgent { .. } => inline_agent::definition(ctx).map(|_| ()),
             _ => Err(super::foreign_target(ctx)),
         }
     }
@@ -87,7 +92,7 @@ impl Hooks for Agents {
     /// namespaced (see `agent_memory`).
     fn rewrite_query(ctx: &Ctx<'_>, target: &mut Target, query: &mut Option<String>) -> Result<(), ProxyError> {
         match target {
-            Target::Agent { .. } => Ok(()),
+            Target::Agent { .. } | Target::InlineAgent { .. } => Ok(()),
             Target::AgentAlias { memory, .. } => {
                 let q = rewrite_memory_query(ctx, query.as_deref())?;
                 *query = Some(q.query);
@@ -99,7 +104,7 @@ impl Hooks for Agents {
     }
 
     fn policy_question<'a>(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'a>,
         target: &'a Target,
         _headers: &'a HeaderMap,
         _body: &'a RequestBody,
@@ -108,6 +113,13 @@ impl Hooks for Agents {
             Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => {
                 ctx.decide(Resource::Agent { agent, alias })?;
                 Ok(PolicyQuestion::of(PolicyResource::Agent { agent, alias }))
+            }
+            // The inline agent's model, as configured (the resource it
+            // reaches; the client names none).
+            Target::InlineAgent { .. } => {
+                let model = &inline_agent::definition(ctx)?.foundation_model;
+                ctx.decide(Resource::Model(model))?;
+                Ok(PolicyQuestion::of(PolicyResource::Model(model)))
             }
             _ => Err(super::foreign_target(ctx)),
         }
@@ -119,8 +131,22 @@ impl Hooks for Agents {
         _headers: &mut HeaderMap,
         body: RequestBody,
         creds: &TenantCredentials,
-        _notes: &mut Notes,
+        notes: &mut Notes,
     ) -> Result<(Bytes, Post), ProxyError> {
+        if let Target::InlineAgent { session } = target {
+            // The audit record names the configured model, refused or not.
+            notes.resource = Some(inline_agent::definition(ctx)?.foundation_model.clone());
+            let mut v = body.tree()?;
+            let client_session_id = session.clone();
+            let inject = ctx.policy.agents.inject_scoped_credentials.then_some(creds);
+            let out = inline_agent::rewrite_inline_agent(ctx, &client_session_id, &mut v, inject)?;
+            *session = out.upstream_session_id;
+            if out.upstream_model != out.model {
+                notes.upstream_resource = Some(out.upstream_model);
+            }
+            let prefixes = decide::source_prefixes(&ctx.request())?;
+            return Ok((to_bytes(&v)?, Post::Agent { client_session_id, client_memory_id: None, prefixes }));
+        }
         if let Target::AgentAlias { memory, .. } = target {
             // No body goes upstream (the model defines none); the answer is
             // filtered when it lists memory.
@@ -166,7 +192,9 @@ impl Hooks for Agents {
 
     fn response_shape(op: Operation) -> ResponseShape {
         match op {
-            Operation::InvokeAgent => ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Agent },
+            Operation::InvokeAgent | Operation::InvokeInlineAgent => {
+                ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Agent }
+            }
             _ => ResponseShape::PLAIN,
         }
     }
@@ -226,34 +254,14 @@ pub fn rewrite_invoke_agent(
     body: &mut Value,
     creds: Option<&TenantCredentials>,
 ) -> Result<AgentRewrite, ProxyError> {
-    let (principal, policy, keys) = (ctx.principal, ctx.policy, ctx.keys);
-    let agents = &policy.agents;
+    let (principal, keys) = (ctx.principal, ctx.keys);
     ctx.decide(Resource::Agent { agent: agent_id, alias: alias_id })?;
     check_bedrock_id(client_session_id, "sessionId")?;
     let obj = body_object(body)?;
 
     // Everything that can fail on configuration or identity, before the
     // body changes.
-    let mut configured = Vec::with_capacity(agents.session_attributes.len());
-    for (k, t) in &agents.session_attributes {
-        configured.push((k.clone(), t.render(principal).map_err(missing_claim)?));
-    }
-    let mut injected: Vec<(String, String)> = Vec::new();
-    if agents.inject_user_token {
-        if let Some(token) = &principal.token {
-            injected.push((USER_JWT.into(), token.expose().clone()));
-        }
-    }
-    if agents.inject_scoped_credentials {
-        let c = creds.ok_or_else(|| {
-            ProxyError::CredentialsUnavailable("no tenant credentials to inject into the agent session".into())
-        })?;
-        injected.push((CREDENTIAL_KEYS[0].into(), c.0.access_key_id().to_string()));
-        injected.push((CREDENTIAL_KEYS[1].into(), c.0.secret_access_key().to_string()));
-        if let Some(t) = c.0.session_token() {
-            injected.push((CREDENTIAL_KEYS[2].into(), t.to_string()));
-        }
-    }
+    let forced = ForcedAttributes::render(ctx, creds)?;
 
     let mut out = AgentRewrite {
         upstream_session_id: keys.agent_session_id(&principal.tenant, &principal.user, client_session_id),
@@ -268,29 +276,73 @@ pub fn rewrite_invoke_agent(
     }
 
     let state = child_object(obj, "sessionState", "sessionState")?;
-    let protected: Vec<&str> =
-        configured.iter().map(|(k, _)| k.as_str()).chain([USER_JWT]).chain(CREDENTIAL_KEYS).collect();
-
-    let attrs = child_object(state, "sessionAttributes", "sessionState.sessionAttributes")?;
-    out.attributes_removed = remove_protected(attrs, &protected);
-    for (k, v) in configured.iter().chain(&injected) {
-        attrs.insert(k.clone(), Value::String(v.clone()));
-        out.attributes_set.push(k.clone());
-    }
-
-    let ppath = "sessionState.promptSessionAttributes";
-    if let Some(prompt) = opt_object(state, "promptSessionAttributes", ppath)? {
-        for k in remove_protected(prompt, &protected) {
-            out.attributes_removed.push(format!("promptSessionAttributes.{k}"));
-        }
-        for (k, v) in &configured {
-            prompt.insert(k.clone(), Value::String(v.clone()));
-        }
-    }
-
+    (out.attributes_set, out.attributes_removed) = forced.apply(state, "sessionState")?;
     rewrite_knowledge_bases(state, ctx, &mut out)?;
-    check_files(state, ctx, &mut out)?;
+    out.s3_files = check_files(state, "sessionState", ctx)?;
     Ok(out)
+}
+
+/// The session attributes tenantgate owns in an agent session (InvokeAgent
+/// `sessionState`, InvokeInlineAgent `inlineSessionState`), rendered before
+/// the body changes: `agents.session_attributes`, and the verified token and
+/// tenant-scoped credentials when their injection is on.
+pub(super) struct ForcedAttributes {
+    configured: Vec<(String, String)>,
+    injected: Vec<(String, String)>,
+}
+
+impl ForcedAttributes {
+    /// Renders them (403 `missing_claim`; 503 `credentials_unavailable`
+    /// when credentials must be injected and there are none).
+    pub(super) fn render(ctx: &Ctx<'_>, creds: Option<&TenantCredentials>) -> Result<Self, ProxyError> {
+        let (principal, agents) = (ctx.principal, &ctx.policy.agents);
+        let mut configured = Vec::with_capacity(agents.session_attributes.len());
+        for (k, t) in &agents.session_attributes {
+            configured.push((k.clone(), t.render(principal).map_err(missing_claim)?));
+        }
+        let mut injected: Vec<(String, String)> = Vec::new();
+        if agents.inject_user_token {
+            if let Some(token) = &principal.token {
+                injected.push((USER_JWT.into(), token.expose().clone()));
+            }
+        }
+        if agents.inject_scoped_credentials {
+            let c = creds.ok_or_else(|| {
+                ProxyError::CredentialsUnavailable("no tenant credentials to inject into the agent session".into())
+            })?;
+            injected.push((CREDENTIAL_KEYS[0].into(), c.0.access_key_id().to_string()));
+            injected.push((CREDENTIAL_KEYS[1].into(), c.0.secret_access_key().to_string()));
+            if let Some(t) = c.0.session_token() {
+                injected.push((CREDENTIAL_KEYS[2].into(), t.to_string()));
+            }
+        }
+        Ok(ForcedAttributes { configured, injected })
+    }
+
+    /// Sets them in `state.sessionAttributes` (created) and the configured
+    /// ones in `state.promptSessionAttributes` (when sent), removing client
+    /// keys equal to a protected name ignoring ASCII case; `path` names
+    /// `state` in errors. Returns the names set and the names removed.
+    pub(super) fn apply(&self, state: &mut Map<String, Value>, path: &str) -> Result<(Vec<String>, Vec<String>), ProxyError> {
+        let protected: Vec<&str> =
+            self.configured.iter().map(|(k, _)| k.as_str()).chain([USER_JWT]).chain(CREDENTIAL_KEYS).collect();
+        let (mut set, mut removed) = (Vec::new(), Vec::new());
+        let attrs = child_object(state, "sessionAttributes", &format!("{path}.sessionAttributes"))?;
+        removed.extend(remove_protected(attrs, &protected));
+        for (k, v) in self.configured.iter().chain(&self.injected) {
+            attrs.insert(k.clone(), Value::String(v.clone()));
+            set.push(k.clone());
+        }
+        if let Some(prompt) = opt_object(state, "promptSessionAttributes", &format!("{path}.promptSessionAttributes"))? {
+            for k in remove_protected(prompt, &protected) {
+                removed.push(format!("promptSessionAttributes.{k}"));
+            }
+            for (k, v) in &self.configured {
+                prompt.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+        Ok((set, removed))
+    }
 }
 
 /// Removes every key equal to a protected name ignoring ASCII case; returns
@@ -346,31 +398,27 @@ fn rewrite_knowledge_bases(
     Ok(())
 }
 
-fn check_files(
-    state: &Map<String, Value>,
-    ctx: &Ctx<'_>,
-    out: &mut AgentRewrite,
-) -> Result<(), ProxyError> {
-    const PATH: &str = "sessionState.files";
+/// Every file of `state.files` (`state_path` names `state`): an S3 source
+/// must be under the tenant's source prefixes. Returns the number of S3
+/// files.
+pub(super) fn check_files(state: &Map<String, Value>, state_path: &str, ctx: &Ctx<'_>) -> Result<usize, ProxyError> {
     let files = match state.get("files") {
-        None | Some(Value::Null) => return Ok(()),
+        None | Some(Value::Null) => return Ok(0),
         Some(Value::Array(files)) => files,
-        Some(_) => return Err(ProxyError::InvalidParameter(format!("{PATH} must be an array"))),
+        Some(_) => return Err(ProxyError::InvalidParameter(format!("{state_path}.files must be an array"))),
     };
-    if files.is_empty() {
-        return Ok(());
-    }
+    let mut s3 = 0;
     for (i, file) in files.iter().enumerate() {
-        let path = format!("{PATH}[{i}]");
+        let path = format!("{state_path}.files[{i}]");
         let source = file
             .get("source")
             .filter(|s| !s.is_null())
             .ok_or_else(|| ProxyError::InvalidParameter(format!("{path}.source is required")))?;
         if check_source(ctx, source, &format!("{path}.source"))? {
-            out.s3_files += 1;
+            s3 += 1;
         }
     }
-    Ok(())
+    Ok(s3)
 }
 
 #[cfg(test)]

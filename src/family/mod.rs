@@ -17,7 +17,7 @@
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
 //! | guardrails | ApplyGuardrail, InvokeGuardrailChecks | [`guardrails`] |
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery; AgenticRetrieveStream | [`knowledge_bases`], [`kb_documents`], [`agentic_retrieve`] |
-//! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory | [`agents`], [`agent_memory`] |
+//! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
 //!
@@ -31,6 +31,7 @@ pub mod agentic_retrieve;
 pub mod agents;
 pub mod async_jobs;
 pub mod guardrails;
+pub mod inline_agent;
 pub mod kb_documents;
 pub mod knowledge_bases;
 pub mod model_calls;
@@ -189,8 +190,10 @@ trait Hooks {
         Ok((body.bytes, Post::Stream))
     }
 
+    /// `ctx` may be borrowed for `'a` (a resource the tenant's
+    /// configuration names, such as the inline agent's model).
     fn policy_question<'a>(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'a>,
         target: &'a Target,
         headers: &'a HeaderMap,
         body: &'a RequestBody,
@@ -241,7 +244,7 @@ pub fn rewrite(
 
 /// What the request names and states, for the tenant's policies.
 pub fn policy_question<'a>(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx<'a>,
     route: &'a Route,
     headers: &'a HeaderMap,
     body: &'a RequestBody,
@@ -276,7 +279,7 @@ mod tests {
                 InvokeModelWithResponseStream => (UsageSource::ModelChunks, StreamShape::Model),
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
                 AgenticRetrieveStream => (UsageSource::Headers, StreamShape::Agentic),
-                InvokeAgent => (UsageSource::Headers, StreamShape::Agent),
+                InvokeAgent | InvokeInlineAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory

@@ -78,12 +78,6 @@ pub const REFUSED: &[Refused] = &[
     not_yet("GetSession", "GET", "/sessions/{sessionIdentifier}/", SESSIONS),
     not_yet("InvokeFlow", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}", FLOWS),
     not_yet(
-        "InvokeInlineAgent",
-        "POST",
-        "/agents/{sessionId}",
-        "the whole agent definition (instruction, model, action groups, knowledge bases) would come from the client",
-    ),
-    not_yet(
         "ListFlowExecutionEvents",
         "GET",
         "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions/{executionIdentifier}/events",

@@ -31,6 +31,7 @@ fn index(op: Operation) -> usize {
         GenerateQuery => 21,
         InvokeGuardrailChecks => 22,
         AgenticRetrieveStream => 23,
+        InvokeInlineAgent => 24,
     }
 }
 

@@ -766,6 +766,10 @@ class FakeAws:
         import fake_kb_extras
 
         fake_kb_extras.install(self)
+        # bedrock-agent-runtime inline agents: their own module.
+        import fake_inline_agent
+
+        fake_inline_agent.install(self)
         # sagemaker-runtime: its own module, which imports this one.
         import fake_sagemaker
 

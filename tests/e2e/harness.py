@@ -574,12 +574,15 @@ def _boto_session():
 
 def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None, *, read_timeout: float = 15,
                 connect_timeout: float = 5, access_key=CLIENT_AKID, secret_key="x", session_token=None,
-                extra_headers: dict | None = None, region: str = "us-east-1", verify=None):
+                extra_headers: dict | None = None, region: str = "us-east-1", verify=None,
+                parameter_validation: bool = True):
     """A boto3 client as an application would build it for the sidecar: only
     ``endpoint_url`` changes, and an event hook adds the end user's token.
 
     ``token`` may be a string, a callable returning one, or None (no
     header). ``client.tap`` records what was sent and the raw response.
+    ``parameter_validation=False`` lets the app leave out members boto3
+    requires and the sidecar sets (InvokeInlineAgent's agent definition).
     """
     client = _boto_session().client(
         service,
@@ -594,6 +597,7 @@ def make_client(endpoint_url: str, service: str = "bedrock-runtime", token=None,
             read_timeout=read_timeout,
             connect_timeout=connect_timeout,
             tcp_keepalive=False,
+            parameter_validation=parameter_validation,
         ),
     )
     tap = Tap()

@@ -54,7 +54,9 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345"),
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions"),
         ("GET", "/flows/FLOW123456/executions"),
-        ("POST", "/agents/session-123"),  # InvokeInlineAgent
+        ("POST", "/agents/session-123"),  # InvokeInlineAgent, for a tenant without inline_agent
+        ("GET", "/agents/session-123"),
+        ("POST", "/agents/session-123/x"),
         ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
         ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
         ("PUT", "/sessions/"),
@@ -101,7 +103,8 @@ def test_other_paths_fail_closed(sidecar, fake_aws, mint, method, path, expected
 def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
     """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
     ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
-    InvokeFlow, InvokeInlineAgent, CreateSession are denied."""
+    InvokeInlineAgent for a tenant without `inline_agent`, InvokeFlow,
+    CreateSession are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [

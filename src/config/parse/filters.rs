@@ -56,7 +56,7 @@ pub(crate) fn extra_filters(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<L
 }
 
 /// TOML -> JSON; datetimes and non-finite floats have no JSON form.
-fn to_json(ctx: &mut Ctx<'_>, key: &str, v: &Val<'_>) -> Option<Value> {
+pub(super) fn to_json(ctx: &mut Ctx<'_>, key: &str, v: &Val<'_>) -> Option<Value> {
     Some(match v.get_ref() {
         DeValue::String(s) => Value::String(s.to_string()),
         DeValue::Integer(_) => match integer(v.get_ref()).and_then(|n| i64::try_from(n).ok()) {

@@ -1,6 +1,6 @@
 //! Merging (docs/reference.md §3): a tenant's value for a key replaces the default's;
 //! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
-//! `async_invoke`, `guardrail_checks`) merge
+//! `async_invoke`, `guardrail_checks`, `inline_agent`) merge
 //! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
 //! `session_attributes`, ...) are replaced whole.
 //!
@@ -17,7 +17,8 @@
 use super::reader::{join, Ctx, Loc};
 use super::tenant_types::{Partial, StaticRequirement};
 use crate::config::{
-    AgentsPolicy, AsyncInvokePolicy, GuardrailChecksPolicy, KnowledgeBasePolicy, SageMakerPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
+    AgentsPolicy, AsyncInvokePolicy, GuardrailChecksPolicy, InlineAgentPolicy, KnowledgeBasePolicy, SageMakerPolicy,
+    StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
 };
 
 pub(crate) const DEFAULT_RPS: f64 = 20.0;
@@ -59,6 +60,7 @@ pub(crate) fn merge(
             ctx.err_at(kbs, format!("knowledge base {kb:?} is not in knowledge_base.allowed of {whom}"));
         }
     }
+    let inline_agent = inline_agent(ctx, id, t, d);
     TenantPolicy {
         models: get!(models).map(|l| l.value.clone()).unwrap_or_default(),
         model_map: get!(model_map).map(|l| l.value.clone()).unwrap_or_default(),
@@ -94,8 +96,59 @@ pub(crate) fn merge(
         guardrail_checks: GuardrailChecksPolicy {
             allowed: get!(guardrail_checks.allowed).map(|l| l.value.clone()).unwrap_or_default(),
         },
+        inline_agent,
         static_credentials,
     }
+}
+
+/// `inline_agent`, merged key by key: None when neither table sets a key.
+/// Once any key is written, `foundation_model` and `instruction` are
+/// required; the model must pass the tenant's `models` and each knowledge
+/// base be in its `knowledge_base.allowed`, else every InvokeInlineAgent of
+/// the tenant would be refused. A key written with an invalid value was
+/// reported where it was read; the table then gives no inline agent.
+fn inline_agent(ctx: &mut Ctx<'_>, id: &str, t: Option<&Partial>, d: &Partial) -> Option<InlineAgentPolicy> {
+    macro_rules! get {
+        ($($f:ident).+) => {
+            pick(t.map(|t| &t.$($f).+), &d.$($f).+)
+        };
+    }
+    let whom = || if t.is_some() { format!("tenant {id:?}") } else { "unlisted tenants (allow_unlisted)".into() };
+    let written = |k: &str| t.is_some_and(|t| t.inline_agent.written.iter().any(|w| w == k)) || d.inline_agent.written.iter().any(|w| w == k);
+    let table = match t {
+        Some(t) if !t.inline_agent.written.is_empty() => join(&t.origin, "inline_agent"),
+        _ if !d.inline_agent.written.is_empty() => join(&d.origin, "inline_agent"),
+        _ => return None,
+    };
+    let (model, instruction) = (get!(inline_agent.foundation_model), get!(inline_agent.instruction));
+    let (groups, kbs, ttl) =
+        (get!(inline_agent.action_groups), get!(inline_agent.knowledge_bases), get!(inline_agent.idle_session_ttl_secs));
+    for k in super::inline_agent::INLINE_AGENT_REQUIRED {
+        if !written(k) {
+            ctx.err(&join(&table, k), None, format!("is required for {}: an inline agent needs `foundation_model` and `instruction`", whom()));
+        }
+    }
+    let globs = get!(models).map(|l| l.value.as_slice()).unwrap_or_default();
+    if let Some(model) = model {
+        let bare = crate::model_id::foundation_model_id(&model.value);
+        if !globs.iter().any(|g| g.matches(&model.value) || bare.is_some_and(|b| g.matches(b))) {
+            ctx.err_at(model, format!("{:?} does not match a `models` glob of {}", model.value, whom()));
+        }
+    }
+    let allowed = get!(kb.allowed).map(|l| l.value.as_slice()).unwrap_or_default();
+    if let Some(kbs) = kbs {
+        for (kb, _) in kbs.value.iter().filter(|(kb, _)| !allowed.contains(kb)) {
+            ctx.err_at(kbs, format!("knowledge base {kb:?} is not in knowledge_base.allowed of {}", whom()));
+        }
+    }
+    let (model, instruction) = (model?, instruction?);
+    Some(InlineAgentPolicy {
+        foundation_model: model.value.clone(),
+        instruction: instruction.value.clone(),
+        action_groups: groups.map(|l| l.value.clone()).unwrap_or_default(),
+        knowledge_bases: kbs.map(|l| l.value.clone()).unwrap_or_default(),
+        idle_session_ttl_secs: ttl.map(|l| u32::try_from(l.value).unwrap_or(u32::MAX)),
+    })
 }
 
 fn rate_limit(ctx: &mut Ctx<'_>, t: Option<&Partial>, d: &Partial) -> TenantRateLimit {

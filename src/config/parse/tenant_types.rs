@@ -39,6 +39,7 @@ pub(crate) struct Partial {
     pub sm: PartialSageMaker,
     pub async_invoke: PartialAsyncInvoke,
     pub guardrail_checks: PartialGuardrailChecks,
+    pub inline_agent: PartialInlineAgent,
     pub creds: PartialStatic,
 }
 
@@ -89,6 +90,17 @@ pub(crate) struct PartialAsyncInvoke {
     pub kms_key_id: Option<Loc<Template>>,
     pub bucket_owner: Option<Loc<String>>,
     pub tags: Option<Loc<Named<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialInlineAgent {
+    /// The keys written in the table, valid or not.
+    pub written: Vec<String>,
+    pub foundation_model: Option<Loc<String>>,
+    pub instruction: Option<Loc<Template>>,
+    pub action_groups: Option<Loc<Vec<JsonTemplate>>>,
+    pub knowledge_bases: Option<Loc<Named<Template>>>,
+    pub idle_session_ttl_secs: Option<Loc<u64>>,
 }
 
 #[derive(Default)]

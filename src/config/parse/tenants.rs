@@ -28,6 +28,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "sagemaker",
     "async_invoke",
     "guardrail_checks",
+    "inline_agent",
     "static_credentials",
     "policy",
 ];
@@ -60,6 +61,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("sagemaker", SM_KEYS),
     ("async_invoke", ASYNC_INVOKE_KEYS),
     ("guardrail_checks", GUARDRAIL_CHECKS_KEYS),
+    ("inline_agent", super::inline_agent::INLINE_AGENT_KEYS),
     ("static_credentials", STATIC_KEYS),
     ("policy", super::policy::TENANT_KEYS),
 ];
@@ -247,6 +249,7 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
             l.map(|v| v.into_iter().map(|x| x.value).collect())
         });
     }
+    p.inline_agent = super::inline_agent::read(t, ctx);
     if let Some(v) = t.get("static_credentials") {
         p.creds.present = Some(Loc { value: (), key: t.key("static_credentials"), span: v.span() });
         if let Some(c) = t.sub(ctx, "static_credentials", STATIC_KEYS) {

@@ -38,6 +38,10 @@ kw = dict(endpoint_url=f"http://127.0.0.1:{srv.server_address[1]}", region_name=
           config=botocore.config.Config(retries={"max_attempts": 1}))
 br = boto3.client("bedrock-runtime", **kw)
 ag = boto3.client("bedrock-agent-runtime", **kw)
+# What an app calling InvokeInlineAgent through the sidecar uses: boto3
+# requires foundationModel and instruction, which the sidecar sets.
+ag_unvalidated = boto3.client("bedrock-agent-runtime", **{**kw, "config": botocore.config.Config(
+    retries={"max_attempts": 1}, parameter_validation=False)})
 
 msgs = [{"role": "user", "content": [{"text": "Hi there"}]}]
 rich = [
@@ -150,6 +154,23 @@ calls = {
             generateResponse=True, nextToken="page-2",
             policyConfiguration={"bedrockGuardrailConfiguration": {"guardrailId": "gracme", "guardrailVersion": "1"}},
             userContext={"userId": "alice@acme.example"})["stream"]),
+    ],
+    "InvokeInlineAgent": [
+        lambda: ag.invoke_inline_agent(sessionId="sess-1", inputText="hi", foundationModel=HAIKU,
+                                       instruction="You are the order assistant; answer about orders only."),
+        lambda: ag_unvalidated.invoke_inline_agent(sessionId="sess-1", inputText="refund order 7", enableTrace=True,
+                                                   endSession=False, streamingConfigurations={"streamFinalResponse": True},
+                                                   inlineSessionState={
+                                                       "sessionAttributes": {"locale": "de"},
+                                                       "promptSessionAttributes": {"tone": "formal"},
+                                                       "invocationId": "inv-1",
+                                                       "returnControlInvocationResults": [{"functionResult": {
+                                                           "actionGroup": "confirm", "function": "confirm_refund",
+                                                           "responseBody": {"TEXT": {"body": "yes"}}}}],
+                                                       "conversationHistory": {"messages": [
+                                                           {"role": "user", "content": [{"text": "earlier"}]}]},
+                                                       "files": [{"name": "a.csv", "useCase": "CODE_INTERPRETER", "source": {
+                                                           "sourceType": "S3", "s3Location": {"uri": "s3://acme/a.csv"}}}]}),
     ],
     "OptimizePrompt": [lambda: list(ag.optimize_prompt(
         input={"textPrompt": {"text": "Summarise the refund policy for {{customer}}."}},
