@@ -123,6 +123,8 @@ pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLim
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
         },
+        // One event's tree at a time: the largest.
+        Post::AgenticStream { .. } => crate::family::agentic_retrieve::largest_event_tree(raw),
         _ => 0,
     };
     mem.grow(tree.saturating_add(raw.len() as u64), limits)?;

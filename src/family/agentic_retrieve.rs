@@ -322,6 +322,30 @@ pub fn filter_stream(body: &[u8], prefixes: &[String], principal: &Principal, ke
     Ok((Bytes::from(out), dropped))
 }
 
+/// The bytes of the largest JSON tree [`filter_stream`] builds from `raw`
+/// (one `result` or `traceEvent` payload at a time), for the buffer budget;
+/// frames that do not decode count nothing (`filter_stream` refuses them).
+pub fn largest_event_tree(raw: &[u8]) -> u64 {
+    use crate::budget::json_scan::{scan, JsonLimits};
+    let mut rest = raw;
+    let mut largest = 0;
+    while let [a, b, c, d, ..] = rest {
+        let total = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+        if !(16..=MAX_FRAME).contains(&total) || rest.len() < total {
+            break;
+        }
+        let (frame, tail) = rest.split_at(total);
+        rest = tail;
+        let Ok(msg) = read_message_from(&mut &frame[..]) else { break };
+        if matches!(header(&msg, ":event-type"), Some("result" | "traceEvent")) {
+            if let Ok(shape) = scan(msg.payload(), &JsonLimits::UNLIMITED) {
+                largest = largest.max(shape.tree_bytes(msg.payload().len()));
+            }
+        }
+    }
+    largest
+}
+
 fn corrupt(what: &str) -> ProxyError {
     ProxyError::UpstreamError(format!("{OP} answer cannot be judged ({what}); withheld"))
 }

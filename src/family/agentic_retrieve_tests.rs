@@ -350,3 +350,19 @@ fn streams_that_cannot_be_judged_are_withheld() {
         assert_eq!(e.reason(), "upstream_error", "{what}");
     }
 }
+
+#[test]
+fn the_largest_event_tree_is_charged() {
+    let small = frame("traceEvent", &json!({"attributes": {"retrievalResponse": [result_item(ACME_DOC)]}}));
+    let big_payload = json!({"results": (0..50).map(|_| result_item(ACME_DOC)).collect::<Vec<_>>()});
+    let big = frame("result", &big_payload);
+    let text = frame("responseEvent", &json!({"text": "x".repeat(10_000)}));
+    let s = [small.clone(), big, text.clone()].concat();
+    let want = crate::budget::json_scan::scan(big_payload.to_string().as_bytes(), &crate::budget::json_scan::JsonLimits::UNLIMITED)
+        .unwrap()
+        .tree_bytes(big_payload.to_string().len());
+    assert_eq!(largest_event_tree(&s), want);
+    assert!(largest_event_tree(&s) > largest_event_tree(&small));
+    assert_eq!(largest_event_tree(&text), 0, "response text is not parsed into a tree");
+    assert_eq!(largest_event_tree(&s[..5]), 0);
+}
