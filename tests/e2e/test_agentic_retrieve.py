@@ -134,7 +134,7 @@ def dropped_header(out):
 
 
 def test_routed_with_the_forced_filter_guardrail_and_user_context(acme, sidecar, fake_aws, creds):
-    """The client's filter (an `orAll` naming globex) is ANDed after the
+    """docs/reference.md §5.2: the client's filter (an `orAll` naming globex) is ANDed after the
     tenant clause, so the pooled knowledge base answers with acme's 2024
     document only; the client's guardrail and userContext are replaced;
     every other member goes as sent."""
@@ -168,7 +168,7 @@ def test_routed_with_the_forced_filter_guardrail_and_user_context(acme, sidecar,
 
 
 def test_every_retriever_gets_the_filter_and_every_model_is_checked(acme, sidecar, fake_aws):
-    """Two retrievers, a reranking model on the globs: each retriever gets
+    """docs/reference.md §5.2: two retrievers, a reranking model on the globs: each retriever gets
     its own forced filter, the models go as sent."""
     rerank = {"type": "BEDROCK_RERANKING_MODEL",
               "bedrockRerankingConfiguration": {"modelConfiguration": {"modelArn": RERANK_ARN}}}
@@ -186,7 +186,7 @@ def test_every_retriever_gets_the_filter_and_every_model_is_checked(acme, sideca
 
 
 def test_next_token_is_sealed_to_tenant_and_user(acme, sidecar, mint, fake_aws):
-    """The `result` event's nextToken comes back sealed; the same user sends
+    """docs/reference.md §5.2: the `result` event's nextToken comes back sealed; the same user sends
     it back and Bedrock gets its own token; another user, another tenant,
     the bare token or a token sealed for something else: 403 cross_tenant."""
     _, events = run(acme, **args())
@@ -206,7 +206,7 @@ def test_next_token_is_sealed_to_tenant_and_user(acme, sidecar, mint, fake_aws):
 
 
 def test_globex_has_its_group_filter_its_guardrail_left_and_no_post_filter(sidecar, mint, fake_aws):
-    """A tenant without a guardrail: the client's goes as sent; no
+    """docs/reference.md §5.2: A tenant without a guardrail: the client's goes as sent; no
     user_context: none is sent; no source prefixes: nothing dropped."""
     gary = _client(sidecar, mint, tenant="globex", user="gary", groups=["eng"])
     own = {"bedrockGuardrailConfiguration": {"guardrailId": "grglobex", "guardrailVersion": "2"}}
@@ -231,6 +231,7 @@ def test_globex_has_its_group_filter_its_guardrail_left_and_no_post_filter(sidec
     [kb("KBPOOLED0")],
 ])
 def test_a_knowledge_base_off_the_allowlist_is_refused(acme, fake_aws, retrievers):
+    """docs/reference.md §5.2: every retriever's knowledge base must be on the allowlist (ids are exact)."""
     harness.expect_client_error(acme, lambda: run(acme, **args(retrievers)), 403, "knowledge_base_not_allowed")
     harness.assert_nothing_upstream(fake_aws)
 
@@ -241,6 +242,7 @@ def test_a_knowledge_base_off_the_allowlist_is_refused(acme, fake_aws, retriever
     "KBPOOLED01 ",
 ])
 def test_arns_and_encoded_ids_are_refused(sidecar, mint, fake_aws, kb_id):
+    """docs/reference.md §5.2: an ARN, an encoded or padded id is not the listed id."""
     body = json.dumps(args([kb(kb_id)])).encode()
     resp = sidecar.request("POST", "/agenticRetrieveStream", body, token=_token(mint))
     harness.assert_tenantgate_error(resp, 403, "knowledge_base_not_allowed")
@@ -263,6 +265,7 @@ def test_arns_and_encoded_ids_are_refused(sidecar, mint, fake_aws, kb_id):
     ({"foundationModelConfiguration": config()["foundationModelConfiguration"]}, "invalid_parameter"),
 ])
 def test_models_are_decided(acme, fake_aws, cfg, reason):
+    """docs/reference.md §5.2 (models, §5.1): every model named is decided; a model AWS would choose, or none, is refused."""
     status = 400 if reason == "invalid_parameter" else 403
     harness.expect_client_error(acme, lambda: run(acme, **args(agenticRetrieveConfiguration=cfg)), status, reason)
     harness.assert_nothing_upstream(fake_aws)
@@ -274,6 +277,7 @@ def test_models_are_decided(acme, fake_aws, cfg, reason):
     ("retrievalInstructionConfiguration", {"retrievalInstructionId": "abc123", "version": "1"}),
 ])
 def test_members_without_an_isolation_rule_are_refused(acme, sidecar, fake_aws, member, value):
+    """docs/reference.md §5.2: memory and retrieval instructions are account-wide: 403 operation_not_allowed, named in the message and the audit record."""
     err = harness.expect_client_error(acme, lambda: run(acme, **args(**{member: value})), 403, "operation_not_allowed")
     assert member in err.response["Error"]["Message"] and "account-wide" in err.response["Error"]["Message"]
     rec = sidecar.wait_audit(harness.request_id_of(err))
@@ -282,6 +286,7 @@ def test_members_without_an_isolation_rule_are_refused(acme, sidecar, fake_aws, 
 
 
 def test_a_token_without_the_user_context_claim_is_refused(sidecar, mint, fake_aws):
+    """docs/reference.md §5.2 (access lists): a claim `user_context` needs and the token lacks is 403 missing_claim."""
     bob = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint("acme", "bob"))
     harness.expect_client_error(bob, lambda: run(bob, **args()), 403, "missing_claim")
     harness.assert_nothing_upstream(fake_aws)
@@ -306,7 +311,7 @@ REST = ('"messages": [{"role": "user", "content": {"text": "q"}}], "agenticRetri
     '{"retrievers": [' + KB_JSON + '], "retr\\u0069evers": [{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KBGLOBEX99"}}}], ' + REST + '}',
 ])
 def test_hostile_spellings_are_refused(sidecar, mint, fake_aws, raw):
-    """Other case, a duplicate member, an undefined member, null: 400 before anything is sent."""
+    """docs/reference.md §5.2: other case, a duplicate member, an undefined member, null: 400 before anything is sent."""
     resp = sidecar.request("POST", "/agenticRetrieveStream", raw.encode(), token=_token(mint))
     harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
     harness.assert_nothing_upstream(fake_aws)
@@ -318,13 +323,14 @@ def test_hostile_spellings_are_refused(sidecar, mint, fake_aws, raw):
     ("GET", "/agenticRetrieveStream", 404, "unknown_operation"),
 ])
 def test_other_methods_paths_and_query_strings_fail_closed(sidecar, mint, fake_aws, method, path, status, reason):
+    """docs/reference.md §5: a query parameter the model does not define is 400; other methods and paths are 404."""
     resp = sidecar.request(method, path, json.dumps(args()).encode(), token=_token(mint))
     harness.assert_tenantgate_error(resp, status, reason)
     harness.assert_nothing_upstream(fake_aws)
 
 
 def test_cedar_is_asked_about_every_knowledge_base(start_sidecar, mint, fake_aws):
-    """A forbid on the second knowledge base denies the request (403
+    """docs/reference.md §5.2: A forbid on the second knowledge base denies the request (403
     policy_denied, nothing sent); the first alone is permitted."""
     policy = ('@id("kb-reader") permit(principal, action, resource);\n'
               '@id("no-globex-archive") forbid(principal, action == TenantGate::Action::"AgenticRetrieveStream", '
@@ -345,7 +351,7 @@ def test_cedar_is_asked_about_every_knowledge_base(start_sidecar, mint, fake_aws
 
 
 def test_foreign_results_are_dropped_counted_and_citations_follow(acme, sidecar, fake_aws):
-    """A misbehaving upstream returns results of another tenant, a
+    """docs/reference.md §5.2: A misbehaving upstream returns results of another tenant, a
     look-alike prefix and one without a source: dropped from the result and
     the retrieval trace, counted in x-tenantgate-dropped-results and the
     audit; the citation of the kept results points at their new places."""
@@ -369,7 +375,7 @@ def test_foreign_results_are_dropped_counted_and_citations_follow(acme, sidecar,
 
 
 def test_an_answer_citing_a_foreign_result_is_withheld(acme, sidecar, fake_aws, mint):
-    """The answer cites a globex document: 502
+    """docs/reference.md §5.2: the answer cites a globex document: 502
     unauthorized_source_in_answer and not one event (the text before the
     result included)."""
     results = [result_item(KB, ACME_DOC, "acme refunds"), result_item(KB, GLOBEX_DOC, "globex secret")]
@@ -384,7 +390,7 @@ def test_an_answer_citing_a_foreign_result_is_withheld(acme, sidecar, fake_aws, 
 
 
 def test_an_event_the_model_does_not_define_is_withheld(acme, fake_aws):
-    """A `Result` event (another spelling) carrying a globex result cannot
+    """docs/reference.md §5.2: A `Result` event (another spelling) carrying a globex result cannot
     be judged: 502 and nothing of the answer."""
     def reply(fake, rec):
         return event_stream([event("responseEvent", {"text": "globex secret"}),
@@ -396,12 +402,14 @@ def test_an_event_the_model_does_not_define_is_withheld(acme, fake_aws):
 
 
 def test_a_citation_of_no_result_is_withheld(acme, fake_aws):
+    """docs/reference.md §5.2: a citation whose resultIndex names no result cannot be judged: withheld."""
     fake_aws.script(agentic_reply([result_item(KB, ACME_DOC, "acme refunds")], cited=[[0, 5]]),
                     operation="AgenticRetrieveStream")
     harness.expect_client_error(acme, lambda: run(acme, **args()), 502, "unauthorized_source_in_answer")
 
 
 def test_a_truncated_or_corrupt_upstream_stream_is_withheld(acme, fake_aws):
+    """docs/reference.md §5.2, §8: a stream that does not decode (cut short, bad CRC) is withheld with 502 upstream_error."""
     whole = encode_event_message([(":event-type", "responseEvent"), (":content-type", "application/json"),
                                   (":message-type", "event")], b'{"text":"partial"}')
     corrupt = bytearray(whole)
@@ -415,7 +423,7 @@ def test_a_truncated_or_corrupt_upstream_stream_is_withheld(acme, fake_aws):
 
 
 def test_response_text_is_redacted_across_events(acme, sidecar, fake_aws):
-    """An identity id split across two responseEvent texts, with a trace
+    """docs/reference.md §5.2: an identity id split across two responseEvent texts, with a trace
     between them, is redacted; so is the result's answer."""
     parts = (f"The owner is {IDENTITY_ID[:14]}", f"{IDENTITY_ID[14:]}.")
     fake_aws.script(agentic_reply([result_item(KB, ACME_DOC, "acme refunds")], parts=parts, trace_results=[]),
@@ -428,7 +436,7 @@ def test_response_text_is_redacted_across_events(acme, sidecar, fake_aws):
 
 
 def test_documents_seeded_for_another_tenant_never_reach_acme(acme, fake_aws):
-    """A document added to the pooled knowledge base under globex's
+    """docs/reference.md §5.2: A document added to the pooled knowledge base under globex's
     tenant id with acme's year and group: the forced filter keeps it out."""
     seed_doc(fake_aws, KB, "s3://docs/tenants/globex/late.pdf", "globex late addition",
              tenant_id="globex", year=2024, group="eng")
