@@ -53,6 +53,11 @@ pub enum Post {
     AsyncJob { prefixes: Vec<String> },
     /// ListAsyncInvokes: the page's jobs that write under `prefixes`.
     AsyncJobs { prefixes: Vec<String> },
+    /// The Sessions API: the answer judged and its session ids sealed for
+    /// the caller (`family::sessions::filter_answer`). `session` is
+    /// Bedrock's id of the session asked about (none for CreateSession),
+    /// `invocation` the invocation asked about, when one was named.
+    Session { op: crate::route::Operation, session: Option<String>, invocation: Option<String> },
 }
 
 impl Post {
@@ -66,8 +71,17 @@ impl Post {
                 | Post::AgentMemory { .. }
                 | Post::AsyncJob { .. }
                 | Post::AsyncJobs { .. }
+                | Post::Session { .. }
                 | Post::DocumentContent { .. }
         )
+    }
+
+    /// Whether the answer is a list that may lose entries (counted in
+    /// `x-tenantgate-dropped-results`).
+    pub fn counts_dropped(&self) -> bool {
+        use crate::route::Operation::{ListInvocationSteps, ListInvocations, ListSessions};
+        matches!(self, Post::Retrieve { .. } | Post::AgenticStream { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. })
+            || matches!(self, Post::Session { op: ListInvocations | ListInvocationSteps | ListSessions, .. })
     }
 }
 
@@ -118,7 +132,7 @@ where
 pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLimits) -> Result<(), ProxyError> {
     let tree = match post {
         Post::Retrieve { .. } | Post::Rag { .. } | Post::AgentMemory { .. } | Post::AsyncJob { .. } | Post::AsyncJobs { .. }
-        | Post::DocumentContent { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
+        | Post::DocumentContent { .. } | Post::Session { .. } => match scan(raw, &JsonLimits::UNLIMITED) {
             Ok(shape) => shape.tree_bytes(raw.len()),
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
@@ -177,6 +191,10 @@ pub fn apply(
         Post::AsyncJobs { prefixes } => {
             let (out, dropped) = crate::family::async_jobs::filter_jobs(&body, prefixes)?;
             Ok((Bytes::from(out), dropped))
+        }
+        Post::Session { op, session, invocation } => {
+            let asked = crate::family::sessions::Asked { session: session.as_deref(), invocation: invocation.as_deref() };
+            crate::family::sessions::filter_answer(*op, asked, &body, principal, keys)
         }
     }
 }

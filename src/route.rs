@@ -37,6 +37,7 @@ pub enum Family {
     Agents,
     SageMaker,
     AsyncJobs,
+    Sessions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,11 +67,22 @@ pub enum Operation {
     StartAsyncInvoke,
     GetAsyncInvoke,
     ListAsyncInvokes,
+    CreateSession,
+    GetSession,
+    UpdateSession,
+    EndSession,
+    DeleteSession,
+    CreateInvocation,
+    ListInvocations,
+    PutInvocationStep,
+    GetInvocationStep,
+    ListInvocationSteps,
+    ListSessions,
 }
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 25] = {
+    pub const ALL: [Operation; 36] = {
         use Operation::*;
         [
             InvokeModel,
@@ -98,6 +110,17 @@ impl Operation {
             InvokeGuardrailChecks,
             AgenticRetrieveStream,
             InvokeInlineAgent,
+            CreateSession,
+            GetSession,
+            UpdateSession,
+            EndSession,
+            DeleteSession,
+            CreateInvocation,
+            ListInvocations,
+            PutInvocationStep,
+            GetInvocationStep,
+            ListInvocationSteps,
+            ListSessions,
         ]
     };
 
@@ -131,6 +154,17 @@ impl Operation {
             StartAsyncInvoke => "StartAsyncInvoke",
             GetAsyncInvoke => "GetAsyncInvoke",
             ListAsyncInvokes => "ListAsyncInvokes",
+            CreateSession => "CreateSession",
+            GetSession => "GetSession",
+            UpdateSession => "UpdateSession",
+            EndSession => "EndSession",
+            DeleteSession => "DeleteSession",
+            CreateInvocation => "CreateInvocation",
+            ListInvocations => "ListInvocations",
+            PutInvocationStep => "PutInvocationStep",
+            GetInvocationStep => "GetInvocationStep",
+            ListInvocationSteps => "ListInvocationSteps",
+            ListSessions => "ListSessions",
         }
     }
 
@@ -144,7 +178,8 @@ impl Operation {
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | InvokeAgent
             | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent | OptimizePrompt | Rerank | GetDocumentContent
-            | GenerateQuery => {
+            | GenerateQuery | CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation
+            | ListInvocations | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions => {
                 Service::BedrockAgentRuntime
             }
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => {
@@ -168,6 +203,8 @@ impl Operation {
             InvokeAgent | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
+            CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation
+            | ListInvocations | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions => Family::Sessions,
         }
     }
 }
@@ -206,6 +243,11 @@ pub enum Target {
     Endpoint(String),
     /// GetAsyncInvoke: the invocation ARN.
     AsyncInvocation(String),
+    /// The Sessions API under `/sessions/{sessionIdentifier}`: the session
+    /// identifier as the client sent it (sealed, `family::sessions`; the
+    /// family puts Bedrock's id in its place once it verifies), and
+    /// GetInvocationStep's `invocationStepId`.
+    Session { session: String, step: Option<String> },
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
     /// AgenticRetrieveStream, Rerank, OptimizePrompt, StartAsyncInvoke,
     /// ListAsyncInvokes): what
@@ -222,6 +264,7 @@ impl Target {
             Target::Document { kb, data_source, document } => vec![kb, data_source, document],
             Target::Agent { agent, alias, session } => vec![agent, alias, session],
             Target::AgentAlias { agent, alias, .. } => vec![agent, alias],
+            Target::Session { session, step } => std::iter::once(session.as_str()).chain(step.as_deref()).collect(),
             Target::InlineAgent { session } => vec![session],
             Target::Nothing => vec![],
         }
@@ -240,8 +283,12 @@ impl Target {
             InvokeInlineAgent => Target::InlineAgent { session: next() },
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Target::Endpoint(next()),
             GetAsyncInvoke => Target::AsyncInvocation(next()),
+            GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
+            | PutInvocationStep | ListInvocationSteps => Target::Session { session: next(), step: None },
+            GetInvocationStep => Target::Session { session: next(), step: Some(next()) },
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
-            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks => Target::Nothing,
+            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession
+            | ListSessions => Target::Nothing,
         }
     }
 }
@@ -255,6 +302,7 @@ impl Route {
             Target::Guardrail { id, version } => format!("{id}:{version}"),
             Target::Agent { agent, alias, .. } | Target::AgentAlias { agent, alias, .. } => format!("{agent}/{alias}"),
             Target::Model(m) | Target::KnowledgeBase(m) | Target::Endpoint(m) | Target::AsyncInvocation(m) => m.clone(),
+            Target::Session { session, .. } => session.clone(),
             // The knowledge base decides; the document is named in the audit record too.
             Target::Document { kb, data_source, document } => format!("{kb}/{data_source}/{document}"),
             Target::InlineAgent { .. } | Target::Nothing => String::new(),
@@ -297,6 +345,12 @@ impl Route {
             InvokeEndpointAsync => format!("/endpoints/{}/async-invocations", e(0)),
             StartAsyncInvoke | ListAsyncInvokes => "/async-invoke".to_string(),
             GetAsyncInvoke => format!("/async-invoke/{}", e(0)),
+            CreateSession | ListSessions => "/sessions/".to_string(),
+            GetSession | UpdateSession | DeleteSession => format!("/sessions/{}/", e(0)),
+            EndSession => format!("/sessions/{}", e(0)),
+            CreateInvocation | ListInvocations => format!("/sessions/{}/invocations/", e(0)),
+            PutInvocationStep | ListInvocationSteps => format!("/sessions/{}/invocationSteps/", e(0)),
+            GetInvocationStep => format!("/sessions/{}/invocationSteps/{}", e(0), e(1)),
         }
     }
 }
@@ -334,6 +388,18 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ("POST", ["async-invoke"]) => Some((StartAsyncInvoke, &[])),
         ("GET", ["async-invoke"]) => Some((ListAsyncInvokes, &[])),
         ("GET", ["async-invoke", _]) => Some((GetAsyncInvoke, &[1])),
+        // The Sessions API (`family::sessions`): one path, several methods.
+        ("PUT", ["sessions", ""]) => Some((CreateSession, &[])),
+        ("POST", ["sessions", ""]) => Some((ListSessions, &[])),
+        ("GET", ["sessions", _, ""]) => Some((GetSession, &[1])),
+        ("PUT", ["sessions", _, ""]) => Some((UpdateSession, &[1])),
+        ("PATCH", ["sessions", _]) => Some((EndSession, &[1])),
+        ("DELETE", ["sessions", _, ""]) => Some((DeleteSession, &[1])),
+        ("PUT", ["sessions", _, "invocations", ""]) => Some((CreateInvocation, &[1])),
+        ("POST", ["sessions", _, "invocations", ""]) => Some((ListInvocations, &[1])),
+        ("PUT", ["sessions", _, "invocationSteps", ""]) => Some((PutInvocationStep, &[1])),
+        ("POST", ["sessions", _, "invocationSteps", ""]) => Some((ListInvocationSteps, &[1])),
+        ("POST", ["sessions", _, "invocationSteps", _]) => Some((GetInvocationStep, &[1, 3])),
         _ => None,
     };
     if let Some((op, idx)) = by_method {
@@ -427,12 +493,20 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (InvokeInlineAgent, _) => ("session id", false),
         // AWS's pattern (`family::async_jobs`) is checked by `authorize`.
         (GetAsyncInvoke, _) => ("invocation ARN", true),
+        // A session ARN passes here to be refused as unsealed (403
+        // `cross_tenant`) by `family::sessions`, like any id it cannot open.
+        (GetInvocationStep, 3) => ("invocation step id", false),
+        (
+            GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
+            | PutInvocationStep | GetInvocationStep | ListInvocationSteps,
+            _,
+        ) => ("session identifier", true),
         (GetDocumentContent, 1) => ("knowledge base id", false),
         (GetDocumentContent, 3) => ("data source id", false),
         (GetDocumentContent, _) => return check_document_id(id),
         (
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
-            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks,
+            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession | ListSessions,
             _,
         ) => {
             ("path id", false)

@@ -35,6 +35,12 @@
 //! client sealed like a RetrieveAndGenerate session id (`token.MAC`, its own
 //! label), and only a token sealed for the same (tenant, user) is accepted
 //! back and forwarded without its suffix.
+//!
+//! The Sessions API (CreateSession and the operations under
+//! `/sessions/{sessionIdentifier}`): Bedrock creates the session id (a
+//! UUID); the client is given `UUID.MAC` like a RetrieveAndGenerate session,
+//! under its own label, so a RetrieveAndGenerate or SageMaker session id
+//! never opens here, nor one of these there.
 
 use crate::error::ProxyError;
 use crate::secret::Secret;
@@ -50,6 +56,7 @@ const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
 const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
 const LABEL_ASYNC_TOKEN: &[u8] = b"tenantgate/v1/async-invoke-client-request-token";
 const LABEL_AGENTIC_TOKEN: &[u8] = b"tenantgate/v1/agentic-retrieve-next-token";
+const LABEL_BEDROCK_SESSION: &[u8] = b"tenantgate/v1/bedrock-session";
 
 /// Bytes of a sealed session id's MAC kept (128 bits): RetrieveAndGenerate
 /// and SageMaker sessions.
@@ -191,6 +198,21 @@ impl SessionKeys {
 }
 
 impl SessionKeys {
+    /// The session identifier given to the client for a Bedrock session
+    /// (Sessions API): `bedrock_id + "." + 32 hex digits`.
+    pub fn seal_bedrock_session(&self, tenant: &str, user: &str, bedrock_id: &str) -> String {
+        self.seal(LABEL_BEDROCK_SESSION, tenant, user, bedrock_id)
+    }
+
+    /// Verifies a client-sent Sessions API session identifier for (tenant,
+    /// user) and returns Bedrock's id; a raw id, an ARN, another tenant's or
+    /// user's id is 403 `cross_tenant`.
+    pub fn open_bedrock_session(&self, tenant: &str, user: &str, client_id: &str) -> Result<String, ProxyError> {
+        self.open(LABEL_BEDROCK_SESSION, tenant, user, client_id).ok_or_else(|| {
+            ProxyError::CrossTenant("the session identifier does not belong to this tenant and user".into())
+        })
+    }
+
     /// The upstream StartAsyncInvoke `clientRequestToken` for the client's
     /// token: `tga-` + 40 hex digits (44 characters, inside AWS's `[!-~]`,
     /// 1-256).

@@ -2,7 +2,8 @@
 //! request targets into `route::classify`. Oracles:
 //! - no panic; every refusal is a 4xx `ProxyError`;
 //! - a classified route's ids are ones AWS could accept (no `/` outside
-//!   model and guardrail ARNs, no empty, `.` or `..` segment);
+//!   model, guardrail, async-invocation and session ARNs, no empty, `.` or
+//!   `..` segment);
 //! - the path sent upstream (`Route::upstream_path`) classifies again to the
 //!   same operation and ids, and encodes every id as one URI label (no raw
 //!   `/`, `?`, `#` or `%` that is not an escape), so upstream can never see
@@ -31,7 +32,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(!matches!(seg, "" | "." | ".."), "{path:?} -> {:?}", route.target);
         }
         if id.contains('/') {
-            let arn_label = matches!(route.target, tenantgate::route::Target::Model(_) | tenantgate::route::Target::Guardrail { .. });
+            use tenantgate::route::Target;
+            // ARNs: models, guardrails, async invocations; a session
+            // identifier sent as an ARN (refused later as unsealed).
+            let arn_label = matches!(
+                route.target,
+                Target::Model(_) | Target::Guardrail { .. } | Target::AsyncInvocation(_) | Target::Session { .. }
+            );
             assert!(arn_label && id.starts_with("arn:"), "{path:?} -> {:?}", route.target);
         }
         let label = encode_label(id);

@@ -273,6 +273,7 @@ pub struct TenantPolicy {
     pub agents: AgentsPolicy,
     pub sagemaker: SageMakerPolicy,
     pub async_invoke: AsyncInvokePolicy,
+    pub sessions: SessionsPolicy,
     pub guardrail_checks: GuardrailChecksPolicy,
     /// `inline_agent`: the agent InvokeInlineAgent runs for the tenant;
     /// None: InvokeInlineAgent is refused (403 `operation_not_allowed`).
@@ -398,6 +399,18 @@ pub struct AsyncInvokePolicy {
     pub bucket_owner: Option<String>,
     /// Tags added to every job (key -> template), replacing a client tag
     /// with the same key.
+    pub tags: Vec<(String, Template)>,
+}
+
+/// `sessions` (docs/reference.md §5.3, §16): what every session the tenant
+/// creates through the Sessions API is given.
+#[derive(Debug, Clone, Default)]
+pub struct SessionsPolicy {
+    /// CreateSession's `encryptionKeyArn` (template), always this one;
+    /// unset: the Sessions API is refused for the tenant.
+    pub kms_key_arn: Option<Template>,
+    /// Tags added to every session (key -> template), replacing a client
+    /// tag with the same key.
     pub tags: Vec<(String, Template)>,
 }
 

@@ -107,6 +107,7 @@ pub fn action_group(family: Family) -> &'static str {
         Family::Agents => "Agent",
         Family::SageMaker => "SageMaker",
         Family::AsyncJobs => "AsyncInvoke",
+        Family::Sessions => "Sessions",
     }
 }
 
@@ -125,6 +126,8 @@ fn resource_types(op: Operation) -> &'static str {
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
         | OptimizePrompt | StartAsyncInvoke => "Model",
         GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
+        CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
+        | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions => "Session",
     }
 }
 
@@ -169,6 +172,10 @@ namespace {NAMESPACE} {{
   // An async invocation: GetAsyncInvoke's ARN; ListAsyncInvokes names none
   // (its entity id is \"\", without `arn`).
   entity AsyncInvocation = {{ arn?: String }};
+  // A session of the Sessions API: Bedrock's session id (once the sealed
+  // identifier is verified); CreateSession and ListSessions name none (its
+  // entity id is \"\", without `id`).
+  entity Session = {{ id?: String }};
   // The kinds of checks one InvokeGuardrailChecks runs (`contentFilter`,
   // `promptAttack`, `sensitiveInformation`); `id` (and the entity id) joins
   // them with `,` in that order.
@@ -183,7 +190,7 @@ namespace {NAMESPACE} {{
     // The service tier the request asks for, when it asks.
     service_tier?: String,
   }};
-  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\";
+  action \"ModelCall\", \"KnowledgeBase\", \"Agent\", \"SageMaker\", \"AsyncInvoke\", \"Sessions\";
 {actions}}}
 "
     )
@@ -199,6 +206,8 @@ pub enum PolicyResource<'a> {
     Guardrail { id: &'a str, version: &'a str },
     /// GetAsyncInvoke's invocation ARN; `None` for ListAsyncInvokes.
     AsyncInvocation(Option<&'a str>),
+    /// Bedrock's session id; `None` for CreateSession and ListSessions.
+    Session(Option<&'a str>),
     /// InvokeGuardrailChecks: the kinds of checks asked for, as a set of
     /// bits over `config::GUARDRAIL_CHECK_KINDS`.
     GuardrailChecks(u8),
@@ -280,6 +289,7 @@ struct Types {
     endpoint: EntityTypeName,
     guardrail: EntityTypeName,
     async_invocation: EntityTypeName,
+    session: EntityTypeName,
     guardrail_checks: EntityTypeName,
 }
 
@@ -295,6 +305,7 @@ impl Types {
             endpoint: t("Endpoint"),
             guardrail: t("Guardrail"),
             async_invocation: t("AsyncInvocation"),
+            session: t("Session"),
             guardrail_checks: t("GuardrailChecks"),
         }
     }
@@ -512,6 +523,9 @@ impl Policies {
             }
             PolicyResource::AsyncInvocation(arn) => {
                 (Types::uid(&ty.async_invocation, arn.unwrap_or("")), arn.map(|a| ("arn", s(a))).into_iter().collect())
+            }
+            PolicyResource::Session(id) => {
+                (Types::uid(&ty.session, id.unwrap_or("")), id.map(|i| ("id", s(i))).into_iter().collect())
             }
             PolicyResource::GuardrailChecks(bits) => {
                 let kinds = guardrail_check_kinds(bits);

@@ -29,6 +29,7 @@ enum Resource {
     Endpoint(String, Option<String>),
     Guardrail(String, String),
     AsyncInvocation(Option<String>),
+    Session(Option<String>),
     GuardrailChecks(u8),
 }
 
@@ -41,6 +42,7 @@ impl Resource {
             PolicyResource::Endpoint { name, target_model } => Resource::Endpoint(name.into(), target_model.map(Into::into)),
             PolicyResource::Guardrail { id, version } => Resource::Guardrail(id.into(), version.into()),
             PolicyResource::AsyncInvocation(arn) => Resource::AsyncInvocation(arn.map(Into::into)),
+            PolicyResource::Session(id) => Resource::Session(id.map(Into::into)),
             PolicyResource::GuardrailChecks(bits) => Resource::GuardrailChecks(bits),
         }
     }

@@ -14,6 +14,7 @@
 //! | SageMaker endpoint | rendered `sagemaker.endpoints` (keys map, values pass) | `endpoint_not_allowed` |
 //! | target model, inference component, container | rendered `sagemaker.allowed_target_models` (and `target_model`) | `cross_tenant` |
 //! | async input location | rendered `sagemaker.allowed_input_prefixes` | `location_not_allowed` |
+//! | the Sessions API (every operation) | rendered `sessions.kms_key_arn` must be set; the session identifier must open for (tenant, user) (`family::sessions`) | `operation_not_allowed`, `cross_tenant` |
 //! | async invocation output location (StartAsyncInvoke, and the jobs Get/ListAsyncInvokes return) | rendered `async_invoke.output_prefix`; unset: the operations are refused | `location_not_allowed` (`operation_not_allowed`) |
 //!
 //! The family modules (`crate::family`) ask here before they change
@@ -181,6 +182,21 @@ pub fn check(req: &Request<'_>, resource: Resource<'_>) -> Result<Grant, ProxyEr
                 )))
             }
         }
+    }
+}
+
+/// The rendered `sessions.kms_key_arn` of this principal: the key every
+/// session of the tenant is encrypted with. Unset: the Sessions API is
+/// refused for the tenant (403 `operation_not_allowed`); a template naming
+/// a claim the token lacks is 403 `missing_claim`.
+pub fn sessions_key(req: &Request<'_>) -> Result<String, ProxyError> {
+    match &req.policy.sessions.kms_key_arn {
+        Some(t) => req.render(t),
+        None => Err(ProxyError::OperationNotAllowed(format!(
+            "{} (tenant {:?} has no sessions.kms_key_arn)",
+            req.action.name(),
+            req.principal.tenant
+        ))),
     }
 }
 

@@ -20,6 +20,7 @@
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
+//! | sessions | CreateSession, GetSession, UpdateSession, EndSession, DeleteSession, CreateInvocation, ListInvocations, PutInvocationStep, GetInvocationStep, ListInvocationSteps, ListSessions | [`sessions`] |
 //!
 //! Adding an operation: a row in the route table, and its arms in one family
 //! module. Every hook is a pure function of the request context ([`Ctx`]),
@@ -37,6 +38,7 @@ pub mod knowledge_bases;
 pub mod model_calls;
 pub mod retrieval_filter;
 pub mod sagemaker;
+pub mod sessions;
 
 mod fields;
 
@@ -215,6 +217,7 @@ macro_rules! dispatch {
             Family::Agents => <agents::Agents as Hooks>::$hook($($arg),*),
             Family::SageMaker => <sagemaker::SageMaker as Hooks>::$hook($($arg),*),
             Family::AsyncJobs => <async_jobs::AsyncJobs as Hooks>::$hook($($arg),*),
+            Family::Sessions => <sessions::Sessions as Hooks>::$hook($($arg),*),
         }
     };
 }
@@ -284,9 +287,9 @@ mod tests {
                 InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),
                 InvokeModel | CountTokens | ApplyGuardrail | Retrieve | RetrieveAndGenerate | Rerank | GetAgentMemory
                 | DeleteAgentMemory | OptimizePrompt | InvokeEndpoint | InvokeEndpointAsync | StartAsyncInvoke
-                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery => {
-                    (UsageSource::Headers, StreamShape::Other)
-                }
+                | GetAsyncInvoke | ListAsyncInvokes | GetDocumentContent | GenerateQuery | CreateSession | GetSession
+                | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations | PutInvocationStep
+                | GetInvocationStep | ListInvocationSteps | ListSessions => (UsageSource::Headers, StreamShape::Other),
             };
             assert_eq!(response_shape(op), ResponseShape { usage, stream }, "{op:?}");
         }

@@ -466,6 +466,7 @@ fn take_notes(rec: &mut AuditRecord, notes: &mut Notes) {
 }
 
 mod respond;
+mod session_owners;
 
 #[cfg(test)]
 mod tests {

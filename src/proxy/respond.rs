@@ -112,7 +112,18 @@ impl Proxy {
             }
             fwd.permit.charge_tokens(rec.input_tokens.unwrap_or(0) + rec.output_tokens.unwrap_or(0));
             let (out, dropped) = if parts.status.is_success() {
-                post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?
+                match &fwd.post {
+                    // ListSessions names no owners: each listed session is
+                    // looked up first (`session_owners`).
+                    Post::Session { op: Operation::ListSessions, .. } => {
+                        let ids = family::sessions::listed_session_ids(&raw)?;
+                        // The look-ups' answers are held at once: charged first.
+                        mem.grow(ids.len() as u64 * session_owners::MAX_LOOKUP_ANSWER as u64, &limits)?;
+                        let owned = self.owned_sessions(snap, &fwd.principal, &fwd.policy, ids).await?;
+                        family::sessions::filter_session_list(&raw, &owned, &fwd.principal, &self.session_keys)?
+                    }
+                    _ => post::apply(&fwd.post, raw, &fwd.principal, &self.session_keys)?,
+                }
             } else {
                 (raw, 0)
             };
@@ -141,7 +152,7 @@ impl Proxy {
                 None => out,
             };
             rec.dropped_results = dropped;
-            if matches!(fwd.post, Post::Retrieve { .. } | Post::AgenticStream { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. }) {
+            if fwd.post.counts_dropped() {
                 parts.headers.insert(DROPPED_RESULTS_HEADER, HeaderValue::from(dropped));
             }
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));

@@ -39,7 +39,6 @@ const fn not_yet(name: &'static str, method: &'static str, uri: &'static str, re
 }
 
 const FLOWS: &str = "flows and their executions need the flows allowlist and execution ids bound to tenant and user (docs/reference.md §16)";
-const SESSIONS: &str = "session ids are account-wide; they need binding to tenant and user, tags and a KMS key per tenant";
 
 /// Every refused operation, by service, in the models' order.
 pub const REFUSED: &[Refused] = &[
@@ -57,10 +56,6 @@ pub const REFUSED: &[Refused] = &[
         "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/check-ingested-document-acl",
         "administrative: reads the access lists of ingested documents",
     ),
-    not_yet("CreateInvocation", "PUT", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
-    not_yet("CreateSession", "PUT", "/sessions/", SESSIONS),
-    not_yet("DeleteSession", "DELETE", "/sessions/{sessionIdentifier}/", SESSIONS),
-    not_yet("EndSession", "PATCH", "/sessions/{sessionIdentifier}", SESSIONS),
     not_yet(
         "GetExecutionFlowSnapshot",
         "GET",
@@ -74,8 +69,6 @@ pub const REFUSED: &[Refused] = &[
         "/knowledgebases/{knowledgeBaseId}/datasources/{dataSourceId}/get-ingested-document-acl",
         "administrative: reads the access lists of ingested documents",
     ),
-    not_yet("GetInvocationStep", "POST", "/sessions/{sessionIdentifier}/invocationSteps/{invocationStepId}", SESSIONS),
-    not_yet("GetSession", "GET", "/sessions/{sessionIdentifier}/", SESSIONS),
     not_yet("InvokeFlow", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}", FLOWS),
     not_yet(
         "ListFlowExecutionEvents",
@@ -84,16 +77,12 @@ pub const REFUSED: &[Refused] = &[
         FLOWS,
     ),
     not_yet("ListFlowExecutions", "GET", "/flows/{flowIdentifier}/executions", FLOWS),
-    not_yet("ListInvocationSteps", "POST", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
-    not_yet("ListInvocations", "POST", "/sessions/{sessionIdentifier}/invocations/", SESSIONS),
-    not_yet("ListSessions", "POST", "/sessions/", SESSIONS),
     never(
         "ListTagsForResource",
         "GET",
         "/tags/{resourceArn}",
         "tags carry the TenantID that IAM ABAC decides on; a tenant reads no resource's tags",
     ),
-    not_yet("PutInvocationStep", "PUT", "/sessions/{sessionIdentifier}/invocationSteps/", SESSIONS),
     not_yet("StartFlowExecution", "POST", "/flows/{flowIdentifier}/aliases/{flowAliasIdentifier}/executions", FLOWS),
     not_yet(
         "StopFlowExecution",
@@ -113,7 +102,6 @@ pub const REFUSED: &[Refused] = &[
         "/tags/{resourceArn}",
         "a tenant that removes a TenantID tag could move a resource out of another tenant's IAM ABAC scope",
     ),
-    not_yet("UpdateSession", "PUT", "/sessions/{sessionIdentifier}/", SESSIONS),
 ];
 
 /// Whether `raw_path` (its `/`-separated raw segments after the first `/`)

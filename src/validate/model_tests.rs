@@ -32,6 +32,17 @@ fn index(op: Operation) -> usize {
         InvokeGuardrailChecks => 22,
         AgenticRetrieveStream => 23,
         InvokeInlineAgent => 24,
+        CreateSession => 25,
+        GetSession => 26,
+        UpdateSession => 27,
+        EndSession => 28,
+        DeleteSession => 29,
+        CreateInvocation => 30,
+        ListInvocations => 31,
+        PutInvocationStep => 32,
+        GetInvocationStep => 33,
+        ListInvocationSteps => 34,
+        ListSessions => 35,
     }
 }
 
@@ -90,6 +101,8 @@ fn headers_query_and_labels_from_the_model() {
         let expected: &[&str] = match op {
             Operation::GetAgentMemory => &["maxItems", "memoryId", "memoryType", "nextToken"],
             Operation::DeleteAgentMemory => &["memoryId", "sessionId"],
+            // Checked by `family::sessions`.
+            Operation::ListInvocations | Operation::ListInvocationSteps | Operation::ListSessions => &["maxResults", "nextToken"],
             Operation::ListAsyncInvokes => {
                 &["maxResults", "nextToken", "sortBy", "sortOrder", "statusEquals", "submitTimeAfter", "submitTimeBefore"]
             }

@@ -762,6 +762,10 @@ class FakeAws:
         import fake_async
 
         fake_async.install(self)
+        # bedrock-agent-runtime sessions: their own module.
+        import fake_sessions
+
+        fake_sessions.install(self)
         # Knowledge-base documents, generated queries, guardrail checks.
         import fake_kb_extras
 

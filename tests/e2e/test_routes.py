@@ -59,8 +59,11 @@ def test_unknown_operation_without_token(sidecar, fake_aws):
         ("POST", "/agents/session-123/x"),
         ("POST", "/agents/AGENT12345/agentAliases/ALIAS6789/memories"),
         ("GET", "/agents/AGENT12345/agentAliases/ALIAS6789/memories/x"),
-        ("PUT", "/sessions/"),
+        ("GET", "/sessions/abc"),
+        ("POST", "/sessions/abc/invocations"),
+        # The Sessions API for a tenant without sessions.kms_key_arn.
         ("POST", "/sessions/"),
+        ("PUT", "/sessions/"),
         ("GET", "/sessions/abc/"),
         ("PATCH", "/sessions/abc"),
         ("POST", "/guardrail/gr-acme/version/1/other"),
@@ -104,7 +107,8 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
     """docs/reference.md §5 through the real SDK: StartAsyncInvoke and
     ListAsyncInvokes for a tenant without `async_invoke.output_prefix`,
     InvokeInlineAgent for a tenant without `inline_agent`, InvokeFlow,
-    CreateSession are denied."""
+    CreateSession and ListSessions for a tenant without
+    `sessions.kms_key_arn` are denied."""
     br = harness.make_client(sidecar.url, token=mint())
     ag = harness.make_client(sidecar.url, "bedrock-agent-runtime", token=mint())
     calls = [
@@ -117,6 +121,7 @@ def test_sdk_calls_of_unisolated_operations(sidecar, fake_aws, mint):
         (ag, lambda: ag.invoke_inline_agent(
             sessionId="s1", foundationModel=HAIKU, instruction="x" * 40, inputText="hi")),
         (ag, lambda: ag.create_session()),
+        (ag, lambda: ag.list_sessions()),
     ]
     for client, call in calls:
         try:

@@ -1,6 +1,6 @@
 //! Merging (docs/reference.md §3): a tenant's value for a key replaces the default's;
 //! sub-tables (`rate_limit`, `knowledge_base`, `agents`, `sagemaker`,
-//! `async_invoke`, `guardrail_checks`, `inline_agent`) merge
+//! `async_invoke`, `sessions`, `guardrail_checks`, `inline_agent`) merge
 //! key by key; lists and inline maps (`models`, `model_map`, `guardrail`,
 //! `session_attributes`, ...) are replaced whole.
 //!
@@ -18,7 +18,7 @@ use super::reader::{join, Ctx, Loc};
 use super::tenant_types::{Partial, StaticRequirement};
 use crate::config::{
     AgentsPolicy, AsyncInvokePolicy, GuardrailChecksPolicy, InlineAgentPolicy, KnowledgeBasePolicy, SageMakerPolicy,
-    StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
+    SessionsPolicy, StaticCredentialsEnv, TenantPolicy, TenantRateLimit,
 };
 
 pub(crate) const DEFAULT_RPS: f64 = 20.0;
@@ -92,6 +92,10 @@ pub(crate) fn merge(
             kms_key_id: get!(async_invoke.kms_key_id).map(|l| l.value.clone()),
             bucket_owner: get!(async_invoke.bucket_owner).map(|l| l.value.clone()),
             tags: get!(async_invoke.tags).map(|l| l.value.clone()).unwrap_or_default(),
+        },
+        sessions: SessionsPolicy {
+            kms_key_arn: get!(sessions.kms_key_arn).map(|l| l.value.clone()),
+            tags: get!(sessions.tags).map(|l| l.value.clone()).unwrap_or_default(),
         },
         guardrail_checks: GuardrailChecksPolicy {
             allowed: get!(guardrail_checks.allowed).map(|l| l.value.clone()).unwrap_or_default(),

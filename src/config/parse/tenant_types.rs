@@ -38,6 +38,7 @@ pub(crate) struct Partial {
     pub agents: PartialAgents,
     pub sm: PartialSageMaker,
     pub async_invoke: PartialAsyncInvoke,
+    pub sessions: PartialSessions,
     pub guardrail_checks: PartialGuardrailChecks,
     pub inline_agent: PartialInlineAgent,
     pub creds: PartialStatic,
@@ -89,6 +90,12 @@ pub(crate) struct PartialAsyncInvoke {
     pub output_prefix: Option<Loc<Template>>,
     pub kms_key_id: Option<Loc<Template>>,
     pub bucket_owner: Option<Loc<String>>,
+    pub tags: Option<Loc<Named<Template>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct PartialSessions {
+    pub kms_key_arn: Option<Loc<Template>>,
     pub tags: Option<Loc<Named<Template>>>,
 }
 

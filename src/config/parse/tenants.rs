@@ -27,6 +27,7 @@ pub(super) const POLICY_KEYS: &[&str] = &[
     "agents",
     "sagemaker",
     "async_invoke",
+    "sessions",
     "guardrail_checks",
     "inline_agent",
     "static_credentials",
@@ -46,6 +47,10 @@ pub(super) const GUARDRAIL_CHECKS_KEYS: &[&str] = &["allowed"];
 /// StartAsyncInvoke takes at most 200 tags; the tenant's leave room for the
 /// client's.
 const MAX_ASYNC_INVOKE_TAGS: usize = 50;
+pub(super) const SESSIONS_KEYS: &[&str] = &["kms_key_arn", "tags"];
+/// CreateSession takes at most 200 tags; the tenant's leave room for the
+/// client's.
+const MAX_SESSION_TAGS: usize = 50;
 pub(super) const STATIC_KEYS: &[&str] = &["access_key_id_env", "secret_access_key_env", "session_token_env"];
 /// Keys of `POLICY_KEYS` valid in `[tenant_defaults]` only.
 pub(super) const DEFAULTS_ONLY: &[&str] = &["allow_unlisted"];
@@ -60,6 +65,7 @@ pub(super) const POLICY_TABLES: &[(&str, &[&str])] = &[
     ("agents", AGENT_KEYS),
     ("sagemaker", SM_KEYS),
     ("async_invoke", ASYNC_INVOKE_KEYS),
+    ("sessions", SESSIONS_KEYS),
     ("guardrail_checks", GUARDRAIL_CHECKS_KEYS),
     ("inline_agent", super::inline_agent::INLINE_AGENT_KEYS),
     ("static_credentials", STATIC_KEYS),
@@ -232,6 +238,28 @@ fn partial(t: &Tbl<'_>, ctx: &mut Ctx<'_>) -> Partial {
             }
         });
     }
+    if let Some(s) = t.sub(ctx, "sessions", SESSIONS_KEYS) {
+        p.sessions.kms_key_arn = s.text(ctx, "kms_key_arn").and_then(|l| {
+            let tpl = template(ctx, &l)?;
+            let src = tpl.source();
+            let kms = src.strip_prefix("arn:").and_then(|r| r.split_once(':')).is_some_and(|(_, r)| r.starts_with("kms:"));
+            if !kms || !src.contains(":key/") {
+                ctx.err_at(&l, format!("{src:?} must be a KMS key ARN, such as \"arn:aws:kms:us-east-1:111122223333:key/...\""));
+                return None;
+            }
+            Some(l.map(|_| tpl))
+        });
+        p.sessions.tags = template_map(&s, ctx, "tags").inspect(|m| {
+            if m.value.len() > MAX_SESSION_TAGS {
+                ctx.err_at(m, format!("at most {MAX_SESSION_TAGS} tags"));
+            }
+            for (k, _) in &m.value {
+                if !valid_tag_key(k) {
+                    ctx.err_at(m, format!("{k:?} is not a valid tag key (1-128 of letters, digits, spaces and ._:/=+@-, not starting with aws:)"));
+                }
+            }
+        });
+    }
     if let Some(g) = t.sub(ctx, "guardrail_checks", GUARDRAIL_CHECKS_KEYS) {
         p.guardrail_checks.allowed = g.string_list(ctx, "allowed").map(|l| {
             for kind in &l.value {
@@ -351,6 +379,13 @@ fn prefix_list(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<Loc<Vec<Templa
             None
         }
     })
+}
+
+/// A tag key AWS accepts and does not reserve.
+fn valid_tag_key(k: &str) -> bool {
+    k.chars().count() <= 128
+        && !k.to_ascii_lowercase().starts_with("aws:")
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || " ._:/=+@-".contains(c))
 }
 
 fn template_map(t: &Tbl<'_>, ctx: &mut Ctx<'_>, k: &str) -> Option<Loc<Named<Template>>> {

@@ -10,6 +10,9 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 HAIKU_ARN = f"arn:aws:bedrock:us-east-1::foundation-model/{HAIKU}"
 KB = "KBACME0001"
 seen = []
+SESSION = "3f1c2a9e-5d6b-4c8e-9a0f-1b2c3d4e5f60.9b1e0c6f5a7d4e2b8c3f1a0d9e8b7c6a"
+INVOCATION = "11111111-2222-4333-8444-555555555555"
+STEP = "66666666-7777-4888-9999-aaaaaaaaaaaa"
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -25,7 +28,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}")
 
-    do_GET = do_POST
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
     def log_message(self, *a):
         pass
@@ -175,6 +178,24 @@ calls = {
     "OptimizePrompt": [lambda: list(ag.optimize_prompt(
         input={"textPrompt": {"text": "Summarise the refund policy for {{customer}}."}},
         targetModelId=HAIKU)["optimizedPrompt"])],
+    "CreateSession": [lambda: ag.create_session(), lambda: ag.create_session(
+        encryptionKeyArn="arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555",
+        sessionMetadata={"topic": "refunds"}, tags={"app": "support"})],
+    "ListSessions": [lambda: ag.list_sessions(), lambda: ag.list_sessions(maxResults=5, nextToken="abc")],
+    "GetSession": [lambda: ag.get_session(sessionIdentifier=SESSION)],
+    "UpdateSession": [lambda: ag.update_session(sessionIdentifier=SESSION, sessionMetadata={"topic": "billing"})],
+    "EndSession": [lambda: ag.end_session(sessionIdentifier=SESSION)],
+    "DeleteSession": [lambda: ag.delete_session(sessionIdentifier=SESSION)],
+    "CreateInvocation": [lambda: ag.create_invocation(sessionIdentifier=SESSION),
+                         lambda: ag.create_invocation(sessionIdentifier=SESSION, invocationId=INVOCATION, description="turn 1")],
+    "ListInvocations": [lambda: ag.list_invocations(sessionIdentifier=SESSION, maxResults=5)],
+    "PutInvocationStep": [lambda: ag.put_invocation_step(
+        sessionIdentifier=SESSION, invocationIdentifier=INVOCATION, invocationStepTime=1767225600,
+        payload={"contentBlocks": [{"text": "hello"}, {"image": {"format": "png", "source": {"bytes": b"\x89PNG"}}}]})],
+    "GetInvocationStep": [lambda: ag.get_invocation_step(sessionIdentifier=SESSION, invocationIdentifier=INVOCATION,
+                                                         invocationStepId=STEP)],
+    "ListInvocationSteps": [lambda: ag.list_invocation_steps(sessionIdentifier=SESSION),
+                            lambda: ag.list_invocation_steps(sessionIdentifier=SESSION, invocationIdentifier=INVOCATION)],
     "GetDocumentContent": [lambda: ag.get_document_content(
         knowledgeBaseId=KB, dataSourceId="DSACME0001", documentId="tenants/acme/handbook.pdf",
         outputFormat="RAW", userContext={"userId": "alice@acme.example"})],
