@@ -3,8 +3,10 @@
 //! source prefixes are dropped (and counted in `x-tenantgate-dropped-results`),
 //! and a RetrieveAndGenerate answer — streamed or not — that cites a foreign
 //! source is withheld whole with 502 `unauthorized_source_in_answer`, because
-//! the generated text may already contain another tenant's data. Everything
-//! else streams through untouched.
+//! the generated text may already contain another tenant's data; an
+//! AgenticRetrieveStream answer is judged the same way, event by event, once
+//! whole (foreign results dropped and counted, a citation of one withholds
+//! the answer). Everything else streams through untouched.
 
 use crate::budget::json_scan::{scan, JsonLimits};
 use crate::budget::{BufferLimits, Reservation};
@@ -33,6 +35,10 @@ pub enum Post {
     Rag { prefixes: Vec<String> },
     /// RetrieveAndGenerateStream: same over every `citation` event.
     RagStream { prefixes: Vec<String> },
+    /// AgenticRetrieveStream: foreign results dropped from `result` and
+    /// `traceEvent` events, withheld when the answer cites one, `nextToken`
+    /// sealed (`family::agentic_retrieve::filter_stream`).
+    AgenticStream { prefixes: Vec<String> },
     /// InvokeAgent: the response's session id header goes back as the
     /// client's own id; events citing sources outside `prefixes` end the
     /// stream (checked frame by frame, see `filter::eventstream`).
@@ -65,6 +71,7 @@ impl Post {
             Post::Retrieve { .. }
                 | Post::Rag { .. }
                 | Post::RagStream { .. }
+                | Post::AgenticStream { .. }
                 | Post::AgentMemory { .. }
                 | Post::AsyncJob { .. }
                 | Post::AsyncJobs { .. }
@@ -78,7 +85,7 @@ impl Post {
     /// `x-tenantgate-dropped-results`).
     pub fn counts_dropped(&self) -> bool {
         use crate::route::Operation::{ListInvocationSteps, ListInvocations, ListSessions};
-        matches!(self, Post::Retrieve { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. } | Post::FlowExecutions { .. })
+        matches!(self, Post::Retrieve { .. } | Post::AgenticStream { .. } | Post::AgentMemory { .. } | Post::AsyncJobs { .. } | Post::FlowExecutions { .. })
             || matches!(self, Post::Session { op: ListInvocations | ListInvocationSteps | ListSessions, .. })
     }
 }
@@ -135,6 +142,8 @@ pub fn charge(post: &Post, raw: &[u8], mem: &mut Reservation, limits: &BufferLim
             // Not JSON: `apply` refuses it without building a tree.
             Err(_) => 0,
         },
+        // One event's tree at a time: the largest.
+        Post::AgenticStream { .. } => crate::family::agentic_retrieve::largest_event_tree(raw),
         _ => 0,
     };
     mem.grow(tree.saturating_add(raw.len() as u64), limits)?;
@@ -172,6 +181,10 @@ pub fn apply(
         Post::RagStream { prefixes } => {
             check_rag_stream(&body, prefixes)?;
             Ok((body, 0))
+        }
+        Post::AgenticStream { prefixes } => {
+            let (out, dropped) = crate::family::agentic_retrieve::filter_stream(&body, prefixes, principal, keys)?;
+            Ok((out, dropped))
         }
         Post::AgentMemory { client_memory_id, upstream_memory_id } => {
             crate::family::agent_memory::filter_memory_response(&body, upstream_memory_id, client_memory_id)

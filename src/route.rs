@@ -52,6 +52,7 @@ pub enum Operation {
     Retrieve,
     RetrieveAndGenerate,
     RetrieveAndGenerateStream,
+    AgenticRetrieveStream,
     InvokeAgent,
     GetAgentMemory,
     DeleteAgentMemory,
@@ -89,7 +90,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 42] = {
+    pub const ALL: [Operation; 43] = {
         use Operation::*;
         [
             InvokeModel,
@@ -115,6 +116,7 @@ impl Operation {
             GetDocumentContent,
             GenerateQuery,
             InvokeGuardrailChecks,
+            AgenticRetrieveStream,
             InvokeInlineAgent,
             CreateSession,
             GetSession,
@@ -151,6 +153,7 @@ impl Operation {
             Retrieve => "Retrieve",
             RetrieveAndGenerate => "RetrieveAndGenerate",
             RetrieveAndGenerateStream => "RetrieveAndGenerateStream",
+            AgenticRetrieveStream => "AgenticRetrieveStream",
             InvokeAgent => "InvokeAgent",
             GetAgentMemory => "GetAgentMemory",
             DeleteAgentMemory => "DeleteAgentMemory",
@@ -195,10 +198,10 @@ impl Operation {
             | InvokeGuardrailChecks => {
                 Service::BedrockRuntime
             }
-            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | InvokeAgent | GetAgentMemory
-            | DeleteAgentMemory | InvokeInlineAgent | OptimizePrompt | Rerank | GetDocumentContent | GenerateQuery
-            | CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
-            | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | InvokeAgent
+            | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent | OptimizePrompt | Rerank | GetDocumentContent
+            | GenerateQuery | CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation
+            | ListInvocations | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions
             | InvokeFlow | StartFlowExecution | GetFlowExecution | ListFlowExecutions | StopFlowExecution
             | ListFlowExecutionEvents | GetExecutionFlowSnapshot => {
                 Service::BedrockAgentRuntime
@@ -219,9 +222,8 @@ impl Operation {
                 Family::ModelCalls
             }
             ApplyGuardrail | InvokeGuardrailChecks => Family::Guardrails,
-            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | GetDocumentContent | GenerateQuery => {
-                Family::KnowledgeBases
-            }
+            Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | GetDocumentContent
+            | GenerateQuery => Family::KnowledgeBases,
             InvokeAgent | GetAgentMemory | DeleteAgentMemory | InvokeInlineAgent => Family::Agents,
             InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => Family::SageMaker,
             StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes => Family::AsyncJobs,
@@ -284,7 +286,8 @@ pub enum Target {
     /// rewrite has checked it.
     FlowExecutions { flow: String, alias: Option<String> },
     /// Operations whose path names nothing (RetrieveAndGenerate(Stream),
-    /// Rerank, OptimizePrompt, StartAsyncInvoke, ListAsyncInvokes): what
+    /// AgenticRetrieveStream, Rerank, OptimizePrompt, StartAsyncInvoke,
+    /// ListAsyncInvokes): what
     /// they reach is in the body, or in the answer.
     Nothing,
 }
@@ -328,8 +331,9 @@ impl Target {
                 Target::FlowExecution { flow: next(), alias: next(), execution: next() }
             }
             ListFlowExecutions => Target::FlowExecutions { flow: next(), alias: None },
-            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke
-            | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession | ListSessions => Target::Nothing,
+            RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
+            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession
+            | ListSessions => Target::Nothing,
         }
     }
 }
@@ -368,6 +372,7 @@ impl Route {
             Retrieve => format!("/knowledgebases/{}/retrieve", e(0)),
             RetrieveAndGenerate => "/retrieveAndGenerate".to_string(),
             RetrieveAndGenerateStream => "/retrieveAndGenerateStream".to_string(),
+            AgenticRetrieveStream => "/agenticRetrieveStream".to_string(),
             InvokeAgent => format!(
                 "/agents/{}/agentAliases/{}/sessions/{}/text",
                 e(0),
@@ -484,6 +489,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["knowledgebases", _, "retrieve"] => (Retrieve, &[1]),
         ["retrieveAndGenerate"] => (RetrieveAndGenerate, &[]),
         ["retrieveAndGenerateStream"] => (RetrieveAndGenerateStream, &[]),
+        ["agenticRetrieveStream"] => (AgenticRetrieveStream, &[]),
         ["agents", _, "agentAliases", _, "sessions", _, "text"] => (InvokeAgent, &[1, 3, 5]),
         ["agents", _] => (InvokeInlineAgent, &[1]),
         ["rerank"] => (Rerank, &[]),
@@ -579,9 +585,9 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
             ("execution identifier", true)
         }
         (
-            RetrieveAndGenerate | RetrieveAndGenerateStream | Rerank | OptimizePrompt | StartAsyncInvoke | ListAsyncInvokes
-            | GenerateQuery | InvokeGuardrailChecks | CreateSession | ListSessions | InvokeFlow | StartFlowExecution
-            | ListFlowExecutions,
+            RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
+            | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession | ListSessions
+            | InvokeFlow | StartFlowExecution | ListFlowExecutions,
             _,
         ) => {
             ("path id", false)
@@ -680,6 +686,7 @@ mod tests {
             ("/knowledgebases/KB1/retrieve", Operation::Retrieve),
             ("/retrieveAndGenerate", Operation::RetrieveAndGenerate),
             ("/retrieveAndGenerateStream", Operation::RetrieveAndGenerateStream),
+            ("/agenticRetrieveStream", Operation::AgenticRetrieveStream),
             ("/agents/A/agentAliases/B/sessions/S/text", Operation::InvokeAgent),
             ("/rerank", Operation::Rerank),
             ("/optimize-prompt", Operation::OptimizePrompt),

@@ -31,6 +31,11 @@
 //! the token forwarded is `tga-` + 40 hex digits of the MAC over (tenant,
 //! user, client token): one tenant's token never names another's job.
 //!
+//! AgenticRetrieveStream: the `nextToken` of a `result` event goes to the
+//! client sealed like a RetrieveAndGenerate session id (`token.MAC`, its own
+//! label), and only a token sealed for the same (tenant, user) is accepted
+//! back and forwarded without its suffix.
+//!
 //! The Sessions API (CreateSession and the operations under
 //! `/sessions/{sessionIdentifier}`): Bedrock creates the session id (a
 //! UUID); the client is given `UUID.MAC` like a RetrieveAndGenerate session,
@@ -65,6 +70,7 @@ const LABEL_AGENT_SESSION: &[u8] = b"tenantgate/v1/agent-session";
 const LABEL_AGENT_MEMORY: &[u8] = b"tenantgate/v1/agent-memory";
 const LABEL_SAGEMAKER: &[u8] = b"tenantgate/v1/sagemaker-session";
 const LABEL_ASYNC_TOKEN: &[u8] = b"tenantgate/v1/async-invoke-client-request-token";
+const LABEL_AGENTIC_TOKEN: &[u8] = b"tenantgate/v1/agentic-retrieve-next-token";
 const LABEL_BEDROCK_SESSION: &[u8] = b"tenantgate/v1/bedrock-session";
 const LABEL_FLOW_INVOKE: &[u8] = b"tenantgate/v1/invoke-flow-execution";
 const LABEL_FLOW_EXECUTION: &[u8] = b"tenantgate/v1/flow-execution-name";
@@ -235,6 +241,19 @@ impl SessionKeys {
     /// 1-256).
     pub fn async_invoke_token(&self, tenant: &str, user: &str, client_token: &str) -> String {
         format!("tga-{}", self.tag_hex(LABEL_ASYNC_TOKEN, &[tenant, user, client_token], AGENT_TAG_BYTES))
+    }
+
+    /// The AgenticRetrieveStream `nextToken` given to the client for
+    /// Bedrock's: `token + "." + 32 hex digits`.
+    pub fn seal_agentic_token(&self, tenant: &str, user: &str, token: &str) -> String {
+        self.seal(LABEL_AGENTIC_TOKEN, tenant, user, token)
+    }
+
+    /// Verifies a client-sent AgenticRetrieveStream `nextToken` for (tenant,
+    /// user) and returns Bedrock's; 403 `cross_tenant` otherwise.
+    pub fn open_agentic_token(&self, tenant: &str, user: &str, client_token: &str) -> Result<String, ProxyError> {
+        self.open(LABEL_AGENTIC_TOKEN, tenant, user, client_token)
+            .ok_or_else(|| ProxyError::CrossTenant("nextToken does not belong to this tenant and user".into()))
     }
 }
 

@@ -119,7 +119,7 @@ fn resource_types(op: Operation) -> &'static str {
         ApplyGuardrail => "Guardrail",
         InvokeGuardrailChecks => "GuardrailChecks",
         Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream => "[KnowledgeBase, Model]",
-        GetDocumentContent | GenerateQuery => "KnowledgeBase",
+        GetDocumentContent | GenerateQuery | AgenticRetrieveStream => "KnowledgeBase",
         InvokeAgent | GetAgentMemory | DeleteAgentMemory => "Agent",
         // The inline agent's configured model: the client names nothing.
         InvokeInlineAgent => "Model",

@@ -1,5 +1,6 @@
 //! Knowledge bases (docs/reference.md §5.2): Retrieve, RetrieveAndGenerate and
-//! RetrieveAndGenerateStream (the two share a request shape).
+//! RetrieveAndGenerateStream (the two share a request shape);
+//! AgenticRetrieveStream's rules are in `super::agentic_retrieve`.
 //!
 //! What is enforced on the request:
 //! - the knowledge base id (path, or
@@ -77,6 +78,7 @@ impl Hooks for KnowledgeBases {
         body: &'a RequestBody,
     ) -> Result<PolicyQuestion<'a>, ProxyError> {
         match (ctx.op, target) {
+            (Operation::AgenticRetrieveStream, _) => return super::agentic_retrieve::policy_question(ctx, body),
             (Operation::GetDocumentContent, Target::Document { kb, .. }) => {
                 kb_allowed(ctx, kb)?;
                 return Ok(PolicyQuestion::of(PolicyResource::KnowledgeBase(kb)));
@@ -130,6 +132,18 @@ impl Hooks for KnowledgeBases {
         }
         let mut v = body.tree()?;
         let prefixes = decide::source_prefixes(&ctx.request());
+        if ctx.op == Operation::AgenticRetrieveStream {
+            let note = super::agentic_retrieve::rewrite(ctx, &mut v)?;
+            // The audit names each knowledge base once, in request order.
+            let mut kbs: Vec<&str> = Vec::new();
+            for kb in &note.knowledge_bases {
+                if !kbs.contains(&kb.as_str()) {
+                    kbs.push(kb);
+                }
+            }
+            notes.resource = Some(kbs.join(","));
+            return Ok((to_bytes(&v)?, Post::AgenticStream { prefixes: prefixes? }));
+        }
         if let Target::KnowledgeBase(kb) = target {
             rewrite_retrieve(ctx, &mut v, kb)?;
             return Ok((to_bytes(&v)?, Post::Retrieve { prefixes: prefixes? }));
@@ -164,6 +178,7 @@ impl Hooks for KnowledgeBases {
     fn response_shape(op: Operation) -> ResponseShape {
         match op {
             Operation::RetrieveAndGenerateStream => ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Rag },
+            Operation::AgenticRetrieveStream => ResponseShape { usage: UsageSource::Headers, stream: StreamShape::Agentic },
             _ => ResponseShape::PLAIN,
         }
     }
@@ -377,14 +392,19 @@ pub fn rewrite_retrieve_and_generate(ctx: &Ctx<'_>, body: &mut Value) -> Result<
 /// (`{guardrailId, guardrailVersion}`, its only members), replacing the
 /// client's whole; nothing when the tenant has no guardrail.
 fn force_guardrail(parent: &mut Map<String, Value>, policy: &TenantPolicy) {
-    const KEY: &str = "guardrailConfiguration";
+    force_guardrail_member(parent, "guardrailConfiguration", policy)
+}
+
+/// `force_guardrail` at another member of the same shape
+/// (AgenticRetrieveStream's `policyConfiguration.bedrockGuardrailConfiguration`).
+pub(crate) fn force_guardrail_member(parent: &mut Map<String, Value>, key: &str, policy: &TenantPolicy) {
     let Some(g) = &policy.guardrail else { return };
     // Drop any case variant so that no reader upstream finds another one.
-    parent.retain(|k, _| !k.eq_ignore_ascii_case(KEY));
+    parent.retain(|k, _| !k.eq_ignore_ascii_case(key));
     let mut gc = Map::new();
     gc.insert("guardrailId".into(), Value::String(g.id.clone()));
     gc.insert("guardrailVersion".into(), Value::String(g.version.clone()));
-    parent.insert(KEY.into(), Value::Object(gc));
+    parent.insert(key.into(), Value::Object(gc));
 }
 
 /// RetrieveAndGenerate(Stream): the model that writes the answer gets the

@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
 //! | guardrails | ApplyGuardrail, InvokeGuardrailChecks | [`guardrails`] |
-//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery | [`knowledge_bases`], [`kb_documents`] |
+//! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery; AgenticRetrieveStream | [`knowledge_bases`], [`kb_documents`], [`agentic_retrieve`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
 //! | SageMaker | InvokeEndpoint(+WithResponseStream), InvokeEndpointAsync | [`sagemaker`] |
 //! | async invocations | StartAsyncInvoke, GetAsyncInvoke, ListAsyncInvokes | [`async_jobs`] |
@@ -31,6 +31,7 @@
 //! On error nothing is forwarded (a body may be half rewritten).
 
 pub mod agent_memory;
+pub mod agentic_retrieve;
 pub mod agents;
 pub mod async_jobs;
 pub mod flows;
@@ -138,6 +139,9 @@ fn to_bytes(v: &Value) -> Result<Bytes, ProxyError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyQuestion<'a> {
     pub resource: PolicyResource<'a>,
+    /// Further resources the request reaches, each asked about the same
+    /// way (AgenticRetrieveStream's knowledge bases after the first).
+    pub more: Vec<PolicyResource<'a>>,
     /// The output token limit the request states.
     pub max_tokens: Option<i64>,
     /// The service tier the request asks for.
@@ -146,7 +150,7 @@ pub struct PolicyQuestion<'a> {
 
 impl<'a> PolicyQuestion<'a> {
     fn of(resource: PolicyResource<'a>) -> Self {
-        PolicyQuestion { resource, max_tokens: None, service_tier: None }
+        PolicyQuestion { resource, more: Vec::new(), max_tokens: None, service_tier: None }
     }
 }
 
@@ -287,6 +291,7 @@ mod tests {
                 ConverseStream => (UsageSource::ConverseEvents, StreamShape::Converse),
                 InvokeModelWithResponseStream => (UsageSource::ModelChunks, StreamShape::Model),
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
+                AgenticRetrieveStream => (UsageSource::Headers, StreamShape::Agentic),
                 InvokeAgent | InvokeInlineAgent => (UsageSource::Headers, StreamShape::Agent),
                 InvokeEndpointWithResponseStream => (UsageSource::Headers, StreamShape::SageMaker),
                 InvokeGuardrailChecks => (UsageSource::GuardrailChecksBody, StreamShape::Other),

@@ -317,13 +317,22 @@ impl Proxy {
                 max_tokens: q.max_tokens,
                 service_tier: q.service_tier,
             };
-            if let Some(v) = policies.evaluate(&principal, route.op, q.resource, &facts) {
-                rec.policies = Some(v.policies);
-                if !v.allowed {
-                    for e in &v.errors {
-                        tracing::warn!(tenant = %principal.tenant, error = %e, "policy evaluation error: request denied");
+            // Every resource the request reaches must be permitted; the
+            // audit record names the policies of every decision.
+            for resource in std::iter::once(q.resource).chain(q.more.iter().copied()) {
+                if let Some(v) = policies.evaluate(&principal, route.op, resource, &facts) {
+                    let named = rec.policies.get_or_insert_with(Vec::new);
+                    for p in v.policies {
+                        if !named.contains(&p) {
+                            named.push(p);
+                        }
                     }
-                    return Err(ProxyError::PolicyDenied { tenant: principal.tenant.clone() });
+                    if !v.allowed {
+                        for e in &v.errors {
+                            tracing::warn!(tenant = %principal.tenant, error = %e, "policy evaluation error: request denied");
+                        }
+                        return Err(ProxyError::PolicyDenied { tenant: principal.tenant.clone() });
+                    }
                 }
             }
             early = Some(read);

@@ -129,7 +129,8 @@ impl Proxy {
             };
             let out = match &redactor {
                 Some(r) if is_event_stream => {
-                    // A judged event stream (RetrieveAndGenerateStream):
+                    // A judged event stream (RetrieveAndGenerateStream,
+                    // AgenticRetrieveStream):
                     // frame by frame like any stream, just all at once.
                     let mut s = StreamRedactor::new(shape.stream, r.clone());
                     let red = s.push(&out).and_then(|a| Ok((a, s.finish()?)));

@@ -48,12 +48,6 @@ pub const REFUSED: &[Refused] = &[
         "an HTTP/2 bidirectional event stream whose every input event must be re-signed",
     ),
     // bedrock-agent-runtime
-    not_yet(
-        "AgenticRetrieveStream",
-        "POST",
-        "/agenticRetrieveStream",
-        "every retriever's knowledge base, filter, model and guardrail must be decided",
-    ),
     never(
         "CheckIngestedDocumentAcl",
         "POST",

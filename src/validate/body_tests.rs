@@ -324,3 +324,21 @@ fn validate_value_checks_rewritten_bodies() {
     assert_eq!(validate_value(Retrieve, &json!({"x": 1})).unwrap_err().reason(), "invalid_parameter");
     assert_eq!(validate_value(Retrieve, &json!([])).unwrap_err().reason(), "invalid_json");
 }
+
+#[test]
+fn agentic_retrieve_members_in_other_case_or_twice_are_refused() {
+    let kb = r#"{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KB1"}}}"#;
+    for b in [
+        format!(r#"{{"retrievers": [{kb}], "Retrievers": []}}"#),
+        format!(r#"{{"retrievers": [{kb}], "retrievers": []}}"#),
+        r#"{"retrievers": [{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KB1", "KnowledgeBaseId": "KB2"}}}]}"#.to_string(),
+        r#"{"retrievers": [{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KB1", "knowledgeBaseId": "KB2"}}}]}"#.to_string(),
+        format!(r#"{{"retrievers": [{kb}], "userContext": {{"userId": "a"}}, "UserContext": {{"userId": "b"}}}}"#),
+        format!(r#"{{"retrievers": [{kb}], "NextToken": "x"}}"#),
+        format!(r#"{{"retrievers": [{kb}], "policyConfiguration": {{"BedrockGuardrailConfiguration": {{}}}}}}"#),
+        r#"{"retrievers": [{"configuration": {"knowledgeBase": {"knowledgeBaseId": "KB1"}, "webSearch": {}}}]}"#.to_string(),
+    ] {
+        let e = validate_body(AgenticRetrieveStream, &Bytes::from(b.clone()), JsonLimits::default()).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400, "{b}: {e:?}");
+    }
+}

@@ -757,6 +757,10 @@ class FakeAws:
         )
         r("POST", r"/rerank", "Rerank", FakeAws._rerank)
         r("POST", r"/optimize-prompt", "OptimizePrompt", FakeAws._optimize_prompt)
+        # bedrock-agent-runtime AgenticRetrieveStream: its own module.
+        import fake_agentic
+
+        fake_agentic.install(self)
         # bedrock-runtime async invocations: their own module.
         import fake_async
 

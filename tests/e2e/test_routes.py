@@ -90,7 +90,7 @@ REFUSED = {403: "operation_not_allowed"}
         ("POST", "/generateQuery", {400: "invalid_parameter"}),
         ("POST", "/knowledgebases/KBPOOLED01/datasources/DS1/documents/D1/content",
          {403: "knowledge_base_not_allowed"}),
-        ("POST", "/agenticRetrieveStream", REFUSED),
+        ("POST", "/agenticRetrieveStream", {400: "invalid_parameter"}),
         # Flows are routed; this tenant has no flows.allowed.
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345", {403: "flow_not_allowed"}),
         ("POST", "/flows/FLOW123456/aliases/ALIAS12345/executions", {403: "flow_not_allowed"}),

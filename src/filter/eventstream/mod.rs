@@ -23,6 +23,8 @@
 //!   block's texts, any other event ends all.
 //! - RetrieveAndGenerateStream `output` text; `citation` events in between
 //!   do not end it.
+//! - AgenticRetrieveStream `responseEvent` text; `traceEvent` and `result`
+//!   events in between do not end it.
 //! - InvokeModelWithResponseStream `chunk` (`{"bytes": base64(json)}`): every
 //!   string field of the decoded chunk except the provider's protocol fields
 //!   ([`PROTOCOL_KEYS`]), keyed by JSON path, an object's numeric `index` /
@@ -131,6 +133,8 @@ pub enum StreamShape {
     Converse,
     /// RetrieveAndGenerateStream: output text and citations.
     Rag,
+    /// AgenticRetrieveStream: response text, traces and results.
+    Agentic,
     /// InvokeModelWithResponseStream: JSON (or bare) chunk payloads.
     Model,
     /// InvokeAgent: chunks, traces, files; sources checked.
@@ -202,7 +206,7 @@ impl StreamRedactor {
         let exception = match self.kind {
             StreamShape::Converse | StreamShape::Model => "serviceUnavailableException",
             StreamShape::SageMaker => "InternalStreamFailure",
-            StreamShape::Agent | StreamShape::Rag | StreamShape::Other => "badGatewayException",
+            StreamShape::Agent | StreamShape::Rag | StreamShape::Agentic | StreamShape::Other => "badGatewayException",
         };
         let headers = vec![
             Header::new(":message-type", HeaderValue::String("exception".into())),

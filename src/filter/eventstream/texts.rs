@@ -112,7 +112,9 @@ impl Redact {
         }
         let payload = msg.payload();
         match (self.kind, et) {
-            (StreamShape::Converse, "contentBlockDelta") | (StreamShape::Rag, "output") => self.json_is_clean(payload),
+            (StreamShape::Converse, "contentBlockDelta") | (StreamShape::Rag, "output") | (StreamShape::Agentic, "responseEvent") => {
+                self.json_is_clean(payload)
+            }
             (StreamShape::Model, "chunk") | (StreamShape::Agent, "chunk") => {
                 // `{"bytes": base64, ...}`: the outer JSON has no match, and
                 // the decoded bytes are clean text (model chunks: clean JSON).
@@ -176,7 +178,9 @@ impl Redact {
             return Ok(());
         }
         match (is_event, self.kind, et.as_str()) {
-            (true, StreamShape::Converse, "contentBlockDelta") | (true, StreamShape::Rag, "output") => self.json_event(msg, raw, out),
+            (true, StreamShape::Converse, "contentBlockDelta")
+            | (true, StreamShape::Rag, "output")
+            | (true, StreamShape::Agentic, "responseEvent") => self.json_event(msg, raw, out),
             (true, StreamShape::Converse, "contentBlockStop") => {
                 // Ends the texts of its block only.
                 if let Some(i) = serde_json::from_slice::<Value>(msg.payload()).ok().as_ref().and_then(block_index) {
@@ -192,9 +196,10 @@ impl Redact {
                 let f = self.generic(&msg, raw)?;
                 self.push_final(f, out)
             }
-            // Citations between output events, traces between agent chunks:
-            // redacted on their own, the text goes on after them.
-            (true, StreamShape::Rag, _) | (true, StreamShape::Agent, "trace") => {
+            // Citations between output events, traces between agent chunks
+            // or response events: redacted on their own, the text goes on
+            // after them.
+            (true, StreamShape::Rag | StreamShape::Agentic, _) | (true, StreamShape::Agent, "trace") => {
                 let f = self.generic(&msg, raw)?;
                 self.push_final(f, out)
             }

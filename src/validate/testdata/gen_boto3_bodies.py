@@ -133,6 +133,31 @@ calls = {
         clientRequestToken="t-1", tags=[{"key": "app", "value": "x"}])],
     "GetAsyncInvoke": [lambda: br.get_async_invoke(invocationArn="arn:aws:bedrock:us-east-1:111122223333:async-invoke/abcdef012345")],
     "ListAsyncInvokes": [lambda: br.list_async_invokes(maxResults=10, statusEquals="Completed")],
+    "AgenticRetrieveStream": [
+        lambda: list(ag.agentic_retrieve_stream(
+            messages=[{"role": "user", "content": {"text": "refund policy?"}}],
+            retrievers=[{"configuration": {"knowledgeBase": {"knowledgeBaseId": KB}}}],
+            agenticRetrieveConfiguration={"foundationModelConfiguration": {
+                "type": "BEDROCK_FOUNDATION_MODEL",
+                "bedrockFoundationModelConfiguration": {"modelConfiguration": {"modelArn": HAIKU_ARN}}},
+                "rerankingModelType": "NONE"})["stream"]),
+        lambda: list(ag.agentic_retrieve_stream(
+            messages=[{"role": "user", "content": {"text": "refund policy?"}},
+                      {"role": "assistant", "content": {"text": "Which product?"}},
+                      {"role": "user", "content": {"text": "The toaster."}}],
+            retrievers=[{"configuration": {"knowledgeBase": {"knowledgeBaseId": KB, "retrievalOverrides": {
+                "filter": {"andAll": [{"equals": {"key": "year", "value": 2024}}, {"in": {"key": "tag", "value": ["a", "b"]}}]},
+                "maxNumberOfResults": 5}}}, "description": "product manuals"}],
+            agenticRetrieveConfiguration={"foundationModelType": "CUSTOM", "foundationModelConfiguration": {
+                "type": "BEDROCK_FOUNDATION_MODEL",
+                "bedrockFoundationModelConfiguration": {"modelConfiguration": {"modelArn": HAIKU_ARN}}},
+                "maxAgentIteration": 3, "rerankingModelType": "CUSTOM", "rerankingConfiguration": {
+                    "type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": {"modelConfiguration": {
+                        "modelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0"}}}},
+            generateResponse=True, nextToken="page-2",
+            policyConfiguration={"bedrockGuardrailConfiguration": {"guardrailId": "gracme", "guardrailVersion": "1"}},
+            userContext={"userId": "alice@acme.example"})["stream"]),
+    ],
     "InvokeInlineAgent": [
         lambda: ag.invoke_inline_agent(sessionId="sess-1", inputText="hi", foundationModel=HAIKU,
                                        instruction="You are the order assistant; answer about orders only."),

@@ -531,4 +531,27 @@ fn id_split_across_rag_stream_output_events_is_caught() {
     assert_eq!(names, ["output", "output", "citation", "output", "citation", "output"]);
 }
 
+/// AgenticRetrieveStream `responseEvent` text continues across events, also
+/// across a `traceEvent` between them; the `result` event's strings are
+/// redacted on their own.
+#[test]
+fn id_split_across_agentic_response_events_is_caught() {
+    let (a, b) = ID.split_at(9);
+    let mut input = frame("responseEvent", json!({"text": format!("see {a}")}).to_string().as_bytes());
+    input.extend(frame("traceEvent", br#"{"id":"t1","timestamp":1,"attributes":{"message":"m","status":"IN_PROGRESS","step":"Planning"}}"#));
+    input.extend(frame("responseEvent", json!({"text": format!("{b} now")}).to_string().as_bytes()));
+    input.extend(frame("result", json!({"results": [], "generatedResponse": {"answer": format!("see {ID} now")}}).to_string().as_bytes()));
+    let (events, n) = run(StreamShape::Agentic, &input, 5);
+    assert_eq!(n, 2);
+    let texts: Vec<String> = events
+        .iter()
+        .filter(|(e, _)| e == "responseEvent")
+        .map(|(_, p)| json_of(p)["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.concat(), "see [redacted] now");
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["responseEvent", "traceEvent", "responseEvent", "result"]);
+    assert_eq!(json_of(&events[3].1)["generatedResponse"]["answer"], "see [redacted] now");
+}
+
 mod sources_and_paths;
