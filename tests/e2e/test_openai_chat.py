@@ -73,6 +73,7 @@ def assert_signed_as_tenant(rec, akid):
 
 
 def test_a_chat_completion_is_signed_as_the_tenant_mapped_and_audited(acme, sidecar, fake_aws, creds):
+    """docs/reference.md §5.1 (OpenAI Chat Completions, models), §6, §9: the call is signed as the tenant, `model_map` applied, the body otherwise as sent, usage audited."""
     raw = acme.chat.completions.with_raw_response.create(model=OSS, messages=MESSAGES, temperature=0.2)
     completion = raw.parse()
     assert completion.choices[0].message.content == fake_aws.reply_text
@@ -94,6 +95,7 @@ def test_a_chat_completion_is_signed_as_the_tenant_mapped_and_audited(acme, side
 
 
 def test_a_stream_arrives_as_events_and_its_usage_is_charged(acme, sidecar, fake_aws, creds):
+    """docs/reference.md §5.1 (token usage): a stream passes as server-sent events; a tenant with a token budget gets the usage chunk, audited."""
     fake_aws.stream_parts = ["Hello", " from", " the", " stream."]
     fake_aws.input_tokens, fake_aws.output_tokens = 23, 5
     with acme.chat.completions.with_streaming_response.create(model=OSS_BIG, messages=MESSAGES, stream=True) as resp:
@@ -116,6 +118,7 @@ def test_a_stream_arrives_as_events_and_its_usage_is_charged(acme, sidecar, fake
 
 
 def test_a_model_outside_the_allowlist_is_refused_and_nothing_is_sent(acme, globex, sidecar, fake_aws):
+    """docs/reference.md §5.1 (models): the body's model is judged as sent (no case folding); 403 `model_not_allowed`, nothing upstream."""
     for c, model in ((acme, "deepseek.v3-v1:0"), (globex, OSS), (acme, "OPENAI.GPT-OSS-20B-1:0")):
         with pytest.raises(openai.PermissionDeniedError) as err:
             c.chat.completions.create(model=model, messages=MESSAGES)
@@ -131,6 +134,7 @@ def test_a_model_outside_the_allowlist_is_refused_and_nothing_is_sent(acme, glob
 
 
 def test_the_guardrail_is_bound_and_the_client_cannot_choose_or_narrow_it(globex, sidecar, fake_aws, creds):
+    """docs/reference.md §5.1 (OpenAI Chat Completions, guardrail): the tenant's guardrail in signed headers; the client's guardrail headers or input tags are 400, nothing upstream."""
     out = globex.chat.completions.create(model=OSS_BIG, messages=MESSAGES)
     assert out.choices[0].message.content == fake_aws.reply_text
     rec = harness.assert_one_valid_upstream(fake_aws, "ChatCompletions", creds["globex"].akid)
@@ -161,12 +165,14 @@ def test_the_guardrail_is_bound_and_the_client_cannot_choose_or_narrow_it(globex
 
 
 def test_redaction_of_the_json_answer(acme, fake_aws):
+    """docs/reference.md §7: a JSON answer is redacted."""
     fake_aws.reply_text = f"The caller is {IDENTITY_ID}."
     out = acme.chat.completions.create(model=OSS, messages=MESSAGES)
     assert out.choices[0].message.content == "The caller is [redacted]."
 
 
 def test_redaction_of_an_id_split_across_two_stream_events(acme, sidecar, fake_aws):
+    """docs/reference.md §7: a match split across two server-sent events is caught; the events keep their order."""
     a, b = IDENTITY_ID[:14], IDENTITY_ID[14:]
     fake_aws.stream_parts = ["Your id is ", a, b, ", keep it."]
     with acme.chat.completions.with_streaming_response.create(model=OSS, messages=MESSAGES, stream=True) as resp:
@@ -203,6 +209,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("body,why", HOSTILE, ids=[w for _, w in HOSTILE])
 def test_hostile_bodies_are_400_and_nothing_is_sent(sidecar, mint, fake_aws, body, why):
+    """docs/reference.md §5.1 (OpenAI Chat Completions): duplicate or case-variant members, wrong types, deep nesting: 400, nothing upstream."""
     resp = sidecar.request("POST", "/openai/v1/chat/completions", body, token=mint("acme", "alice"))
     harness.assert_tenantgate_error(resp, 400, {"invalid_parameter", "invalid_json"})
     audit = sidecar.wait_audit(resp.headers["x-tenantgate-request-id"])
@@ -211,6 +218,7 @@ def test_hostile_bodies_are_400_and_nothing_is_sent(sidecar, mint, fake_aws, bod
 
 
 def test_headers_the_sidecar_manages_cannot_be_dropped_or_smuggled(sidecar, mint, fake_aws, creds):
+    """docs/reference.md §5 and §5.1: headers the sidecar manages cannot be named in Connection or sent; the app's Authorization alone is no identity; other OpenAI paths are 404."""
     body = json.dumps({"model": OSS, "messages": MESSAGES}).encode()
     token = mint("acme", "alice")
     for headers in ({"Connection": "authorization"}, {"Connection": "x-tenant-token"},
@@ -230,6 +238,7 @@ def test_headers_the_sidecar_manages_cannot_be_dropped_or_smuggled(sidecar, mint
 
 
 def test_a_stream_cut_by_upstream_ends_with_an_error_the_sdk_raises(acme, sidecar, fake_aws):
+    """docs/reference.md §7 and docs/openai-compatible.md: a stream upstream leaves silent ends with an error event the SDK raises."""
     from fakeaws import Stall  # noqa: PLC0415
     fake_aws.stream_parts = ["one.", " two.", " three."]
     fake_aws.script(Stall(after_events=2, seconds=8), operation="ChatCompletions")
