@@ -31,6 +31,9 @@ const FIELD_HEADERS: [(&str, &str); 3] = [("event", "sse-event"), ("id", "sse-id
 #[derive(Default)]
 pub(super) struct SseFramer {
     buf: BytesMut,
+    /// Bytes of `buf` already known to hold no line end (a long line
+    /// arriving in small pieces is scanned once).
+    scanned: usize,
     data: Vec<u8>,
     has_data: bool,
     fields: Vec<(&'static str, String)>,
@@ -40,11 +43,13 @@ impl SseFramer {
     /// Appends upstream bytes; returns each whole event as a `chunk` message.
     pub(super) fn push(&mut self, bytes: &[u8], events: &mut Vec<Message>) -> Result<(), StreamError> {
         self.buf.extend_from_slice(bytes);
-        while let Some(i) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
+        while let Some(i) = self.buf[self.scanned..].iter().position(|b| *b == b'\n' || *b == b'\r').map(|i| i + self.scanned) {
             // A CR at the end may be the first half of a CRLF.
             if self.buf[i] == b'\r' && i + 1 == self.buf.len() {
+                self.scanned = i;
                 break;
             }
+            self.scanned = 0;
             let line = self.buf.split_to(i);
             let crlf = self.buf[0] == b'\r' && self.buf.get(1) == Some(&b'\n');
             self.buf.advance(if crlf { 2 } else { 1 });
@@ -53,14 +58,21 @@ impl SseFramer {
         if self.buf.len() > MAX_FRAME {
             return Err(StreamError::FrameTooLarge(self.buf.len()));
         }
+        if self.buf.last() != Some(&b'\r') {
+            self.scanned = self.buf.len();
+        }
         Ok(())
     }
 
     /// End of the body: a last event not followed by an empty line is
     /// dispatched; a partial line is a truncated stream.
     pub(super) fn finish(&mut self, events: &mut Vec<Message>) -> Result<(), StreamError> {
-        if self.buf.as_ref() == b"\r" {
+        // A last line ended by a lone CR.
+        if self.buf.last() == Some(&b'\r') {
+            let line = self.buf.split_to(self.buf.len() - 1);
             self.buf.clear();
+            self.scanned = 0;
+            self.line(&line, events)?;
         }
         if !self.buf.is_empty() {
             return Err(StreamError::Truncated(self.buf.len()));

@@ -148,3 +148,23 @@ fn a_last_event_without_its_empty_line_is_still_delivered() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[1], "[DONE]");
 }
+
+#[test]
+fn lone_cr_line_ends_and_long_lines_in_small_pieces() {
+    // CR-only line ends, a CR at the end of a piece and at the end of the body.
+    let e = chunk(0, "fine.");
+    let input = format!("data: {e}\r\rdata: [DONE]\r");
+    for step in [1, 3, input.len()] {
+        let (events, _) = run_sse(input.as_bytes(), step);
+        assert_eq!(events.len(), 2, "step {step}");
+        assert_eq!(content(&events[0]), "fine.");
+        assert_eq!(events[1], "[DONE]");
+    }
+    // A 2 MB event in 1 KB pieces: one event out, the text intact.
+    let long = "a".repeat(2 * 1024 * 1024) + ".";
+    let input = format!("data: {}\n\n", chunk(0, &long));
+    let (events, n) = run_sse(input.as_bytes(), 1024);
+    assert_eq!(n, 0);
+    assert_eq!(events.len(), 1);
+    assert_eq!(content(&events[0]), long);
+}
