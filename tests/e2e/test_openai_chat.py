@@ -268,3 +268,56 @@ def test_stream_usage_is_charged_to_tokens_per_minute(start_sidecar_fn, mint, fa
         c.chat.completions.create(model=OSS, messages=MESSAGES, stream=True)
     assert err.value.response.headers["x-tenantgate-reason"] == "token_budget_exhausted"
     harness.assert_nothing_upstream(fake_aws)
+
+
+POLICIES = """
+@id("chat-permit")
+permit(principal, action == TenantGate::Action::"ChatCompletions", resource)
+when { principal.groups.contains("eng") };
+
+@id("chat-no-streaming-for-interns")
+forbid(principal, action in TenantGate::Action::"ModelCall", resource)
+when { context.streaming && principal.groups.contains("interns") };
+
+@id("chat-token-cap")
+forbid(principal, action, resource == TenantGate::Model::"openai.gpt-oss-120b-1:0")
+when { !(context has max_tokens && context.max_tokens <= 512) };
+"""
+
+
+def test_cedar_policies_see_the_body_model_stream_and_token_limit(start_sidecar_fn, mint, fake_aws, tmp_path):
+    """docs/reference.md §12 and docs/policies.md: a ChatCompletions call is a
+    ModelCall on the body's model; `context.streaming` is the body's `stream`,
+    `context.max_tokens` its `max_tokens` / `max_completion_tokens`. Denials
+    are 403 `policy_denied` with nothing sent."""
+    (tmp_path / "chat.cedar").write_text(POLICIES)
+    sc = start_sidecar_fn({"identity": {"groups_claim": "groups"},
+                           "policy": {"files": [str(tmp_path / "chat.cedar")]},
+                           "tenants": {"acme": {"models": ["openai.gpt-oss-*"]}}})
+    intern = client(sc, mint("acme", "ivy", groups=["eng", "interns"]))
+    eng = client(sc, mint("acme", "erin", groups=["eng"]))
+    other = client(sc, mint("acme", "olga", groups=["sales"]))
+
+    def denied(call):
+        with pytest.raises(openai.PermissionDeniedError) as err:
+            call()
+        assert err.value.response.headers["x-tenantgate-reason"] == "policy_denied"
+        harness.assert_nothing_upstream(fake_aws)
+        return err
+
+    # Not streaming: the intern is permitted; streaming: forbidden.
+    assert intern.chat.completions.create(model=OSS, messages=MESSAGES).choices[0].message.content
+    assert len(fake_aws.recorded()) == 1
+    fake_aws.reset()
+    denied(lambda: intern.chat.completions.create(model=OSS, messages=MESSAGES, stream=True))
+    denied(lambda: other.chat.completions.create(model=OSS, messages=MESSAGES))
+    # The token cap on the large model, in either spelling; both at once is 400.
+    denied(lambda: eng.chat.completions.create(model=OSS_BIG, messages=MESSAGES))
+    denied(lambda: eng.chat.completions.create(model=OSS_BIG, messages=MESSAGES, max_completion_tokens=4096))
+    assert eng.chat.completions.create(model=OSS_BIG, messages=MESSAGES, max_completion_tokens=256).choices
+    assert eng.chat.completions.create(model=OSS_BIG, messages=MESSAGES, max_tokens=256).choices
+    assert len(fake_aws.recorded()) == 2
+    fake_aws.reset()
+    with pytest.raises(openai.BadRequestError):
+        eng.chat.completions.create(model=OSS_BIG, messages=MESSAGES, max_tokens=256, max_completion_tokens=256)
+    harness.assert_nothing_upstream(fake_aws)
