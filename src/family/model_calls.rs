@@ -395,14 +395,27 @@ const INVOKE_GUARDRAIL_CONFIG: &str = "amazon-bedrock-guardrailConfig";
 /// narrow what is evaluated) is refused unless `allow_guard_content`; on the
 /// stream, `streamProcessingMode` is the tenant's (`SYNCHRONOUS` unless
 /// `async`). A body that is not a JSON object carries no such member and
-/// goes as sent.
+/// goes as sent; one that opens like an object and may name the member but
+/// that the sidecar cannot read (nesting past the parser's limit, a lone
+/// surrogate escape, which other JSON readers accept) is refused, never
+/// forwarded unjudged.
 fn rewrite_invoke_body(op: Operation, body: Bytes, g: &Guardrail) -> Result<Bytes, ProxyError> {
     let stream = op == Operation::InvokeModelWithResponseStream;
     let async_mode = stream && g.stream_processing_mode == StreamProcessingMode::Async;
-    if !async_mode && !may_name_guardrail_config(&body) {
+    let may_name = may_name_guardrail_config(&body);
+    if !async_mode && !may_name {
         return Ok(body);
     }
-    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else { return Ok(body) };
+    let mut obj = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(obj)) => obj,
+        Ok(_) => return Ok(body),
+        Err(e) if may_name && opens_an_object(&body) => {
+            return Err(ProxyError::InvalidParameter(format!(
+                "the body may carry {INVOKE_GUARDRAIL_CONFIG} but is not JSON the sidecar can read ({e})"
+            )));
+        }
+        Err(_) => return Ok(body),
+    };
     // Any case of the name: a lenient reader upstream must not find one the
     // sidecar did not judge.
     let keys: Vec<String> =
@@ -447,6 +460,14 @@ fn rewrite_invoke_body(op: Operation, body: Bytes, g: &Guardrail) -> Result<Byte
 /// `amazon-bedrock-guardrailConfig`: the name does not appear (in any case)
 /// and there is no `\u` escape that could spell it. Spares parsing large
 /// model bodies that cannot carry the member.
+/// True when `body`, after an optional UTF-8 byte order mark and JSON
+/// whitespace, starts with `{`: a JSON reader upstream could find members
+/// in it.
+fn opens_an_object(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    body.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) == Some(&b'{')
+}
+
 fn may_name_guardrail_config(body: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"guardrailconfig";
     body.windows(2).any(|w| w == b"\\u")

@@ -197,6 +197,37 @@ fn invoke_input_tags_are_refused_unless_allowed() {
 }
 
 #[test]
+fn invoke_bodies_the_sidecar_cannot_read_are_refused_when_they_may_carry_the_member() {
+    // Deeper than serde_json reads, and a lone surrogate escape: other JSON
+    // readers accept both, so the input tags would reach AWS unjudged.
+    let deep = format!(
+        r#"{{"amazon-bedrock-guardrailConfig":{{"tagSuffix":"abc"}},"pad":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let lone = br#"{"messages":[{"content":"\ud800"}],"amazon-bedrock-guardrailConfig":{"tagSuffix":"abc"}}"#;
+    let bom = b"\xEF\xBB\xBF {\"amazon-bedrock-guardrailConfig\":{\"tagSuffix\":\"abc\"}}";
+    for op in [Operation::InvokeModel, Operation::InvokeModelWithResponseStream] {
+        for body in [deep.as_bytes(), &lone[..], &bom[..]] {
+            let e = invoke(op, body, &policy(true, &[])).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter", "{}", String::from_utf8_lossy(body));
+            // Even for a tenant that allows input tags: what else the body
+            // says is unknown.
+            let e = invoke(op, body, &with_guardrail(StreamProcessingMode::Sync, true)).unwrap_err();
+            assert_eq!(e.reason(), "invalid_parameter");
+        }
+        // A body that opens no object carries no member: as sent.
+        for body in [&b"\\u0041 raw text"[..], b"[\"\\u0041\"]", b"\x89PNG\\u"] {
+            assert_eq!(invoke(op, body, &policy(true, &[])).unwrap(), Bytes::copy_from_slice(body));
+        }
+    }
+    assert!(opens_an_object(b" \r\n\t{"));
+    assert!(opens_an_object(b"\xEF\xBB\xBF{"));
+    assert!(!opens_an_object(b"x{"));
+    assert!(!opens_an_object(b""));
+}
+
+#[test]
 fn invoke_max_tokens_reads_every_provider_spelling_once() {
     let one = |body: &str| invoke_max_tokens(body.as_bytes());
     for (body, want) in [
