@@ -314,3 +314,47 @@ def test_the_sdks_own_headers_are_not_forwarded_as_aws_headers(acme, fake_aws, c
     names = {k.lower() for k, _ in rec.header_list}
     assert not any(n.startswith(("x-stainless-", "anthropic-")) for n in names), names
     assert rec.headers["accept"] == "application/json" and rec.headers["content-type"] == "application/json"
+
+
+def _deep(n: int):
+    v: list = []
+    for _ in range(n):
+        v = [v]
+    return v
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize("extra,why", [
+    ({"pad": _deep(200)}, "nested deeper than the parser reads"),
+    ({"Amazon-Bedrock-GuardrailConfig": {"tagSuffix": "xyz"}}, "member in another case"),
+    ({"amazon-bedrock-guardrailConfig": {"tagSuffix": "xyz", "streamProcessingMode": "ASYNCHRONOUS"}}, "with a mode"),
+], ids=["deep", "case", "mode"])
+def test_input_tags_cannot_hide_in_a_body_the_sidecar_would_not_read(sidecar, mint, fake_aws, extra, why, streaming):
+    """docs/model-calls.md (Guardrails): a guardrail tenant's input tags are refused however the body hides them; a body too deep for the sidecar to read is refused rather than forwarded unjudged. 400, nothing upstream."""
+    c = client(sidecar, mint("globex", "bob"))
+    body = {"amazon-bedrock-guardrailConfig": {"tagSuffix": "xyz"}}
+    body.update(extra)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        if streaming:
+            with c.messages.stream(model=HAIKU, max_tokens=8, messages=MESSAGES, extra_body=body) as s:
+                list(s)
+        else:
+            c.messages.create(model=HAIKU, max_tokens=8, messages=MESSAGES, extra_body=body)
+    assert err.value.response.headers["x-tenantgate-reason"] == "invalid_parameter", why
+    harness.assert_nothing_upstream(fake_aws)
+
+
+def test_a_lone_surrogate_escape_cannot_smuggle_input_tags(sidecar, mint, fake_aws):
+    """docs/model-calls.md (Guardrails): `\\ud800` is JSON other readers accept; a body the sidecar cannot read that may carry the guardrail member is 400, nothing upstream. A body that is no JSON object goes as sent."""
+    token = mint("globex", "bob")
+    body = (b'{"anthropic_version":"bedrock-2023-05-31","max_tokens":8,"messages":[{"role":"user","content":"\\ud800"}],'
+            b'"amazon-bedrock-guardrailConfig":{"tagSuffix":"xyz"}}')
+    for path in (f"/model/{HAIKU}/invoke", f"/model/{HAIKU}/invoke-with-response-stream"):
+        resp = sidecar.request("POST", path, body, token=token)
+        harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
+    harness.assert_nothing_upstream(fake_aws)
+    fake_aws.reset()
+    resp = sidecar.request("POST", f"/model/{HAIKU}/invoke", b"\\u0041 not json", token=token)
+    rec = harness.assert_one_valid_upstream(fake_aws, "InvokeModel")
+    assert rec.body == b"\\u0041 not json"
+    assert rec.header_values("x-amzn-bedrock-guardrailidentifier") == ["gr-globex"]
