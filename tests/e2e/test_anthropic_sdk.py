@@ -358,3 +358,22 @@ def test_a_lone_surrogate_escape_cannot_smuggle_input_tags(sidecar, mint, fake_a
     rec = harness.assert_one_valid_upstream(fake_aws, "InvokeModel")
     assert rec.body == b"\\u0041 not json"
     assert rec.header_values("x-amzn-bedrock-guardrailidentifier") == ["gr-globex"]
+
+
+def test_a_stream_upstream_leaves_silent_ends_with_an_error_the_sdk_raises(acme, sidecar, fake_aws):
+    """docs/reference.md §3 `stream_idle_timeout_secs`, §7: upstream silent mid-stream; the SDK raises while iterating, within about the idle timeout, never a hang; the audit record says why."""
+    import time  # noqa: PLC0415
+
+    from fakeaws import Stall  # noqa: PLC0415
+    fake_aws.reset()  # the fake's own stream, stalled after two events
+    fake_aws.script(Stall(after_events=2, seconds=30), operation="InvokeModelWithResponseStream")
+    got = []
+    t0 = time.monotonic()
+    with pytest.raises((anthropic.APIError, anthropic.APIConnectionError)):
+        for event in acme.messages.create(model=HAIKU, max_tokens=8, messages=MESSAGES, stream=True):
+            got.append(event)
+    assert time.monotonic() - t0 < 12
+    assert [e.type for e in got] == ["message_start", "content_block_delta"]
+    audit = sidecar.wait_audit(predicate=lambda r: r.get("operation") == "InvokeModelWithResponseStream"
+                               and r.get("stream_error"), timeout=10)
+    assert audit["stream_error"] == "upstream_idle_timeout"
