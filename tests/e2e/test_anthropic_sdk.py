@@ -377,3 +377,17 @@ def test_a_stream_upstream_leaves_silent_ends_with_an_error_the_sdk_raises(acme,
     audit = sidecar.wait_audit(predicate=lambda r: r.get("operation") == "InvokeModelWithResponseStream"
                                and r.get("stream_error"), timeout=10)
     assert audit["stream_error"] == "upstream_idle_timeout"
+
+
+def test_beta_messages_are_served_and_the_managed_agents_apis_are_not(acme, fake_aws, creds):
+    """docs/reference.md §5: `client.beta.messages` is InvokeModel like `client.messages`, its betas in the body; the SDK's managed-agents APIs (AWS serves them on another endpoint) have no route: 404 `unknown_operation`, nothing upstream."""
+    out = acme.beta.messages.create(model=HAIKU, max_tokens=8, messages=MESSAGES,
+                                    betas=["interleaved-thinking-2025-05-14"])
+    assert out.content[0].text == fake_aws.reply_text
+    rec = harness.assert_one_valid_upstream(fake_aws, "InvokeModel", creds["acme"].akid)
+    assert json.loads(rec.body)["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]
+    fake_aws.reset()
+    with pytest.raises(anthropic.NotFoundError) as err:
+        acme.beta.agents.list()
+    assert err.value.response.headers["x-tenantgate-reason"] == "unknown_operation"
+    harness.assert_nothing_upstream(fake_aws)
