@@ -239,14 +239,23 @@ impl<'de> serde::de::Visitor<'de> for Limits<'_> {
 /// The output token limit an InvokeModel body states
 /// ([`INVOKE_MAX_TOKEN_KEYS`]). Stated more than once (two of the members,
 /// one member twice, or in two spellings: the model may read another copy
-/// than the policy) or not as a whole number: 400. A body that is not JSON
-/// states none.
+/// than the policy) or not as a whole number: 400. A body that opens no
+/// JSON object states none; one that opens like an object but that the
+/// sidecar cannot read (a byte order mark, trailing text after the object,
+/// which other JSON readers accept) is 400: the model might read a limit
+/// the policy never saw.
 pub fn invoke_max_tokens(body: &[u8]) -> Result<Option<i64>, ProxyError> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(body);
     let limits = Limits { keys: &INVOKE_MAX_TOKEN_KEYS, nested: &INVOKE_MAX_TOKEN_NESTED };
-    let Ok(found) = limits.deserialize(&mut de).and_then(|f| de.end().map(|()| f)) else {
-        return Ok(None);
+    let found = match limits.deserialize(&mut de).and_then(|f| de.end().map(|()| f)) {
+        Ok(found) => found,
+        Err(e) if opens_an_object(body) => {
+            return Err(ProxyError::InvalidParameter(format!(
+                "the body opens a JSON object the sidecar cannot read ({e}): its output token limit is unknown"
+            )));
+        }
+        Err(_) => return Ok(None),
     };
     match found.as_slice() {
         [] => Ok(None),

@@ -296,3 +296,19 @@ fn converse_max_tokens_reads_additional_fields_too() {
         assert!(matches!(one(v.clone()), Err(ProxyError::InvalidParameter(_))), "{v}");
     }
 }
+
+#[test]
+fn invoke_max_tokens_of_an_object_the_sidecar_cannot_read_is_refused() {
+    // Other JSON readers take the first object and ignore the rest, or skip
+    // a byte order mark: the model could read a limit the policy did not.
+    for body in [&b"\xEF\xBB\xBF{\"max_tokens\":100000}"[..], b"{\"max_tokens\":100000} x", b" {\"max_tokens\":1", b"{}{}"]
+    {
+        let e = invoke_max_tokens(body).unwrap_err();
+        assert_eq!(e.reason(), "invalid_parameter", "{}", String::from_utf8_lossy(body));
+    }
+    // What serde_json's ignoring reader takes in its stride is read: deep
+    // nesting, lone surrogate escapes.
+    let deep = format!(r#"{{"pad":{}{},"max_tokens":100000}}"#, "[".repeat(300), "]".repeat(300));
+    assert_eq!(invoke_max_tokens(deep.as_bytes()).unwrap(), Some(100000));
+    assert_eq!(invoke_max_tokens(br#"{"m":"\ud800","max_tokens":7}"#).unwrap(), Some(7));
+}

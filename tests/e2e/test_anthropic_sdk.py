@@ -391,3 +391,40 @@ def test_beta_messages_are_served_and_the_managed_agents_apis_are_not(acme, fake
         acme.beta.agents.list()
     assert err.value.response.headers["x-tenantgate-reason"] == "unknown_operation"
     harness.assert_nothing_upstream(fake_aws)
+
+
+TOKEN_CAP = """
+@id("model-calls")
+permit(principal, action in TenantGate::Action::"ModelCall", resource);
+
+@id("token-cap")
+forbid(principal, action in TenantGate::Action::"ModelCall", resource)
+when { context has max_tokens && context.max_tokens > 1024 };
+"""
+
+
+def test_cedar_policies_see_the_sdks_max_tokens_and_a_body_they_cannot_read_is_refused(start_sidecar_fn, mint,
+                                                                                       fake_aws, tmp_path):
+    """docs/reference.md §12, docs/policies.md: `context.max_tokens` is the Messages body's `max_tokens`, for create and streams; a body that opens a JSON object the sidecar cannot read (byte order mark, trailing text, which other readers accept) is 400, never judged as stating no limit. Nothing upstream on any refusal."""
+    (tmp_path / "cap.cedar").write_text(TOKEN_CAP)
+    sc = start_sidecar_fn({"policy": {"files": [str(tmp_path / "cap.cedar")]},
+                           "tenants": {"acme": {"models": ["anthropic.claude-3-haiku-*"]}}})
+    fake_anthropic.script(fake_aws)
+    c = client(sc, mint("acme", "alice"))
+    assert c.messages.create(model=HAIKU, max_tokens=1024, messages=MESSAGES).content[0].text
+    with c.messages.stream(model=HAIKU, max_tokens=512, messages=MESSAGES) as s:
+        assert "".join(s.text_stream) == "Hello from fake Bedrock"
+    assert len(fake_aws.recorded()) == 2
+    fake_aws.reset()
+    for call in (lambda: c.messages.create(model=HAIKU, max_tokens=100000, messages=MESSAGES),
+                 lambda: list(c.messages.create(model=HAIKU, max_tokens=100000, messages=MESSAGES, stream=True))):
+        with pytest.raises(anthropic.PermissionDeniedError) as err:
+            call()
+        assert err.value.response.headers["x-tenantgate-reason"] == "policy_denied"
+    token = mint("acme", "alice")
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100000, "messages": MESSAGES}).encode()
+    for raw in (b"\xef\xbb\xbf" + body, body + b" trailing", body + b"{}"):
+        for path in (f"/model/{HAIKU}/invoke", f"/model/{HAIKU}/invoke-with-response-stream"):
+            resp = sc.request("POST", path, raw, token=token)
+            harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
+    harness.assert_nothing_upstream(fake_aws)
