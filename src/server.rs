@@ -202,9 +202,13 @@ impl Sidecar {
                     let conn = svc_conn.clone();
                     async move { Ok::<_, Infallible>(p.handle_on(req, Some(&conn)).await) }
                 });
-                let builder = http_builder(header_timeout);
                 match tls {
                     None => {
+                        let (protocol, stream) = match crate::protocol::by_preface(stream, header_timeout).await {
+                            Ok(sniffed) => sniffed,
+                            Err(e) => return tracing::debug!("proxy connection ended before a request: {e}"),
+                        };
+                        let builder = crate::protocol::builder(protocol, header_timeout);
                         let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
                         serve_watched(served, &conn, &p).await;
                     }
@@ -215,6 +219,8 @@ impl Sidecar {
                             Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
                             Err(_) => return tracing::debug!("TLS handshake timed out"),
                         };
+                        let protocol = crate::protocol::by_alpn(tls_stream.get_ref().1.alpn_protocol());
+                        let builder = crate::protocol::builder(protocol, header_timeout);
                         let served = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
                         serve_watched(served, &conn, &p).await;
                     }
@@ -314,12 +320,13 @@ where
     }
 }
 
+/// The admin listener's builder: HTTP/1.1 only (probes and scrapes).
 fn http_builder(header_timeout: Duration) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true)
-        .max_buf_size(1024 * 1024);
+        .max_buf_size(crate::protocol::H1_MAX_BUF);
     b
 }
 
