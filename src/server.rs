@@ -364,3 +364,7 @@ where
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "server_h2_tests.rs"]
+mod h2_tests;
