@@ -37,6 +37,12 @@ fn fixture(name: &str) -> PathBuf {
 
 impl World {
     async fn start(tls: bool) -> World {
+        World::start_with(tls, None, 10).await
+    }
+
+    /// `bedrock_runtime` at `upstream` instead of the simulator, and the
+    /// stream idle timeout.
+    async fn start_with(tls: bool, upstream: Option<String>, idle_secs: u64) -> World {
         std::env::set_var("TG_H2_TEST_AKID", AKID);
         std::env::set_var("TG_H2_TEST_SECRET", SECRET);
         let sim = Sim::start(SimOptions {
@@ -67,9 +73,9 @@ tenant = "acme"
 [aws]
 region = "us-east-1"
 response_timeout_secs = 10
-stream_idle_timeout_secs = 10
+stream_idle_timeout_secs = {idle_secs}
 [aws.endpoints]
-bedrock_runtime = "{sim}"
+bedrock_runtime = "{runtime}"
 bedrock_agent_runtime = "{sim}"
 sagemaker_runtime = "{sim}"
 
@@ -87,7 +93,8 @@ models = ["anthropic.claude-3-haiku-*"]
 access_key_id_env = "TG_H2_TEST_AKID"
 secret_access_key_env = "TG_H2_TEST_SECRET"
 "#,
-            sim = sim.url()
+            sim = sim.url(),
+            runtime = upstream.unwrap_or_else(|| sim.url()),
         );
         let config = crate::config::parse_str(&text, std::path::Path::new(".")).unwrap_or_else(|e| panic!("{e:?}"));
         let (audit, records) = Audit::memory();
@@ -633,4 +640,113 @@ async fn a_rapid_reset_flood_ends_the_connection() {
     .expect("the connection ends in time");
     assert_eq!(goaway, Some(ENHANCE_YOUR_CALM));
     assert_eq!(w.sim.records().len(), 0);
+}
+
+// ---- a stream whose client grants it no window ----
+
+fn event_frame(text: &str) -> Bytes {
+    use aws_smithy_eventstream::frame::write_message_to;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let payload = serde_json::json!({"contentBlockIndex": 0, "delta": {"text": text}}).to_string();
+    let msg = Message::new(payload.into_bytes())
+        .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+        .add_header(Header::new(":event-type", HeaderValue::String("contentBlockDelta".into())))
+        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())));
+    let mut out = Vec::new();
+    write_message_to(&msg, &mut out).unwrap();
+    Bytes::from(out)
+}
+
+/// An upstream whose ConverseStream never ends (a delta every 20 ms) and
+/// whose Converse answers at once; `closed` turns true when the sidecar
+/// drops an endless stream.
+async fn endless_upstream(closed: Arc<std::sync::atomic::AtomicBool>) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else { return };
+            let closed = closed.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let closed = closed.clone();
+                async move {
+                    type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+                    if !req.uri().path().ends_with("/converse-stream") {
+                        let json = r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn","usage":{"inputTokens":1,"outputTokens":1,"totalTokens":2},"metrics":{"latencyMs":1}}"#;
+                        let body: Body = Full::new(Bytes::from_static(json.as_bytes())).boxed();
+                        return Ok::<_, std::convert::Infallible>(
+                            http::Response::builder().header("content-type", "application/json").body(body).unwrap(),
+                        );
+                    }
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+                    tokio::spawn(async move {
+                        loop {
+                            if tx.send(event_frame(&"x".repeat(200))).await.is_err() {
+                                closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    });
+                    let body: Body = ChanBody(rx).boxed();
+                    Ok(http::Response::builder().header("content-type", "application/vnd.amazon.eventstream").body(body).unwrap())
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc));
+        }
+    });
+    url
+}
+
+/// An mpsc receiver of data chunks as a response body.
+struct ChanBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChanBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_granted_no_window_is_cut_off_and_its_connection_lives_on() {
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upstream = endless_upstream(closed.clone()).await;
+    let w = World::start_with(false, Some(upstream), 1).await;
+    // A 64-byte stream window this client never reopens for the stream
+    // (it does not read the body), while it keeps reading the connection.
+    let mut s = h2_over(TcpStream::connect(w.addr()).await.unwrap(), Some(64)).await;
+    s.ready().await.unwrap();
+    let resp = s.send_request(converse(w.addr(), MODEL, true)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stalled = resp.into_body();
+
+    // Within the 1 s idle timeout (plus a check's slack) the body is dropped:
+    // audited client_stalled, the upstream stream closed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let cut = w.audited().iter().any(|r| r.stream_error == Some(crate::audit::StreamEnd::ClientStalled));
+        if cut && closed.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not cut off: {:?}", w.audited());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = w.audited();
+    assert_eq!((r.len(), r[0].status), (1, 200), "{r:?}");
+
+    // The connection (and its pings) lives on: another stream is served.
+    let (parts, body) = send(&mut s, converse(w.addr(), MODEL, false)).await;
+    assert_eq!(parts.status, StatusCode::OK, "{body:?}");
+    assert_eq!(text_of(&body), "hi");
+
+    // Reading the cut stream now ends in an error (a reset), never in what
+    // would look like a complete answer.
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.collect()).await.expect("ends in time");
+    assert!(read.is_err(), "the cut stream ended cleanly");
 }
