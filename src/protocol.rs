@@ -56,7 +56,7 @@ pub const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// HTTP/2: streams the sidecar had to reset because the client broke the
 /// protocol on them (malformed or illegal headers and the like,
-/// CVE-2025-8671); past it the connection ends with GOAWAY.
+/// "MadeYouReset", CVE-2025-8671); past it the connection ends with GOAWAY.
 pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 64;
 
 /// The protocol of one proxy connection.

@@ -750,3 +750,34 @@ async fn a_stream_granted_no_window_is_cut_off_and_its_connection_lives_on() {
     let read = tokio::time::timeout(Duration::from_secs(5), stalled.collect()).await.expect("ends in time");
     assert!(read.is_err(), "the cut stream ended cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_reset_for_protocol_errors_past_the_limit_end_the_connection() {
+    let w = World::start(false).await;
+    let mut raw = Raw::open(w.addr()).await;
+    let fields = converse_fields(w.addr(), &[("connection", "keep-alive")]);
+    let limit = crate::protocol::H2_MAX_LOCAL_ERROR_RESET_STREAMS as u32;
+    // Each of these is reset by the sidecar (malformed); one more than the
+    // limit ends the connection.
+    let mut resets = 0;
+    let mut goaway = None;
+    for i in 0..=limit {
+        raw.headers(2 * i + 1, &fields, true).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some((kind, _, _, p)) = raw.next().await {
+            match kind {
+                RST_STREAM => resets += 1,
+                GOAWAY => {
+                    goaway = Some(u32::from_be_bytes(p[4..8].try_into().unwrap()));
+                    return;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "after {resets} resets");
+    assert!(resets <= limit as usize, "{resets} resets before GOAWAY");
+    assert_eq!(w.sim.records().len(), 0);
+}
