@@ -781,3 +781,38 @@ async fn streams_reset_for_protocol_errors_past_the_limit_end_the_connection() {
     assert!(resets <= limit as usize, "{resets} resets before GOAWAY");
     assert_eq!(w.sim.records().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_while_the_body_is_still_coming_is_answered_whole_then_reset_with_no_error() {
+    let w = World::start(false).await;
+    let mut raw = Raw::open(w.addr()).await;
+    let mut fields = converse_fields(w.addr(), &[]);
+    fields[3].1 = format!("/model/{DENIED_MODEL}/converse");
+    // Headers and part of the body; the rest never comes.
+    raw.headers(1, &fields, false).await;
+    raw.0.write_all(&frame(0x0, 0, 1, b"{\"messages\": [")).await.unwrap();
+    let mut seen = Vec::new();
+    let reset = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some((kind, flags, stream, p)) = raw.next().await {
+            if stream != 1 {
+                continue;
+            }
+            seen.push((kind, flags & END_STREAM));
+            if kind == RST_STREAM {
+                return Some(u32::from_be_bytes(p[..4].try_into().unwrap()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the stream ends in time");
+    // The whole 403 (headers, then its body ending the stream), and only
+    // then RST_STREAM(NO_ERROR): stop sending, keep the answer (RFC 9113
+    // §8.1). A CANCEL, or a reset before the end, may make a client drop it.
+    assert_eq!(seen.first(), Some(&(HEADERS, 0)), "{seen:?}");
+    assert_eq!(seen[seen.len() - 2], (0x0, END_STREAM), "{seen:?}");
+    assert_eq!(reset, Some(0), "{seen:?}");
+    let r = w.audited();
+    assert_eq!((r.len(), r[0].status, r[0].reason), (1, 403, Some("model_not_allowed")), "{r:?}");
+    assert_eq!(w.sim.records().len(), 0);
+}
