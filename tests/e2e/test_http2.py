@@ -20,7 +20,6 @@ from harness import HAIKU, NOVA
 from test_tls_listener import self_signed
 
 
-
 def _curl_speaks_http2() -> bool:
     if shutil.which("curl") is None:
         return False
