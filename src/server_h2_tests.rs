@@ -571,6 +571,20 @@ async fn connection_specific_headers_over_h2_are_refused_and_nothing_goes_upstre
     raw.body(1).await;
     assert_eq!(raw.outcome(1).await, Outcome::Ok200);
     assert_eq!(w.upstream(&["Converse"]), 1, "only the te: trailers request went upstream");
+
+    // A `host` header beside `:authority` (or instead of it) decides
+    // nothing: upstream gets the endpoint's host, signed.
+    w.sim.clear_records();
+    let mut fields = converse_fields(w.addr(), &[("host", "bedrock-runtime.attacker.example")]);
+    let mut raw = Raw::open(w.addr()).await;
+    raw.headers(1, &fields, false).await;
+    raw.body(1).await;
+    assert_eq!(raw.outcome(1).await, Outcome::Ok200);
+    fields.retain(|(n, _)| n != ":authority");
+    raw.headers(3, &fields, false).await;
+    raw.body(3).await;
+    assert_eq!(raw.outcome(3).await, Outcome::Ok200);
+    assert_eq!(w.upstream(&["Converse"]), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
