@@ -295,12 +295,26 @@ impl Drop for WatchedTcp {
 /// `server.client_write_timeout_secs` for one held whole) the body is
 /// dropped (audited `client_stalled`, slot released, upstream connection
 /// closed) and the stream ends with an error (reset) when the server next
-/// polls it. The task ends with the body.
+/// polls it. Frames are handed on in pieces of at most `STREAM_PIECE`, so
+/// what waits for the client's window is mostly here, where the watchdog
+/// can drop it. The task ends with the body.
 pub struct WatchedStream<B> {
-    inner: Arc<std::sync::Mutex<Option<B>>>,
+    inner: Arc<std::sync::Mutex<Option<Held<B>>>>,
     conn: Arc<ClientConn>,
     /// Dropped with the body: ends the watchdog task.
     _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The largest piece of a response handed to an HTTP/2 stream at once (one
+/// frame at the default size): the rest of a larger chunk (a response held
+/// whole is one chunk) stays here, where the stream's watchdog can drop it,
+/// rather than in the connection's send queue.
+pub const STREAM_PIECE: usize = 16 * 1024;
+
+/// What the watchdog drops: the body and the rest of its last chunk.
+struct Held<B> {
+    body: B,
+    rest: bytes::Bytes,
 }
 
 /// Wraps `resp`'s body for stream `conn` (see `WatchedStream`) and starts its
@@ -316,7 +330,7 @@ where
 {
     let (parts, body) = resp.into_parts();
     let complete = body.is_end_stream();
-    let inner = Arc::new(std::sync::Mutex::new(Some(body)));
+    let inner = Arc::new(std::sync::Mutex::new(Some(Held { body, rest: bytes::Bytes::new() })));
     let (alive, ended) = tokio::sync::oneshot::channel::<()>();
     if !complete {
         let weak = Arc::downgrade(&inner);
@@ -327,8 +341,8 @@ where
                 stall = watched.stalled() => {
                     if let Some(inner) = weak.upgrade() {
                         // Taken under the lock, dropped outside it.
-                        let body = inner.lock().ok().and_then(|mut b| b.take());
-                        drop(body);
+                        let held = inner.lock().ok().and_then(|mut b| b.take());
+                        drop(held);
                     }
                     on_stall(stall);
                 }
@@ -336,6 +350,10 @@ where
         });
     }
     http::Response::from_parts(parts, WatchedStream { inner, conn, _alive: alive })
+}
+
+fn cut_off() -> crate::body::BoxError {
+    Box::new(crate::body::StreamError(crate::audit::StreamEnd::ClientStalled))
 }
 
 impl<B> http_body::Body for WatchedStream<B>
@@ -353,32 +371,60 @@ where
         // Polled again: the client made room for more.
         this.conn.wrote();
         let Ok(mut guard) = this.inner.lock() else {
-            return Poll::Ready(Some(Err(Box::new(crate::body::StreamError(crate::audit::StreamEnd::ClientStalled)))));
+            return Poll::Ready(Some(Err(cut_off())));
         };
-        let Some(body) = guard.as_mut() else {
+        let Some(held) = guard.as_mut() else {
             // The watchdog dropped the body: end the stream with an error
             // (a reset), never as if it were complete.
-            return Poll::Ready(Some(Err(Box::new(crate::body::StreamError(crate::audit::StreamEnd::ClientStalled)))));
+            return Poll::Ready(Some(Err(cut_off())));
         };
-        let r = Pin::new(&mut *body).poll_frame(cx);
-        if matches!(r, Poll::Ready(Some(Ok(_)))) && !body.is_end_stream() {
+        let frame = if !held.rest.is_empty() {
+            let n = held.rest.len().min(STREAM_PIECE);
+            http_body::Frame::data(held.rest.split_to(n))
+        } else {
+            match Pin::new(&mut held.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        if data.len() > STREAM_PIECE {
+                            held.rest = data.split_off(STREAM_PIECE);
+                        }
+                        http_body::Frame::data(data)
+                    }
+                    Err(other) => other,
+                },
+                other => return other,
+            }
+        };
+        if !(held.rest.is_empty() && held.body.is_end_stream()) {
             // Handed on: until the next poll, the stream waits on its client.
             this.conn.waits();
         }
-        r
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
         // A body the watchdog took is not complete: it must end in an error.
-        self.inner.lock().ok().is_some_and(|b| b.as_ref().is_some_and(|b| b.is_end_stream()))
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
         self.inner
             .lock()
             .ok()
-            .and_then(|b| b.as_ref().map(|b| b.size_hint()))
-            .unwrap_or_default()
+            .is_some_and(|h| h.as_ref().is_some_and(|h| h.rest.is_empty() && h.body.is_end_stream()))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let Some((mut hint, rest)) = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(|h| (h.body.size_hint(), h.rest.len() as u64)))
+        else {
+            return http_body::SizeHint::default();
+        };
+        // Upper first: `set_lower` must never pass the upper bound.
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint.set_lower(hint.lower().saturating_add(rest));
+        hint
     }
 }
 

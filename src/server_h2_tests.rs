@@ -65,6 +65,7 @@ impl World {
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 shutdown_grace_secs = 10
+client_write_timeout_secs = {idle_secs}
 {tls_keys}
 [identity]
 mode = "static"
@@ -686,8 +687,15 @@ async fn endless_upstream(closed: Arc<std::sync::atomic::AtomicBool>) -> String 
                 async move {
                     type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
                     if !req.uri().path().ends_with("/converse-stream") {
-                        let json = r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi"}]}},"stopReason":"end_turn","usage":{"inputTokens":1,"outputTokens":1,"totalTokens":2},"metrics":{"latencyMs":1}}"#;
-                        let body: Body = Full::new(Bytes::from_static(json.as_bytes())).boxed();
+                        // "hi", or 2 MB of text when the model id says "big".
+                        let text = if req.uri().path().contains("big") { "y".repeat(2 << 20) } else { "hi".into() };
+                        let json = serde_json::json!({
+                            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                            "stopReason": "end_turn",
+                            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+                            "metrics": {"latencyMs": 1}
+                        });
+                        let body: Body = Full::new(Bytes::from(json.to_string())).boxed();
                         return Ok::<_, std::convert::Infallible>(
                             http::Response::builder().header("content-type", "application/json").body(body).unwrap(),
                         );
@@ -829,4 +837,30 @@ async fn a_denial_while_the_body_is_still_coming_is_answered_whole_then_reset_wi
     let r = w.audited();
     assert_eq!((r.len(), r[0].status, r[0].reason), (1, 403, Some("model_not_allowed")), "{r:?}");
     assert_eq!(w.sim.records().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_granted_no_window_is_dropped_not_parked_in_the_connection() {
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upstream = endless_upstream(closed).await;
+    let w = World::start_with(false, Some(upstream), 1).await;
+    let mut s = h2_over(TcpStream::connect(w.addr()).await.unwrap(), Some(64)).await;
+    s.ready().await.unwrap();
+    // A 2 MB Converse answer, held whole (redaction is on by default) and
+    // audited complete before it is sent.
+    let model = "anthropic.claude-3-haiku-big";
+    let resp = s.send_request(converse(w.addr(), model, false)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stalled = resp.into_body();
+    // The 1 s write timeout passes with the client granting nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The rest of the answer was dropped, not queued on the connection: the
+    // client, reading now, gets a reset instead of the whole answer.
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.collect()).await.expect("ends in time");
+    assert!(read.is_err(), "the whole 2 MB answer was still there");
+    // The connection lives on.
+    let (parts, body) = send(&mut s, converse(w.addr(), MODEL, false)).await;
+    assert_eq!((parts.status, text_of(&body).as_str()), (StatusCode::OK, "hi"));
+    let r = w.audited();
+    assert_eq!(r.iter().filter(|r| r.status == 200).count(), 2, "{r:?}");
 }
