@@ -299,10 +299,10 @@ async fn h2_over_tls_by_alpn_and_http1_over_tls_too() {
         async move {
             let tcp = TcpStream::connect(addr).await.unwrap();
             let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-            tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap()
+            tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await
         }
     };
-    let tls = connect(vec![b"h2".to_vec(), b"http/1.1".to_vec()]).await;
+    let tls = connect(vec![b"h2".to_vec(), b"http/1.1".to_vec()]).await.expect("TLS with ALPN h2");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let mut s = h2_over(tls, None).await;
     let (parts, body) = send(&mut s, converse(w.addr(), MODEL, false)).await;
@@ -315,7 +315,7 @@ async fn h2_over_tls_by_alpn_and_http1_over_tls_too() {
 
     // A client offering only http/1.1 (or no ALPN at all) speaks HTTP/1.1.
     for alpn in [vec![b"http/1.1".to_vec()], vec![]] {
-        let tls = connect(alpn).await;
+        let tls = connect(alpn).await.expect("TLS");
         assert_ne!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         let (mut s, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls)).await.unwrap();
         tokio::spawn(conn);
@@ -325,6 +325,10 @@ async fn h2_over_tls_by_alpn_and_http1_over_tls_too() {
         let resp = s.send_request(req).await.unwrap();
         assert_eq!((resp.status(), resp.version()), (StatusCode::OK, Version::HTTP_11));
     }
+    // A client offering only protocols the sidecar does not speak fails the
+    // handshake (no_application_protocol), and sends nothing.
+    assert!(connect(vec![b"h2c".to_vec(), b"spdy/3".to_vec()]).await.is_err());
+    assert_eq!(w.sim.records().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
