@@ -86,11 +86,15 @@ pub enum Operation {
     StopFlowExecution,
     ListFlowExecutionEvents,
     GetExecutionFlowSnapshot,
+    /// POST `/openai/v1/chat/completions` on bedrock-runtime: OpenAI's
+    /// Create chat completion. Not in the botocore models (see
+    /// [`Operation::has_aws_model`]).
+    ChatCompletions,
 }
 
 impl Operation {
     /// Every operation tenantgate routes (docs/reference.md §5).
-    pub const ALL: [Operation; 43] = {
+    pub const ALL: [Operation; 44] = {
         use Operation::*;
         [
             InvokeModel,
@@ -136,8 +140,17 @@ impl Operation {
             StopFlowExecution,
             ListFlowExecutionEvents,
             GetExecutionFlowSnapshot,
+            ChatCompletions,
         ]
     };
+
+    /// Whether the vendored botocore models define the operation. Only
+    /// ChatCompletions (OpenAI's API served by bedrock-runtime) has no
+    /// botocore model: `validate` checks its headers, query and body by its
+    /// own rules.
+    pub fn has_aws_model(self) -> bool {
+        self != Operation::ChatCompletions
+    }
 
     /// The docs/reference.md §5 name, used in audit records and metric
     /// labels; also the operation's name in the AWS service model.
@@ -187,6 +200,7 @@ impl Operation {
             StopFlowExecution => "StopFlowExecution",
             ListFlowExecutionEvents => "ListFlowExecutionEvents",
             GetExecutionFlowSnapshot => "GetExecutionFlowSnapshot",
+            ChatCompletions => "ChatCompletions",
         }
     }
 
@@ -195,7 +209,7 @@ impl Operation {
         match self {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream
             | CountTokens | ApplyGuardrail | StartAsyncInvoke | GetAsyncInvoke | ListAsyncInvokes
-            | InvokeGuardrailChecks => {
+            | InvokeGuardrailChecks | ChatCompletions => {
                 Service::BedrockRuntime
             }
             Retrieve | RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | InvokeAgent
@@ -218,7 +232,7 @@ impl Operation {
         use Operation::*;
         match self {
             InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
-            | OptimizePrompt => {
+            | OptimizePrompt | ChatCompletions => {
                 Family::ModelCalls
             }
             ApplyGuardrail | InvokeGuardrailChecks => Family::Guardrails,
@@ -333,7 +347,7 @@ impl Target {
             ListFlowExecutions => Target::FlowExecutions { flow: next(), alias: None },
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
             | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession
-            | ListSessions => Target::Nothing,
+            | ListSessions | ChatCompletions => Target::Nothing,
         }
     }
 }
@@ -406,6 +420,7 @@ impl Route {
             CreateInvocation | ListInvocations => format!("/sessions/{}/invocations/", e(0)),
             PutInvocationStep | ListInvocationSteps => format!("/sessions/{}/invocationSteps/", e(0)),
             GetInvocationStep => format!("/sessions/{}/invocationSteps/{}", e(0), e(1)),
+            ChatCompletions => "/openai/v1/chat/completions".to_string(),
         }
     }
 }
@@ -497,6 +512,7 @@ pub fn classify(method: &Method, raw_path: &str) -> Result<Route, ProxyError> {
         ["knowledgebases", _, "datasources", _, "documents", _, "content"] => (GetDocumentContent, &[1, 3, 5]),
         ["generateQuery"] => (GenerateQuery, &[]),
         ["guardrail-checks", "invoke"] => (InvokeGuardrailChecks, &[]),
+        ["openai", "v1", "chat", "completions"] => (ChatCompletions, &[]),
         ["endpoints", _, "invocations"] => (InvokeEndpoint, &[1]),
         ["endpoints", _, "invocations-response-stream"] => {
             (InvokeEndpointWithResponseStream, &[1])
@@ -587,7 +603,7 @@ fn check_id(op: Operation, index: usize, id: &str) -> Result<(), ProxyError> {
         (
             RetrieveAndGenerate | RetrieveAndGenerateStream | AgenticRetrieveStream | Rerank | OptimizePrompt
             | StartAsyncInvoke | ListAsyncInvokes | GenerateQuery | InvokeGuardrailChecks | CreateSession | ListSessions
-            | InvokeFlow | StartFlowExecution | ListFlowExecutions,
+            | InvokeFlow | StartFlowExecution | ListFlowExecutions | ChatCompletions,
             _,
         ) => {
             ("path id", false)
@@ -693,6 +709,7 @@ mod tests {
             ("/endpoints/e/invocations", Operation::InvokeEndpoint),
             ("/endpoints/e/invocations-response-stream", Operation::InvokeEndpointWithResponseStream),
             ("/endpoints/e/async-invocations", Operation::InvokeEndpointAsync),
+            ("/openai/v1/chat/completions", Operation::ChatCompletions),
         ];
         for (path, op) in cases {
             let r = post(path).unwrap();
@@ -934,7 +951,19 @@ mod tests {
                 seen.insert(name.clone());
             }
         }
-        assert_eq!(seen.len(), Operation::ALL.len() + REFUSED.len(), "an entry names no model operation");
+        // Operations without a botocore model are routed on purpose, and
+        // documented the same way.
+        let own: Vec<&Operation> = Operation::ALL.iter().filter(|o| !o.has_aws_model()).collect();
+        assert_eq!(own, [&Operation::ChatCompletions], "only ChatCompletions has no AWS model");
+        for o in &own {
+            assert!(!seen.contains(o.name()), "{} is in the AWS models after all", o.name());
+            assert!(
+                docs.lines().any(|l| l.starts_with(&format!("| {} |", o.name())) && l.contains("| routed |")),
+                "docs/operations.md: no row `| {} | ... | routed | ...`",
+                o.name()
+            );
+        }
+        assert_eq!(seen.len() + own.len(), Operation::ALL.len() + REFUSED.len(), "an entry names no model operation");
     }
 
     #[test]
@@ -983,6 +1012,15 @@ mod tests {
             (Method::POST, "/model//converse"),
             (Method::POST, "/model/m/converse/extra"),
             (Method::PUT, "/rerank"),
+            // Only the Chat Completions create call of the OpenAI API.
+            (Method::GET, "/openai/v1/chat/completions"),
+            (Method::POST, "/openai/v1/chat/completions/"),
+            (Method::POST, "/openai/v1/chat/completions/x"),
+            (Method::POST, "/openai/v1/responses"),
+            (Method::GET, "/openai/v1/models"),
+            (Method::POST, "/v1/chat/completions"),
+            (Method::POST, "/openai/v1/chat/Completions"),
+            (Method::POST, "/openai/v1/chat/completions%2F"),
         ] {
             let e = classify(&m, p).unwrap_err();
             assert_eq!(e.reason(), "unknown_operation", "{m} {p}");

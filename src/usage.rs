@@ -1,7 +1,9 @@
 //! Token usage read from Bedrock responses as they stream past (docs/reference.md §5.1):
 //! Converse `usage`, ConverseStream `metadata` events, and
 //! InvokeModelWithResponseStream `amazon-bedrock-invocationMetrics` inside
-//! chunk payloads. (InvokeModel reports usage in response headers, read
+//! chunk payloads, and ChatCompletions `usage` (`prompt_tokens`,
+//! `completion_tokens`) in its JSON answer or in the `data` of its last
+//! server-sent event. (InvokeModel reports usage in response headers, read
 //! before the body.) The tap only observes copies of the bytes; it never
 //! delays or changes what is forwarded, and it gives up quietly (usage
 //! unknown) on anything it cannot parse or on frames larger than
@@ -46,6 +48,10 @@ pub enum UsageSource {
     ConverseEvents,
     /// `amazon-bedrock-invocationMetrics` inside InvokeModelWithResponseStream chunks.
     ModelChunks,
+    /// ChatCompletions: `usage` of the JSON answer, or of the server-sent
+    /// event that reports it (a stream with `include_usage`); which one is
+    /// told by the answer's first byte (`{` for JSON).
+    ChatCompletions,
 }
 
 enum Mode {
@@ -53,6 +59,10 @@ enum Mode {
     /// A JSON answer; `units`: guardrail text units rather than tokens.
     Json { buf: BytesMut, units: bool },
     Stream { buf: BytesMut, decoder: MessageFrameDecoder, chunks: bool },
+    /// ChatCompletions before its first byte.
+    ChatSniff,
+    /// Server-sent events: `buf` holds the current line only.
+    Sse { buf: BytesMut },
 }
 
 pub struct UsageTap {
@@ -73,6 +83,7 @@ impl UsageTap {
             UsageSource::ModelChunks => {
                 Mode::Stream { buf: BytesMut::new(), decoder: MessageFrameDecoder::new(), chunks: true }
             }
+            UsageSource::ChatCompletions => Mode::ChatSniff,
         };
         UsageTap { mode, usage: Usage::default() }
     }
@@ -86,8 +97,31 @@ impl UsageTap {
     }
 
     pub fn observe(&mut self, data: &[u8]) {
+        if matches!(self.mode, Mode::ChatSniff) {
+            match data.iter().find(|b| !b.is_ascii_whitespace()) {
+                None => return,
+                Some(b'{') => self.mode = Mode::Json { buf: BytesMut::new(), units: false },
+                Some(_) => self.mode = Mode::Sse { buf: BytesMut::new() },
+            }
+        }
         match &mut self.mode {
-            Mode::Off => {}
+            Mode::Off | Mode::ChatSniff => {}
+            Mode::Sse { buf } => {
+                let mut rest = data;
+                while let Some(i) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                    buf.extend_from_slice(&rest[..i]);
+                    if let Some(u) = sse_line_usage(buf) {
+                        self.usage = u;
+                    }
+                    buf.clear();
+                    rest = &rest[i + 1..];
+                }
+                if buf.len() + rest.len() > MAX_OBSERVED {
+                    self.mode = Mode::Off;
+                } else {
+                    buf.extend_from_slice(rest);
+                }
+            }
             Mode::Json { buf, .. } => {
                 if buf.len() + data.len() > MAX_OBSERVED {
                     self.mode = Mode::Off;
@@ -120,10 +154,18 @@ impl UsageTap {
 
     /// Usage known at the end of the response.
     pub fn finish(&mut self) -> Usage {
+        if let Mode::Sse { buf } = &self.mode {
+            if let Some(u) = sse_line_usage(buf) {
+                self.usage = u;
+            }
+            self.mode = Mode::Off;
+        }
         if let Mode::Json { buf, units } = &self.mode {
             if let Ok(v) = serde_json::from_slice::<Value>(buf) {
                 self.usage = if *units {
                     Usage { text_units: guardrail_text_units(&v), ..Usage::default() }
+                } else if let Some(u) = chat_usage(&v) {
+                    u
                 } else {
                     Usage {
                         input: v.pointer("/usage/inputTokens").and_then(Value::as_u64),
@@ -136,6 +178,26 @@ impl UsageTap {
         }
         self.usage
     }
+}
+
+/// ChatCompletions' `usage` (`prompt_tokens`, `completion_tokens`), in the
+/// JSON answer or a stream chunk; None when the value reports none.
+fn chat_usage(v: &Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    let input = u.get("prompt_tokens").and_then(Value::as_u64);
+    let output = u.get("completion_tokens").and_then(Value::as_u64);
+    (input.is_some() || output.is_some()).then_some(Usage { input, output, text_units: None })
+}
+
+/// One line of a server-sent event stream: the usage its `data` field
+/// reports, if any.
+fn sse_line_usage(line: &[u8]) -> Option<Usage> {
+    let data = line.strip_prefix(b"data:")?;
+    let data = data.strip_prefix(b" ").unwrap_or(data);
+    if !data.starts_with(b"{") {
+        return None;
+    }
+    chat_usage(&serde_json::from_slice::<Value>(data).ok()?)
 }
 
 /// InvokeGuardrailChecks' `usage`: `{"contentFilter": {"textUnits": N}, ...}`,
@@ -231,6 +293,42 @@ mod tests {
         tap.observe(&frame("chunk", br#"{"bytes":"e30="}"#));
         tap.observe(&frame("chunk", payload.as_bytes()));
         assert_eq!(tap.finish(), Usage { input: Some(5), output: Some(3), text_units: None });
+    }
+
+    #[test]
+    fn chat_completions_usage_from_the_json_answer_or_the_last_event() {
+        let body = br#"{"id":"c1","object":"chat.completion","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#;
+        let mut tap = UsageTap::new(UsageSource::ChatCompletions, true);
+        for c in body.chunks(3) {
+            tap.observe(c);
+        }
+        assert_eq!(tap.finish(), Usage { input: Some(12), output: Some(5), text_units: None });
+        // A stream: lines split anywhere, CRLF or LF, usage in the last
+        // event before [DONE]; a usage of null (include_usage chunks
+        // before the last) reports nothing.
+        let sse = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\r\n\r\n\
+                    data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n\
+                    data: [DONE]\n\n";
+        for step in [1, 2, 5, 64, sse.len()] {
+            let mut tap = UsageTap::new(UsageSource::ChatCompletions, true);
+            for c in sse.chunks(step) {
+                tap.observe(c);
+            }
+            assert_eq!(tap.finish(), Usage { input: Some(7), output: Some(3), text_units: None }, "step {step}");
+        }
+        // Without usage: unknown, and a last line without its newline still counts.
+        let mut tap = UsageTap::new(UsageSource::ChatCompletions, true);
+        tap.observe(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n");
+        assert_eq!(tap.finish(), Usage::default());
+        let mut tap = UsageTap::new(UsageSource::ChatCompletions, true);
+        tap.observe(b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}");
+        assert_eq!(tap.finish(), Usage { input: Some(1), output: Some(2), text_units: None });
+        // A line longer than the bound: usage unknown, never a panic.
+        let mut tap = UsageTap::new(UsageSource::ChatCompletions, true);
+        tap.observe(b"data: ");
+        tap.observe(&vec![b'x'; MAX_OBSERVED + 1]);
+        tap.observe(b"\ndata: {\"usage\":{\"prompt_tokens\":1}}\n");
+        assert_eq!(tap.finish(), Usage::default());
     }
 
     #[test]

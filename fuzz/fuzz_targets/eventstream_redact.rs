@@ -28,16 +28,22 @@ fn redactor() -> Arc<Redactor> {
     .clone()
 }
 
-const OPS: [StreamShape; 5] = [
+const OPS: [StreamShape; 6] = [
     StreamShape::Converse,
     StreamShape::Model,
     StreamShape::Agent,
     StreamShape::SageMaker,
     StreamShape::Rag,
+    StreamShape::ChatCompletions,
 ];
 
 fn json_valid(b: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+}
+
+/// ChatCompletions: what is emitted is whole server-sent events.
+fn check_events(out: &[u8]) {
+    assert!(out.is_empty() || out.ends_with(b"\n\n"), "emitted part of an event");
 }
 
 /// Every emitted byte belongs to a whole frame with valid CRCs.
@@ -62,14 +68,15 @@ fuzz_target!(|data: &[u8]| {
     // `sel` picks the operation and the chunk size.
     let op = OPS[(sel as usize) % OPS.len()];
     let step = 1 + (sel as usize >> 3);
+    let check = |b: bytes::Bytes| if op == StreamShape::ChatCompletions { check_events(&b) } else { check_frames(b) };
     let mut s = StreamRedactor::new(op, r);
     for c in rest.chunks(step) {
         match s.push(c) {
-            Ok(b) => check_frames(b),
+            Ok(b) => check(b),
             Err(_) => return,
         }
     }
     if let Ok(b) = s.finish() {
-        check_frames(b);
+        check(b);
     }
 });

@@ -125,7 +125,7 @@ fn resource_types(op: Operation) -> &'static str {
         InvokeInlineAgent => "Model",
         InvokeEndpoint | InvokeEndpointWithResponseStream | InvokeEndpointAsync => "Endpoint",
         InvokeModel | InvokeModelWithResponseStream | Converse | ConverseStream | CountTokens | Rerank
-        | OptimizePrompt | StartAsyncInvoke => "Model",
+        | OptimizePrompt | StartAsyncInvoke | ChatCompletions => "Model",
         GetAsyncInvoke | ListAsyncInvokes => "AsyncInvocation",
         CreateSession | GetSession | UpdateSession | EndSession | DeleteSession | CreateInvocation | ListInvocations
         | PutInvocationStep | GetInvocationStep | ListInvocationSteps | ListSessions => "Session",

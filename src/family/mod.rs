@@ -14,7 +14,7 @@
 //!
 //! | family | operations | module |
 //! |---|---|---|
-//! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt | [`model_calls`] |
+//! | model calls | InvokeModel(+WithResponseStream), Converse(+Stream), CountTokens, Rerank, OptimizePrompt; ChatCompletions | [`model_calls`]; [`chat_completions`] |
 //! | guardrails | ApplyGuardrail, InvokeGuardrailChecks | [`guardrails`] |
 //! | knowledge bases | Retrieve, RetrieveAndGenerate(+Stream); GetDocumentContent, GenerateQuery; AgenticRetrieveStream | [`knowledge_bases`], [`kb_documents`], [`agentic_retrieve`] |
 //! | agents | InvokeAgent; GetAgentMemory, DeleteAgentMemory; InvokeInlineAgent | [`agents`], [`agent_memory`], [`inline_agent`] |
@@ -34,6 +34,7 @@ pub mod agent_memory;
 pub mod agentic_retrieve;
 pub mod agents;
 pub mod async_jobs;
+pub mod chat_completions;
 pub mod flows;
 pub mod guardrails;
 pub mod inline_agent;
@@ -146,11 +147,14 @@ pub struct PolicyQuestion<'a> {
     pub max_tokens: Option<i64>,
     /// The service tier the request asks for.
     pub service_tier: Option<String>,
+    /// Whether the answer streams, when the body decides it
+    /// (ChatCompletions' `stream`); else the operation's answer shape does.
+    pub streaming: Option<bool>,
 }
 
 impl<'a> PolicyQuestion<'a> {
     fn of(resource: PolicyResource<'a>) -> Self {
-        PolicyQuestion { resource, more: Vec::new(), max_tokens: None, service_tier: None }
+        PolicyQuestion { resource, more: Vec::new(), max_tokens: None, service_tier: None, streaming: None }
     }
 }
 
@@ -290,6 +294,7 @@ mod tests {
                 Converse => (UsageSource::ConverseBody, StreamShape::Other),
                 ConverseStream => (UsageSource::ConverseEvents, StreamShape::Converse),
                 InvokeModelWithResponseStream => (UsageSource::ModelChunks, StreamShape::Model),
+                ChatCompletions => (UsageSource::ChatCompletions, StreamShape::ChatCompletions),
                 RetrieveAndGenerateStream => (UsageSource::Headers, StreamShape::Rag),
                 AgenticRetrieveStream => (UsageSource::Headers, StreamShape::Agentic),
                 InvokeAgent | InvokeInlineAgent => (UsageSource::Headers, StreamShape::Agent),

@@ -88,6 +88,12 @@ impl Hooks for ModelCalls {
                 q.max_tokens = invoke_max_tokens(&body.bytes)?;
                 q.service_tier = single_header(headers, SERVICE_TIER_HEADER)?;
             }
+            Operation::ChatCompletions => {
+                // `max_tokens` or `max_completion_tokens`, stated once.
+                q.max_tokens = invoke_max_tokens(&body.bytes)?;
+                q.service_tier = body.json.as_ref().and_then(|v| v.get("service_tier")).and_then(Value::as_str).map(String::from);
+                q.streaming = Some(super::chat_completions::streams(body));
+            }
             _ => {}
         }
         Ok(q)
@@ -114,6 +120,10 @@ impl Hooks for ModelCalls {
                 let out = rewrite_model_call(ctx.op, body.bytes, body.json, headers, ctx.principal, ctx.policy)?;
                 Ok((out, Post::Stream))
             }
+            _ if ctx.op == Operation::ChatCompletions => {
+                let out = super::chat_completions::rewrite(ctx, headers, body, notes)?;
+                Ok((out, Post::Stream))
+            }
             _ => {
                 // Rerank, OptimizePrompt. Forward what was judged:
                 // re-serialising collapses duplicate keys, so upstream
@@ -136,6 +146,11 @@ impl Hooks for ModelCalls {
             Operation::ConverseStream => ResponseShape { usage: UsageSource::ConverseEvents, stream: StreamShape::Converse },
             Operation::InvokeModelWithResponseStream => {
                 ResponseShape { usage: UsageSource::ModelChunks, stream: StreamShape::Model }
+            }
+            // A JSON answer, or server-sent events whose `data` are model
+            // chunks, depending on the body's `stream`.
+            Operation::ChatCompletions => {
+                ResponseShape { usage: UsageSource::ChatCompletions, stream: StreamShape::ChatCompletions }
             }
             _ => ResponseShape::PLAIN,
         }
@@ -296,6 +311,7 @@ fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Prox
 fn body_model_pointer(op: Operation) -> &'static str {
     match op {
         Operation::OptimizePrompt => "/targetModelId",
+        Operation::ChatCompletions => "/model",
         _ => "/rerankingConfiguration/bedrockRerankingConfiguration/modelConfiguration/modelArn",
     }
 }

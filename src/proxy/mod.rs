@@ -314,7 +314,9 @@ impl Proxy {
             let read = self.read_body(cfg, route.op, body.take(), &principal.tenant, body_read).await?;
             let q = family::policy_question(&ctx, &route, &parts.headers, &read.0)?;
             let facts = decide::cedar::Facts {
-                streaming: family::response_shape(route.op).stream != crate::filter::eventstream::StreamShape::Other,
+                streaming: q
+                    .streaming
+                    .unwrap_or_else(|| family::response_shape(route.op).stream != crate::filter::eventstream::StreamShape::Other),
                 hour_utc: hour_utc(SystemTime::now()),
                 max_tokens: q.max_tokens,
                 service_tier: q.service_tier,

@@ -60,8 +60,17 @@ impl Proxy {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/vnd.amazon.eventstream"));
+        // ChatCompletions streams: server-sent events, redacted event by
+        // event as they arrive like an event stream (`filter::eventstream`).
+        let is_sse = shape.stream == crate::filter::eventstream::StreamShape::ChatCompletions
+            && parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+        let streamed = is_event_stream || is_sse;
         let redactor = snap.redactor.clone();
-        let buffer_to_redact = redactor.is_some() && !is_event_stream;
+        let buffer_to_redact = redactor.is_some() && !streamed;
 
         // An answer in a content coding is decoded before anything judges,
         // redacts or counts it, or refused (security model: encodings).
@@ -74,7 +83,7 @@ impl Proxy {
         };
         let coding = match coding {
             Some(crate::filter::encoding::Coding::Identity) => None,
-            Some(c) if !is_event_stream => Some(c),
+            Some(c) if !streamed => Some(c),
             _ => {
                 return Err(ProxyError::UpstreamError(format!(
                     "upstream answer in content coding {:?} cannot be inspected",
@@ -172,7 +181,7 @@ impl Proxy {
             Post::Agent { prefixes, .. } if parts.status.is_success() => Some(SourceFilter::new(prefixes)),
             _ => None,
         };
-        let stream_redactor = if is_event_stream {
+        let stream_redactor = if streamed {
             StreamRedactor::for_response(shape.stream, redactor.clone(), sources)
         } else {
             None

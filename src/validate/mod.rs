@@ -46,6 +46,16 @@
 //!   member is any JSON (bounded by the same caps). Required members are not
 //!   checked: AWS does, and a missing member cannot smuggle anything.
 //!
+//! * ChatCompletions (OpenAI's Create chat completion, served by
+//!   bedrock-runtime) has no botocore model: its body is parsed the same
+//!   strict way and checked by its own rules ([`own`]): `model` a string,
+//!   `messages` an array, `stream` a boolean, `stream_options` an object,
+//!   and no two top-level members, nor a member and one the sidecar judges,
+//!   whose names differ only in case. Other members pass (OpenAI's API and
+//!   the models' extensions add them often). No header or query parameter
+//!   is bound to it: any `x-amz-*`/`x-amzn-*` header or query parameter is
+//!   refused.
+//!
 //! # Headers ([`request_headers`])
 //!
 //! 1. A header name containing `_` is refused (some servers fold `_` into
@@ -80,6 +90,7 @@ mod body;
 mod headers;
 mod json;
 pub mod model;
+mod own;
 
 pub use headers::{is_hop_by_hop, is_stripped, query, request_headers, FORWARDED_ALLOWLIST};
 pub use json::{parse_json, JsonLimits};
@@ -211,7 +222,7 @@ fn models_unavailable(e: &str) -> ProxyError {
 /// opposed to an opaque payload). `false` if the models failed to load (the
 /// request is then refused by [`validate_body`]).
 pub fn has_json_body(op: Operation) -> bool {
-    operation_model(op).is_ok_and(|om| matches!(om.body, model::BodyKind::Json(_)))
+    operation_model(op).is_ok_and(|om| matches!(om.body, model::BodyKind::Json(_) | model::BodyKind::Own))
 }
 
 /// Validates the body of a request for `op`: `Ok(None)` for an opaque
@@ -220,15 +231,20 @@ pub fn has_json_body(op: Operation) -> bool {
 /// `{}`). See the module doc for the rules.
 pub fn validate_body(op: Operation, body: &Bytes, limits: JsonLimits) -> Result<Option<Value>, ProxyError> {
     let om = operation_model(op)?;
-    let model::BodyKind::Json(shape) = om.body else {
-        return Ok(None);
+    let shape = match om.body {
+        model::BodyKind::Opaque => return Ok(None),
+        model::BodyKind::Json(shape) => Some(shape),
+        model::BodyKind::Own => None,
     };
     let value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
         parse_json(body, limits)?
     };
-    check_value(shape, &value)?;
+    match shape {
+        Some(shape) => check_value(shape, &value)?,
+        None => own::check(op, &value)?,
+    }
     Ok(Some(value))
 }
 
@@ -237,6 +253,7 @@ pub fn validate_body(op: Operation, body: &Bytes, limits: JsonLimits) -> Result<
 pub fn validate_value(op: Operation, value: &Value) -> Result<(), ProxyError> {
     match operation_model(op)?.body {
         model::BodyKind::Json(shape) => Ok(check_value(shape, value)?),
+        model::BodyKind::Own => Ok(own::check(op, value)?),
         model::BodyKind::Opaque => Ok(()),
     }
 }

@@ -86,6 +86,9 @@ pub(crate) enum BodyKind {
     Opaque,
     /// A JSON object validated against this structure.
     Json(ShapeId),
+    /// A JSON object checked by the operation's own rules (`validate::own`):
+    /// an operation the botocore models do not define (ChatCompletions).
+    Own,
 }
 
 /// The input side of one model operation: its body and the names the model
@@ -156,6 +159,9 @@ impl Models {
     }
 
     pub fn operation(&self, op: Operation) -> Option<&OperationModel> {
+        if !op.has_aws_model() {
+            return Some(&OWN_CHAT_COMPLETIONS);
+        }
         self.operation_by_name(service_name(op.service()), model_operation(op))
     }
 
@@ -185,6 +191,19 @@ const SERVICES: [(&str, &str); 3] = [
 ];
 
 static MODELS: LazyLock<Result<Models, String>> = LazyLock::new(|| build(&SERVICES));
+
+/// ChatCompletions (OpenAI's Create chat completion on bedrock-runtime) has
+/// no botocore model: no header, query parameter or path label is bound to
+/// its input, and its body is checked by `validate::own`.
+static OWN_CHAT_COMPLETIONS: LazyLock<OperationModel> = LazyLock::new(|| OperationModel {
+    service: service_name(Operation::ChatCompletions.service()),
+    name: Operation::ChatCompletions.name().into(),
+    body: BodyKind::Own,
+    headers: Box::new([]),
+    header_prefixes: Box::new([]),
+    query: Box::new([]),
+    labels: Box::new([]),
+});
 
 /// The table, built on first use. An error means an embedded model could
 /// not be read: every request is then refused (fail closed); `check_models`

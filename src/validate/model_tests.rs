@@ -50,6 +50,7 @@ fn index(op: Operation) -> usize {
         StopFlowExecution => 40,
         ListFlowExecutionEvents => 41,
         GetExecutionFlowSnapshot => 42,
+        ChatCompletions => 43,
     }
 }
 

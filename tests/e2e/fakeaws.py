@@ -781,6 +781,10 @@ class FakeAws:
         import fake_inline_agent
 
         fake_inline_agent.install(self)
+        # bedrock-runtime's OpenAI-compatible Chat Completions: its own module.
+        import fake_openai
+
+        fake_openai.install(self)
         # sagemaker-runtime: its own module, which imports this one.
         import fake_sagemaker
 

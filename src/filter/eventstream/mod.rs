@@ -37,6 +37,10 @@
 //! - InvokeAgent `chunk` bytes; `trace` events in between do not end them.
 //! - InvokeEndpointWithResponseStream `PayloadPart` (raw bytes): as bytes
 //!   with the `regex::bytes` twin of the pattern.
+//! - ChatCompletions server-sent events (`text/event-stream`): each
+//!   event's `data` is a model chunk, tracked like
+//!   InvokeModelWithResponseStream's (`sse`): `choices[].delta.content` of
+//!   successive events continue each other per choice `index`.
 //! - Any other event or exception: JSON string literals redacted (raw bytes
 //!   when the payload is not JSON).
 //!
@@ -53,6 +57,7 @@
 //! answer citing a foreign source (docs/reference.md §5.2).
 
 mod json;
+mod sse;
 mod texts;
 
 use super::chunks::SourceFilter;
@@ -141,6 +146,8 @@ pub enum StreamShape {
     Agent,
     /// InvokeEndpointWithResponseStream: opaque payload parts.
     SageMaker,
+    /// ChatCompletions: server-sent events whose `data` are model chunks.
+    ChatCompletions,
     /// Events without known text members.
     Other,
 }
@@ -153,6 +160,8 @@ pub struct StreamRedactor {
     buf: BytesMut,
     redact: Option<Redact>,
     sources: Option<SourceFilter>,
+    /// ChatCompletions: the server-sent events framing.
+    sse: Option<sse::SseFramer>,
     failed: bool,
 }
 
@@ -173,11 +182,17 @@ impl StreamRedactor {
     }
 
     fn build(kind: StreamShape, redactor: Option<Arc<Redactor>>, sources: Option<SourceFilter>) -> Self {
+        // ChatCompletions events carry model chunks: tracked as such.
+        let (texts, sse) = match kind {
+            StreamShape::ChatCompletions => (StreamShape::Model, Some(sse::SseFramer::default())),
+            k => (k, None),
+        };
         StreamRedactor {
             kind,
-            redact: redactor.map(|redactor| Redact::new(kind, redactor)),
+            redact: redactor.map(|redactor| Redact::new(texts, redactor)),
             sources,
             buf: BytesMut::new(),
+            sse,
             failed: false,
         }
     }
@@ -204,6 +219,7 @@ impl StreamRedactor {
     /// truncated body. Held text is never sent after it.
     pub fn error_frame(&self, reason: &str, message: &str) -> Bytes {
         let exception = match self.kind {
+            StreamShape::ChatCompletions => return Bytes::from(sse::error_event(reason, message)),
             StreamShape::Converse | StreamShape::Model => "serviceUnavailableException",
             StreamShape::SageMaker => "InternalStreamFailure",
             StreamShape::Agent | StreamShape::Rag | StreamShape::Agentic | StreamShape::Other => "badGatewayException",
@@ -241,16 +257,53 @@ impl StreamRedactor {
             self.failed = true;
             return Err(StreamError::Truncated(self.buf.len()));
         }
-        let mut out = Vec::new();
-        let r = match &mut self.redact {
-            Some(red) => red.end_all(&mut out),
-            None => Ok(()),
-        };
+        let r = self.finish_inner();
         self.failed = r.is_err();
-        r.map(|()| Bytes::from(out))
+        r
+    }
+
+    fn finish_inner(&mut self) -> Result<Bytes, StreamError> {
+        let mut out = Vec::new();
+        if let Some(framer) = &mut self.sse {
+            let mut events = Vec::new();
+            framer.finish(&mut events)?;
+            for msg in events {
+                self.on_event(msg, &mut out)?;
+            }
+        }
+        if let Some(red) = &mut self.redact {
+            red.end_all(&mut out)?;
+        }
+        self.frames_out(out)
+    }
+
+    /// What the redaction released, in the client's framing.
+    fn frames_out(&self, frames: Vec<u8>) -> Result<Bytes, StreamError> {
+        if self.sse.is_none() {
+            return Ok(Bytes::from(frames));
+        }
+        let mut out = Vec::with_capacity(frames.len());
+        sse::to_sse(&frames, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// One server-sent event, as the `chunk` message it stands for.
+    fn on_event(&mut self, msg: Message, out: &mut Vec<u8>) -> Result<(), StreamError> {
+        let mut raw = Vec::new();
+        write(&msg, &mut raw)?;
+        self.on_message(msg, &Bytes::from(raw), out)
     }
 
     fn push_inner(&mut self, data: &[u8]) -> Result<Bytes, StreamError> {
+        if let Some(framer) = &mut self.sse {
+            let mut events = Vec::new();
+            framer.push(data, &mut events)?;
+            let mut out = Vec::with_capacity(data.len() + 64);
+            for msg in events {
+                self.on_event(msg, &mut out)?;
+            }
+            return self.frames_out(out);
+        }
         self.buf.extend_from_slice(data);
         let mut out = Vec::with_capacity(data.len() + 64);
         // Framing is done here (not by `MessageFrameDecoder`, which consumes

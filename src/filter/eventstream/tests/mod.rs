@@ -555,3 +555,5 @@ fn id_split_across_agentic_response_events_is_caught() {
 }
 
 mod sources_and_paths;
+
+mod chat_sse;
