@@ -3,7 +3,8 @@
 #   bash scripts/test.sh
 # 1. .venv at the repo root with the pinned packages of scripts/requirements-test.txt
 #    (created, or reused while the requirements are unchanged)
-# 2. redis-server from Debian when missing (the shared rate limit tests start their own)
+# 2. redis-server and curl from Debian when missing (the shared rate limit tests
+#    start their own redis-server; the HTTP/2 tests use curl with nghttp2)
 # 3. cargo build (debug) and cargo test (all Rust tests, the simulator crate too)
 # 4. pytest -q tests/e2e against the built binary (TENANTGATE_BIN, default
 #    target/debug/tenantgate)
@@ -59,6 +60,19 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ] &
   $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server ||
     echo "test.sh: redis-server install failed; the Redis tests will fail under CI=true" >&2
+fi
+
+# ---- curl --------------------------------------------------------------------
+# tests/e2e/test_http2.py speaks HTTP/2 to the sidecar with curl (Debian's is
+# built with nghttp2). Install it when missing; under CI=true those tests
+# fail without it, elsewhere they skip.
+if ! command -v curl >/dev/null 2>&1 && [ "${SKIP_CURL_INSTALL:-0}" != 1 ]; then
+  step "installing curl (apt-get)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl ||
+    echo "test.sh: curl install failed; the HTTP/2 tests will fail under CI=true" >&2
 fi
 
 # ---- Rust ------------------------------------------------------------------

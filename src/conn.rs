@@ -71,6 +71,9 @@ pub struct ClientConn {
     stalled: AtomicBool,
     request: AtomicU64,
     wake: Notify,
+    /// HTTP/2: the connection this stream belongs to (its watchdog giving
+    /// up on the connection gives up on every stream of it).
+    parent: Option<Arc<ClientConn>>,
 }
 
 impl ClientConn {
@@ -85,6 +88,24 @@ impl ClientConn {
             stalled: AtomicBool::new(false),
             request: AtomicU64::new(0),
             wake: Notify::new(),
+            parent: None,
+        })
+    }
+
+    /// HTTP/2: the state of one stream of this connection. Its writes are
+    /// the frames its response body hands to the connection
+    /// (`watch_stream`); it is stalled when its own watchdog or the
+    /// connection's gave up.
+    pub fn stream_of(parent: &Arc<ClientConn>) -> Arc<ClientConn> {
+        Arc::new(ClientConn {
+            origin: Instant::now(),
+            pending_since: AtomicU64::new(0),
+            timeout_ms: AtomicU64::new(parent.timeout_ms.load(Ordering::Relaxed)),
+            streamed: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            request: AtomicU64::new(0),
+            wake: Notify::new(),
+            parent: Some(parent.clone()),
         })
     }
 
@@ -106,7 +127,7 @@ impl ClientConn {
 
     /// True once the watchdog gave up on the client.
     pub fn is_stalled(&self) -> bool {
-        self.stalled.load(Ordering::Acquire)
+        self.stalled.load(Ordering::Acquire) || self.parent.as_ref().is_some_and(|p| p.is_stalled())
     }
 
     /// Test support: as if the watchdog had given up on the client.
@@ -258,6 +279,152 @@ impl Drop for WatchedTcp {
         if self.conn.is_stalled() {
             let _ = self.io.set_zero_linger();
         }
+    }
+}
+
+/// HTTP/2: a response body of one stream of a watched connection.
+///
+/// On an HTTP/2 connection the server polls a stream's body only when the
+/// client's flow-control windows (stream and connection) have room, so a
+/// client that stops granting window to one stream never blocks a socket
+/// write: the connection's watchdog sees nothing, and the stream would keep
+/// its upstream body and its tenant's concurrency slot. Here each handed-on
+/// frame starts a wait on the stream's own `ClientConn`, the next poll ends
+/// it, and a task runs that stream's watchdog: when one wait outlasts the
+/// timeout in force (`aws.stream_idle_timeout_secs` for a streamed body,
+/// `server.client_write_timeout_secs` for one held whole) the body is
+/// dropped (audited `client_stalled`, slot released, upstream connection
+/// closed) and the stream ends with an error (reset) when the server next
+/// polls it. Frames are handed on in pieces of at most `STREAM_PIECE`, so
+/// what waits for the client's window is mostly here, where the watchdog
+/// can drop it. The task ends with the body.
+pub struct WatchedStream<B> {
+    inner: Arc<std::sync::Mutex<Option<Held<B>>>>,
+    conn: Arc<ClientConn>,
+    /// Dropped with the body: ends the watchdog task.
+    _alive: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The largest piece of a response handed to an HTTP/2 stream at once (one
+/// frame at the default size): the rest of a larger chunk (a response held
+/// whole is one chunk) stays here, where the stream's watchdog can drop it,
+/// rather than in the connection's send queue.
+pub const STREAM_PIECE: usize = 16 * 1024;
+
+/// What the watchdog drops: the body and the rest of its last chunk.
+struct Held<B> {
+    body: B,
+    rest: bytes::Bytes,
+}
+
+/// Wraps `resp`'s body for stream `conn` (see `WatchedStream`) and starts its
+/// watchdog unless the body is already complete; `on_stall` runs once if
+/// the watchdog gives up.
+pub fn watch_stream<B>(
+    resp: http::Response<B>,
+    conn: Arc<ClientConn>,
+    on_stall: impl FnOnce(Stall) + Send + 'static,
+) -> http::Response<WatchedStream<B>>
+where
+    B: http_body::Body + Send + 'static,
+{
+    let (parts, body) = resp.into_parts();
+    let complete = body.is_end_stream();
+    let inner = Arc::new(std::sync::Mutex::new(Some(Held { body, rest: bytes::Bytes::new() })));
+    let (alive, ended) = tokio::sync::oneshot::channel::<()>();
+    if !complete {
+        let weak = Arc::downgrade(&inner);
+        let watched = conn.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = ended => {}
+                stall = watched.stalled() => {
+                    if let Some(inner) = weak.upgrade() {
+                        // Taken under the lock, dropped outside it.
+                        let held = inner.lock().ok().and_then(|mut b| b.take());
+                        drop(held);
+                    }
+                    on_stall(stall);
+                }
+            }
+        });
+    }
+    http::Response::from_parts(parts, WatchedStream { inner, conn, _alive: alive })
+}
+
+fn cut_off() -> crate::body::BoxError {
+    Box::new(crate::body::StreamError(crate::audit::StreamEnd::ClientStalled))
+}
+
+impl<B> http_body::Body for WatchedStream<B>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = crate::body::BoxError> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        // Polled again: the client made room for more.
+        this.conn.wrote();
+        let Ok(mut guard) = this.inner.lock() else {
+            return Poll::Ready(Some(Err(cut_off())));
+        };
+        let Some(held) = guard.as_mut() else {
+            // The watchdog dropped the body: end the stream with an error
+            // (a reset), never as if it were complete.
+            return Poll::Ready(Some(Err(cut_off())));
+        };
+        let frame = if !held.rest.is_empty() {
+            let n = held.rest.len().min(STREAM_PIECE);
+            http_body::Frame::data(held.rest.split_to(n))
+        } else {
+            match Pin::new(&mut held.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(mut data) => {
+                        if data.len() > STREAM_PIECE {
+                            held.rest = data.split_off(STREAM_PIECE);
+                        }
+                        http_body::Frame::data(data)
+                    }
+                    Err(other) => other,
+                },
+                other => return other,
+            }
+        };
+        if !(held.rest.is_empty() && held.body.is_end_stream()) {
+            // Handed on: until the next poll, the stream waits on its client.
+            this.conn.waits();
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // A body the watchdog took is not complete: it must end in an error.
+        self.inner
+            .lock()
+            .ok()
+            .is_some_and(|h| h.as_ref().is_some_and(|h| h.rest.is_empty() && h.body.is_end_stream()))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let Some((mut hint, rest)) = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(|h| (h.body.size_hint(), h.rest.len() as u64)))
+        else {
+            return http_body::SizeHint::default();
+        };
+        // Upper first: `set_lower` must never pass the upper bound.
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint.set_lower(hint.lower().saturating_add(rest));
+        hint
     }
 }
 

@@ -21,6 +21,7 @@ pub mod upstream;
 pub mod admin;
 pub mod metrics;
 pub mod decide;
+pub mod protocol;
 pub mod proxy;
 pub mod run;
 pub mod server;

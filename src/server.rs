@@ -8,6 +8,7 @@ use crate::config::{Config, CredentialsConfig, StaticCredentialsEnv};
 use crate::conn::{ClientConn, WatchedTcp};
 use crate::proxy::{Proxy, Snapshot};
 use crate::upstream::{build_client, Endpoints};
+use crate::protocol::Protocol;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -195,17 +196,49 @@ impl Sidecar {
                 // (and each request sets its own, see `Proxy::handle_on`).
                 let conn = ClientConn::new(p.snapshot.load().config.server.client_write_timeout);
                 let stream = WatchedTcp::new(stream, conn.clone());
-                let svc_conn = conn.clone();
-                let svc_proxy = p.clone();
-                let svc = service_fn(move |req| {
-                    let p = svc_proxy.clone();
-                    let conn = svc_conn.clone();
-                    async move { Ok::<_, Infallible>(p.handle_on(req, Some(&conn)).await) }
-                });
-                let builder = http_builder(header_timeout);
+                // HTTP/1.1: the connection's watchdog (one response at a
+                // time). HTTP/2: the connection's watchdog for a client that
+                // reads nothing at all, with the longer of the two write
+                // timeouts (whole and streamed responses share it), and one
+                // per stream for a client that stops granting a stream
+                // window (`conn::WatchedStream`).
+                let service = |protocol: Protocol| {
+                    let conn = conn.clone();
+                    let p = p.clone();
+                    if protocol == Protocol::Http2 {
+                        let cfg = p.snapshot.load().config.clone();
+                        conn.begin_request(0, cfg.server.client_write_timeout.max(cfg.aws.stream_idle_timeout));
+                    }
+                    service_fn(move |req| {
+                        let p = p.clone();
+                        let conn = conn.clone();
+                        async move {
+                            if protocol == Protocol::Http1 {
+                                return Ok::<_, Infallible>(p.handle_on(req, Some(&conn)).await.map(Served::Whole));
+                            }
+                            let stream = ClientConn::stream_of(&conn);
+                            let resp = p.handle_on(req, Some(&stream)).await;
+                            let on_stall = move |stall: crate::conn::Stall| {
+                                crate::metrics::global().client_write_timeout(stall.streamed);
+                                tracing::warn!(
+                                    request_id = p.request_id_of(stall.request),
+                                    streamed = stall.streamed,
+                                    "HTTP/2 client granted no window to the response for {:?}; stream cut off",
+                                    stall.timeout
+                                );
+                            };
+                            Ok(crate::conn::watch_stream(resp, stream, on_stall).map(Served::Stream))
+                        }
+                    })
+                };
                 match tls {
                     None => {
-                        let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                        let (protocol, stream) = match crate::protocol::by_preface(stream, header_timeout).await {
+                            Ok(sniffed) => sniffed,
+                            Err(e) => return tracing::debug!("proxy connection ended before a request: {e}"),
+                        };
+                        let builder = crate::protocol::builder(protocol, header_timeout);
+                        let served = watcher.watch(builder.serve_connection(TokioIo::new(stream), service(protocol)));
                         serve_watched(served, &conn, &p).await;
                     }
                     Some(acceptor) => {
@@ -215,7 +248,9 @@ impl Sidecar {
                             Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
                             Err(_) => return tracing::debug!("TLS handshake timed out"),
                         };
-                        let served = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), svc));
+                        let protocol = crate::protocol::by_alpn(tls_stream.get_ref().1.alpn_protocol());
+                        let builder = crate::protocol::builder(protocol, header_timeout);
+                        let served = watcher.watch(builder.serve_connection(TokioIo::new(tls_stream), service(protocol)));
                         serve_watched(served, &conn, &p).await;
                     }
                 }
@@ -314,12 +349,49 @@ where
     }
 }
 
+/// A proxy response body: as the pipeline made it (HTTP/1.1, watched by the
+/// connection's watchdog) or with its HTTP/2 stream's watchdog.
+enum Served {
+    Whole(crate::body::ProxyBody),
+    Stream(crate::conn::WatchedStream<crate::body::ProxyBody>),
+}
+
+impl http_body::Body for Served {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Served::Whole(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Served::Stream(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Served::Whole(b) => b.is_end_stream(),
+            Served::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Served::Whole(b) => b.size_hint(),
+            Served::Stream(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The admin listener's builder: HTTP/1.1 only (probes and scrapes).
 fn http_builder(header_timeout: Duration) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true)
-        .max_buf_size(1024 * 1024);
+        .max_buf_size(crate::protocol::H1_MAX_BUF);
     b
 }
 
@@ -357,3 +429,7 @@ where
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "server_h2_tests.rs"]
+mod h2_tests;

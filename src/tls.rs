@@ -57,7 +57,8 @@ pub fn https_connector(
         .wrap_connector(http))
 }
 
-/// Server TLS config for `server.tls_cert_file` / `tls_key_file`.
+/// Server TLS config for `server.tls_cert_file` / `tls_key_file`, with ALPN
+/// `h2` and `http/1.1`.
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::ServerConfig, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| format!("{}: {e}", cert_file.display()))?
@@ -68,10 +69,14 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::Server
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_file.display()))
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    // HTTP/2 when the client offers it, else HTTP/1.1 (`protocol::by_alpn`);
+    // a client offering only other protocols fails the handshake.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }

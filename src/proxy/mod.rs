@@ -184,7 +184,9 @@ impl Proxy {
         };
         // A request refused before its body was read leaves unread bytes on
         // the connection: tell the client not to reuse it.
-        let unread_body = !req.body().is_end_stream();
+        // (HTTP/1.x only: an HTTP/2 stream ends on its own, its connection
+        // stays usable, and `Connection` is illegal there.)
+        let unread_body = !req.body().is_end_stream() && req.version() < http::Version::HTTP_2;
         let body_read = std::sync::atomic::AtomicBool::new(false);
         let result = match self.pipeline(&snap, req, &mut rec, &body_read).await {
             Ok(fwd) => self.respond(&snap, fwd, &mut rec, started, &request_id, conn).await,
