@@ -157,42 +157,24 @@ fn check_invocation_arn(arn: &str) -> Result<(), ProxyError> {
 /// ListAsyncInvokes' query parameters (the validator already refused
 /// names the model does not define).
 fn check_list_query(q: &str) -> Result<(), ProxyError> {
-    let bad = |m: String| Err(ProxyError::InvalidParameter(m));
-    let mut seen: Vec<String> = Vec::new();
-    for part in q.split('&').filter(|p| !p.is_empty()) {
-        let (raw_name, raw_value) = part.split_once('=').unwrap_or((part, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| ProxyError::InvalidParameter("query string is not valid UTF-8".into()))
-        };
-        let (name, value) = (decode(raw_name)?, decode(raw_value)?);
-        if seen.contains(&name) {
-            return bad(format!("query parameter `{name}` may appear at most once"));
-        }
-        let ok = match name.as_str() {
-            "maxResults" => value.parse::<u32>().is_ok_and(|n| (1..=1000).contains(&n)) && !value.starts_with('+'),
-            "nextToken" => (1..=2048).contains(&value.len()) && !value.chars().any(char::is_whitespace),
+    super::query::for_each_pair(q, |name, value| {
+        let ok = super::query::paging_value_ok(name, value).unwrap_or_else(|| match name {
             "sortBy" => value == "SubmissionTime",
-            "sortOrder" => matches!(value.as_str(), "Ascending" | "Descending"),
-            "statusEquals" => matches!(value.as_str(), "InProgress" | "Completed" | "Failed"),
+            "sortOrder" => matches!(value, "Ascending" | "Descending"),
+            "statusEquals" => matches!(value, "InProgress" | "Completed" | "Failed"),
             "submitTimeAfter" | "submitTimeBefore" => {
                 !value.is_empty()
                     && value.len() <= 64
                     && value.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b'T' | b'Z' | b'+'))
             }
             _ => false,
-        };
-        if !ok {
-            return bad(format!(
-                "query parameter `{name}` has a value the AWS model of ListAsyncInvokes does not allow: {:?}",
-                decide::truncate(&value, 64)
-            ));
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(super::query::value_not_allowed(name, value, "the AWS model of ListAsyncInvokes"))
         }
-        seen.push(name);
-    }
-    Ok(())
+    })
 }
 
 /// StartAsyncInvoke's body for this tenant (see the module doc). Returns the

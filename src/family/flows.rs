@@ -276,37 +276,20 @@ pub fn own_execution(keys: &SessionKeys, who: &Principal, flow: &str, alias: &st
 /// here too.
 fn list_query(query: Option<&str>, names: &[&str]) -> Result<Vec<(String, String)>, ProxyError> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for part in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (raw_name, raw_value) = part.split_once('=').unwrap_or((part, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| ProxyError::InvalidParameter("query string is not valid UTF-8".into()))
-        };
-        let (name, value) = (decode(raw_name)?, decode(raw_value)?);
-        if out.iter().any(|(n, _)| *n == name) {
-            return Err(ProxyError::InvalidParameter(format!("query parameter `{name}` may appear at most once")));
-        }
-        let ok = names.contains(&name.as_str())
-            && match name.as_str() {
-                "maxResults" => {
-                    value.bytes().all(|b| b.is_ascii_digit()) && value.parse::<u32>().is_ok_and(|n| (1..=1000).contains(&n))
-                }
-                "nextToken" => (1..=2048).contains(&value.len()) && !value.chars().any(char::is_whitespace),
-                "eventType" => matches!(value.as_str(), "Node" | "Flow"),
+    super::query::for_each_pair(query.unwrap_or_default(), |name, value| {
+        let ok = names.contains(&name)
+            && super::query::paging_value_ok(name, value).unwrap_or_else(|| match name {
+                "eventType" => matches!(value, "Node" | "Flow"),
                 // Its id form; an ARN is decided (and refused) by the caller.
-                "flowAliasIdentifier" => is_alias_id(&value) || value.starts_with("arn:"),
+                "flowAliasIdentifier" => is_alias_id(value) || value.starts_with("arn:"),
                 _ => false,
-            };
+            });
         if !ok {
-            return Err(ProxyError::InvalidParameter(format!(
-                "query parameter `{name}` has a value the AWS model does not allow: {:?}",
-                decide::truncate(&value, 64)
-            )));
+            return Err(super::query::value_not_allowed(name, value, "the AWS model"));
         }
-        out.push((name, value));
-    }
+        out.push((name.to_string(), value.to_string()));
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -41,6 +41,7 @@ pub mod inline_agent;
 pub mod kb_documents;
 pub mod knowledge_bases;
 pub mod model_calls;
+mod query;
 pub mod retrieval_filter;
 pub mod sagemaker;
 pub mod sessions;

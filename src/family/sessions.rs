@@ -317,33 +317,10 @@ fn check_payload(v: &Value) -> Result<(), ProxyError> {
 /// ListInvocations' and ListInvocationSteps' query parameters (the
 /// validator already refused names the model does not define).
 fn check_list_query(q: &str) -> Result<(), ProxyError> {
-    let mut seen: Vec<String> = Vec::new();
-    for part in q.split('&').filter(|p| !p.is_empty()) {
-        let (raw_name, raw_value) = part.split_once('=').unwrap_or((part, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| ProxyError::InvalidParameter("query string is not valid UTF-8".into()))
-        };
-        let (name, value) = (decode(raw_name)?, decode(raw_value)?);
-        if seen.contains(&name) {
-            return Err(ProxyError::InvalidParameter(format!("query parameter `{name}` may appear at most once")));
-        }
-        let ok = match name.as_str() {
-            "maxResults" => value.parse::<u32>().is_ok_and(|n| (1..=1000).contains(&n)) && !value.starts_with('+'),
-            "nextToken" => (1..=2048).contains(&value.len()) && !value.chars().any(char::is_whitespace),
-            _ => false,
-        };
-        if !ok {
-            return Err(ProxyError::InvalidParameter(format!(
-                "query parameter `{name}` has a value the AWS model does not allow: {:?}",
-                decide::truncate(&value, 64)
-            )));
-        }
-        seen.push(name);
-    }
-    Ok(())
+    super::query::for_each_pair(q, |name, value| match super::query::paging_value_ok(name, value) {
+        Some(true) => Ok(()),
+        _ => Err(super::query::value_not_allowed(name, value, "the AWS model")),
+    })
 }
 
 /// ListSessions' query: checked as the other lists', `maxResults` at most
