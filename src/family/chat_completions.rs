@@ -32,7 +32,7 @@ use super::{body_object, to_bytes, Ctx, Notes, RequestBody};
 use crate::decide::{model_map, Resource};
 use crate::error::ProxyError;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use serde_json::{Map, Value};
 
 /// The body member AWS reads for the guardrail of this API.
@@ -99,13 +99,7 @@ fn bind_guardrail(ctx: &Ctx<'_>, obj: &mut Map<String, Value>, headers: &mut Hea
         }
         Some(_) => return Err(ProxyError::InvalidParameter(format!("{GUARDRAIL_CONFIG} must be an object"))),
     }
-    let id = HeaderValue::from_str(&g.id)
-        .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
-    let ver = HeaderValue::from_str(&g.version)
-        .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
-    headers.insert(crate::aws::headers::GUARDRAIL_IDENTIFIER, id);
-    headers.insert(crate::aws::headers::GUARDRAIL_VERSION, ver);
-    Ok(())
+    super::model_calls::set_guardrail_headers(headers, g)
 }
 
 #[cfg(test)]

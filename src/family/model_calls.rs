@@ -316,6 +316,19 @@ fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Prox
         .map_err(|_| ProxyError::InvalidParameter(format!("request header {name} must be visible ASCII")))
 }
 
+/// The tenant's guardrail in the headers AWS reads it from (InvokeModel,
+/// its stream, and the OpenAI-compatible Chat Completions), replacing the
+/// client's.
+pub(crate) fn set_guardrail_headers(headers: &mut HeaderMap, g: &crate::config::Guardrail) -> Result<(), ProxyError> {
+    let id = HeaderValue::from_str(&g.id)
+        .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
+    let ver = HeaderValue::from_str(&g.version)
+        .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
+    headers.insert(crate::aws::headers::GUARDRAIL_IDENTIFIER, id);
+    headers.insert(crate::aws::headers::GUARDRAIL_VERSION, ver);
+    Ok(())
+}
+
 /// Where a body names the model of an operation whose path names none.
 fn body_model_pointer(op: Operation) -> &'static str {
     match op {
@@ -382,12 +395,7 @@ pub fn rewrite_model_call(
         }
         Operation::InvokeModel | Operation::InvokeModelWithResponseStream => {
             let Some(g) = &policy.guardrail else { return Ok(body) };
-            let id = HeaderValue::from_str(&g.id)
-                .map_err(|_| ProxyError::InvalidParameter("guardrail id is not a valid header value".into()))?;
-            let ver = HeaderValue::from_str(&g.version)
-                .map_err(|_| ProxyError::InvalidParameter("guardrail version is not a valid header value".into()))?;
-            headers.insert(crate::aws::headers::GUARDRAIL_IDENTIFIER, id);
-            headers.insert(crate::aws::headers::GUARDRAIL_VERSION, ver);
+            set_guardrail_headers(headers, g)?;
             rewrite_invoke_body(op, body, g)
         }
         _ => Ok(body),
