@@ -235,3 +235,31 @@ def test_guardrail_checks_refusals(sc, mint, fake_aws):
         assert resp.status in statuses, (checks, resp)
         harness.assert_tenantgate_error(resp, resp.status, {"invalid_parameter", "guardrail_not_allowed"})
     harness.assert_nothing_upstream(fake_aws)
+
+
+# ---- Hostile transport, for all three -----------------------------------------
+
+_GQ_FOREIGN = json.dumps(_gq(KB_ARN.replace(KB, OTHER_KB))).encode()
+_CALLS = [
+    ("/generateQuery", _GQ_FOREIGN),
+    (f"/knowledgebases/{KB}/datasources/{DS}/documents/salaries/content", b"{}"),
+    ("/guardrail-checks/invoke", json.dumps({"messages": MESSAGES, "checks": {
+        "sensitiveInformation": {"entities": [{"type": "EMAIL"}]}}}).encode()),
+]
+
+
+@pytest.mark.parametrize("path,body", _CALLS)
+def test_hostile_transport_is_refused(sc, mint, fake_aws, docs, path, body):
+    """A gzip body (the sidecar cannot judge it), a Connection header naming
+    the token or a signing header, and the token header spelled with `_`:
+    refused, nothing upstream."""
+    import gzip
+    token = mint("acme", "alice", email="alice@acme.example")
+    resp = sc.request("POST", path, gzip.compress(body), {"Content-Encoding": "gzip"}, token=token)
+    harness.assert_tenantgate_error(resp, 400, "invalid_parameter")
+    for named in ("x-tenant-token", "authorization", "x-amz-date"):
+        resp = sc.request("POST", path, body, {"Connection": f"keep-alive, {named}"}, token=token)
+        assert resp.status in (400, 401), (named, resp)
+    resp = sc.request("POST", path, body, {"x_tenant_token": token})
+    harness.assert_tenantgate_error(resp, 401, "missing_token")
+    harness.assert_nothing_upstream(fake_aws)
